@@ -1,0 +1,15 @@
+-- Indexes for our access paths; run after our columns exist.
+CREATE UNIQUE INDEX IF NOT EXISTS ix_cascade_nodes_api_key
+    ON we_cascade_nodes (api_key) WHERE api_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS ix_cascade_alloc_claim
+    ON we_cascade_task_allocations (status, available_at);
+CREATE INDEX IF NOT EXISTS ix_cascade_alloc_node
+    ON we_cascade_task_allocations (node_id, status);
+CREATE INDEX IF NOT EXISTS ix_cascade_alloc_task
+    ON we_cascade_task_allocations (task_id, status);
+CREATE INDEX IF NOT EXISTS ix_cascade_alloc_dispatched
+    ON we_cascade_task_allocations (dispatched_at);
+CREATE INDEX IF NOT EXISTS ix_cascade_sync_logs_started
+    ON we_cascade_sync_logs (started_at);
+CREATE INDEX IF NOT EXISTS ix_articles_mp_publish
+    ON we_articles (mp_id, publish_time);

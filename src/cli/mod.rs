@@ -1,0 +1,137 @@
+//! Command line: `cascade parent`, `cascade init`. Parses flags, loads configuration and
+//! hands over to the library; the only module that may import every role.
+
+use crate::clock::Clock;
+use crate::config::{self, Config, Overrides};
+use crate::parent;
+use crate::store::Store;
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+/// werss-cascade: WeRSS-compatible cascade task dispatch.
+#[derive(Debug, Parser)]
+#[command(name = "cascade", version, about)]
+pub struct Cli {
+    /// WeRSS-layout config file (default: ./config.yaml when present).
+    #[arg(long, short = 'c', global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Database URL, e.g. sqlite://data/cascade.db (overrides `db`).
+    #[arg(long, global = true, value_name = "URL")]
+    pub db: Option<String>,
+    /// HTTP port (overrides `port`).
+    #[arg(long, global = true)]
+    pub port: Option<u16>,
+    /// Address to bind (default 127.0.0.1).
+    #[arg(long, global = true)]
+    pub bind: Option<IpAddr>,
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a parent node: the admin and node APIs.
+    Parent,
+    /// Create the database and an admin account.
+    Init {
+        /// Admin username.
+        #[arg(long, default_value = "admin")]
+        admin_user: String,
+        /// Admin password (or env CASCADE_ADMIN_PASSWORD).
+        #[arg(long, env = "CASCADE_ADMIN_PASSWORD", hide_env_values = true)]
+        admin_password: String,
+    },
+}
+
+/// Runs the parsed command and returns the process exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    crate::telemetry::init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let overrides = Overrides {
+        db: cli.db.clone(),
+        port: cli.port,
+        bind: cli.bind,
+    };
+    let config = config::load(cli.config.as_deref(), &overrides)?;
+    Ok(config)
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let config = load_config(&cli)?;
+    match cli.command {
+        Command::Parent => {
+            let shutdown = CancellationToken::new();
+            tokio::spawn(cancel_on_signal(shutdown.clone()));
+            parent::run(config, shutdown).await
+        }
+        Command::Init {
+            admin_user,
+            admin_password,
+        } => {
+            let store = Store::connect(&config.db)
+                .await
+                .with_context(|| format!("while opening the database {}", config.db))?;
+            parent::ops::create_admin(
+                &store,
+                &admin_user,
+                &admin_password,
+                config.bcrypt_cost,
+                &Clock::system(),
+            )
+            .await
+            .with_context(|| format!("while creating admin '{admin_user}'"))?;
+            println!(
+                "Database {} is ready; admin '{admin_user}' created.",
+                config.db
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+async fn cancel_on_signal(token: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    token.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown signal received");
+    token.cancel();
+}

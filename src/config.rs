@@ -1,0 +1,467 @@
+//! Configuration: WeRSS's `config.yaml` layout, `${VAR}` / `${VAR:-default}` interpolation and
+//! WeRSS's value coercion, then `CASCADE_<KEY>` env overrides and CLI flags, applied in one
+//! place ([`load`]). The loader only reads; it never writes files.
+
+use crate::protocol::credentials::Secret;
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value};
+use std::net::IpAddr;
+use std::path::Path;
+
+/// Configuration errors, each naming the key or file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML.
+    #[error("config file {path} is not valid YAML: {message}")]
+    Yaml {
+        /// The file.
+        path: String,
+        /// The parser's message.
+        message: String,
+    },
+    /// A key has a value of the wrong kind.
+    #[error("config key '{key}': {message}")]
+    Invalid {
+        /// Dotted key path.
+        key: String,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// The WeRSS keys under `cascade:` plus ours; each is overridable as env `CASCADE_<KEY>`.
+const CASCADE_KEYS: &[&str] = &[
+    "enabled",
+    "node_type",
+    "parent_api_url",
+    "api_key",
+    "api_secret",
+    "sync_interval",
+    "heartbeat_interval",
+    "task_poll_interval",
+    "callback_url",
+    "claim_interval",
+    "lease_seconds",
+    "max_run_seconds",
+    "offline_after",
+    "max_attempts",
+    "retry_base",
+    "retry_max",
+    "cooldown_base",
+    "cooldown_max",
+    "default_max_capacity",
+    "feeds_per_allocation",
+    "steal_after",
+    "max_wait",
+    "max_claim_batch",
+    "reap_interval",
+    "notify_timeout",
+    "max_upload_bytes",
+    "scheduler",
+    "timezone",
+    "capacity",
+    "fetchers",
+    "wechat_token",
+    "wechat_cookie",
+    "claim_wait",
+    "shutdown_grace",
+];
+
+/// Top-level keys and the WeRSS env variable each falls back to when absent from the file.
+const TOP_LEVEL_ENV: &[(&str, &str)] = &[
+    ("db", "DB"),
+    ("port", "PORT"),
+    ("secret", "SECRET_KEY"),
+    ("token_expire_minutes", "TOKEN_EXPIRE_MINUTES"),
+];
+
+/// WeRSS's published default secrets; a parent configured with one warns.
+pub const WERSS_DEFAULT_SECRETS: &[&str] = &["we-mp-rss", "csol2025"];
+
+/// The whole configuration of a parent or child.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Database URL (`sqlite://…`, SQLAlchemy forms accepted).
+    #[serde(deserialize_with = "lenient_string")]
+    pub db: String,
+    /// HTTP port of the parent.
+    #[serde(deserialize_with = "lenient_u16")]
+    pub port: u16,
+    /// Address the parent binds (ours; not a WeRSS key).
+    #[serde(deserialize_with = "lenient_ip")]
+    pub bind: IpAddr,
+    /// JWT signing key; `None` means "use the one kept in the database".
+    #[serde(deserialize_with = "optional_secret")]
+    pub secret: Option<Secret>,
+    /// JWT lifetime in minutes.
+    #[serde(deserialize_with = "lenient_u64")]
+    pub token_expire_minutes: u64,
+    /// The `cascade:` section.
+    pub cascade: CascadeConfig,
+    /// bcrypt cost for new admin passwords (not a file key; tests lower it).
+    #[serde(skip)]
+    pub bcrypt_cost: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            db: "sqlite://data/cascade.db".into(),
+            port: 8001,
+            bind: IpAddr::from([127, 0, 0, 1]),
+            secret: None,
+            token_expire_minutes: 4320,
+            cascade: CascadeConfig::default(),
+            bcrypt_cost: bcrypt::DEFAULT_COST,
+        }
+    }
+}
+
+macro_rules! cascade_config {
+    ($( $(#[$doc:meta])* $name:ident : $ty:ty = $default:expr, $de:literal; )*) => {
+        /// The `cascade:` section: WeRSS's keys and ours (durations in seconds).
+        #[derive(Debug, Clone, Deserialize)]
+        #[serde(default)]
+        pub struct CascadeConfig {
+            $( $(#[$doc])* #[serde(deserialize_with = $de)] pub $name: $ty, )*
+        }
+        impl Default for CascadeConfig {
+            fn default() -> Self {
+                Self { $( $name: $default, )* }
+            }
+        }
+    };
+}
+
+cascade_config! {
+    /// WeRSS: starts the child worker; here only checked for a warning.
+    enabled: bool = false, "lenient_bool";
+    /// WeRSS role name (`parent` or `child`).
+    node_type: String = "child".into(), "lenient_string";
+    /// Base URL of the parent, for a child.
+    parent_api_url: String = "http://localhost:8001".into(), "lenient_string";
+    /// Child AK.
+    api_key: String = String::new(), "lenient_string";
+    /// Child SK.
+    api_secret: Secret = Secret::default(), "lenient_secret";
+    /// WeRSS full-sync period (unused).
+    sync_interval: u64 = 300, "lenient_u64";
+    /// Child heartbeat period.
+    heartbeat_interval: u64 = 60, "lenient_u64";
+    /// Child sleep after an empty claim without long-poll.
+    task_poll_interval: u64 = 30, "lenient_u64";
+    /// Child notify URL sent in heartbeats.
+    callback_url: String = String::new(), "lenient_string";
+    /// WeRSS: read, unused.
+    claim_interval: u64 = 30, "lenient_u64";
+    /// Lease length after claim and each renewal.
+    lease_seconds: u64 = 300, "lenient_u64";
+    /// Upper bound of a lease counted from the claim.
+    max_run_seconds: u64 = 1800, "lenient_u64";
+    /// Heartbeat silence after which a node is offline.
+    offline_after: u64 = 180, "lenient_u64";
+    /// Attempts before an allocation fails for good.
+    max_attempts: u64 = 5, "lenient_u64";
+    /// Base of the retry backoff.
+    retry_base: u64 = 30, "lenient_u64";
+    /// Cap of the retry backoff.
+    retry_max: u64 = 1800, "lenient_u64";
+    /// Base of the WeChat cooldown.
+    cooldown_base: u64 = 900, "lenient_u64";
+    /// Cap of the WeChat cooldown.
+    cooldown_max: u64 = 21600, "lenient_u64";
+    /// Capacity of a node whose `sync_config` names none.
+    default_max_capacity: u64 = 10, "lenient_u64";
+    /// Feeds per allocation at dispatch.
+    feeds_per_allocation: u64 = 1, "lenient_u64";
+    /// Delay after which other nodes may take an unclaimed assigned allocation.
+    steal_after: u64 = 60, "lenient_u64";
+    /// Longest long-poll a claim may ask for.
+    max_wait: u64 = 25, "lenient_u64";
+    /// Largest `limit` on a claim.
+    max_claim_batch: u64 = 10, "lenient_u64";
+    /// Reaper period.
+    reap_interval: u64 = 15, "lenient_u64";
+    /// Timeout of a notify or test-connection call.
+    notify_timeout: u64 = 5, "lenient_u64";
+    /// Body limit of `upload-articles`.
+    max_upload_bytes: u64 = 32 * 1024 * 1024, "lenient_u64";
+    /// Whether the cron scheduler starts running.
+    scheduler: bool = true, "lenient_bool";
+    /// Zone cron expressions are evaluated in; empty = process local zone.
+    timezone: String = String::new(), "lenient_string";
+    /// Child: feeds crawled at once.
+    capacity: u64 = 4, "lenient_u64";
+    /// Child: fetcher kinds (`wechat`, `rss`), list or comma string.
+    fetchers: Vec<String> = vec!["wechat".into()], "string_list";
+    /// Child: WeChat session token.
+    wechat_token: Secret = Secret::default(), "lenient_secret";
+    /// Child: WeChat session cookie.
+    wechat_cookie: Secret = Secret::default(), "lenient_secret";
+    /// Child: long-poll seconds asked on claim.
+    claim_wait: u64 = 25, "lenient_u64";
+    /// Child: seconds to finish held work on shutdown before releasing it.
+    shutdown_grace: u64 = 30, "lenient_u64";
+}
+
+/// Overrides given on the command line; they win over file and environment.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--db`.
+    pub db: Option<String>,
+    /// `--port`.
+    pub port: Option<u16>,
+    /// `--bind`.
+    pub bind: Option<IpAddr>,
+}
+
+/// Loads the configuration: defaults < file < env < flags.
+///
+/// `path` = `None` reads `config.yaml` if it exists; an explicit path must exist.
+///
+/// # Errors
+/// Unreadable file, invalid YAML or a key of the wrong kind.
+pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, Error> {
+    let (text, name) = match path {
+        Some(p) => (read(p)?, p.display().to_string()),
+        None if Path::new("config.yaml").is_file() => {
+            (read(Path::new("config.yaml"))?, "config.yaml".into())
+        }
+        None => (String::new(), "(none)".into()),
+    };
+    let mut config = from_yaml_str(&text, &name, &|k| std::env::var(k).ok())?;
+    apply_overrides(&mut config, overrides);
+    Ok(config)
+}
+
+fn read(path: &Path) -> Result<String, Error> {
+    std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Applies CLI flags on top of a loaded configuration.
+pub fn apply_overrides(config: &mut Config, overrides: &Overrides) {
+    if let Some(db) = &overrides.db {
+        config.db = db.clone();
+    }
+    if let Some(port) = overrides.port {
+        config.port = port;
+    }
+    if let Some(bind) = overrides.bind {
+        config.bind = bind;
+    }
+}
+
+/// Parses YAML text with `env` as the environment (pure: tests pass a map).
+///
+/// # Errors
+/// Invalid YAML or a key of the wrong kind.
+pub fn from_yaml_str(
+    text: &str,
+    name: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, Error> {
+    let tree: Value = if text.trim().is_empty() {
+        Value::Null
+    } else {
+        yaml_serde::from_str(text).map_err(|e| Error::Yaml {
+            path: name.to_string(),
+            message: e.to_string(),
+        })?
+    };
+    let mut root = match resolve(tree, env) {
+        Value::Object(map) => map,
+        Value::Null => Map::new(),
+        _ => {
+            return Err(Error::Invalid {
+                key: "(root)".into(),
+                message: "expected a mapping of keys".into(),
+            });
+        }
+    };
+    for (key, var) in TOP_LEVEL_ENV {
+        if !root.contains_key(*key)
+            && let Some(v) = env(var)
+        {
+            root.insert((*key).into(), coerce(v));
+        }
+    }
+    let cascade = root
+        .entry("cascade")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if cascade.is_null() {
+        *cascade = Value::Object(Map::new());
+    }
+    if let Value::Object(section) = cascade {
+        for key in CASCADE_KEYS {
+            if let Some(v) = env(&format!("CASCADE_{}", key.to_ascii_uppercase())) {
+                section.insert((*key).into(), coerce(v));
+            }
+        }
+    }
+    let mut config: Config =
+        serde_path_to_error::deserialize(Value::Object(root)).map_err(|e| Error::Invalid {
+            key: e.path().to_string(),
+            message: e.inner().to_string(),
+        })?;
+    config.cascade.parent_api_url = normalize_url(&config.cascade.parent_api_url);
+    Ok(config)
+}
+
+/// Substitutes `${VAR}` / `${VAR:-default}` in every string, then coerces it as WeRSS does.
+fn resolve(value: Value, env: &dyn Fn(&str) -> Option<String>) -> Value {
+    match value {
+        Value::String(s) => coerce(interpolate(&s, env)),
+        Value::Array(items) => Value::Array(items.into_iter().map(|v| resolve(v, env)).collect()),
+        Value::Object(map) => {
+            Value::Object(map.into_iter().map(|(k, v)| (k, resolve(v, env))).collect())
+        }
+        other => other,
+    }
+}
+
+/// Replaces `${VAR}` (unset → empty) and `${VAR:-default}` (unset or empty → default).
+pub fn interpolate(s: &str, env: &dyn Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let inner = &after[..end];
+        let value = match inner.split_once(":-") {
+            Some((var, default)) => env(var)
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| default.to_string()),
+            None => env(inner).unwrap_or_default(),
+        };
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// WeRSS's coercion: `true`/`false` (any case) → bool, digits → integer, `d.d` → float.
+pub fn coerce(s: String) -> Value {
+    let lower = s.to_ascii_lowercase();
+    if lower == "true" || lower == "false" {
+        return Value::Bool(lower == "true");
+    }
+    let is_digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    if is_digits(&s)
+        && let Ok(n) = s.parse::<u64>()
+    {
+        return Value::from(n);
+    }
+    if let Some((a, b)) = s.split_once('.')
+        && is_digits(a)
+        && is_digits(b)
+        && let Ok(f) = s.parse::<f64>()
+    {
+        return Value::from(f);
+    }
+    Value::String(s)
+}
+
+/// Trims, strips quotes, adds `http://` when there is no scheme, drops a trailing `/`.
+pub fn normalize_url(raw: &str) -> String {
+    let s = raw.trim().trim_matches(|c| c == '"' || c == '\'').trim();
+    let with_scheme = if s.contains("://") || s.is_empty() {
+        s.to_string()
+    } else {
+        format!("http://{s}")
+    };
+    with_scheme.trim_end_matches('/').to_string()
+}
+
+fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Null => Some(String::new()),
+        _ => None,
+    }
+}
+
+fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let v = Value::deserialize(d)?;
+    scalar_text(&v).ok_or_else(|| serde::de::Error::custom("expected a string"))
+}
+
+fn lenient_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+    lenient_string(d).map(Secret::new)
+}
+
+fn optional_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
+    let s = lenient_string(d)?;
+    Ok((!s.trim().is_empty()).then(|| Secret::new(s)))
+}
+
+fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let v = Value::deserialize(d)?;
+    match &v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| serde::de::Error::custom(format!("expected a non-negative integer, got {v}")))
+}
+
+fn lenient_u16<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    let n = lenient_u64(d)?;
+    u16::try_from(n).map_err(|_| serde::de::Error::custom(format!("port {n} is out of range")))
+}
+
+fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    let v = Value::deserialize(d)?;
+    match &v {
+        Value::Bool(b) => Some(*b),
+        Value::Number(n) => n.as_u64().map(|n| n != 0),
+        Value::String(s) if s.trim().is_empty() => Some(false),
+        _ => None,
+    }
+    .ok_or_else(|| serde::de::Error::custom(format!("expected true or false, got {v}")))
+}
+
+fn lenient_ip<'de, D: Deserializer<'de>>(d: D) -> Result<IpAddr, D::Error> {
+    let s = lenient_string(d)?;
+    s.trim()
+        .parse()
+        .map_err(|_| serde::de::Error::custom(format!("'{s}' is not an IP address")))
+}
+
+fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let v = Value::deserialize(d)?;
+    let items: Vec<String> = match v {
+        Value::Array(items) => items.iter().filter_map(scalar_text).collect(),
+        other => scalar_text(&other)
+            .ok_or_else(|| serde::de::Error::custom("expected a list or a comma-separated string"))?
+            .split(',')
+            .map(str::to_string)
+            .collect(),
+    };
+    Ok(items
+        .into_iter()
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect())
+}
+
+#[cfg(test)]
+mod tests;

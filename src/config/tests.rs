@@ -1,0 +1,137 @@
+use super::*;
+use std::collections::HashMap;
+
+fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |k| map.get(k).cloned()
+}
+
+/// A file in the layout of WeRSS's example `config.yaml` (with its odd spots: a default with a
+/// leading space, dotted variable names, capitalised booleans, uneven indentation).
+const WERSS_LAYOUT: &str = r#"
+app_name: ${APP_NAME:-we-mp-rss}
+server:
+   name: ${SERVER_NAME:-we-mp-rss}
+   send_code: ${SEND_CODE:-True}
+db: ${DB:-sqlite:///data/db.db}
+notice:
+  dingding: "${DINGDING_WEBHOOK}"
+secret: ${SECRET_KEY:-we-mp-rss}
+interval: ${SPAN_INTERVAL:- 10}
+port: ${PORT:-8001}
+debug: False
+token_expire_minutes: ${TOKEN_EXPIRE_MINUTES:-60}
+cache:
+  dir: ${CACHE.DIR:-./data/cache}
+log:
+   file: ${LOG_FILE:-}
+  # comment at another indentation
+   level: ${LOG_LEVEL:-INFO}
+cascade:
+  enabled: ${CASCADE_ENABLED:-False}
+  node_type: ${CASCADE_NODE_TYPE:-parent}
+  parent_api_url: ${CASCADE_PARENT_API_URL:-http://localhost:8001}
+  api_key: ${CASCADE_API_KEY:-}
+  api_secret: ${CASCADE_API_SECRET:-}
+  sync_interval: ${CASCADE_SYNC_INTERVAL:-300}
+  heartbeat_interval: ${CASCADE_HEARTBEAT_INTERVAL:-60}
+"#;
+
+#[test]
+fn interpolation_uses_env_then_default_then_empty() {
+    let env = env_of(&[("A", "x"), ("EMPTY", "")]);
+    assert_eq!(interpolate("${A}-${B}-${B:-d}", &env), "x--d");
+    assert_eq!(interpolate("${EMPTY:-fallback}", &env), "fallback");
+    assert_eq!(interpolate("pre ${A:-z} post", &env), "pre x post");
+    assert_eq!(interpolate("unterminated ${A", &env), "unterminated ${A");
+    assert_eq!(interpolate("${CACHE.DIR:-./c}", &env), "./c");
+}
+
+#[test]
+fn coercion_follows_werss() {
+    assert_eq!(coerce("True".into()), Value::Bool(true));
+    assert_eq!(coerce("FALSE".into()), Value::Bool(false));
+    assert_eq!(coerce("8001".into()), Value::from(8001));
+    assert_eq!(coerce("1.5".into()), Value::from(1.5));
+    assert_eq!(coerce("1.".into()), Value::String("1.".into()));
+    assert_eq!(coerce(" 10".into()), Value::String(" 10".into()));
+    assert_eq!(coerce("-3".into()), Value::String("-3".into()));
+    assert_eq!(coerce("CNabc".into()), Value::String("CNabc".into()));
+}
+
+#[test]
+fn werss_layout_file_loads_with_defaults() {
+    let c = from_yaml_str(WERSS_LAYOUT, "config.yaml", &env_of(&[])).expect("loads");
+    assert_eq!(c.db, "sqlite:///data/db.db");
+    assert_eq!(c.port, 8001);
+    assert_eq!(c.token_expire_minutes, 60);
+    assert_eq!(c.secret.as_ref().map(Secret::expose), Some("we-mp-rss"));
+    assert!(!c.cascade.enabled);
+    assert_eq!(c.cascade.node_type, "parent");
+    assert_eq!(c.cascade.lease_seconds, 300);
+    assert_eq!(c.cascade.fetchers, vec!["wechat"]);
+}
+
+#[test]
+fn env_overrides_file_and_cascade_keys() {
+    let env = env_of(&[
+        ("PORT", "9000"),
+        ("CASCADE_LEASE_SECONDS", "42"),
+        ("CASCADE_HEARTBEAT_INTERVAL", "7"),
+        ("CASCADE_FETCHERS", "wechat, RSS"),
+        ("CASCADE_PARENT_API_URL", " 'parent.example:8001/' "),
+    ]);
+    let c = from_yaml_str(WERSS_LAYOUT, "config.yaml", &env).expect("loads");
+    assert_eq!(c.port, 9000, "${{PORT}} in the file reads the env");
+    assert_eq!(
+        c.cascade.lease_seconds, 42,
+        "CASCADE_<KEY> works without a file reference"
+    );
+    assert_eq!(c.cascade.heartbeat_interval, 7);
+    assert_eq!(c.cascade.fetchers, vec!["wechat", "rss"]);
+    assert_eq!(c.cascade.parent_api_url, "http://parent.example:8001");
+}
+
+#[test]
+fn absent_top_level_keys_fall_back_to_werss_env() {
+    let env = env_of(&[
+        ("DB", "sqlite:///x.db"),
+        ("SECRET_KEY", "s3"),
+        ("PORT", "7000"),
+    ]);
+    let c = from_yaml_str("port: 8100\n", "t", &env).expect("loads");
+    assert_eq!(c.port, 8100, "a key in the file beats the WeRSS variable");
+    assert_eq!(c.db, "sqlite:///x.db");
+    assert_eq!(c.secret.as_ref().map(Secret::expose), Some("s3"));
+}
+
+#[test]
+fn empty_file_gives_zero_config_defaults() {
+    let c = from_yaml_str("", "t", &env_of(&[])).expect("loads");
+    assert_eq!(c.db, "sqlite://data/cascade.db");
+    assert_eq!(c.port, 8001);
+    assert_eq!(c.bind.to_string(), "127.0.0.1");
+    assert!(c.secret.is_none());
+    assert_eq!(c.token_expire_minutes, 4320);
+}
+
+#[test]
+fn wrong_kinds_name_the_key() {
+    let err =
+        from_yaml_str("cascade:\n  lease_seconds: soon\n", "t", &env_of(&[])).expect_err("rejects");
+    let text = err.to_string();
+    assert!(text.contains("cascade.lease_seconds"), "{text}");
+    let err = from_yaml_str("port: 70000\n", "t", &env_of(&[])).expect_err("rejects");
+    assert!(err.to_string().contains("port"), "{err}");
+    let err = from_yaml_str("a: [\n", "t", &env_of(&[])).expect_err("rejects");
+    assert!(matches!(err, Error::Yaml { .. }));
+}
+
+#[test]
+fn secret_is_never_printed_in_debug() {
+    let c = from_yaml_str("secret: hunter2\n", "t", &env_of(&[])).expect("loads");
+    assert!(!format!("{c:?}").contains("hunter2"));
+}

@@ -1,0 +1,11 @@
+#![forbid(unsafe_code)]
+//! The `cascade` binary: parse arguments and hand over to the library.
+
+use clap::Parser;
+use std::process::ExitCode;
+use werss_cascade::cli;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    cli::run(args)
+}

@@ -1,0 +1,189 @@
+//! `ApiError`: the only error response. It owns the HTTP status, the WeRSS `code`, a message
+//! for people and `data.error`; internal causes are logged here and never shown.
+
+use crate::store;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+tokio::task_local! {
+    /// The current request's id, for the 500 message and logs.
+    pub(crate) static REQUEST_ID: String;
+}
+
+/// `Result` of handlers.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// An error answered in the WeRSS envelope with a real HTTP status.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: i64,
+    kind: &'static str,
+    message: String,
+    details: Map<String, Value>,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code: i64::from(status.as_u16()),
+            kind,
+            message: message.into(),
+            details: Map::new(),
+            retry_after: None,
+        }
+    }
+
+    /// 400 `bad_request`.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// 400 naming the field at fault.
+    pub fn bad_field(field: &str, message: impl Into<String>) -> Self {
+        Self::bad_request(message).with("field", field)
+    }
+
+    /// 400 `invalid field '<field>'`.
+    pub fn invalid_field(field: &str) -> Self {
+        Self::bad_field(field, format!("invalid field '{field}'"))
+    }
+
+    /// 401 `unauthorized`.
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Could not validate credentials",
+        )
+    }
+
+    /// 401 / 40101 `login_failed`.
+    pub fn login_failed(remaining: u32) -> Self {
+        let mut e = Self::new(
+            StatusCode::UNAUTHORIZED,
+            "login_failed",
+            format!("用户名或密码错误，您还有{remaining}次机会"),
+        );
+        e.code = 40101;
+        e
+    }
+
+    /// 429 `locked`, with `Retry-After`.
+    pub fn locked(retry_after: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "locked",
+            "用户名或密码错误，您的帐号已锁定，请稍后再试",
+        );
+        e.retry_after = Some(retry_after.max(1));
+        e
+    }
+
+    /// 403 `forbidden`.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 405 `method_not_allowed`.
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed",
+        )
+    }
+
+    /// 409 `conflict`.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    /// 413 `too_large`.
+    pub fn too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "request body too large",
+        )
+    }
+
+    /// 503 `unavailable`.
+    pub fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "service unavailable",
+        )
+    }
+
+    /// 500 `internal`: logs `cause`, answers a generic message with the request id.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        let request_id = REQUEST_ID.try_with(Clone::clone).unwrap_or_default();
+        tracing::error!(error = %cause, request.id = %request_id, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("internal error (request {request_id})"),
+        )
+        .with("request_id", &request_id)
+    }
+
+    /// Adds a key to `data`.
+    pub fn with(mut self, key: &str, value: &str) -> Self {
+        self.details.insert(key.into(), Value::String(value.into()));
+        self
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<store::Error> for ApiError {
+    fn from(e: store::Error) -> Self {
+        match e {
+            store::Error::NotFound(what) => Self::not_found(match what {
+                "node" => "节点不存在",
+                "feed" => "公众号不存在",
+                "message task" => "任务不存在",
+                "allocation" => "分配记录不存在",
+                other => other,
+            }),
+            store::Error::Conflict(message) => Self::conflict(message),
+            store::Error::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
+            ) => {
+                tracing::warn!(error = %e, "database unavailable");
+                Self::unavailable()
+            }
+            other => Self::internal(&other),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut data = self.details;
+        data.insert("error".into(), Value::String(self.kind.into()));
+        let body = json!({ "code": self.code, "message": self.message, "data": data });
+        let mut response = (self.status, axum::Json(body)).into_response();
+        let headers = response.headers_mut();
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}

@@ -1,0 +1,118 @@
+//! The parent node: the axum server with admin and node APIs, its state and start-up.
+//! Handlers are thin (parse, authorize, one call into `ops` or the store, envelope).
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod ops;
+mod routes;
+pub mod views;
+
+use crate::clock::Clock;
+use crate::config::{Config, WERSS_DEFAULT_SECRETS};
+use crate::protocol::credentials::random_token;
+use crate::store::Store;
+use anyhow::Context;
+use auth::{Jwt, Lockout};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// Persistence.
+    pub store: Store,
+    /// Loaded configuration.
+    pub config: Arc<Config>,
+    /// Injected time.
+    pub clock: Clock,
+    /// Admin token signing.
+    pub jwt: Jwt,
+    /// Login lockout, per process.
+    pub lockout: Arc<Lockout>,
+    /// Outbound client (notify, test-connection): no redirects, short timeout.
+    pub http: reqwest::Client,
+    /// Cancelled when the parent shuts down.
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// Builds the state; takes the JWT secret from config or the one kept in the database
+    /// (generated on first start).
+    ///
+    /// # Errors
+    /// Database failures or an HTTP client that cannot be built.
+    pub async fn new(
+        config: Config,
+        store: Store,
+        clock: Clock,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let secret = match &config.secret {
+            Some(s) => {
+                if WERSS_DEFAULT_SECRETS.contains(&s.expose()) {
+                    tracing::warn!(
+                        "the configured secret is a published WeRSS default; set your own"
+                    );
+                }
+                s.expose().to_string()
+            }
+            None => store
+                .setting_or_insert(
+                    "jwt_secret",
+                    &format!("{}{}", random_token(), random_token()),
+                )
+                .await
+                .context("while loading the JWT secret")?,
+        };
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(config.cascade.notify_timeout.max(1)))
+            .build()
+            .context("while building the HTTP client")?;
+        Ok(Self {
+            jwt: Jwt::new(&secret, config.token_expire_minutes),
+            store,
+            config: Arc::new(config),
+            clock,
+            lockout: Arc::new(Lockout::default()),
+            http,
+            shutdown,
+        })
+    }
+}
+
+/// Serves HTTP on `listener` until `shutdown` is cancelled, then drains in-flight requests.
+///
+/// # Errors
+/// I/O errors of the listener.
+pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()> {
+    let shutdown = state.shutdown.clone();
+    axum::serve(listener, routes::router(state))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+/// Runs a parent from configuration: opens the store, makes sure an admin exists, binds and
+/// serves until `shutdown`.
+///
+/// # Errors
+/// Start-up failures (database, bind), with context.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let store = Store::connect(&config.db)
+        .await
+        .with_context(|| format!("while opening the database {}", config.db))?;
+    ops::ensure_admin(&store, &config, &Clock::system()).await?;
+    let addr = std::net::SocketAddr::new(config.bind, config.port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("while binding {addr}"))?;
+    tracing::info!(address = %listener.local_addr()?, "parent listening");
+    let state = AppState::new(config, store, Clock::system(), shutdown).await?;
+    serve(listener, state).await.context("while serving HTTP")?;
+    tracing::info!("parent stopped");
+    Ok(())
+}

@@ -1,0 +1,367 @@
+//! Operations behind the handlers: validation of admin input, accounts and login, node
+//! credentials, heartbeats and test-connection. Shared by HTTP and the CLI.
+
+mod catalog;
+
+pub use catalog::{feed_update, new_feed, task_fields};
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::protocol::SERVER_VERSION;
+use crate::protocol::credentials::{generate_pair, random_token, sha256_hex};
+use crate::protocol::time::to_wire;
+use crate::protocol::wire::{CreateNode, Heartbeat, LoginForm, UpdateNode};
+use crate::store::{HeartbeatUpdate, LeasePolicy, NewNode, NodeUpdate, Page, Store};
+use anyhow::Context;
+use serde_json::{Value, json};
+
+/// Protocol extensions this parent implements, advertised in heartbeat responses.
+pub const FEATURES: &[&str] = &["held"];
+
+/// Fetcher kinds a node may report.
+pub const FETCHER_KINDS: &[&str] = &["wechat", "rss"];
+
+/// Hashes `password` with bcrypt off the async runtime.
+///
+/// # Errors
+/// Only if bcrypt rejects the cost.
+pub async fn hash_password(password: String, cost: u32) -> anyhow::Result<String> {
+    tokio::task::spawn_blocking(move || bcrypt::hash(password, cost))
+        .await
+        .context("while hashing a password")?
+        .context("while hashing a password")
+}
+
+/// Creates an admin account.
+///
+/// # Errors
+/// An existing username (`store::Error::Conflict`) or a database failure.
+pub async fn create_admin(
+    store: &Store,
+    username: &str,
+    password: &str,
+    cost: u32,
+    clock: &Clock,
+) -> anyhow::Result<()> {
+    if username.trim().is_empty() || password.is_empty() {
+        anyhow::bail!("an admin needs a username and a non-empty password");
+    }
+    let hash = hash_password(password.to_string(), cost).await?;
+    store
+        .create_user(username.trim(), &hash, clock.now())
+        .await?;
+    Ok(())
+}
+
+/// On a database with no admin, creates one from `CASCADE_ADMIN_USERNAME` (default `admin`)
+/// and `CASCADE_ADMIN_PASSWORD`; without a password it generates one and prints it once.
+///
+/// # Errors
+/// Database failures.
+pub async fn ensure_admin(store: &Store, config: &Config, clock: &Clock) -> anyhow::Result<()> {
+    if store.count_users().await? > 0 {
+        return Ok(());
+    }
+    let username = std::env::var("CASCADE_ADMIN_USERNAME")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| "admin".into());
+    let (password, generated) = match std::env::var("CASCADE_ADMIN_PASSWORD") {
+        Ok(p) if !p.is_empty() => (p, false),
+        _ => (random_token()[..20].to_string(), true),
+    };
+    create_admin(store, &username, &password, config.bcrypt_cost, clock).await?;
+    tracing::info!(user = %username, "created the first admin account");
+    if generated {
+        // Shown once, to the operator's terminal only (never to the log).
+        eprintln!(
+            "\n  Created admin '{username}' with password: {password}\n  (shown once; set CASCADE_ADMIN_PASSWORD to choose it)\n"
+        );
+    }
+    Ok(())
+}
+
+/// Checks a login and issues a JWT; `(token, expires_in)`.
+///
+/// # Errors
+/// 400 missing fields, 401/40101 wrong credentials, 429 locked.
+pub async fn login(state: &AppState, form: LoginForm) -> ApiResult<(String, i64)> {
+    let username = form
+        .username
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| ApiError::bad_field("username", "missing field 'username'"))?;
+    let password = form
+        .password
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| ApiError::bad_field("password", "missing field 'password'"))?;
+    let now = state.clock.now();
+    state.lockout.check(&username, now)?;
+    let user = state.store.find_user(&username).await?;
+    let ok = match user {
+        Some(u) if u.is_active => {
+            let hash = u.password_hash;
+            tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
+                .await
+                .unwrap_or(false)
+        }
+        _ => false,
+    };
+    if !ok {
+        tracing::info!(user = %username, "login failed");
+        return Err(state.lockout.fail(&username, now));
+    }
+    state.lockout.succeed(&username);
+    let token = state.jwt.issue(&username, now)?;
+    Ok((token, state.jwt.lifetime_seconds()))
+}
+
+/// Validates `sync_config`: an object; `max_capacity` int ≥ 0; `feed_quota` object of ints ≥ 0.
+///
+/// # Errors
+/// 400 naming the offending key.
+pub fn validate_sync_config(value: Value) -> ApiResult<Value> {
+    let Value::Object(map) = value else {
+        return Err(ApiError::bad_field(
+            "sync_config",
+            "sync_config must be an object",
+        ));
+    };
+    if let Some(cap) = map.get("max_capacity")
+        && !cap.as_u64().is_some_and(|n| i64::try_from(n).is_ok())
+    {
+        return Err(ApiError::bad_field(
+            "sync_config.max_capacity",
+            "sync_config.max_capacity must be an integer ≥ 0",
+        ));
+    }
+    if let Some(quota) = map.get("feed_quota") {
+        let ok = quota.as_object().is_some_and(|q| {
+            q.values()
+                .all(|v| v.as_u64().is_some_and(|n| i64::try_from(n).is_ok()))
+        });
+        if !ok {
+            return Err(ApiError::bad_field(
+                "sync_config.feed_quota",
+                "sync_config.feed_quota must map feed ids to integers ≥ 0",
+            ));
+        }
+    }
+    Ok(Value::Object(map))
+}
+
+fn node_name(name: &str) -> ApiResult<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 255 {
+        return Err(ApiError::bad_field("name", "name must be 1–255 characters"));
+    }
+    Ok(name.to_string())
+}
+
+/// Validates a node creation request.
+///
+/// # Errors
+/// 400 naming the field.
+pub fn new_node(req: CreateNode) -> ApiResult<NewNode> {
+    if !(0..=1).contains(&req.node_type) {
+        return Err(ApiError::bad_field(
+            "node_type",
+            "node_type must be 0 (parent) or 1 (child)",
+        ));
+    }
+    Ok(NewNode {
+        node_type: req.node_type,
+        name: node_name(&req.name)?,
+        description: req.description.unwrap_or_default(),
+        api_url: req.api_url.filter(|u| !u.is_empty()),
+        sync_config: validate_sync_config(req.sync_config.unwrap_or_else(|| json!({})))?,
+    })
+}
+
+/// Validates a node update request.
+///
+/// # Errors
+/// 400 naming the field.
+pub fn node_update(req: UpdateNode) -> ApiResult<NodeUpdate> {
+    Ok(NodeUpdate {
+        name: req.name.as_deref().map(node_name).transpose()?,
+        description: req.description,
+        api_url: req.api_url,
+        is_active: req.is_active,
+        sync_config: req.sync_config.map(validate_sync_config).transpose()?,
+        reset_state: req.reset_state,
+    })
+}
+
+/// Generates and stores a new credential pair for a child; the secret is returned only here.
+///
+/// # Errors
+/// 404 unknown node; 400 for a parent record.
+pub async fn generate_credentials(state: &AppState, id: &str) -> ApiResult<Value> {
+    let node = state.store.get_node(id).await?;
+    if node.node_type != 1 {
+        return Err(ApiError::bad_request("只有子节点需要凭证"));
+    }
+    let (key, secret) = generate_pair();
+    let hash = sha256_hex(secret.expose());
+    state
+        .store
+        .set_node_credentials(id, &key, &hash, state.clock.now())
+        .await?;
+    tracing::info!(node.id = %id, "node credentials generated");
+    Ok(json!({ "node_id": id, "api_key": key, "api_secret": secret.expose() }))
+}
+
+/// Pings the node's registered `callback_url` (never any other URL).
+///
+/// # Errors
+/// 404 unknown node.
+pub async fn test_connection(state: &AppState, id: &str) -> ApiResult<(bool, Value)> {
+    let node = state.store.get_node(id).await?;
+    let now = state.clock.now();
+    let online = node.is_online(now, state.config.cascade.offline_after);
+    let mut data = json!({
+        "connected": false,
+        "target": node.callback_url,
+        "online": online,
+        "last_heartbeat_at": node.last_heartbeat_at.map(to_wire),
+    });
+    let Some(url) = node.callback_url.clone() else {
+        data["error"] = json!("node has no callback_url");
+        return Ok((false, data));
+    };
+    let cred = match &node.api_key {
+        Some(key) => state.store.find_node_credential(key).await?,
+        None => None,
+    };
+    let Some(cred) = cred.filter(|c| !c.secret_hash.is_empty()) else {
+        data["error"] = json!("node has no credentials");
+        return Ok((false, data));
+    };
+    let auth = format!(
+        "AK-SK {}:{}",
+        node.api_key.unwrap_or_default(),
+        cred.secret_hash
+    );
+    let started = std::time::Instant::now();
+    let sent = state
+        .http
+        .post(&url)
+        .header("Authorization", auth)
+        .json(&json!({ "type": "ping", "timestamp": to_wire(now) }))
+        .send()
+        .await;
+    match sent {
+        Ok(resp) => {
+            let ok = resp.status().is_success();
+            data["connected"] = json!(ok);
+            data["http_status"] = json!(resp.status().as_u16());
+            data["latency_ms"] =
+                json!(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
+            Ok((ok, data))
+        }
+        Err(e) => {
+            let reason = if e.is_timeout() {
+                "timed out"
+            } else if e.is_connect() {
+                "connection refused or unreachable"
+            } else {
+                "request failed"
+            };
+            data["error"] = json!(reason);
+            Ok((false, data))
+        }
+    }
+}
+
+/// Records a heartbeat and answers with the parent's settings and features.
+///
+/// # Errors
+/// Database failures (the node exists: it just authenticated).
+pub async fn heartbeat(state: &AppState, node_id: &str, beat: Heartbeat) -> ApiResult<Value> {
+    let mut warnings = Vec::new();
+    let callback_url = match beat.callback_url.as_deref().map(str::trim) {
+        Some(u) if !u.is_empty() => match reqwest::Url::parse(u) {
+            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.has_host() => {
+                Some(u.to_string())
+            }
+            _ => {
+                warnings.push(format!(
+                    "callback_url '{u}' is not an absolute http(s) URL; ignored"
+                ));
+                None
+            }
+        },
+        _ => None,
+    };
+    let fetchers = beat.fetchers.map(|list| {
+        let (known, unknown): (Vec<_>, Vec<_>) = list
+            .into_iter()
+            .map(|f| f.trim().to_ascii_lowercase())
+            .partition(|f| FETCHER_KINDS.contains(&f.as_str()));
+        for f in unknown {
+            warnings.push(format!("unknown fetcher '{f}' ignored"));
+        }
+        known
+    });
+    let session_state = match beat.wechat_session.as_deref() {
+        None => None,
+        Some(s @ ("valid" | "expired" | "none")) => Some(s.to_string()),
+        Some(other) => {
+            warnings.push(format!("unknown wechat_session '{other}' ignored"));
+            None
+        }
+    };
+    let update = HeartbeatUpdate {
+        callback_url,
+        capacity: beat.capacity.map(i64::from),
+        in_use: beat.in_use.map(i64::from),
+        fetchers,
+        session_state,
+        version: beat.version,
+        features: beat.features,
+        held: beat.held,
+    };
+    let c = &state.config.cascade;
+    let lease = LeasePolicy {
+        lease_seconds: i64::try_from(c.lease_seconds).unwrap_or(300),
+    };
+    let outcome = state
+        .store
+        .heartbeat(node_id, update, state.clock.now(), lease)
+        .await?;
+    Ok(json!({
+        "status": "alive",
+        "node_id": node_id,
+        "server": SERVER_VERSION,
+        "features": FEATURES,
+        "lease_seconds": c.lease_seconds,
+        "heartbeat_interval": (c.offline_after / 3).clamp(1, 60),
+        "max_wait": c.max_wait,
+        "max_claim_batch": c.max_claim_batch,
+        "lost": outcome.lost,
+        "session_state": outcome.session_state,
+        "cooldown_until": outcome.cooldown_until.map(to_wire),
+        "warnings": warnings,
+    }))
+}
+
+/// Validates `limit` (1–200, default 50) and `offset` (≥ 0).
+///
+/// # Errors
+/// 400 naming the parameter.
+pub fn page(limit: Option<i64>, offset: Option<i64>) -> ApiResult<Page> {
+    let limit = limit.unwrap_or(50);
+    let offset = offset.unwrap_or(0);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::bad_field(
+            "limit",
+            "limit must be between 1 and 200",
+        ));
+    }
+    if offset < 0 {
+        return Err(ApiError::bad_field("offset", "offset must be ≥ 0"));
+    }
+    Ok(Page { limit, offset })
+}

@@ -1,0 +1,126 @@
+//! The router: the cascade API under both prefixes (PROTOCOL §1.1), login, health, the
+//! envelope for unknown routes and wrong methods, request ids, tracing and panic safety.
+
+mod admin;
+mod catalog;
+mod login;
+mod node;
+
+use super::AppState;
+use super::error::{ApiError, REQUEST_ID};
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+/// Routes of the cascade API, mounted under each prefix.
+fn cascade() -> Router<AppState> {
+    Router::new()
+        .route("/nodes", post(admin::create_node).get(admin::list_nodes))
+        .route(
+            "/nodes/{id}",
+            get(admin::get_node)
+                .put(admin::update_node)
+                .delete(admin::delete_node),
+        )
+        .route("/nodes/{id}/credentials", post(admin::credentials))
+        .route("/nodes/{id}/test-connection", post(admin::test_connection))
+        .route("/sync-logs", get(admin::sync_logs))
+        .route(
+            "/feeds",
+            get(catalog::list_feeds).post(catalog::create_feed),
+        )
+        .route(
+            "/feeds/{id}",
+            get(catalog::get_feed)
+                .put(catalog::update_feed)
+                .delete(catalog::delete_feed),
+        )
+        .route(
+            "/message-tasks",
+            get(catalog::list_tasks).post(catalog::create_task),
+        )
+        .route(
+            "/message-tasks/{id}",
+            get(catalog::get_task)
+                .put(catalog::update_task)
+                .delete(catalog::delete_task),
+        )
+        .route("/heartbeat", post(node::heartbeat))
+        .route("/report-result", post(node::report_result))
+        .route("/notify", post(node::notify))
+}
+
+/// The whole application.
+pub(super) fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .nest("/api/v1/wx/cascade", cascade())
+        .nest("/api/v1/cascade", cascade())
+        .route("/api/v1/wx/auth/login", post(login::login))
+        .route("/api/v1/auth/login", post(login::login))
+        .route("/api/v1/wx/auth/token", post(login::token))
+        .route("/api/v1/auth/token", post(login::token))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
+    api.layer(middleware::from_fn(request_context))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let route = req
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map_or("(unmatched)", MatchedPath::as_str);
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                tracing::info_span!("request", method = %req.method(), route, request.id = id, node.id = tracing::field::Empty)
+            }),
+        )
+        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+            ApiError::internal(&"handler panicked").into_response()
+        }))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Makes the request id available to error responses.
+async fn request_context(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v: &HeaderValue| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    REQUEST_ID.scope(id, next.run(req)).await
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::method_not_allowed()
+}
+
+async fn healthz() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "code": 0, "message": "success", "data": { "status": "up" } }))
+}
+
+async fn readyz(State(state): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    state.store.ping().await.map_err(|e| {
+        tracing::warn!(error = %e, "database not reachable");
+        ApiError::unavailable()
+    })?;
+    Ok(axum::Json(
+        serde_json::json!({ "code": 0, "message": "success", "data": { "status": "ready" } }),
+    ))
+}

@@ -1,0 +1,225 @@
+//! Response shapes (PROTOCOL §6–§7, §9.2): node, feed, message task and sync-log objects.
+//! Secrets never reach these types: no hash field exists here, the AK is masked.
+
+use crate::protocol::credentials::mask_key;
+use crate::protocol::time;
+use crate::store::{Feed, MessageTask, Node, SyncLog};
+use chrono::NaiveDateTime;
+use serde::Serialize;
+use serde_json::Value;
+
+/// A node as admins see it.
+#[derive(Debug, Serialize)]
+pub struct NodeView {
+    id: String,
+    node_type: i64,
+    name: String,
+    description: String,
+    api_url: Option<String>,
+    api_key: Option<String>,
+    parent_id: Option<String>,
+    status: i64,
+    is_active: bool,
+    #[serde(serialize_with = "time::ser_opt")]
+    last_sync_at: Option<NaiveDateTime>,
+    #[serde(serialize_with = "time::ser_opt")]
+    last_heartbeat_at: Option<NaiveDateTime>,
+    #[serde(serialize_with = "time::ser")]
+    created_at: NaiveDateTime,
+    #[serde(serialize_with = "time::ser")]
+    updated_at: NaiveDateTime,
+    sync_config: Value,
+    callback_url: Option<String>,
+    online: bool,
+    has_credentials: bool,
+    capacity: i64,
+    in_use: Option<i64>,
+    held_feeds: i64,
+    fetchers: Vec<String>,
+    session_state: String,
+    #[serde(serialize_with = "time::ser_opt")]
+    cooldown_until: Option<NaiveDateTime>,
+    version: Option<String>,
+}
+
+impl NodeView {
+    /// The view of `node` at `now` under the parent's settings.
+    pub fn new(node: Node, now: NaiveDateTime, offline_after: u64, default_capacity: u64) -> Self {
+        let online = node.is_online(now, offline_after);
+        let capacity = node.capacity(default_capacity);
+        let fetchers = node.fetcher_kinds();
+        Self {
+            api_key: node.api_key.as_deref().map(mask_key),
+            id: node.id,
+            node_type: node.node_type,
+            name: node.name,
+            description: node.description,
+            api_url: node.api_url,
+            parent_id: node.parent_id,
+            status: node.status,
+            is_active: node.is_active,
+            last_sync_at: node.last_sync_at,
+            last_heartbeat_at: node.last_heartbeat_at,
+            created_at: node.created_at,
+            updated_at: node.updated_at,
+            sync_config: node.sync_config,
+            callback_url: node.callback_url,
+            online,
+            has_credentials: node.has_credentials,
+            capacity,
+            in_use: node.in_use,
+            held_feeds: node.held_feeds,
+            fetchers,
+            session_state: node.session_state,
+            cooldown_until: node.cooldown_until,
+            version: node.version,
+        }
+    }
+}
+
+/// A feed.
+#[derive(Debug, Serialize)]
+pub struct FeedView {
+    id: String,
+    faker_id: Option<String>,
+    mp_name: String,
+    mp_cover: Option<String>,
+    mp_intro: Option<String>,
+    status: i64,
+    #[serde(serialize_with = "time::ser_opt")]
+    created_at: Option<NaiveDateTime>,
+    #[serde(serialize_with = "time::ser_opt")]
+    updated_at: Option<NaiveDateTime>,
+    source: String,
+    url: Option<String>,
+    update_time: Option<i64>,
+    sync_time: Option<i64>,
+}
+
+impl From<Feed> for FeedView {
+    fn from(f: Feed) -> Self {
+        Self {
+            id: f.id,
+            faker_id: f.faker_id,
+            mp_name: f.mp_name,
+            mp_cover: f.mp_cover,
+            mp_intro: f.mp_intro,
+            status: f.status,
+            created_at: f.created_at,
+            updated_at: f.updated_at,
+            source: f.source,
+            url: f.url,
+            update_time: f.update_time,
+            sync_time: f.sync_time,
+        }
+    }
+}
+
+/// A message task; `headers`/`cookies` are withheld from nodes unless `expose_to_nodes`.
+#[derive(Debug, Serialize)]
+pub struct TaskView {
+    id: String,
+    name: String,
+    message_type: i64,
+    message_template: String,
+    web_hook_url: String,
+    mps_id: String,
+    cron_exp: String,
+    status: i64,
+    headers: Option<String>,
+    cookies: Option<String>,
+    #[serde(serialize_with = "time::ser_opt")]
+    created_at: Option<NaiveDateTime>,
+    #[serde(serialize_with = "time::ser_opt")]
+    updated_at: Option<NaiveDateTime>,
+    expose_to_nodes: bool,
+    #[serde(serialize_with = "time::ser_opt")]
+    next_run_at: Option<NaiveDateTime>,
+}
+
+impl TaskView {
+    /// The admin view (everything).
+    pub fn admin(t: MessageTask) -> Self {
+        Self::build(t, true)
+    }
+
+    /// The node view (secrets only with `expose_to_nodes`).
+    pub fn node(t: MessageTask) -> Self {
+        let expose = t.fields.expose_to_nodes;
+        Self::build(t, expose)
+    }
+
+    fn build(t: MessageTask, show_secrets: bool) -> Self {
+        let f = t.fields;
+        Self {
+            id: t.id,
+            name: f.name,
+            message_type: f.message_type,
+            message_template: f.message_template,
+            web_hook_url: f.web_hook_url,
+            mps_id: f.mps_id,
+            cron_exp: f.cron_exp,
+            status: f.status,
+            headers: f.headers.filter(|_| show_secrets),
+            cookies: f.cookies.filter(|_| show_secrets),
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+            expose_to_nodes: f.expose_to_nodes,
+            next_run_at: t.next_run_at,
+        }
+    }
+}
+
+/// A sync log.
+#[derive(Debug, Serialize)]
+pub struct SyncLogView {
+    id: String,
+    node_id: Option<String>,
+    operation: String,
+    direction: String,
+    status: i64,
+    data_count: i64,
+    error_message: Option<String>,
+    extra_data: Value,
+    #[serde(serialize_with = "time::ser_opt")]
+    started_at: Option<NaiveDateTime>,
+    #[serde(serialize_with = "time::ser_opt")]
+    completed_at: Option<NaiveDateTime>,
+}
+
+impl From<SyncLog> for SyncLogView {
+    fn from(l: SyncLog) -> Self {
+        Self {
+            id: l.id,
+            node_id: l.node_id,
+            operation: l.operation,
+            direction: l.direction,
+            status: l.status,
+            data_count: l.data_count,
+            error_message: l.error_message,
+            extra_data: l.extra_data,
+            started_at: l.started_at,
+            completed_at: l.completed_at,
+        }
+    }
+}
+
+/// A page of a list: `{"list", "total", "page": {"limit", "offset"}}`.
+#[derive(Debug, Serialize)]
+pub struct Paged<T> {
+    /// Items of this page.
+    pub list: Vec<T>,
+    /// Items in all pages.
+    pub total: i64,
+    /// The page asked for.
+    pub page: PageView,
+}
+
+/// Echo of the page asked for.
+#[derive(Debug, Serialize)]
+pub struct PageView {
+    /// 1–200.
+    pub limit: i64,
+    /// ≥ 0.
+    pub offset: i64,
+}

@@ -1,0 +1,148 @@
+//! Persistence: one [`Store`] API over the backends (SQLite today), domain types in and out.
+//! SQL text lives only in the backend modules; transactions never leave the store. The store
+//! knows nothing of HTTP.
+
+mod sqlite;
+mod types;
+mod url;
+
+pub use types::*;
+pub use url::{DbUrl, parse_db_url};
+
+use chrono::NaiveDateTime;
+
+/// Store errors. `Database` details are logged by the caller's edge and never shown to clients.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The named thing does not exist.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A uniqueness rule was violated (e.g. a duplicate feed).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The URL names a backend this build cannot use.
+    #[error("{0}")]
+    Unsupported(String),
+    /// Any other database failure.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("migration failed: {0}")]
+    Migrate(String),
+}
+
+/// `Result` with the store's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(sqlite::SqliteStore),
+}
+
+/// The persistence handle: cheap to clone, shared by handlers and loops.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.backend {
+            Backend::Sqlite(_) => f.write_str("Store(sqlite)"),
+        }
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the database named by a WeRSS-style URL and migrates it.
+    ///
+    /// # Errors
+    /// An unsupported or malformed URL, an unreachable database or a failed migration.
+    pub async fn connect(url: &str) -> Result<Self> {
+        match parse_db_url(url)? {
+            DbUrl::Sqlite(target) => Ok(Self {
+                backend: Backend::Sqlite(sqlite::SqliteStore::open(target).await?),
+            }),
+            DbUrl::Postgres(_) => Err(Error::Unsupported(
+                "PostgreSQL URLs are recognised but this build stores only to SQLite; use sqlite://…"
+                    .into(),
+            )),
+        }
+    }
+}
+
+/// Generates `impl Store` methods that forward to the active backend.
+macro_rules! delegate {
+    ($( $(#[$meta:meta])* fn $name:ident(&self $(, $arg:ident : $ty:ty)* $(,)?) -> $ret:ty; )*) => {
+        impl Store {
+            $(
+                $(#[$meta])*
+                pub async fn $name(&self $(, $arg: $ty)*) -> $ret {
+                    match &self.backend {
+                        Backend::Sqlite(s) => s.$name($($arg),*).await,
+                    }
+                }
+            )*
+        }
+    };
+}
+
+delegate! {
+    /// Checks that the database answers.
+    fn ping(&self) -> Result<()>;
+    /// Reads a parent setting.
+    fn setting(&self, key: &str) -> Result<Option<String>>;
+    /// Stores `value` under `key` unless one exists; returns the value now stored.
+    fn setting_or_insert(&self, key: &str, value: &str) -> Result<String>;
+
+    /// Number of admin accounts.
+    fn count_users(&self) -> Result<i64>;
+    /// Creates an admin; `Conflict` if the username exists.
+    fn create_user(&self, username: &str, password_hash: &str, now: NaiveDateTime) -> Result<()>;
+    /// Looks an admin up by username.
+    fn find_user(&self, username: &str) -> Result<Option<User>>;
+
+    /// Creates a node record.
+    fn create_node(&self, node: NewNode, now: NaiveDateTime) -> Result<Node>;
+    /// Lists nodes, optionally of one type.
+    fn list_nodes(&self, node_type: Option<i64>) -> Result<Vec<Node>>;
+    /// One node.
+    fn get_node(&self, id: &str) -> Result<Node>;
+    /// Applies an admin update; deactivation returns holdings to `pending`.
+    fn update_node(&self, id: &str, update: NodeUpdate, now: NaiveDateTime) -> Result<()>;
+    /// Deletes a node; its holdings return to `pending`, its history stays.
+    fn delete_node(&self, id: &str, now: NaiveDateTime) -> Result<()>;
+    /// Replaces a child's credentials (key in clear, secret as SHA-256 hex).
+    fn set_node_credentials(&self, id: &str, api_key: &str, secret_hash: &str, now: NaiveDateTime) -> Result<()>;
+    /// The credential record of an api key, for authentication (reads only).
+    fn find_node_credential(&self, api_key: &str) -> Result<Option<NodeCredential>>;
+    /// Records a heartbeat and renews leases in one transaction.
+    fn heartbeat(&self, node_id: &str, beat: HeartbeatUpdate, now: NaiveDateTime, lease: LeasePolicy) -> Result<HeartbeatOutcome>;
+
+    /// Creates a feed; `Conflict` if its id exists.
+    fn create_feed(&self, feed: NewFeed, now: NaiveDateTime) -> Result<Feed>;
+    /// Feeds ordered by id, paged when `page` is given.
+    fn list_feeds(&self, page: Option<Page>) -> Result<Vec<Feed>>;
+    /// One feed.
+    fn get_feed(&self, id: &str) -> Result<Feed>;
+    /// Updates a feed.
+    fn update_feed(&self, id: &str, update: FeedUpdate, now: NaiveDateTime) -> Result<Feed>;
+    /// Deletes a feed (its articles stay).
+    fn delete_feed(&self, id: &str) -> Result<()>;
+
+    /// Creates a message task.
+    fn create_task(&self, task: TaskFields, now: NaiveDateTime) -> Result<MessageTask>;
+    /// Lists message tasks, optionally of one status.
+    fn list_tasks(&self, status: Option<i64>) -> Result<Vec<MessageTask>>;
+    /// One message task.
+    fn get_task(&self, id: &str) -> Result<MessageTask>;
+    /// Replaces a task's fields.
+    fn update_task(&self, id: &str, task: TaskFields, now: NaiveDateTime) -> Result<MessageTask>;
+    /// Deletes a task; its pending allocations fail with `not_found`.
+    fn delete_task(&self, id: &str, now: NaiveDateTime) -> Result<()>;
+
+    /// Writes a `report_result` sync log and marks the node alive, in one transaction.
+    fn report_result(&self, node_id: &str, task_id: &str, result_count: i64, now: NaiveDateTime) -> Result<()>;
+    /// Sync logs, newest first.
+    fn list_sync_logs(&self, filter: SyncLogFilter, page: Page) -> Result<(Vec<SyncLog>, i64)>;
+}

@@ -1,0 +1,247 @@
+//! Feeds and message tasks: what the parent owns and dispatches.
+
+use super::SqliteStore;
+use super::row::RowExt;
+use crate::protocol::time::to_db;
+use crate::store::{Error, Feed, FeedUpdate, MessageTask, NewFeed, Page, Result, TaskFields};
+use chrono::NaiveDateTime;
+use sqlx::sqlite::SqliteRow;
+
+fn feed_from_row(r: &SqliteRow) -> Result<Feed> {
+    Ok(Feed {
+        id: r.text("id")?,
+        faker_id: r.opt_text("faker_id")?.filter(|f| !f.is_empty()),
+        mp_name: r.text("mp_name")?,
+        mp_cover: r.opt_text("mp_cover")?,
+        mp_intro: r.opt_text("mp_intro")?,
+        status: r.opt_int("status")?.unwrap_or(1),
+        source: r.opt_text("source")?.unwrap_or_else(|| "wechat".into()),
+        url: r.opt_text("url")?,
+        update_time: r.opt_int("update_time")?,
+        sync_time: r.opt_int("sync_time")?,
+        created_at: r.time("created_at")?,
+        updated_at: r.time("updated_at")?,
+    })
+}
+
+fn task_from_row(r: &SqliteRow) -> Result<MessageTask> {
+    Ok(MessageTask {
+        id: r.text("id")?,
+        fields: TaskFields {
+            name: r.text("name")?,
+            message_type: r.int("message_type")?,
+            message_template: r.text("message_template")?,
+            web_hook_url: r.text("web_hook_url")?,
+            mps_id: r.opt_text("mps_id")?.unwrap_or_else(|| "[]".into()),
+            cron_exp: r.text("cron_exp")?,
+            status: r.int("status")?,
+            headers: r.opt_text("headers")?,
+            cookies: r.opt_text("cookies")?,
+            expose_to_nodes: r.flag("expose_to_nodes")?,
+        },
+        created_at: r.time("created_at")?,
+        updated_at: r.time("updated_at")?,
+        next_run_at: r.time("next_run_at")?,
+        last_run_at: r.time("last_run_at")?,
+    })
+}
+
+impl SqliteStore {
+    pub(crate) async fn create_feed(&self, feed: NewFeed, now: NaiveDateTime) -> Result<Feed> {
+        let result = sqlx::query(
+            "INSERT INTO we_feeds (id, faker_id, mp_name, mp_cover, mp_intro, status, source, url,
+                                   created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&feed.id)
+        .bind(&feed.faker_id)
+        .bind(&feed.mp_name)
+        .bind(&feed.mp_cover)
+        .bind(&feed.mp_intro)
+        .bind(feed.status)
+        .bind(&feed.source)
+        .bind(&feed.url)
+        .bind(to_db(now))
+        .execute(&self.write)
+        .await?;
+        if result.rows_affected() == 0 {
+            return Err(Error::Conflict("feed already exists".into()));
+        }
+        self.feed_on(&self.write, &feed.id).await
+    }
+
+    pub(crate) async fn list_feeds(&self, page: Option<Page>) -> Result<Vec<Feed>> {
+        let (limit, offset) = page.map_or((-1, 0), |p| (p.limit, p.offset));
+        let rows = sqlx::query("SELECT * FROM we_feeds ORDER BY id LIMIT $1 OFFSET $2")
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(feed_from_row).collect()
+    }
+
+    pub(crate) async fn get_feed(&self, id: &str) -> Result<Feed> {
+        self.feed_on(&self.read, id).await
+    }
+
+    async fn feed_on(&self, pool: &sqlx::SqlitePool, id: &str) -> Result<Feed> {
+        let row = sqlx::query("SELECT * FROM we_feeds WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+            .ok_or(Error::NotFound("feed"))?;
+        feed_from_row(&row)
+    }
+
+    pub(crate) async fn update_feed(
+        &self,
+        id: &str,
+        update: FeedUpdate,
+        now: NaiveDateTime,
+    ) -> Result<Feed> {
+        let result = sqlx::query(
+            "UPDATE we_feeds SET mp_name = COALESCE($2, mp_name), mp_cover = COALESCE($3, mp_cover),
+                    mp_intro = COALESCE($4, mp_intro), status = COALESCE($5, status),
+                    url = COALESCE($6, url), updated_at = $7
+              WHERE id = $1",
+        )
+        .bind(id)
+        .bind(update.mp_name)
+        .bind(update.mp_cover)
+        .bind(update.mp_intro)
+        .bind(update.status)
+        .bind(update.url)
+        .bind(to_db(now))
+        .execute(&self.write)
+        .await?;
+        if result.rows_affected() == 0 {
+            return Err(Error::NotFound("feed"));
+        }
+        self.feed_on(&self.write, id).await
+    }
+
+    pub(crate) async fn delete_feed(&self, id: &str) -> Result<()> {
+        let result = sqlx::query("DELETE FROM we_feeds WHERE id = $1")
+            .bind(id)
+            .execute(&self.write)
+            .await?;
+        if result.rows_affected() == 0 {
+            return Err(Error::NotFound("feed"));
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn create_task(
+        &self,
+        task: TaskFields,
+        now: NaiveDateTime,
+    ) -> Result<MessageTask> {
+        let id = uuid::Uuid::new_v4().to_string();
+        sqlx::query(
+            "INSERT INTO we_message_tasks (id, name, message_type, message_template, web_hook_url,
+                 mps_id, cron_exp, status, headers, cookies, expose_to_nodes, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
+        )
+        .bind(&id)
+        .bind(&task.name)
+        .bind(task.message_type)
+        .bind(&task.message_template)
+        .bind(&task.web_hook_url)
+        .bind(&task.mps_id)
+        .bind(&task.cron_exp)
+        .bind(task.status)
+        .bind(&task.headers)
+        .bind(&task.cookies)
+        .bind(task.expose_to_nodes)
+        .bind(to_db(now))
+        .execute(&self.write)
+        .await?;
+        self.task_on(&self.write, &id).await
+    }
+
+    pub(crate) async fn list_tasks(&self, status: Option<i64>) -> Result<Vec<MessageTask>> {
+        let rows = sqlx::query(
+            "SELECT * FROM we_message_tasks WHERE ($1 IS NULL OR status = $1) ORDER BY created_at, id",
+        )
+        .bind(status)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(task_from_row).collect()
+    }
+
+    pub(crate) async fn get_task(&self, id: &str) -> Result<MessageTask> {
+        self.task_on(&self.read, id).await
+    }
+
+    async fn task_on(&self, pool: &sqlx::SqlitePool, id: &str) -> Result<MessageTask> {
+        let row = sqlx::query("SELECT * FROM we_message_tasks WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+            .ok_or(Error::NotFound("message task"))?;
+        task_from_row(&row)
+    }
+
+    pub(crate) async fn update_task(
+        &self,
+        id: &str,
+        task: TaskFields,
+        now: NaiveDateTime,
+    ) -> Result<MessageTask> {
+        let result = sqlx::query(
+            "UPDATE we_message_tasks SET name = $2, message_type = $3, message_template = $4,
+                    web_hook_url = $5, mps_id = $6, cron_exp = $7, status = $8, headers = $9,
+                    cookies = $10, expose_to_nodes = $11, updated_at = $12,
+                    next_run_at = CASE WHEN cron_exp IS $7 AND status IS $8 THEN next_run_at END
+              WHERE id = $1",
+        )
+        .bind(id)
+        .bind(&task.name)
+        .bind(task.message_type)
+        .bind(&task.message_template)
+        .bind(&task.web_hook_url)
+        .bind(&task.mps_id)
+        .bind(&task.cron_exp)
+        .bind(task.status)
+        .bind(&task.headers)
+        .bind(&task.cookies)
+        .bind(task.expose_to_nodes)
+        .bind(to_db(now))
+        .execute(&self.write)
+        .await?;
+        if result.rows_affected() == 0 {
+            return Err(Error::NotFound("message task"));
+        }
+        self.task_on(&self.write, id).await
+    }
+
+    pub(crate) async fn delete_task(&self, id: &str, now: NaiveDateTime) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        let result = sqlx::query("DELETE FROM we_message_tasks WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if result.rows_affected() == 0 {
+            return Err(Error::NotFound("message task"));
+        }
+        sqlx::query(
+            "UPDATE we_feeds SET open_allocation_id = NULL WHERE open_allocation_id IN (
+               SELECT id FROM we_cascade_task_allocations WHERE task_id = $1 AND status = 'pending')",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE we_cascade_task_allocations
+                SET status = 'failed', reason = 'not_found', error_message = '任务不存在',
+                    completed_at = $2, updated_at = $2, assigned_node_id = NULL
+              WHERE task_id = $1 AND status = 'pending'",
+        )
+        .bind(id)
+        .bind(to_db(now))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,325 @@
+//! Node records: CRUD, credentials, heartbeats and the holdings that follow a node's state.
+
+use super::SqliteStore;
+use super::row::RowExt;
+use crate::protocol::time::to_db;
+use crate::store::{
+    Error, HeartbeatOutcome, HeartbeatUpdate, LeasePolicy, NewNode, Node, NodeCredential,
+    NodeUpdate, Result,
+};
+use chrono::{NaiveDateTime, TimeDelta};
+use serde_json::Value;
+use sqlx::SqliteConnection;
+use sqlx::sqlite::SqliteRow;
+
+const SELECT_NODE: &str = "SELECT n.*,
+    (SELECT COALESCE(SUM(a.feed_count), 0) FROM we_cascade_task_allocations a
+      WHERE a.node_id = n.id AND a.status IN ('claimed', 'executing')) AS held_feeds
+  FROM we_cascade_nodes n";
+
+fn node_from_row(r: &SqliteRow) -> Result<Node> {
+    let sync_config = match r.json("sync_config")? {
+        Value::Object(map) => Value::Object(map),
+        _ => Value::Object(Default::default()),
+    };
+    Ok(Node {
+        id: r.text("id")?,
+        node_type: r.int("node_type")?,
+        name: r.text("name")?,
+        description: r.text("description")?,
+        api_url: r.opt_text("api_url")?,
+        callback_url: r.opt_text("callback_url")?,
+        api_key: r.opt_text("api_key")?.filter(|k| !k.is_empty()),
+        has_credentials: r
+            .opt_text("api_secret_hash")?
+            .is_some_and(|h| !h.is_empty()),
+        parent_id: r.opt_text("parent_id")?,
+        status: r.int("status")?,
+        is_active: r.flag("is_active")?,
+        sync_config,
+        last_sync_at: r.time("last_sync_at")?,
+        last_heartbeat_at: r.time("last_heartbeat_at")?,
+        created_at: r.time("created_at")?.unwrap_or_default(),
+        updated_at: r.time("updated_at")?.unwrap_or_default(),
+        capacity: r.opt_int("capacity")?,
+        in_use: r.opt_int("in_use")?,
+        fetchers: r.string_list("fetchers")?,
+        features: r.string_list("features")?,
+        session_state: r
+            .opt_text("session_state")?
+            .unwrap_or_else(|| "unknown".into()),
+        cooldown_until: r.time("cooldown_until")?,
+        cooldown_level: r.int("cooldown_level")?,
+        version: r.opt_text("version")?,
+        held_feeds: r.int("held_feeds")?,
+    })
+}
+
+/// Marks a node alive; part of every successful node write (PROTOCOL §4.4).
+pub(super) async fn touch(
+    tx: &mut SqliteConnection,
+    node_id: &str,
+    now: NaiveDateTime,
+) -> Result<()> {
+    sqlx::query("UPDATE we_cascade_nodes SET last_heartbeat_at = $2, status = 1 WHERE id = $1")
+        .bind(node_id)
+        .bind(to_db(now))
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+/// Returns what a node holds to `pending` without spending an attempt, and frees what was
+/// assigned to it, so other nodes can take the work at once.
+async fn requeue_holdings(
+    tx: &mut SqliteConnection,
+    node_id: &str,
+    reason: &str,
+    now: NaiveDateTime,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE we_cascade_task_allocations
+            SET status = 'pending', node_id = NULL, assigned_node_id = NULL, lease_token = NULL,
+                lease_expires_at = NULL, run_deadline = NULL, reason = $2,
+                attempt = MAX(attempt - 1, 0), available_at = $3, updated_at = $3
+          WHERE node_id = $1 AND status IN ('claimed', 'executing')",
+    )
+    .bind(node_id)
+    .bind(reason)
+    .bind(to_db(now))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE we_cascade_task_allocations SET assigned_node_id = NULL, updated_at = $2
+          WHERE assigned_node_id = $1 AND status = 'pending'",
+    )
+    .bind(node_id)
+    .bind(to_db(now))
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+impl SqliteStore {
+    pub(crate) async fn create_node(&self, node: NewNode, now: NaiveDateTime) -> Result<Node> {
+        let id = uuid::Uuid::new_v4().to_string();
+        sqlx::query(
+            "INSERT INTO we_cascade_nodes
+               (id, node_type, name, description, api_url, status, sync_config, is_active,
+                session_state, cooldown_level, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, 0, $6, 1, 'unknown', 0, $7, $7)",
+        )
+        .bind(&id)
+        .bind(node.node_type)
+        .bind(&node.name)
+        .bind(&node.description)
+        .bind(&node.api_url)
+        .bind(node.sync_config.to_string())
+        .bind(to_db(now))
+        .execute(&self.write)
+        .await?;
+        self.get_node_on(&self.write, &id).await
+    }
+
+    pub(crate) async fn list_nodes(&self, node_type: Option<i64>) -> Result<Vec<Node>> {
+        let sql = format!(
+            "{SELECT_NODE} WHERE ($1 IS NULL OR n.node_type = $1) ORDER BY n.created_at, n.id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(node_type)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(node_from_row).collect()
+    }
+
+    pub(crate) async fn get_node(&self, id: &str) -> Result<Node> {
+        self.get_node_on(&self.read, id).await
+    }
+
+    async fn get_node_on(&self, pool: &sqlx::SqlitePool, id: &str) -> Result<Node> {
+        let sql = format!("{SELECT_NODE} WHERE n.id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+            .ok_or(Error::NotFound("node"))?;
+        node_from_row(&row)
+    }
+
+    pub(crate) async fn update_node(
+        &self,
+        id: &str,
+        update: NodeUpdate,
+        now: NaiveDateTime,
+    ) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        let (set_api_url, api_url) = match update.api_url {
+            Some(v) => (true, v),
+            None => (false, None),
+        };
+        let result = sqlx::query(
+            "UPDATE we_cascade_nodes SET
+                name = COALESCE($2, name),
+                description = COALESCE($3, description),
+                api_url = CASE WHEN $4 THEN $5 ELSE api_url END,
+                status = CASE WHEN $6 IS NULL THEN status
+                              WHEN $6 = 0 THEN 2
+                              WHEN is_active = 0 THEN 0 ELSE status END,
+                is_active = COALESCE($6, is_active),
+                sync_config = COALESCE($7, sync_config),
+                cooldown_until = CASE WHEN $8 THEN NULL ELSE cooldown_until END,
+                cooldown_level = CASE WHEN $8 THEN 0 ELSE cooldown_level END,
+                session_state = CASE WHEN $8 THEN 'unknown' ELSE session_state END,
+                updated_at = $9
+              WHERE id = $1",
+        )
+        .bind(id)
+        .bind(update.name)
+        .bind(update.description)
+        .bind(set_api_url)
+        .bind(api_url)
+        .bind(update.is_active)
+        .bind(update.sync_config.map(|v| v.to_string()))
+        .bind(update.reset_state)
+        .bind(to_db(now))
+        .execute(&mut *tx)
+        .await?;
+        if result.rows_affected() == 0 {
+            return Err(Error::NotFound("node"));
+        }
+        if update.is_active == Some(false) {
+            requeue_holdings(&mut tx, id, "node_disabled", now).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn delete_node(&self, id: &str, now: NaiveDateTime) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        let result = sqlx::query("DELETE FROM we_cascade_nodes WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if result.rows_affected() == 0 {
+            return Err(Error::NotFound("node"));
+        }
+        requeue_holdings(&mut tx, id, "node_disabled", now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn set_node_credentials(
+        &self,
+        id: &str,
+        api_key: &str,
+        secret_hash: &str,
+        now: NaiveDateTime,
+    ) -> Result<()> {
+        let result = sqlx::query(
+            "UPDATE we_cascade_nodes SET api_key = $2, api_secret_hash = $3, updated_at = $4 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(api_key)
+        .bind(secret_hash)
+        .bind(to_db(now))
+        .execute(&self.write)
+        .await?;
+        if result.rows_affected() == 0 {
+            return Err(Error::NotFound("node"));
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn find_node_credential(
+        &self,
+        api_key: &str,
+    ) -> Result<Option<NodeCredential>> {
+        let row = sqlx::query(
+            "SELECT id, name, node_type, is_active, api_secret_hash FROM we_cascade_nodes WHERE api_key = $1",
+        )
+        .bind(api_key)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|r| {
+            Ok(NodeCredential {
+                node_id: r.text("id")?,
+                name: r.text("name")?,
+                node_type: r.int("node_type")?,
+                is_active: r.flag("is_active")?,
+                secret_hash: r.text("api_secret_hash")?,
+            })
+        })
+        .transpose()
+    }
+
+    pub(crate) async fn heartbeat(
+        &self,
+        node_id: &str,
+        beat: HeartbeatUpdate,
+        now: NaiveDateTime,
+        lease: LeasePolicy,
+    ) -> Result<HeartbeatOutcome> {
+        let list = |v: &Option<Vec<String>>| v.as_ref().map(|l| serde_json::json!(l).to_string());
+        let held = list(&beat.held);
+        let mut tx = self.write.begin().await?;
+        let row = sqlx::query(
+            "UPDATE we_cascade_nodes SET
+                last_heartbeat_at = $2, status = 1,
+                callback_url = COALESCE($3, callback_url),
+                capacity = COALESCE($4, capacity),
+                in_use = COALESCE($5, in_use),
+                fetchers = COALESCE($6, fetchers),
+                session_state = COALESCE($7, session_state),
+                version = COALESCE($8, version),
+                features = COALESCE($9, features)
+              WHERE id = $1
+              RETURNING session_state, cooldown_until",
+        )
+        .bind(node_id)
+        .bind(to_db(now))
+        .bind(&beat.callback_url)
+        .bind(beat.capacity)
+        .bind(beat.in_use)
+        .bind(list(&beat.fetchers))
+        .bind(&beat.session_state)
+        .bind(&beat.version)
+        .bind(list(&beat.features))
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(Error::NotFound("node"))?;
+        let lease_end = to_db(now + TimeDelta::seconds(lease.lease_seconds));
+        sqlx::query(
+            "UPDATE we_cascade_task_allocations
+                SET lease_expires_at = MIN($2, COALESCE(run_deadline, $2))
+              WHERE node_id = $1 AND status IN ('claimed', 'executing')
+                AND ($3 IS NULL OR id IN (SELECT value FROM json_each($3)))",
+        )
+        .bind(node_id)
+        .bind(&lease_end)
+        .bind(&held)
+        .execute(&mut *tx)
+        .await?;
+        let lost: Vec<String> = match &held {
+            None => Vec::new(),
+            Some(held) => {
+                sqlx::query_scalar(
+                    "SELECT value FROM json_each($2) WHERE value NOT IN (
+                   SELECT id FROM we_cascade_task_allocations
+                    WHERE node_id = $1 AND status IN ('claimed', 'executing'))",
+                )
+                .bind(node_id)
+                .bind(held)
+                .fetch_all(&mut *tx)
+                .await?
+            }
+        };
+        tx.commit().await?;
+        Ok(HeartbeatOutcome {
+            lost,
+            session_state: row
+                .opt_text("session_state")?
+                .unwrap_or_else(|| "unknown".into()),
+            cooldown_until: row.time("cooldown_until")?,
+        })
+    }
+}
