@@ -106,12 +106,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .await
         .with_context(|| format!("while opening the database {}", config.db))?;
     ops::ensure_admin(&store, &config, &Clock::system()).await?;
-    let addr = std::net::SocketAddr::new(config.bind, config.port);
+    let addr_ip = config.bind;
+    let port = config.port;
+    let state = AppState::new(config, store, Clock::system(), shutdown).await?;
+    let addr = std::net::SocketAddr::new(addr_ip, port);
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("while binding {addr}"))?;
     tracing::info!(address = %listener.local_addr()?, "parent listening");
-    let state = AppState::new(config, store, Clock::system(), shutdown).await?;
     serve(listener, state).await.context("while serving HTTP")?;
     tracing::info!("parent stopped");
     Ok(())

@@ -1,0 +1,116 @@
+//! The binary itself: zero-config start, `cascade init`, restarts and graceful shutdown.
+
+use crate::helpers::process::{ParentProcess, cascade_cmd, login};
+use serde_json::Value;
+
+#[tokio::test]
+async fn zero_config_parent_creates_its_database_prints_the_password_once_and_survives_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cmd = cascade_cmd(dir.path());
+    cmd.args(["parent", "--port", "0"]);
+    let p = ParentProcess::start(cmd).await;
+    assert!(
+        dir.path().join("data/cascade.db").is_file(),
+        "default sqlite://data/cascade.db"
+    );
+    assert!(
+        p.base.starts_with("http://127.0.0.1:"),
+        "binds loopback by default: {}",
+        p.base
+    );
+    let shown: Vec<&String> = p
+        .stderr
+        .iter()
+        .filter(|l| l.contains("with password:"))
+        .collect();
+    assert_eq!(shown.len(), 1, "{:?}", p.stderr);
+    let password = shown[0]
+        .split("with password: ")
+        .nth(1)
+        .expect("password")
+        .trim()
+        .to_string();
+    let client = crate::helpers::http_client();
+    let r: Value = login(&client, &p.base, "admin", &password)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let token = r["data"]["access_token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    assert!(p.terminate().await, "exits 0 on SIGTERM");
+
+    let mut cmd = cascade_cmd(dir.path());
+    cmd.args(["parent", "--port", "0"]);
+    let p = ParentProcess::start(cmd).await;
+    assert!(
+        !p.stderr.iter().any(|l| l.contains("with password:")),
+        "not shown again"
+    );
+    assert!(
+        !p.stderr.iter().any(|l| l.contains(&password)),
+        "the password never reaches the log"
+    );
+    let nodes = client
+        .get(format!("{}/api/v1/wx/cascade/nodes", p.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(
+        nodes.status(),
+        200,
+        "a token survives a restart: the generated secret is kept"
+    );
+    assert!(p.terminate().await);
+}
+
+#[tokio::test]
+async fn init_creates_the_admin_the_parent_then_accepts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = format!("sqlite:///{}", "state/x.db");
+    let out = cascade_cmd(dir.path())
+        .args(["init", "--db", &db, "--admin-user", "root"])
+        .env("CASCADE_ADMIN_PASSWORD", "s3cret-pass")
+        .output()
+        .await
+        .expect("init runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.path().join("state/x.db").is_file());
+    let again = cascade_cmd(dir.path())
+        .args([
+            "init",
+            "--db",
+            &db,
+            "--admin-user",
+            "root",
+            "--admin-password",
+            "other",
+        ])
+        .output()
+        .await
+        .expect("init runs");
+    assert!(
+        !again.status.success(),
+        "an existing admin is not overwritten"
+    );
+
+    let mut cmd = cascade_cmd(dir.path());
+    cmd.args(["parent", "--db", &db, "--port", "0"]);
+    let p = ParentProcess::start(cmd).await;
+    let client = crate::helpers::http_client();
+    assert_eq!(
+        login(&client, &p.base, "root", "s3cret-pass")
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(login(&client, &p.base, "root", "other").await.status(), 401);
+    assert!(p.terminate().await);
+}

@@ -1,0 +1,11 @@
+//! Integration tests: real parents on 127.0.0.1:0 with a temporary SQLite file, driven over
+//! HTTP. One binary, one module per area.
+
+mod auth;
+mod catalog;
+mod cli;
+mod compat;
+mod errors;
+mod helpers;
+mod node_api;
+mod nodes;
