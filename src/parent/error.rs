@@ -14,9 +14,13 @@ tokio::task_local! {
 /// `Result` of handlers.
 pub type ApiResult<T> = Result<T, ApiError>;
 
-/// An error answered in the WeRSS envelope with a real HTTP status.
+/// An error answered in the WeRSS envelope with a real HTTP status (boxed: errors are rare
+/// and `Result`s stay small).
 #[derive(Debug)]
-pub struct ApiError {
+pub struct ApiError(Box<Inner>);
+
+#[derive(Debug)]
+struct Inner {
     status: StatusCode,
     code: i64,
     kind: &'static str,
@@ -27,14 +31,14 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        Self {
+        Self(Box::new(Inner {
             status,
             code: i64::from(status.as_u16()),
             kind,
             message: message.into(),
             details: Map::new(),
             retry_after: None,
-        }
+        }))
     }
 
     /// 400 `bad_request`.
@@ -68,7 +72,7 @@ impl ApiError {
             "login_failed",
             format!("用户名或密码错误，您还有{remaining}次机会"),
         );
-        e.code = 40101;
+        e.0.code = 40101;
         e
     }
 
@@ -79,7 +83,7 @@ impl ApiError {
             "locked",
             "用户名或密码错误，您的帐号已锁定，请稍后再试",
         );
-        e.retry_after = Some(retry_after.max(1));
+        e.0.retry_after = Some(retry_after.max(1));
         e
     }
 
@@ -139,13 +143,13 @@ impl ApiError {
 
     /// Adds a key to `data`.
     pub fn with(mut self, key: &str, value: &str) -> Self {
-        self.details.insert(key.into(), Value::String(value.into()));
+        self.0.details.insert(key.into(), Value::String(value.into()));
         self
     }
 
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
 }
 
@@ -173,15 +177,16 @@ impl From<store::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut data = self.details;
-        data.insert("error".into(), Value::String(self.kind.into()));
-        let body = json!({ "code": self.code, "message": self.message, "data": data });
-        let mut response = (self.status, axum::Json(body)).into_response();
+        let Inner { status, code, kind, message, details, retry_after } = *self.0;
+        let mut data = details;
+        data.insert("error".into(), Value::String(kind.into()));
+        let body = json!({ "code": code, "message": message, "data": data });
+        let mut response = (status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
-        if self.status == StatusCode::UNAUTHORIZED {
+        if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if let Some(secs) = self.retry_after {
+        if let Some(secs) = retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response

@@ -251,6 +251,8 @@ async fn deactivated_node_and_rotated_credentials_get_401() {
         .await;
     assert_eq!(n.ok()["status"], 2);
     assert_eq!(n.ok()["online"], false);
+    let stored = p.store.get_node(&node.id).await.expect("node stored");
+    assert!(!stored.is_active);
     p.put(
         &cascade(&format!("/nodes/{}", node.id)),
         &p.admin(),

@@ -129,7 +129,7 @@ pub fn validate_sync_config(value: Value) -> ApiResult<Value> {
         ));
     };
     if let Some(cap) = map.get("max_capacity")
-        && !cap.as_u64().is_some_and(|n| i64::try_from(n).is_ok())
+        && cap.as_u64().is_none_or(|n| i64::try_from(n).is_err())
     {
         return Err(ApiError::bad_field(
             "sync_config.max_capacity",

@@ -103,10 +103,12 @@ pub struct TestParent {
 }
 
 pub fn test_config(dir: &TempDir) -> Config {
-    let mut config = Config::default();
-    config.db = format!("sqlite:///{}", dir.path().join("cascade.db").display());
-    config.port = 0;
-    config.bcrypt_cost = 4;
+    let mut config = Config {
+        db: format!("sqlite:///{}", dir.path().join("cascade.db").display()),
+        port: 0,
+        bcrypt_cost: 4,
+        ..Config::default()
+    };
     config.cascade.notify_timeout = 2;
     config
 }
