@@ -11,34 +11,7 @@ fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
 
 /// A file in the layout of WeRSS's example `config.yaml` (with its odd spots: a default with a
 /// leading space, dotted variable names, capitalised booleans, uneven indentation).
-const WERSS_LAYOUT: &str = r#"
-app_name: ${APP_NAME:-we-mp-rss}
-server:
-   name: ${SERVER_NAME:-we-mp-rss}
-   send_code: ${SEND_CODE:-True}
-db: ${DB:-sqlite:///data/db.db}
-notice:
-  dingding: "${DINGDING_WEBHOOK}"
-secret: ${SECRET_KEY:-we-mp-rss}
-interval: ${SPAN_INTERVAL:- 10}
-port: ${PORT:-8001}
-debug: False
-token_expire_minutes: ${TOKEN_EXPIRE_MINUTES:-60}
-cache:
-  dir: ${CACHE.DIR:-./data/cache}
-log:
-   file: ${LOG_FILE:-}
-  # comment at another indentation
-   level: ${LOG_LEVEL:-INFO}
-cascade:
-  enabled: ${CASCADE_ENABLED:-False}
-  node_type: ${CASCADE_NODE_TYPE:-parent}
-  parent_api_url: ${CASCADE_PARENT_API_URL:-http://localhost:8001}
-  api_key: ${CASCADE_API_KEY:-}
-  api_secret: ${CASCADE_API_SECRET:-}
-  sync_interval: ${CASCADE_SYNC_INTERVAL:-300}
-  heartbeat_interval: ${CASCADE_HEARTBEAT_INTERVAL:-60}
-"#;
+const WERSS_LAYOUT: &str = include_str!("../../tests/fixtures/werss-config.yaml");
 
 #[test]
 fn interpolation_uses_env_then_default_then_empty() {

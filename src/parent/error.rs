@@ -143,7 +143,9 @@ impl ApiError {
 
     /// Adds a key to `data`.
     pub fn with(mut self, key: &str, value: &str) -> Self {
-        self.0.details.insert(key.into(), Value::String(value.into()));
+        self.0
+            .details
+            .insert(key.into(), Value::String(value.into()));
         self
     }
 
@@ -177,7 +179,14 @@ impl From<store::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let Inner { status, code, kind, message, details, retry_after } = *self.0;
+        let Inner {
+            status,
+            code,
+            kind,
+            message,
+            details,
+            retry_after,
+        } = *self.0;
         let mut data = details;
         data.insert("error".into(), Value::String(kind.into()));
         let body = json!({ "code": code, "message": message, "data": data });

@@ -241,7 +241,8 @@ async fn nodes_see_only_enabled_tasks_without_secrets_unless_exposed() {
     assert_eq!(only_disabled.ok().as_array().map(Vec::len), Some(1));
 
     let node_view = p.get(&cascade("/message-tasks"), &node.auth()).await;
-    let tasks = node_view.ok().as_array().expect("list").clone();
+    let mut tasks = node_view.ok().as_array().expect("list").clone();
+    tasks.sort_by_key(|t| t["name"].as_str().unwrap_or_default().to_string());
     let names: Vec<&str> = tasks.iter().filter_map(|t| t["name"].as_str()).collect();
     assert_eq!(names, ["enabled", "exposed"]);
     assert_eq!(tasks[0]["headers"], Value::Null);

@@ -76,25 +76,8 @@ async fn stock_child_reads_feeds_tasks_and_reports_with_timestamp_strings() {
     p.shutdown().await;
 }
 
-const WERSS_CONFIG: &str = r#"app_name: ${APP_NAME:-we-mp-rss}
-server:
-   name: ${SERVER_NAME:-we-mp-rss}
-   send_code: ${SEND_CODE:-True}
-db: ${DB:-sqlite:///data/db.db}
-notice:
-  dingding: "${DINGDING_WEBHOOK}"
-secret: ${SECRET_KEY:-we-mp-rss}
-interval: ${SPAN_INTERVAL:- 10}
-port: ${PORT:-8001}
-debug: False
-token_expire_minutes: ${TOKEN_EXPIRE_MINUTES:-60}
-cascade:
-  enabled: ${CASCADE_ENABLED:-False}
-  node_type: ${CASCADE_NODE_TYPE:-parent}
-  parent_api_url: ${CASCADE_PARENT_API_URL:-http://localhost:8001}
-  api_key: ${CASCADE_API_KEY:-}
-  api_secret: ${CASCADE_API_SECRET:-}
-"#;
+/// WeRSS's example layout (shared with the config unit tests).
+const WERSS_CONFIG: &str = include_str!("../fixtures/werss-config.yaml");
 
 #[tokio::test]
 async fn a_werss_layout_config_yaml_starts_the_parent() {
