@@ -292,7 +292,7 @@ pub fn from_yaml_str(
     };
     for (key, var) in TOP_LEVEL_ENV {
         if !root.contains_key(*key)
-            && let Some(v) = env(var)
+            && let Some(v) = env(var).filter(|v| !v.is_empty())
         {
             root.insert((*key).into(), coerce(v));
         }
@@ -305,7 +305,8 @@ pub fn from_yaml_str(
     }
     if let Value::Object(section) = cascade {
         for key in CASCADE_KEYS {
-            if let Some(v) = env(&format!("CASCADE_{}", key.to_ascii_uppercase())) {
+            let var = format!("CASCADE_{}", key.to_ascii_uppercase());
+            if let Some(v) = env(&var).filter(|v| !v.is_empty()) {
                 section.insert((*key).into(), coerce(v));
             }
         }
@@ -316,7 +317,35 @@ pub fn from_yaml_str(
             message: e.inner().to_string(),
         })?;
     config.cascade.parent_api_url = normalize_url(&config.cascade.parent_api_url);
+    clamp_durations(&mut config);
     Ok(config)
+}
+
+/// Ten years: longer durations are clamped so time arithmetic cannot overflow.
+const MAX_SECONDS: u64 = 10 * 365 * 24 * 3600;
+
+fn clamp_durations(config: &mut Config) {
+    config.token_expire_minutes = config.token_expire_minutes.min(MAX_SECONDS / 60);
+    let c = &mut config.cascade;
+    for v in [
+        &mut c.lease_seconds,
+        &mut c.max_run_seconds,
+        &mut c.offline_after,
+        &mut c.retry_base,
+        &mut c.retry_max,
+        &mut c.cooldown_base,
+        &mut c.cooldown_max,
+        &mut c.steal_after,
+        &mut c.max_wait,
+        &mut c.reap_interval,
+        &mut c.notify_timeout,
+        &mut c.heartbeat_interval,
+        &mut c.task_poll_interval,
+        &mut c.shutdown_grace,
+        &mut c.claim_wait,
+    ] {
+        *v = (*v).min(MAX_SECONDS);
+    }
 }
 
 /// Substitutes `${VAR}` / `${VAR:-default}` in every string, then coerces it as WeRSS does.

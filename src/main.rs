@@ -6,6 +6,6 @@ use std::process::ExitCode;
 use werss_cascade::cli;
 
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
+    let args = cli::Cli::parse_from(cli::normalize_args(std::env::args_os()));
     cli::run(args)
 }

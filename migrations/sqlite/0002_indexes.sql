@@ -1,6 +1,6 @@
 -- Indexes for our access paths; run after our columns exist.
 CREATE UNIQUE INDEX IF NOT EXISTS ix_cascade_nodes_api_key
-    ON we_cascade_nodes (api_key) WHERE api_key IS NOT NULL;
+    ON we_cascade_nodes (api_key) WHERE api_key IS NOT NULL AND api_key <> '';
 CREATE INDEX IF NOT EXISTS ix_cascade_alloc_claim
     ON we_cascade_task_allocations (status, available_at);
 CREATE INDEX IF NOT EXISTS ix_cascade_alloc_node

@@ -5,8 +5,10 @@ use crate::clock::Clock;
 use crate::config::{self, Config, Overrides};
 use crate::parent;
 use crate::store::Store;
+use crate::store::redact_url;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use std::ffi::OsString;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,6 +49,17 @@ pub enum Command {
         #[arg(long, env = "CASCADE_ADMIN_PASSWORD", hide_env_values = true)]
         admin_password: String,
     },
+}
+
+/// Accepts WeRSS's single-dash `-config FILE` / `-config=FILE` as `--config`.
+pub fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    args.into_iter()
+        .map(|a| match a.to_str() {
+            Some("-config") => OsString::from("--config"),
+            Some(s) if s.starts_with("-config=") => OsString::from(format!("-{s}")),
+            _ => a,
+        })
+        .collect()
 }
 
 /// Runs the parsed command and returns the process exit code.
@@ -90,9 +103,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             admin_user,
             admin_password,
         } => {
-            let store = Store::connect(&config.db)
-                .await
-                .with_context(|| format!("while opening the database {}", config.db))?;
+            let store = Store::connect(&config.db).await.with_context(|| {
+                format!("while opening the database {}", redact_url(&config.db))
+            })?;
             parent::ops::create_admin(
                 &store,
                 &admin_user,

@@ -82,6 +82,20 @@ fn absent_top_level_keys_fall_back_to_werss_env() {
 }
 
 #[test]
+fn empty_env_values_count_as_unset_and_huge_durations_are_clamped() {
+    let env = env_of(&[
+        ("PORT", ""),
+        ("CASCADE_LEASE_SECONDS", ""),
+        ("CASCADE_OFFLINE_AFTER", "99999999999999"),
+    ]);
+    let c = from_yaml_str("token_expire_minutes: 99999999999999\n", "t", &env).expect("loads");
+    assert_eq!(c.port, 8001);
+    assert_eq!(c.cascade.lease_seconds, 300);
+    assert_eq!(c.cascade.offline_after, MAX_SECONDS);
+    assert_eq!(c.token_expire_minutes, MAX_SECONDS / 60);
+}
+
+#[test]
 fn empty_file_gives_zero_config_defaults() {
     let c = from_yaml_str("", "t", &env_of(&[])).expect("loads");
     assert_eq!(c.db, "sqlite://data/cascade.db");

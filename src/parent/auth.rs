@@ -209,6 +209,10 @@ impl Lockout {
                     || a.failures.iter().any(|t| *t > now - WINDOW)
             });
         }
+        if users.len() >= 10_000 && !users.contains_key(username) {
+            // Under a flood of distinct names, stop recording new ones rather than grow.
+            return ApiError::login_failed(MAX_FAILURES - 1);
+        }
         let attempts = users.entry(username.to_string()).or_default();
         attempts.failures.retain(|t| *t > now - WINDOW);
         attempts.failures.push(now);

@@ -172,6 +172,12 @@ impl From<store::Error> for ApiError {
                 tracing::warn!(error = %e, "database unavailable");
                 Self::unavailable()
             }
+            store::Error::Database(sqlx::Error::Database(db))
+                if matches!(db.code().as_deref(), Some("5" | "6" | "517")) =>
+            {
+                tracing::warn!(error = %db, "database busy");
+                Self::unavailable()
+            }
             other => Self::internal(&other),
         }
     }

@@ -11,7 +11,7 @@ pub mod views;
 use crate::clock::Clock;
 use crate::config::{Config, WERSS_DEFAULT_SECRETS};
 use crate::protocol::credentials::random_token;
-use crate::store::Store;
+use crate::store::{self, Store};
 use anyhow::Context;
 use auth::{Jwt, Lockout};
 use std::sync::Arc;
@@ -36,6 +36,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// Cancelled when the parent shuts down.
     pub shutdown: CancellationToken,
+    /// A bcrypt hash of a random value, checked for unknown users (equal timing).
+    pub dummy_hash: Arc<str>,
 }
 
 impl AppState {
@@ -73,7 +75,9 @@ impl AppState {
             .timeout(Duration::from_secs(config.cascade.notify_timeout.max(1)))
             .build()
             .context("while building the HTTP client")?;
+        let dummy_hash = ops::hash_password(random_token(), config.bcrypt_cost).await?;
         Ok(Self {
+            dummy_hash: dummy_hash.into(),
             jwt: Jwt::new(&secret, config.token_expire_minutes),
             store,
             config: Arc::new(config),
@@ -102,9 +106,12 @@ pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()
 /// # Errors
 /// Start-up failures (database, bind), with context.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let store = Store::connect(&config.db)
-        .await
-        .with_context(|| format!("while opening the database {}", config.db))?;
+    let store = Store::connect(&config.db).await.with_context(|| {
+        format!(
+            "while opening the database {}",
+            store::redact_url(&config.db)
+        )
+    })?;
     ops::ensure_admin(&store, &config, &Clock::system()).await?;
     let addr_ip = config.bind;
     let port = config.port;

@@ -45,13 +45,13 @@ pub fn parse(expr: &str) -> Result<Cron, String> {
         .map_err(|e| format!("invalid cron expression '{expr}': {e}"))
 }
 
-/// Checks an expression as stored: `a~b` ranges are checked with their lower bound.
+/// Checks an expression as stored: `a~b` ranges are checked at both bounds.
 ///
 /// # Errors
 /// As [`expand_ranges`] and [`parse`].
 pub fn validate(expr: &str) -> Result<(), String> {
-    let expanded = expand_ranges(expr, &mut |a, _| a)?;
-    parse(&expanded).map(|_| ())
+    parse(&expand_ranges(expr, &mut |a, _| a)?)?;
+    parse(&expand_ranges(expr, &mut |_, b| b)?).map(|_| ())
 }
 
 #[cfg(test)]
@@ -65,6 +65,10 @@ mod tests {
         assert!(validate("0 3 * * 7").is_ok());
         assert!(validate("0~10 3 * * *").is_ok());
         assert!(validate("10~0 3 * * *").is_err());
+        assert!(
+            validate("50~70 * * * *").is_err(),
+            "the upper bound is checked too"
+        );
         assert!(validate("* * *").is_err());
         assert!(validate("61 * * * *").is_err());
         let picked = expand_ranges("0~10 1~1 * * *", &mut |a, b| b - a).expect("expands");

@@ -150,4 +150,6 @@ pub struct LoginForm {
     pub username: Option<String>,
     /// Required.
     pub password: Option<String>,
+    /// `password` if sent.
+    pub grant_type: Option<String>,
 }

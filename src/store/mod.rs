@@ -7,7 +7,7 @@ mod types;
 mod url;
 
 pub use types::*;
-pub use url::{DbUrl, parse_db_url};
+pub use url::{DbUrl, parse_db_url, redact_url};
 
 use chrono::NaiveDateTime;
 

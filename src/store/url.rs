@@ -50,6 +50,18 @@ pub fn parse_db_url(url: &str) -> Result<DbUrl> {
     }
 }
 
+/// The URL with any `user:password@` replaced by `***@`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,5 +91,15 @@ mod tests {
         );
         assert!(parse_db_url("mysql+pymysql://u@h/db").is_err());
         assert!(parse_db_url("nonsense").is_err());
+    }
+
+    #[test]
+    fn credentials_are_redacted_from_urls() {
+        assert_eq!(
+            redact_url("postgresql://u:pw@db:5432/x"),
+            "postgresql://***@db:5432/x"
+        );
+        assert_eq!(redact_url("sqlite:///data/db.db"), "sqlite:///data/db.db");
+        assert_eq!(redact_url("sqlite:///dir/a@b.db"), "sqlite:///dir/a@b.db");
     }
 }

@@ -275,3 +275,56 @@ async fn both_roles_may_read_feeds_and_tasks() {
     p.get(&cascade("/feeds"), &Auth::None).await.err(401);
     p.shutdown().await;
 }
+
+#[tokio::test]
+async fn login_checks_grant_type_and_field_sizes() {
+    let p = TestParent::spawn().await;
+    let send = |form: Vec<(&'static str, String)>| {
+        p.client
+            .post(p.url("/api/v1/auth/token"))
+            .form(&form)
+            .send()
+    };
+    let r = TestParent::reply(
+        send(vec![
+            ("username", ADMIN.into()),
+            ("password", PASSWORD.into()),
+            ("grant_type", "client_credentials".into()),
+        ])
+        .await
+        .expect("sent"),
+    )
+    .await;
+    r.err(400);
+    assert_eq!(r.body["data"]["field"], "grant_type");
+    let r = TestParent::reply(
+        send(vec![
+            ("username", "u".repeat(300)),
+            ("password", "x".into()),
+        ])
+        .await
+        .expect("sent"),
+    )
+    .await;
+    assert_eq!(r.body["data"]["field"], "username");
+    let r = TestParent::reply(
+        send(vec![
+            ("username", "u".into()),
+            ("password", "x".repeat(2 * 1024 * 1024)),
+        ])
+        .await
+        .expect("sent"),
+    )
+    .await;
+    assert_eq!(r.err(413), "too_large");
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_users_fail_like_wrong_passwords() {
+    let p = TestParent::spawn().await;
+    let r = p.login("nobody", "x").await;
+    assert_eq!(r.err(401), "login_failed");
+    assert_eq!(r.body["message"], "用户名或密码错误，您还有4次机会");
+    p.shutdown().await;
+}

@@ -82,9 +82,9 @@ const WERSS_CONFIG: &str = include_str!("../fixtures/werss-config.yaml");
 #[tokio::test]
 async fn a_werss_layout_config_yaml_starts_the_parent() {
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(dir.path().join("config.yaml"), WERSS_CONFIG).expect("config written");
+    std::fs::write(dir.path().join("werss.yaml"), WERSS_CONFIG).expect("config written");
     let mut cmd = cascade_cmd(dir.path());
-    cmd.args(["parent", "--port", "0"])
+    cmd.args(["parent", "-config", "werss.yaml", "--port", "0"])
         .env("CASCADE_ADMIN_PASSWORD", "pw-for-test");
     let p = ParentProcess::start(cmd).await;
     assert!(

@@ -96,18 +96,26 @@ pub async fn login(state: &AppState, form: LoginForm) -> ApiResult<(String, i64)
         .password
         .filter(|p| !p.is_empty())
         .ok_or_else(|| ApiError::bad_field("password", "missing field 'password'"))?;
+    if username.chars().count() > 255 {
+        return Err(ApiError::bad_field("username", "username is too long"));
+    }
+    if form.grant_type.as_deref().is_some_and(|g| g != "password") {
+        return Err(ApiError::invalid_field("grant_type"));
+    }
     let now = state.clock.now();
     state.lockout.check(&username, now)?;
     let user = state.store.find_user(&username).await?;
-    let ok = match user {
-        Some(u) if u.is_active => {
-            let hash = u.password_hash;
-            tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
-                .await
-                .unwrap_or(false)
-        }
-        _ => false,
+    // Unknown and inactive users are checked against a dummy hash of the same cost, so the
+    // answer's timing does not tell which usernames exist.
+    let (hash, known) = match user {
+        Some(u) if u.is_active => (u.password_hash, true),
+        _ => (state.dummy_hash.to_string(), false),
     };
+    let matches =
+        tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
+            .await
+            .unwrap_or(false);
+    let ok = known && matches;
     if !ok {
         tracing::info!(user = %username, "login failed");
         return Err(state.lockout.fail(&username, now));

@@ -12,8 +12,12 @@ use serde_json::{Value, json};
 fn form(
     f: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
 ) -> ApiResult<LoginForm> {
-    f.map(|Form(f)| f).map_err(|_| {
-        ApiError::bad_request("login expects a form body with 'username' and 'password'")
+    f.map(|Form(f)| f).map_err(|r| {
+        if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large()
+        } else {
+            ApiError::bad_request("login expects a form body with 'username' and 'password'")
+        }
     })
 }
 

@@ -8,8 +8,9 @@ mod node;
 
 use super::AppState;
 use super::error::{ApiError, REQUEST_ID};
+use super::extract::BODY_LIMIT;
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -56,21 +57,26 @@ fn cascade() -> Router<AppState> {
         .route("/notify", post(node::notify))
 }
 
+/// Admin login; form bodies share the JSON body limit.
+fn login_routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/wx/auth/login", post(login::login))
+        .route("/api/v1/auth/login", post(login::login))
+        .route("/api/v1/wx/auth/token", post(login::token))
+        .route("/api/v1/auth/token", post(login::token))
+}
+
 /// The whole application.
 pub(super) fn router(state: AppState) -> Router {
     let api = Router::new()
         .nest("/api/v1/wx/cascade", cascade())
         .nest("/api/v1/cascade", cascade())
-        .route("/api/v1/wx/auth/login", post(login::login))
-        .route("/api/v1/auth/login", post(login::login))
-        .route("/api/v1/wx/auth/token", post(login::token))
-        .route("/api/v1/auth/token", post(login::token))
+        .merge(login_routes().layer(DefaultBodyLimit::max(BODY_LIMIT)))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
-    api.layer(middleware::from_fn(request_context))
-        .layer(
+    api.layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request| {
                 let route = req
                     .extensions()
@@ -87,6 +93,7 @@ pub(super) fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
             ApiError::internal(&"handler panicked").into_response()
         }))
+        .layer(middleware::from_fn(request_context))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
@@ -116,6 +123,9 @@ async fn healthz() -> axum::Json<serde_json::Value> {
 }
 
 async fn readyz(State(state): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    if state.shutdown.is_cancelled() {
+        return Err(ApiError::unavailable());
+    }
     state.store.ping().await.map_err(|e| {
         tracing::warn!(error = %e, "database not reachable");
         ApiError::unavailable()

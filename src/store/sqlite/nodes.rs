@@ -291,12 +291,13 @@ impl SqliteStore {
         sqlx::query(
             "UPDATE we_cascade_task_allocations
                 SET lease_expires_at = MIN($2, COALESCE(run_deadline, $2))
-              WHERE node_id = $1 AND status IN ('claimed', 'executing')
+              WHERE node_id = $1 AND status IN ('claimed', 'executing') AND lease_expires_at > $4
                 AND ($3 IS NULL OR id IN (SELECT value FROM json_each($3)))",
         )
         .bind(node_id)
         .bind(&lease_end)
         .bind(&held)
+        .bind(to_db(now))
         .execute(&mut *tx)
         .await?;
         let lost: Vec<String> = match &held {
@@ -305,10 +306,11 @@ impl SqliteStore {
                 sqlx::query_scalar(
                     "SELECT value FROM json_each($2) WHERE value NOT IN (
                    SELECT id FROM we_cascade_task_allocations
-                    WHERE node_id = $1 AND status IN ('claimed', 'executing'))",
+                    WHERE node_id = $1 AND status IN ('claimed', 'executing') AND lease_expires_at > $3)",
                 )
                 .bind(node_id)
                 .bind(held)
+                .bind(to_db(now))
                 .fetch_all(&mut *tx)
                 .await?
             }
