@@ -3,6 +3,10 @@ CREATE UNIQUE INDEX IF NOT EXISTS ix_cascade_nodes_api_key
     ON we_cascade_nodes (api_key) WHERE api_key IS NOT NULL AND api_key <> '';
 CREATE INDEX IF NOT EXISTS ix_cascade_alloc_claim
     ON we_cascade_task_allocations (status, available_at);
+CREATE INDEX IF NOT EXISTS ix_cascade_alloc_assigned
+    ON we_cascade_task_allocations (status, assigned_node_id, available_at);
+CREATE INDEX IF NOT EXISTS ix_cascade_alloc_lease
+    ON we_cascade_task_allocations (status, lease_expires_at);
 CREATE INDEX IF NOT EXISTS ix_cascade_alloc_node
     ON we_cascade_task_allocations (node_id, status);
 CREATE INDEX IF NOT EXISTS ix_cascade_alloc_task

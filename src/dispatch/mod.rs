@@ -85,7 +85,11 @@ pub struct PlannedAllocation {
 /// each batch to an eligible node with room, highest positive quota first, else most free
 /// capacity, ties by node id; unassigned when none fits. Decrements `free` in `nodes`, so
 /// successive calls (several tasks in one dispatch) share capacity.
-pub fn plan(feeds: &[FeedRef], nodes: &mut [NodeSnapshot], feeds_per_allocation: usize) -> Vec<PlannedAllocation> {
+pub fn plan(
+    feeds: &[FeedRef],
+    nodes: &mut [NodeSnapshot],
+    feeds_per_allocation: usize,
+) -> Vec<PlannedAllocation> {
     let per = feeds_per_allocation.max(1);
     let mut out = Vec::with_capacity(feeds.len().div_ceil(per));
     for source in [Source::Wechat, Source::Rss] {
@@ -107,7 +111,13 @@ pub fn plan(feeds: &[FeedRef], nodes: &mut [NodeSnapshot], feeds_per_allocation:
 }
 
 fn choose(batch: &[&FeedRef], nodes: &[NodeSnapshot], source: Source, size: i64) -> Option<usize> {
-    let quota = |n: &NodeSnapshot| batch.iter().map(|f| n.quota.get(&f.id).copied().unwrap_or(0)).max().unwrap_or(0);
+    let quota = |n: &NodeSnapshot| {
+        batch
+            .iter()
+            .map(|f| n.quota.get(&f.id).copied().unwrap_or(0))
+            .max()
+            .unwrap_or(0)
+    };
     nodes
         .iter()
         .enumerate()

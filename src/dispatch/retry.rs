@@ -115,22 +115,41 @@ pub fn after_failure(
     jitter: f64,
     now: NaiveDateTime,
 ) -> (Next, NodeEffect) {
-    let now_pending = |spend| Next::Pending { available_at: now, spend_attempt: spend };
+    let now_pending = |spend| Next::Pending {
+        available_at: now,
+        spend_attempt: spend,
+    };
     match reason {
         Reason::RateLimited if source == Source::Wechat => {
             (now_pending(false), NodeEffect::Cooldown { retry_after })
         }
         Reason::RateLimited => {
             let wait = retry_after.filter(|s| *s > 0).unwrap_or(policy.retry_base);
-            (Next::Pending { available_at: now + secs(wait), spend_attempt: false }, NodeEffect::None)
+            (
+                Next::Pending {
+                    available_at: now + secs(wait),
+                    spend_attempt: false,
+                },
+                NodeEffect::None,
+            )
         }
         Reason::SessionExpired => (now_pending(false), NodeEffect::SessionExpired),
         Reason::NotFound => (Next::Failed, NodeEffect::None),
         Reason::NodeDisabled | Reason::Released => (now_pending(false), NodeEffect::None),
-        Reason::Network | Reason::Parse | Reason::Unknown | Reason::LeaseExpired | Reason::NodeOffline => {
+        Reason::Network
+        | Reason::Parse
+        | Reason::Unknown
+        | Reason::LeaseExpired
+        | Reason::NodeOffline => {
             if attempt < max_attempts {
                 let delay = backoff(attempt, policy, jitter);
-                (Next::Pending { available_at: now + delay, spend_attempt: true }, NodeEffect::None)
+                (
+                    Next::Pending {
+                        available_at: now + delay,
+                        spend_attempt: true,
+                    },
+                    NodeEffect::None,
+                )
             } else {
                 (Next::Failed, NodeEffect::None)
             }
@@ -141,7 +160,10 @@ pub fn after_failure(
 /// min(retry_max, retry_base · 2^(attempt−1)) × jitter, jitter ∈ [0.5, 1.5).
 pub fn backoff(attempt: i64, policy: &RetryPolicy, jitter: f64) -> TimeDelta {
     let exp = u32::try_from((attempt - 1).clamp(0, 30)).unwrap_or(30);
-    let base = policy.retry_base.saturating_mul(1_i64 << exp).min(policy.retry_max);
+    let base = policy
+        .retry_base
+        .saturating_mul(1_i64 << exp)
+        .min(policy.retry_max);
     let millis = (base as f64 * 1000.0 * jitter.clamp(0.5, 1.5)).round() as i64;
     TimeDelta::milliseconds(millis)
 }
@@ -149,7 +171,10 @@ pub fn backoff(attempt: i64, policy: &RetryPolicy, jitter: f64) -> TimeDelta {
 /// The cooldown after the `level`-th consecutive rate limit (level ≥ 1).
 pub fn cooldown(level: i64, retry_after: Option<i64>, policy: &RetryPolicy) -> TimeDelta {
     let exp = u32::try_from((level - 1).clamp(0, 30)).unwrap_or(30);
-    let scaled = policy.cooldown_base.saturating_mul(1_i64 << exp).min(policy.cooldown_max);
+    let scaled = policy
+        .cooldown_base
+        .saturating_mul(1_i64 << exp)
+        .min(policy.cooldown_max);
     secs(scaled.max(retry_after.unwrap_or(0)))
 }
 

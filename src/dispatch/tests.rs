@@ -17,7 +17,12 @@ fn node(id: &str, free: i64) -> NodeSnapshot {
 }
 
 fn feeds(n: usize, source: Source) -> Vec<FeedRef> {
-    (0..n).map(|i| FeedRef { id: format!("F{i:04}"), source }).collect()
+    (0..n)
+        .map(|i| FeedRef {
+            id: format!("F{i:04}"),
+            source,
+        })
+        .collect()
 }
 
 #[test]
@@ -28,7 +33,11 @@ fn most_free_capacity_wins_and_capacity_is_shared_across_calls() {
     assert_eq!(assigned, [Some("b"), Some("a"), Some("b")]);
     let plan2 = plan(&feeds(3, Source::Wechat), &mut nodes, 1);
     let assigned: Vec<_> = plan2.iter().map(|a| a.node_id.as_deref()).collect();
-    assert_eq!(assigned, [Some("a"), Some("b"), None], "two slots were left");
+    assert_eq!(
+        assigned,
+        [Some("a"), Some("b"), None],
+        "two slots were left"
+    );
 }
 
 #[test]
@@ -42,17 +51,28 @@ fn positive_quota_is_preferred_over_free_capacity() {
 
 #[test]
 fn feeds_go_only_to_nodes_that_can_fetch_them() {
-    let mut nodes = vec![node("wechat-only", 5), node("cooling", 5), node("rss", 5), node("offline", 5)];
+    let mut nodes = vec![
+        node("wechat-only", 5),
+        node("cooling", 5),
+        node("rss", 5),
+        node("offline", 5),
+    ];
     nodes[1].cooling = true;
     nodes[1].fetchers = vec![Source::Wechat, Source::Rss];
     nodes[2].fetchers = vec![Source::Rss];
     nodes[3].online = false;
     let mut all = feeds(1, Source::Wechat);
-    all.push(FeedRef { id: "R".into(), source: Source::Rss });
+    all.push(FeedRef {
+        id: "R".into(),
+        source: Source::Rss,
+    });
     let p = plan(&all, &mut nodes, 1);
     assert_eq!(p[0].node_id.as_deref(), Some("wechat-only"));
     assert_eq!(p[1].source, Source::Rss);
-    assert!(matches!(p[1].node_id.as_deref(), Some("cooling" | "rss")), "cooling only blocks WeChat");
+    assert!(
+        matches!(p[1].node_id.as_deref(), Some("cooling" | "rss")),
+        "cooling only blocks WeChat"
+    );
     nodes[0].session_parked = true;
     let p = plan(&feeds(1, Source::Wechat), &mut nodes, 1);
     assert_eq!(p[0].node_id, None, "no eligible WeChat node: unassigned");
@@ -63,14 +83,34 @@ fn batches_hold_feeds_per_allocation_of_one_kind() {
     let mut nodes = vec![node("a", 10)];
     nodes[0].fetchers = vec![Source::Wechat, Source::Rss];
     let mut all = feeds(5, Source::Wechat);
-    all.push(FeedRef { id: "R".into(), source: Source::Rss });
+    all.push(FeedRef {
+        id: "R".into(),
+        source: Source::Rss,
+    });
     let p = plan(&all, &mut nodes, 2);
     let sizes: Vec<_> = p.iter().map(|a| (a.feed_ids.len(), a.source)).collect();
-    assert_eq!(sizes, [(2, Source::Wechat), (2, Source::Wechat), (1, Source::Wechat), (1, Source::Rss)]);
+    assert_eq!(
+        sizes,
+        [
+            (2, Source::Wechat),
+            (2, Source::Wechat),
+            (1, Source::Wechat),
+            (1, Source::Rss)
+        ]
+    );
 }
 
 fn arb_nodes() -> impl Strategy<Value = Vec<NodeSnapshot>> {
-    prop::collection::vec((0i64..6, any::<bool>(), any::<bool>(), prop::collection::vec(0i64..3, 4)), 0..6).prop_map(|specs| {
+    prop::collection::vec(
+        (
+            0i64..6,
+            any::<bool>(),
+            any::<bool>(),
+            prop::collection::vec(0i64..3, 4),
+        ),
+        0..6,
+    )
+    .prop_map(|specs| {
         specs
             .into_iter()
             .enumerate()
@@ -80,7 +120,11 @@ fn arb_nodes() -> impl Strategy<Value = Vec<NodeSnapshot>> {
                 if rss {
                     n.fetchers.push(Source::Rss);
                 }
-                n.quota = quotas.iter().enumerate().map(|(j, q)| (format!("F{j:04}"), *q)).collect();
+                n.quota = quotas
+                    .iter()
+                    .enumerate()
+                    .map(|(j, q)| (format!("F{j:04}"), *q))
+                    .collect();
                 n
             })
             .collect()
@@ -131,22 +175,69 @@ proptest! {
 }
 
 fn t0() -> chrono::NaiveDateTime {
-    NaiveDate::from_ymd_opt(2026, 11, 22).and_then(|d| d.and_hms_opt(12, 0, 0)).expect("valid")
+    NaiveDate::from_ymd_opt(2026, 11, 22)
+        .and_then(|d| d.and_hms_opt(12, 0, 0))
+        .expect("valid")
 }
 
-const POLICY: RetryPolicy = RetryPolicy { retry_base: 30, retry_max: 1800, cooldown_base: 900, cooldown_max: 21600 };
+const POLICY: RetryPolicy = RetryPolicy {
+    retry_base: 30,
+    retry_max: 1800,
+    cooldown_base: 900,
+    cooldown_max: 21600,
+};
 
 #[test]
 fn failure_reasons_follow_the_table() {
     let now = t0();
     let f = |r, s, attempt| after_failure(r, s, attempt, 5, None, &POLICY, 1.0, now);
-    assert_eq!(f(Reason::RateLimited, Source::Wechat, 1), (Next::Pending { available_at: now, spend_attempt: false }, NodeEffect::Cooldown { retry_after: None }));
-    assert_eq!(f(Reason::RateLimited, Source::Rss, 1).0, Next::Pending { available_at: now + TimeDelta::seconds(30), spend_attempt: false });
-    assert_eq!(f(Reason::SessionExpired, Source::Wechat, 1), (Next::Pending { available_at: now, spend_attempt: false }, NodeEffect::SessionExpired));
+    assert_eq!(
+        f(Reason::RateLimited, Source::Wechat, 1),
+        (
+            Next::Pending {
+                available_at: now,
+                spend_attempt: false
+            },
+            NodeEffect::Cooldown { retry_after: None }
+        )
+    );
+    assert_eq!(
+        f(Reason::RateLimited, Source::Rss, 1).0,
+        Next::Pending {
+            available_at: now + TimeDelta::seconds(30),
+            spend_attempt: false
+        }
+    );
+    assert_eq!(
+        f(Reason::SessionExpired, Source::Wechat, 1),
+        (
+            Next::Pending {
+                available_at: now,
+                spend_attempt: false
+            },
+            NodeEffect::SessionExpired
+        )
+    );
     assert_eq!(f(Reason::NotFound, Source::Wechat, 1).0, Next::Failed);
-    assert_eq!(f(Reason::Network, Source::Wechat, 3).0, Next::Pending { available_at: now + TimeDelta::seconds(120), spend_attempt: true });
-    assert_eq!(f(Reason::Parse, Source::Wechat, 5).0, Next::Failed, "attempts exhausted");
-    assert_eq!(f(Reason::Released, Source::Wechat, 2).0, Next::Pending { available_at: now, spend_attempt: false });
+    assert_eq!(
+        f(Reason::Network, Source::Wechat, 3).0,
+        Next::Pending {
+            available_at: now + TimeDelta::seconds(120),
+            spend_attempt: true
+        }
+    );
+    assert_eq!(
+        f(Reason::Parse, Source::Wechat, 5).0,
+        Next::Failed,
+        "attempts exhausted"
+    );
+    assert_eq!(
+        f(Reason::Released, Source::Wechat, 2).0,
+        Next::Pending {
+            available_at: now,
+            spend_attempt: false
+        }
+    );
     assert_eq!(Reason::parse(Some("bogus")), Reason::Unknown);
     assert_eq!(Reason::parse(None), Reason::Unknown);
 }

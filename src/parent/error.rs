@@ -166,6 +166,18 @@ impl From<store::Error> for ApiError {
                 other => other,
             }),
             store::Error::Conflict(message) => Self::conflict(message),
+            store::Error::LeaseLost => Self::new(
+                StatusCode::CONFLICT,
+                "lease_lost",
+                "allocation is not held by this node",
+            ),
+            store::Error::InvalidTransition(status) => Self::new(
+                StatusCode::CONFLICT,
+                "invalid_transition",
+                format!("allocation is {status}"),
+            )
+            .with("status", &status),
+            store::Error::Invalid(message) => Self::bad_request(message),
             store::Error::Database(
                 sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
             ) => {

@@ -16,6 +16,19 @@ pub struct Json<T>(pub T);
 /// A JSON body where empty, `null` or non-JSON means `T::default()` (heartbeat, claim-task).
 pub struct Lenient<T>(pub T);
 
+/// A JSON body of `T` limited to `cascade.max_upload_bytes` (article uploads).
+pub struct UploadJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for UploadJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let limit = usize::try_from(state.config.cascade.max_upload_bytes).unwrap_or(usize::MAX);
+        let bytes = read_body(req, limit).await?;
+        parse_json(&bytes).map(UploadJson)
+    }
+}
+
 /// Query parameters of `T`; bad values → 400.
 pub struct QueryParams<T>(pub T);
 

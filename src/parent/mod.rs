@@ -4,8 +4,11 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod notifier;
 pub mod ops;
+pub mod reaper;
 mod routes;
+pub mod scheduler;
 pub mod views;
 
 use crate::clock::Clock;
@@ -38,6 +41,10 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// A bcrypt hash of a random value, checked for unknown users (equal timing).
     pub dummy_hash: Arc<str>,
+    /// Wakes long-polls.
+    pub notifier: Arc<notifier::Notifier>,
+    /// Whether cron firings dispatch (start/stop-scheduler).
+    pub scheduler_running: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AppState {
@@ -78,6 +85,10 @@ impl AppState {
         let dummy_hash = ops::hash_password(random_token(), config.bcrypt_cost).await?;
         Ok(Self {
             dummy_hash: dummy_hash.into(),
+            notifier: Arc::default(),
+            scheduler_running: Arc::new(std::sync::atomic::AtomicBool::new(
+                config.cascade.scheduler,
+            )),
             jwt: Jwt::new(&secret, config.token_expire_minutes),
             store,
             config: Arc::new(config),
@@ -121,7 +132,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .await
         .with_context(|| format!("while binding {addr}"))?;
     tracing::info!(address = %listener.local_addr()?, "parent listening");
-    serve(listener, state).await.context("while serving HTTP")?;
+    let loops = tokio_util::task::TaskTracker::new();
+    loops.spawn(reaper::Reaper::new(state.clone()).run(state.shutdown.clone()));
+    loops.spawn(scheduler::Scheduler::new(state.clone()).run(state.shutdown.clone()));
+    loops.close();
+    let served = serve(listener, state.clone()).await;
+    state.shutdown.cancel();
+    loops.wait().await;
+    served.context("while serving HTTP")?;
     tracing::info!("parent stopped");
     Ok(())
 }

@@ -153,3 +153,158 @@ pub struct LoginForm {
     /// `password` if sent.
     pub grant_type: Option<String>,
 }
+
+/// A feed inside a task package: WeRSS's six keys, then ours.
+#[derive(Debug, Clone, serde::Serialize, Deserialize, PartialEq)]
+pub struct PackageFeed {
+    /// Feed id.
+    pub id: String,
+    /// WeChat account (base64), `null` for RSS.
+    pub faker_id: Option<String>,
+    /// Display name.
+    pub mp_name: String,
+    /// Cover URL.
+    pub mp_cover: Option<String>,
+    /// Description.
+    pub mp_intro: Option<String>,
+    /// 1 enabled.
+    pub status: i64,
+    /// `wechat` or `rss`.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Feed URL (RSS).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Stored ETag (RSS).
+    #[serde(default)]
+    pub etag: Option<String>,
+    /// Stored Last-Modified (RSS).
+    #[serde(default)]
+    pub last_modified: Option<String>,
+    /// Newest publish time the parent holds, epoch seconds.
+    #[serde(default)]
+    pub since: Option<i64>,
+}
+
+/// The task package a claim hands out (PROTOCOL §8.3).
+#[derive(Debug, Clone, serde::Serialize, Deserialize, PartialEq)]
+pub struct TaskPackage {
+    /// Allocation id.
+    pub allocation_id: String,
+    /// Message task id.
+    pub task_id: String,
+    /// Task name.
+    pub task_name: Option<String>,
+    /// WeRSS message type.
+    pub message_type: i64,
+    /// Template.
+    pub message_template: Option<String>,
+    /// Webhook URL.
+    pub web_hook_url: Option<String>,
+    /// Cron.
+    pub cron_exp: Option<String>,
+    /// Only with `expose_to_nodes`.
+    pub headers: Option<String>,
+    /// Only with `expose_to_nodes`.
+    pub cookies: Option<String>,
+    /// The feeds to crawl.
+    pub feeds: Vec<PackageFeed>,
+    /// Dispatch time.
+    pub dispatched_at: Option<String>,
+    /// Claim time.
+    #[serde(default)]
+    pub claimed_at: Option<String>,
+    /// Run id.
+    #[serde(default)]
+    pub schedule_run_id: Option<String>,
+    /// Attempt number.
+    #[serde(default)]
+    pub attempt: Option<i64>,
+    /// Attempt limit.
+    #[serde(default)]
+    pub max_attempts: Option<i64>,
+    /// Fencing token to echo back.
+    #[serde(default)]
+    pub lease_token: Option<String>,
+    /// Lease end.
+    #[serde(default)]
+    pub lease_expires_at: Option<String>,
+}
+
+/// Query of `claim-task` / `pending-tasks`.
+#[derive(Debug, Deserialize, Default)]
+pub struct ClaimQuery {
+    /// Must be the caller's id when given.
+    pub node_id: Option<String>,
+    /// 1–`max_claim_batch`; ≥ 2 makes `data` an array.
+    pub limit: Option<i64>,
+    /// Long-poll seconds, clamped to 0–`max_wait`.
+    pub wait: Option<f64>,
+}
+
+/// `PUT {P}/task-status`.
+#[derive(Debug, Deserialize)]
+pub struct TaskStatus {
+    /// The allocation.
+    pub allocation_id: String,
+    /// `executing`, `completed` or `failed`.
+    pub status: String,
+    /// Stored when non-empty.
+    pub error_message: Option<String>,
+    /// Failure reason (ours).
+    pub reason: Option<String>,
+    /// Seconds the upstream asked to wait (ours).
+    pub retry_after: Option<f64>,
+    /// Fencing token (ours).
+    pub lease_token: Option<String>,
+    /// WeRSS's timestamp string, not parsed.
+    pub timestamp: Option<Value>,
+}
+
+/// `POST {P}/upload-articles`.
+#[derive(Debug, Deserialize)]
+pub struct UploadArticles {
+    /// The allocation.
+    pub allocation_id: String,
+    /// Article objects (checked item by item).
+    pub articles: Vec<Value>,
+    /// Fencing token (ours).
+    pub lease_token: Option<String>,
+    /// WeRSS's timestamp string, not parsed.
+    pub timestamp: Option<Value>,
+}
+
+/// `POST {P}/report-completion`.
+#[derive(Debug, Deserialize)]
+pub struct ReportCompletion {
+    /// The allocation.
+    pub allocation_id: String,
+    /// Must match the allocation's task.
+    pub task_id: String,
+    /// Per-feed results, free-form.
+    pub results: Vec<Value>,
+    /// Articles the node counted.
+    pub article_count: i64,
+    /// Fencing token (ours).
+    pub lease_token: Option<String>,
+    /// WeRSS's timestamp string, not parsed.
+    pub timestamp: Option<Value>,
+}
+
+/// One item of `POST {P}/release`.
+#[derive(Debug, Deserialize, serde::Serialize, Clone)]
+pub struct ReleaseItem {
+    /// The allocation.
+    pub allocation_id: String,
+    /// Fencing token.
+    pub lease_token: Option<String>,
+}
+
+/// `POST {P}/release` (ours).
+#[derive(Debug, Deserialize, serde::Serialize)]
+pub struct Release {
+    /// What to give back.
+    pub allocations: Vec<ReleaseItem>,
+    /// Free text (`shutdown`).
+    pub reason: Option<String>,
+}

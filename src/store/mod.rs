@@ -2,10 +2,12 @@
 //! SQL text lives only in the backend modules; transactions never leave the store. The store
 //! knows nothing of HTTP.
 
+mod alloc_types;
 mod sqlite;
 mod types;
 mod url;
 
+pub use alloc_types::*;
 pub use types::*;
 pub use url::{DbUrl, parse_db_url, redact_url};
 
@@ -23,6 +25,15 @@ pub enum Error {
     /// The URL names a backend this build cannot use.
     #[error("{0}")]
     Unsupported(String),
+    /// The caller does not hold the allocation, or its lease token is stale.
+    #[error("allocation is not held by this node")]
+    LeaseLost,
+    /// The state machine forbids the change; carries the current status.
+    #[error("allocation is {0}")]
+    InvalidTransition(String),
+    /// A request that contradicts stored state (e.g. a `task_id` that does not match).
+    #[error("{0}")]
+    Invalid(String),
     /// Any other database failure.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -140,6 +151,35 @@ delegate! {
     fn update_task(&self, id: &str, task: TaskFields, now: NaiveDateTime) -> Result<MessageTask>;
     /// Deletes a task; its pending allocations fail with `not_found`.
     fn delete_task(&self, id: &str, now: NaiveDateTime) -> Result<()>;
+
+    /// Online nodes with their load, for placement.
+    fn dispatch_snapshot(&self) -> Result<Vec<NodeLoad>>;
+    /// The named feeds with their kind, status and open state.
+    fn dispatch_feeds(&self, ids: Vec<String>) -> Result<Vec<DispatchFeed>>;
+    /// Inserts a dispatch in one transaction, skipping feeds that already have an open allocation.
+    fn apply_dispatch(&self, batch: DispatchBatch, now: NaiveDateTime) -> Result<Vec<CreatedAllocation>>;
+    /// Atomically claims up to `limit` allocations for a node within its free capacity.
+    fn claim(&self, node_id: &str, limit: i64, now: NaiveDateTime, policy: ClaimPolicy) -> Result<ClaimOutcome>;
+    /// Applies a holder's report (status, completion, failure) by the state machine.
+    fn report(&self, node_id: &str, allocation_id: &str, token: Option<String>, report: Report, now: NaiveDateTime, policy: LifecyclePolicy) -> Result<ReportOutcome>;
+    /// Upserts uploaded articles for an allocation the node holds (or completed).
+    fn upload_articles(&self, node_id: &str, allocation_id: &str, token: Option<String>, items: Vec<ArticleIn>, now: NaiveDateTime, lease_seconds: i64) -> Result<UploadOutcome>;
+    /// Returns held allocations to `pending` without spending an attempt.
+    fn release(&self, node_id: &str, items: Vec<(String, Option<String>)>, now: NaiveDateTime) -> Result<(Vec<String>, Vec<(String, &'static str)>)>;
+    /// Expires leases and takes work from silent nodes.
+    fn reap(&self, now: NaiveDateTime, offline_after: i64, policy: LifecyclePolicy) -> Result<ReapOutcome>;
+    /// Allocations, newest dispatch first.
+    fn list_allocations(&self, filter: AllocationFilter, page: Page) -> Result<(Vec<Allocation>, i64)>;
+    /// The `pending-allocations` counters.
+    fn counters(&self, now: NaiveDateTime, offline_after: i64, default_capacity: u64) -> Result<Counters>;
+    /// Feed freshness, stalest first.
+    fn feed_status(&self, feed_id: Option<String>, page: Page, now: NaiveDateTime) -> Result<(Vec<FeedStatus>, i64)>;
+
+    /// Enabled nodes online with a callback URL and credentials.
+    fn notify_targets(&self, now: NaiveDateTime, offline_after: i64) -> Result<Vec<NotifyTarget>>;
+    /// Moves a task's `next_run_at` from `expected` to `next` only if it is still `expected`
+    /// (claims a cron firing); `fired_at` also records `last_run_at`.
+    fn set_next_run(&self, id: &str, expected: Option<NaiveDateTime>, next: Option<NaiveDateTime>, fired_at: Option<NaiveDateTime>) -> Result<bool>;
 
     /// Writes a `report_result` sync log and marks the node alive, in one transaction.
     fn report_result(&self, node_id: &str, task_id: &str, result_count: i64, now: NaiveDateTime) -> Result<()>;

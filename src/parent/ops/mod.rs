@@ -1,6 +1,8 @@
 //! Operations behind the handlers: validation of admin input, accounts and login, node
 //! credentials, heartbeats and test-connection. Shared by HTTP and the CLI.
 
+pub mod alloc;
+pub mod articles;
 mod catalog;
 
 pub use catalog::{feed_update, new_feed, task_fields};
@@ -18,7 +20,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 
 /// Protocol extensions this parent implements, advertised in heartbeat responses.
-pub const FEATURES: &[&str] = &["held"];
+pub const FEATURES: &[&str] = &["wait", "limit", "lease_token", "release", "reason", "held"];
 
 /// Fetcher kinds a node may report.
 pub const FETCHER_KINDS: &[&str] = &["wechat", "rss"];

@@ -2,8 +2,10 @@
 //! envelope for unknown routes and wrong methods, request ids, tracing and panic safety.
 
 mod admin;
+mod alloc;
 mod catalog;
 mod login;
+mod monitor;
 mod node;
 
 use super::AppState;
@@ -14,7 +16,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -52,6 +54,19 @@ fn cascade() -> Router<AppState> {
                 .put(catalog::update_task)
                 .delete(catalog::delete_task),
         )
+        .route("/dispatch-task", post(monitor::dispatch_task))
+        .route("/allocations", get(monitor::allocations))
+        .route("/pending-allocations", get(monitor::pending_allocations))
+        .route("/feed-status", get(monitor::feed_status))
+        .route("/start-scheduler", post(monitor::start_scheduler))
+        .route("/stop-scheduler", post(monitor::stop_scheduler))
+        .route("/reload-scheduler", post(monitor::reload_scheduler))
+        .route("/claim-task", post(alloc::claim_task))
+        .route("/pending-tasks", get(alloc::pending_tasks))
+        .route("/task-status", put(alloc::task_status))
+        .route("/upload-articles", post(alloc::upload_articles))
+        .route("/report-completion", post(alloc::report_completion))
+        .route("/release", post(alloc::release))
         .route("/heartbeat", post(node::heartbeat))
         .route("/report-result", post(node::report_result))
         .route("/notify", post(node::notify))

@@ -7,7 +7,7 @@ use crate::store::{Error, Feed, FeedUpdate, MessageTask, NewFeed, Page, Result, 
 use chrono::NaiveDateTime;
 use sqlx::sqlite::SqliteRow;
 
-fn feed_from_row(r: &SqliteRow) -> Result<Feed> {
+pub(super) fn feed_from_row(r: &SqliteRow) -> Result<Feed> {
     Ok(Feed {
         id: r.text("id")?,
         faker_id: r.opt_text("faker_id")?.filter(|f| !f.is_empty()),
@@ -213,6 +213,26 @@ impl SqliteStore {
             return Err(Error::NotFound("message task"));
         }
         self.task_on(&self.write, id).await
+    }
+
+    pub(crate) async fn set_next_run(
+        &self,
+        id: &str,
+        expected: Option<NaiveDateTime>,
+        next: Option<NaiveDateTime>,
+        fired_at: Option<NaiveDateTime>,
+    ) -> Result<bool> {
+        let result = sqlx::query(
+            "UPDATE we_message_tasks SET next_run_at = $3, last_run_at = COALESCE($4, last_run_at)
+              WHERE id = $1 AND next_run_at IS $2",
+        )
+        .bind(id)
+        .bind(expected.map(to_db))
+        .bind(next.map(to_db))
+        .bind(fired_at.map(to_db))
+        .execute(&self.write)
+        .await?;
+        Ok(result.rows_affected() == 1)
     }
 
     pub(crate) async fn delete_task(&self, id: &str, now: NaiveDateTime) -> Result<()> {

@@ -58,6 +58,11 @@ const OUR_COLUMNS: &[(&str, &str, &str)] = &[
     ("we_cascade_task_allocations", "run_deadline", "DATETIME"),
     ("we_cascade_task_allocations", "reason", "VARCHAR(32)"),
     (
+        "we_cascade_task_allocations",
+        "feed_source",
+        "VARCHAR(20) NOT NULL DEFAULT 'wechat'",
+    ),
+    (
         "we_feeds",
         "source",
         "VARCHAR(20) NOT NULL DEFAULT 'wechat'",

@@ -1,8 +1,12 @@
 //! SQLite backend: WAL, busy timeout, one write connection (the single writer path) and a small
 //! read pool. Every write request is one transaction on the write connection.
 
+mod alloc;
+mod articles;
 mod catalog;
+mod lifecycle;
 mod migrate;
+mod monitor;
 mod nodes;
 mod row;
 

@@ -17,7 +17,7 @@ const SELECT_NODE: &str = "SELECT n.*,
       WHERE a.node_id = n.id AND a.status IN ('claimed', 'executing')) AS held_feeds
   FROM we_cascade_nodes n";
 
-fn node_from_row(r: &SqliteRow) -> Result<Node> {
+pub(super) fn node_from_row(r: &SqliteRow) -> Result<Node> {
     let sync_config = match r.json("sync_config")? {
         Value::Object(map) => Value::Object(map),
         _ => Value::Object(Default::default()),
@@ -53,6 +53,17 @@ fn node_from_row(r: &SqliteRow) -> Result<Node> {
         version: r.opt_text("version")?,
         held_feeds: r.int("held_feeds")?,
     })
+}
+
+/// Reads a node inside the caller's transaction.
+pub(super) async fn node_in(tx: &mut SqliteConnection, id: &str) -> Result<Node> {
+    let sql = format!("{SELECT_NODE} WHERE n.id = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(tx)
+        .await?
+        .ok_or(Error::NotFound("node"))?;
+    node_from_row(&row)
 }
 
 /// Marks a node alive; part of every successful node write (PROTOCOL §4.4).
@@ -101,6 +112,32 @@ async fn requeue_holdings(
 }
 
 impl SqliteStore {
+    pub(crate) async fn notify_targets(
+        &self,
+        now: NaiveDateTime,
+        offline_after: i64,
+    ) -> Result<Vec<crate::store::NotifyTarget>> {
+        let rows = sqlx::query(
+            "SELECT id, callback_url, api_key, api_secret_hash FROM we_cascade_nodes
+              WHERE node_type = 1 AND is_active = 1 AND last_heartbeat_at >= $1
+                AND callback_url IS NOT NULL AND callback_url <> ''
+                AND api_key IS NOT NULL AND api_secret_hash IS NOT NULL",
+        )
+        .bind(to_db(now - TimeDelta::seconds(offline_after)))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(crate::store::NotifyTarget {
+                    node_id: r.text("id")?,
+                    callback_url: r.text("callback_url")?,
+                    api_key: r.text("api_key")?,
+                    secret_hash: r.text("api_secret_hash")?,
+                })
+            })
+            .collect()
+    }
+
     pub(crate) async fn create_node(&self, node: NewNode, now: NaiveDateTime) -> Result<Node> {
         let id = uuid::Uuid::new_v4().to_string();
         sqlx::query(

@@ -1,0 +1,91 @@
+//! Wake-ups: long-polls on this parent are woken directly; children are told over HTTP
+//! (PROTOCOL §10) in the background, after the dispatch committed.
+
+use super::AppState;
+use crate::protocol::time::to_wire;
+use crate::store::CreatedAllocation;
+use serde_json::json;
+use tokio::sync::Notify;
+
+/// Wakes claims waiting in long-poll when work may have appeared.
+#[derive(Debug, Default)]
+pub struct Notifier {
+    wake: Notify,
+}
+
+impl Notifier {
+    /// Wakes every waiting claim (they re-check and sleep again if there is nothing for them).
+    pub fn wake_all(&self) {
+        self.wake.notify_waiters();
+    }
+
+    /// A future that completes at the next [`Notifier::wake_all`].
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.wake.notified()
+    }
+}
+
+/// One task's share of a dispatch, for notify bodies.
+#[derive(Debug, Clone)]
+pub struct RunNotice {
+    /// The task.
+    pub task_id: String,
+    /// The run.
+    pub schedule_run_id: String,
+    /// What this run created for the task.
+    pub created: Vec<CreatedAllocation>,
+}
+
+/// Sends `new_task` notifications for `runs` to every online child with a callback URL, in
+/// the background; failures are logged, never retried.
+pub fn notify_children(state: &AppState, runs: Vec<RunNotice>) {
+    let runs: Vec<RunNotice> = runs.into_iter().filter(|r| !r.created.is_empty()).collect();
+    if runs.is_empty() {
+        return;
+    }
+    let state = state.clone();
+    tokio::spawn(async move {
+        let now = state.clock.now();
+        let offline_after = i64::try_from(state.config.cascade.offline_after).unwrap_or(180);
+        let targets = match state.store.notify_targets(now, offline_after).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list nodes to notify");
+                return;
+            }
+        };
+        let mut sends = tokio::task::JoinSet::new();
+        for run in &runs {
+            let feed_count: i64 = run.created.iter().map(|a| a.feed_count).sum();
+            for t in &targets {
+                let first = run
+                    .created
+                    .iter()
+                    .find(|a| a.assigned_node_id.as_deref() == Some(t.node_id.as_str()))
+                    .unwrap_or(&run.created[0]);
+                let body = json!({
+                    "type": "new_task", "allocation_id": first.id, "feed_count": feed_count,
+                    "timestamp": to_wire(now), "task_id": run.task_id,
+                    "schedule_run_id": run.schedule_run_id, "allocation_count": run.created.len(),
+                });
+                let request = state
+                    .http
+                    .post(&t.callback_url)
+                    .header(
+                        "Authorization",
+                        format!("AK-SK {}:{}", t.api_key, t.secret_hash),
+                    )
+                    .json(&body);
+                let node_id = t.node_id.clone();
+                sends.spawn(async move {
+                    match request.send().await {
+                        Ok(r) if r.status().is_success() => tracing::debug!(node.id = %node_id, "notified"),
+                        Ok(r) => tracing::info!(node.id = %node_id, status = r.status().as_u16(), "notify refused"),
+                        Err(e) => tracing::info!(node.id = %node_id, error = %e.without_url(), "notify failed"),
+                    }
+                });
+            }
+        }
+        while sends.join_next().await.is_some() {}
+    });
+}

@@ -1,0 +1,386 @@
+//! Allocation operations shared by HTTP handlers and loops: dispatch (admin endpoint and the
+//! scheduler), claims with long-poll, reports, uploads and releases.
+
+use crate::dispatch::retry::{Reason, RetryPolicy};
+use crate::dispatch::{self, FeedRef, NodeSnapshot, Source};
+use crate::parent::AppState;
+use crate::parent::error::{ApiError, ApiResult};
+use crate::parent::notifier::{RunNotice, notify_children};
+use crate::protocol::time::to_wire;
+use crate::protocol::wire::{ClaimQuery, ReportCompletion, TaskStatus};
+use crate::store::{
+    ClaimBlock, ClaimPolicy, Completion, DispatchBatch, Failure, FeedResult, LifecyclePolicy,
+    MessageTask, NewAllocation, Report, ReportOutcome,
+};
+use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+fn secs(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Lease, retry and cooldown settings from the configuration.
+pub fn lifecycle_policy(state: &AppState) -> LifecyclePolicy {
+    let c = &state.config.cascade;
+    LifecyclePolicy {
+        lease_seconds: secs(c.lease_seconds),
+        retry: RetryPolicy {
+            retry_base: secs(c.retry_base),
+            retry_max: secs(c.retry_max),
+            cooldown_base: secs(c.cooldown_base),
+            cooldown_max: secs(c.cooldown_max),
+        },
+    }
+}
+
+fn claim_policy(state: &AppState) -> ClaimPolicy {
+    let c = &state.config.cascade;
+    ClaimPolicy {
+        lease_seconds: secs(c.lease_seconds),
+        max_run_seconds: secs(c.max_run_seconds),
+        steal_after: secs(c.steal_after),
+        offline_after: secs(c.offline_after),
+        default_capacity: c.default_max_capacity,
+    }
+}
+
+/// Feed ids named by a task's `mps_id` (objects with `id`, or bare ids), in order.
+pub fn task_feed_ids(task: &MessageTask) -> Vec<String> {
+    let list: Value = serde_json::from_str(&task.fields.mps_id).unwrap_or(Value::Null);
+    list.as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|item| match item {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Object(o) => match o.get("id") {
+                        Some(Value::String(s)) => Some(s.clone()),
+                        Some(Value::Number(n)) => Some(n.to_string()),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `POST /dispatch-task`: one task (must be enabled) or every enabled task.
+///
+/// # Errors
+/// 404 unknown task, 409 disabled task, database failures.
+pub async fn dispatch_task(state: &AppState, task_id: Option<&str>) -> ApiResult<Value> {
+    let tasks = match task_id {
+        Some(id) => {
+            let task = state.store.get_task(id).await?;
+            if task.fields.status != 1 {
+                return Err(ApiError::conflict("task is disabled"));
+            }
+            vec![task]
+        }
+        None => state.store.list_tasks(Some(1)).await?,
+    };
+    dispatch_tasks(state, tasks, uuid::Uuid::new_v4().to_string()).await
+}
+
+/// Places and inserts every feed of `tasks` in one transaction under `run_id`, then wakes
+/// long-polls and notifies children in the background.
+///
+/// # Errors
+/// Database failures.
+pub async fn dispatch_tasks(
+    state: &AppState,
+    tasks: Vec<MessageTask>,
+    run_id: String,
+) -> ApiResult<Value> {
+    let now = state.clock.now();
+    let c = &state.config.cascade;
+    let mut nodes: Vec<NodeSnapshot> = state
+        .store
+        .dispatch_snapshot()
+        .await?
+        .into_iter()
+        .map(|load| {
+            let n = &load.node;
+            let quota = n
+                .sync_config
+                .get("feed_quota")
+                .and_then(Value::as_object)
+                .map(|q| {
+                    q.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_i64()?)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            NodeSnapshot {
+                id: n.id.clone(),
+                online: n.is_online(now, c.offline_after),
+                cooling: n.cooldown_until.is_some_and(|t| t > now),
+                session_parked: matches!(n.session_state.as_str(), "expired" | "none"),
+                fetchers: n.fetcher_kinds().iter().map(|k| Source::parse(k)).collect(),
+                free: n.capacity(c.default_max_capacity) - n.held_feeds - load.assigned_pending,
+                quota,
+            }
+        })
+        .collect();
+    let online_nodes = nodes.iter().filter(|n| n.online).count();
+    let mut allocations = Vec::new();
+    let mut summaries = Vec::new();
+    for task in &tasks {
+        let named = task_feed_ids(task);
+        let unique: Vec<String> = {
+            let mut seen = HashSet::new();
+            named
+                .iter()
+                .filter(|id| seen.insert(id.as_str()))
+                .cloned()
+                .collect()
+        };
+        let found = state.store.dispatch_feeds(unique.clone()).await?;
+        let by_id: HashMap<&str, _> = found.iter().map(|f| (f.id.as_str(), f)).collect();
+        let enabled: Vec<_> = unique
+            .iter()
+            .filter_map(|id| by_id.get(id.as_str()))
+            .filter(|f| f.status == 1)
+            .collect();
+        let to_place: Vec<FeedRef> = enabled
+            .iter()
+            .filter(|f| !f.open)
+            .map(|f| FeedRef {
+                id: f.id.clone(),
+                source: f.source,
+            })
+            .collect();
+        let planned = dispatch::plan(
+            &to_place,
+            &mut nodes,
+            usize::try_from(c.feeds_per_allocation).unwrap_or(1),
+        );
+        summaries.push((
+            task,
+            named.len(),
+            enabled.len(),
+            enabled.len() - to_place.len(),
+            unique.len() - found.len(),
+        ));
+        allocations.extend(planned.into_iter().map(|p| NewAllocation {
+            task_id: task.id.clone(),
+            task_name: task.fields.name.clone(),
+            cron_exp: task.fields.cron_exp.clone(),
+            feed_ids: p.feed_ids,
+            source: p.source,
+            assigned_node_id: p.node_id,
+        }));
+    }
+    let batch = DispatchBatch {
+        schedule_run_id: run_id.clone(),
+        max_attempts: secs(c.max_attempts),
+        allocations,
+    };
+    let created = state.store.apply_dispatch(batch, now).await?;
+    state.notifier.wake_all();
+    let mut notices = Vec::new();
+    let mut per_task = Vec::new();
+    for (task, mp_count, feed_count, skipped, missing) in summaries {
+        let mine: Vec<_> = created
+            .iter()
+            .filter(|a| a.task_id == task.id)
+            .cloned()
+            .collect();
+        let placed_feeds: i64 = mine.iter().map(|a| a.feed_count).sum();
+        let raced = i64::try_from(feed_count - skipped).unwrap_or(0) - placed_feeds;
+        per_task.push(json!({
+            "id": task.id, "name": task.fields.name, "mp_count": mp_count, "feed_count": feed_count,
+            "created": mine.len(), "skipped_open": i64::try_from(skipped).unwrap_or(0) + raced.max(0), "missing": missing,
+        }));
+        notices.push(RunNotice {
+            task_id: task.id.clone(),
+            schedule_run_id: run_id.clone(),
+            created: mine,
+        });
+    }
+    tracing::info!(run.id = %run_id, allocations = created.len(), "dispatched");
+    notify_children(state, notices);
+    Ok(json!({
+        "online_nodes": online_nodes, "task_count": tasks.len(), "tasks": per_task,
+        "allocations_created": created.len(), "schedule_run_id": run_id,
+    }))
+}
+
+/// `claim-task` / `pending-tasks`: an atomic claim, held open up to `wait` seconds until work
+/// for this node appears. Returns the message suffix (if nothing) and `data`.
+///
+/// # Errors
+/// 403 for another node's id, 400 for a bad `limit`.
+pub async fn claim(
+    state: &AppState,
+    node_id: &str,
+    q: ClaimQuery,
+) -> ApiResult<(bool, String, Value)> {
+    if q.node_id.as_deref().is_some_and(|id| id != node_id) {
+        return Err(ApiError::forbidden("cannot claim for another node"));
+    }
+    let c = &state.config.cascade;
+    let limit = q.limit.unwrap_or(1);
+    if limit < 1 || limit > secs(c.max_claim_batch) {
+        return Err(ApiError::bad_field(
+            "limit",
+            format!("limit must be between 1 and {}", c.max_claim_batch),
+        ));
+    }
+    let wait = q
+        .wait
+        .filter(|w| w.is_finite())
+        .unwrap_or(0.0)
+        .clamp(0.0, c.max_wait as f64);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(wait);
+    let outcome = loop {
+        let notified = state.notifier.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let outcome = state
+            .store
+            .claim(node_id, limit, state.clock.now(), claim_policy(state))
+            .await?;
+        if !outcome.packages.is_empty()
+            || outcome.blocked.is_some()
+            || tokio::time::Instant::now() >= deadline
+        {
+            break outcome;
+        }
+        tokio::select! {
+            () = &mut notified => {}
+            () = tokio::time::sleep_until(deadline) => {}
+            () = state.shutdown.cancelled() => break outcome,
+        }
+    };
+    let suffix = match &outcome.blocked {
+        None => String::new(),
+        Some(ClaimBlock::AtCapacity { held, capacity }) => {
+            format!(": node at capacity ({held}/{capacity} feeds)")
+        }
+        Some(ClaimBlock::Cooling(until)) => format!(": cooling down until {}", to_wire(*until)),
+        Some(ClaimBlock::SessionExpired) => ": WeChat session expired".to_string(),
+    };
+    let got = !outcome.packages.is_empty();
+    if got {
+        tracing::info!(node.id = %node_id, count = outcome.packages.len(), "claimed");
+    }
+    let data = if limit >= 2 {
+        serde_json::to_value(&outcome.packages)
+    } else {
+        serde_json::to_value(outcome.packages.into_iter().next())
+    }
+    .map_err(|e| ApiError::internal(&e))?;
+    Ok((got, suffix, data))
+}
+
+fn retry_after(v: Option<f64>) -> Option<i64> {
+    v.filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| s.ceil().min(1e9) as i64)
+}
+
+/// `PUT /task-status`.
+///
+/// # Errors
+/// 400 unknown status; 404, 409 from the state machine.
+pub async fn task_status(
+    state: &AppState,
+    node_id: &str,
+    req: TaskStatus,
+) -> ApiResult<ReportOutcome> {
+    let report = match req.status.as_str() {
+        "executing" => Report::Executing,
+        "completed" => Report::Completed(None),
+        "failed" => Report::Failed(Failure {
+            reason: Reason::parse(req.reason.as_deref()),
+            retry_after: retry_after(req.retry_after),
+            error_message: req.error_message.filter(|m| !m.is_empty()),
+            task_id: None,
+        }),
+        _ => {
+            return Err(ApiError::bad_field(
+                "status",
+                "invalid field 'status': expected executing, completed or failed",
+            ));
+        }
+    };
+    apply_report(state, node_id, &req.allocation_id, req.lease_token, report).await
+}
+
+async fn apply_report(
+    state: &AppState,
+    node_id: &str,
+    id: &str,
+    token: Option<String>,
+    report: Report,
+) -> ApiResult<ReportOutcome> {
+    let requeued = matches!(report, Report::Failed(_));
+    let outcome = state
+        .store
+        .report(
+            node_id,
+            id,
+            token,
+            report,
+            state.clock.now(),
+            lifecycle_policy(state),
+        )
+        .await?;
+    if requeued && outcome.status == "pending" {
+        state.notifier.wake_all();
+    }
+    Ok(outcome)
+}
+
+/// Reads a result item in either shape WeRSS children send (PROTOCOL §8.6).
+pub fn feed_result(item: &Value) -> FeedResult {
+    let text = |k: &str| item.get(k).and_then(Value::as_str).map(str::to_string);
+    let success = match (
+        item.get("success"),
+        item.get("status").and_then(Value::as_str),
+    ) {
+        (Some(Value::Bool(b)), _) => *b,
+        (_, Some(s)) => s != "failed",
+        _ => true,
+    };
+    FeedResult {
+        feed_id: text("feed_id").or_else(|| text("mp_id")),
+        success,
+        error: text("error"),
+        reason: Reason::parse(item.get("reason").and_then(Value::as_str)),
+        retry_after: retry_after(item.get("retry_after").and_then(Value::as_f64)),
+        etag: text("etag"),
+        last_modified: text("last_modified"),
+    }
+}
+
+/// `POST /report-completion`.
+///
+/// # Errors
+/// 400 task mismatch; 404, 409 from the state machine.
+pub async fn report_completion(
+    state: &AppState,
+    node_id: &str,
+    req: ReportCompletion,
+) -> ApiResult<ReportOutcome> {
+    let results: Vec<FeedResult> = req.results.iter().map(feed_result).collect();
+    let all_failed = !results.is_empty() && results.iter().all(|r| !r.success);
+    let r = if all_failed {
+        Report::Failed(Failure {
+            reason: results[0].reason,
+            retry_after: results[0].retry_after,
+            error_message: results[0].error.clone(),
+            task_id: Some(req.task_id),
+        })
+    } else {
+        Report::Completed(Some(Completion {
+            task_id: req.task_id,
+            results,
+            raw_results: Value::Array(req.results),
+            article_count: req.article_count.max(0),
+        }))
+    };
+    apply_report(state, node_id, &req.allocation_id, req.lease_token, r).await
+}

@@ -1,0 +1,61 @@
+//! The reaper (PROTOCOL §4.3): every `reap_interval` it expires leases and takes work from
+//! silent nodes, then wakes long-polls so the work is claimed again at once.
+
+use super::AppState;
+use super::ops::alloc::lifecycle_policy;
+use crate::store::{self, ReapOutcome};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The lease and liveness loop.
+#[derive(Clone)]
+pub struct Reaper {
+    state: AppState,
+}
+
+impl Reaper {
+    /// A reaper over `state`.
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+
+    /// One pass at the state's clock.
+    ///
+    /// # Errors
+    /// Database failures (the loop logs them and carries on).
+    pub async fn run_once(&self) -> store::Result<ReapOutcome> {
+        let s = &self.state;
+        let offline_after = i64::try_from(s.config.cascade.offline_after).unwrap_or(180);
+        let outcome = s
+            .store
+            .reap(s.clock.now(), offline_after, lifecycle_policy(s))
+            .await?;
+        if outcome != ReapOutcome::default() {
+            tracing::info!(
+                expired = outcome.expired,
+                offline_nodes = outcome.offline_nodes,
+                requeued_from_offline = outcome.from_offline,
+                "reaped"
+            );
+            s.notifier.wake_all();
+        }
+        Ok(outcome)
+    }
+
+    /// Runs until `token` is cancelled; errors are logged, never fatal.
+    pub async fn run(self, token: CancellationToken) {
+        let period = Duration::from_secs(self.state.config.cascade.reap_interval.max(1));
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = token.cancelled() => return,
+                _ = tick.tick() => {
+                    if let Err(e) = self.run_once().await {
+                        tracing::warn!(error = %e, "reaper pass failed; retrying next tick");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! Dispatch (one transaction per call) and claims (one transaction on the single writer, so no
+//! allocation is ever handed out twice).
+
+use super::SqliteStore;
+use super::nodes::{node_from_row, touch};
+use super::row::RowExt;
+use crate::dispatch::Source;
+use crate::protocol::time::{to_db, to_wire};
+use crate::protocol::wire::{PackageFeed, TaskPackage};
+use crate::store::{
+    ClaimBlock, ClaimOutcome, ClaimPolicy, CreatedAllocation, DispatchBatch, DispatchFeed,
+    NodeLoad, Result,
+};
+use chrono::{NaiveDateTime, TimeDelta};
+use sqlx::SqliteConnection;
+use sqlx::sqlite::SqliteRow;
+
+const CANDIDATE_COLUMNS: &str = "id, feed_count, available_at, dispatched_at";
+const PENDING_OF_KIND: &str = "status = 'pending' AND available_at <= $2
+    AND feed_source IN (SELECT value FROM json_each($3)) AND feed_count <= $4";
+
+impl SqliteStore {
+    pub(crate) async fn dispatch_snapshot(&self) -> Result<Vec<NodeLoad>> {
+        let rows = sqlx::query(
+            "SELECT n.*,
+               (SELECT COALESCE(SUM(a.feed_count), 0) FROM we_cascade_task_allocations a
+                 WHERE a.node_id = n.id AND a.status IN ('claimed', 'executing')) AS held_feeds,
+               (SELECT COALESCE(SUM(a.feed_count), 0) FROM we_cascade_task_allocations a
+                 WHERE a.assigned_node_id = n.id AND a.status = 'pending') AS assigned_pending
+             FROM we_cascade_nodes n WHERE n.node_type = 1 ORDER BY n.id",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(NodeLoad {
+                    node: node_from_row(r)?,
+                    assigned_pending: r.int("assigned_pending")?,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn dispatch_feeds(&self, ids: Vec<String>) -> Result<Vec<DispatchFeed>> {
+        let rows = sqlx::query(
+            "SELECT id, source, status, open_allocation_id FROM we_feeds
+              WHERE id IN (SELECT value FROM json_each($1))",
+        )
+        .bind(serde_json::json!(ids).to_string())
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DispatchFeed {
+                    id: r.text("id")?,
+                    source: Source::parse(&r.opt_text("source")?.unwrap_or_default()),
+                    status: r.opt_int("status")?.unwrap_or(1),
+                    open: r.opt_text("open_allocation_id")?.is_some(),
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn apply_dispatch(
+        &self,
+        batch: DispatchBatch,
+        now: NaiveDateTime,
+    ) -> Result<Vec<CreatedAllocation>> {
+        let now_db = to_db(now);
+        let mut tx = self.write.begin().await?;
+        let mut created = Vec::with_capacity(batch.allocations.len());
+        for a in batch.allocations {
+            let id = uuid::Uuid::new_v4().to_string();
+            let mut kept = Vec::with_capacity(a.feed_ids.len());
+            for feed in &a.feed_ids {
+                let claimed = sqlx::query(
+                    "UPDATE we_feeds SET open_allocation_id = $1 WHERE id = $2 AND open_allocation_id IS NULL",
+                )
+                .bind(&id)
+                .bind(feed)
+                .execute(&mut *tx)
+                .await?;
+                if claimed.rows_affected() == 1 {
+                    kept.push(feed.clone());
+                }
+            }
+            if kept.is_empty() {
+                continue;
+            }
+            let feed_count = i64::try_from(kept.len()).unwrap_or(i64::MAX);
+            sqlx::query(
+                "INSERT INTO we_cascade_task_allocations
+                   (id, task_id, task_name, cron_exp, node_id, feed_ids, status, dispatched_at,
+                    schedule_run_id, article_count, new_article_count, created_at, updated_at,
+                    assigned_node_id, feed_count, attempt, max_attempts, available_at, feed_source)
+                 VALUES ($1, $2, $3, $4, NULL, $5, 'pending', $6, $7, 0, 0, $6, $6, $8, $9, 0, $10, $6, $11)",
+            )
+            .bind(&id)
+            .bind(&a.task_id)
+            .bind(&a.task_name)
+            .bind(&a.cron_exp)
+            .bind(serde_json::json!(kept).to_string())
+            .bind(&now_db)
+            .bind(&batch.schedule_run_id)
+            .bind(&a.assigned_node_id)
+            .bind(feed_count)
+            .bind(batch.max_attempts)
+            .bind(a.source.as_str())
+            .execute(&mut *tx)
+            .await?;
+            created.push(CreatedAllocation {
+                id,
+                task_id: a.task_id,
+                assigned_node_id: a.assigned_node_id,
+                feed_count,
+            });
+        }
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    pub(crate) async fn claim(
+        &self,
+        node_id: &str,
+        limit: i64,
+        now: NaiveDateTime,
+        policy: ClaimPolicy,
+    ) -> Result<ClaimOutcome> {
+        let mut tx = self.write.begin().await?;
+        let node = super::nodes::node_in(&mut tx, node_id).await?;
+        touch(&mut tx, node_id, now).await?;
+        let capacity = node.capacity(policy.default_capacity);
+        let free = capacity - node.held_feeds;
+        let cooling = node.cooldown_until.filter(|t| *t > now);
+        let parked = matches!(node.session_state.as_str(), "expired" | "none");
+        let kinds: Vec<String> = node
+            .fetcher_kinds()
+            .into_iter()
+            .filter(|k| k != "wechat" || (cooling.is_none() && !parked))
+            .collect();
+        let blocked = if free <= 0 {
+            Some(ClaimBlock::AtCapacity {
+                held: node.held_feeds,
+                capacity,
+            })
+        } else if kinds.is_empty() {
+            Some(match cooling {
+                Some(until) => ClaimBlock::Cooling(until),
+                None => ClaimBlock::SessionExpired,
+            })
+        } else {
+            None
+        };
+        if blocked.is_some() {
+            tx.commit().await?;
+            return Ok(ClaimOutcome {
+                packages: Vec::new(),
+                blocked,
+            });
+        }
+        let want = limit.min(free);
+        let ids = candidates(&mut tx, node_id, &kinds, free, want, now, &policy).await?;
+        let mut packages = Vec::new();
+        if !ids.is_empty() {
+            let claimed = mark_claimed(&mut tx, node_id, &ids, now, &policy).await?;
+            for row in &claimed {
+                if let Some(p) = package(&mut tx, row, now).await? {
+                    packages.push(p);
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(ClaimOutcome {
+            packages,
+            blocked: None,
+        })
+    }
+}
+
+/// Claimable ids in claim order (own → unassigned → stealable) whose feeds fit in `free`.
+async fn candidates(
+    tx: &mut SqliteConnection,
+    node_id: &str,
+    kinds: &[String],
+    free: i64,
+    want: i64,
+    now: NaiveDateTime,
+    policy: &ClaimPolicy,
+) -> Result<Vec<String>> {
+    let now_db = to_db(now);
+    let kinds = serde_json::json!(kinds).to_string();
+    let steal_before = to_db(now - TimeDelta::seconds(policy.steal_after));
+    let silent_since = to_db(now - TimeDelta::seconds(policy.offline_after));
+    let groups = [
+        format!("SELECT {CANDIDATE_COLUMNS} FROM we_cascade_task_allocations WHERE {PENDING_OF_KIND} AND assigned_node_id = $1"),
+        format!("SELECT {CANDIDATE_COLUMNS} FROM we_cascade_task_allocations WHERE {PENDING_OF_KIND} AND assigned_node_id IS NULL AND $1 = $1"),
+        format!(
+            "SELECT {CANDIDATE_COLUMNS} FROM we_cascade_task_allocations WHERE {PENDING_OF_KIND}
+               AND assigned_node_id IS NOT NULL AND assigned_node_id <> $1
+               AND (dispatched_at <= $6 OR assigned_node_id IN (
+                 SELECT id FROM we_cascade_nodes WHERE is_active = 0 OR last_heartbeat_at IS NULL
+                   OR last_heartbeat_at < $7 OR cooldown_until > $2 OR session_state IN ('expired', 'none')))"
+        ),
+    ];
+    let mut picked: Vec<String> = Vec::new();
+    let mut room = free;
+    for sql in groups {
+        let remaining = want - i64::try_from(picked.len()).unwrap_or(i64::MAX);
+        if remaining <= 0 || room <= 0 {
+            break;
+        }
+        let sql = format!("{sql} ORDER BY available_at, dispatched_at, id LIMIT $5");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(node_id)
+            .bind(&now_db)
+            .bind(&kinds)
+            .bind(room)
+            .bind(remaining)
+            .bind(&steal_before)
+            .bind(&silent_since)
+            .fetch_all(&mut *tx)
+            .await?;
+        for r in &rows {
+            let count = r.int("feed_count")?.max(1);
+            if count <= room && i64::try_from(picked.len()).unwrap_or(i64::MAX) < want {
+                room -= count;
+                picked.push(r.text("id")?);
+            }
+        }
+    }
+    Ok(picked)
+}
+
+async fn mark_claimed(
+    tx: &mut SqliteConnection,
+    node_id: &str,
+    ids: &[String],
+    now: NaiveDateTime,
+    policy: &ClaimPolicy,
+) -> Result<Vec<SqliteRow>> {
+    let lease_end = now + TimeDelta::seconds(policy.lease_seconds);
+    let deadline = now + TimeDelta::seconds(policy.max_run_seconds);
+    let rows = sqlx::query(
+        "UPDATE we_cascade_task_allocations
+            SET status = 'claimed', node_id = $1, assigned_node_id = $1, claimed_at = $2,
+                started_at = NULL, lease_expires_at = $3, run_deadline = $4,
+                lease_token = lower(hex(randomblob(16))), attempt = attempt + 1,
+                article_count = 0, new_article_count = 0, updated_at = $2
+          WHERE id IN (SELECT value FROM json_each($5)) AND status = 'pending'
+          RETURNING *",
+    )
+    .bind(node_id)
+    .bind(to_db(now))
+    .bind(to_db(lease_end.min(deadline)))
+    .bind(to_db(deadline))
+    .bind(serde_json::json!(ids).to_string())
+    .fetch_all(&mut *tx)
+    .await?;
+    let order: std::collections::HashMap<&str, usize> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    let mut rows = rows;
+    rows.sort_by_key(|r| {
+        r.text("id")
+            .ok()
+            .and_then(|id| order.get(id.as_str()).copied())
+            .unwrap_or(usize::MAX)
+    });
+    Ok(rows)
+}
+
+/// Builds the package of a claimed row; `None` (and the row failed `not_found`) when its task
+/// or every feed is gone.
+async fn package(
+    tx: &mut SqliteConnection,
+    row: &SqliteRow,
+    now: NaiveDateTime,
+) -> Result<Option<TaskPackage>> {
+    let id = row.text("id")?;
+    let task = sqlx::query("SELECT * FROM we_message_tasks WHERE id = $1")
+        .bind(row.text("task_id")?)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let feeds = sqlx::query(
+        "SELECT f.*, (SELECT MAX(a.publish_time) FROM we_articles a WHERE a.mp_id = f.id) AS since
+           FROM we_feeds f WHERE f.id IN (SELECT value FROM json_each($1)) ORDER BY f.id",
+    )
+    .bind(row.text("feed_ids")?)
+    .fetch_all(&mut *tx)
+    .await?;
+    let Some(task) = task.filter(|_| !feeds.is_empty()) else {
+        super::lifecycle::fail_not_found(tx, &id, now).await?;
+        return Ok(None);
+    };
+    let expose = task.flag("expose_to_nodes")?;
+    let feeds = feeds
+        .iter()
+        .map(|f| {
+            Ok(PackageFeed {
+                id: f.text("id")?,
+                faker_id: f.opt_text("faker_id")?.filter(|s| !s.is_empty()),
+                mp_name: f.text("mp_name")?,
+                mp_cover: f.opt_text("mp_cover")?,
+                mp_intro: f.opt_text("mp_intro")?,
+                status: f.opt_int("status")?.unwrap_or(1),
+                source: Some(f.opt_text("source")?.unwrap_or_else(|| "wechat".into())),
+                url: f.opt_text("url")?,
+                etag: f.opt_text("http_etag")?,
+                last_modified: f.opt_text("http_last_modified")?,
+                since: f.opt_int("since")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let wire = |col: &str| -> Result<Option<String>> { Ok(row.time(col)?.map(to_wire)) };
+    Ok(Some(TaskPackage {
+        allocation_id: id,
+        task_id: row.text("task_id")?,
+        task_name: task.opt_text("name")?,
+        message_type: task.int("message_type")?,
+        message_template: task.opt_text("message_template")?,
+        web_hook_url: task.opt_text("web_hook_url")?,
+        cron_exp: task.opt_text("cron_exp")?,
+        headers: if expose {
+            task.opt_text("headers")?
+        } else {
+            None
+        },
+        cookies: if expose {
+            task.opt_text("cookies")?
+        } else {
+            None
+        },
+        feeds,
+        dispatched_at: wire("dispatched_at")?,
+        claimed_at: wire("claimed_at")?,
+        schedule_run_id: row.opt_text("schedule_run_id")?,
+        attempt: Some(row.int("attempt")?),
+        max_attempts: Some(row.int("max_attempts")?),
+        lease_token: row.opt_text("lease_token")?,
+        lease_expires_at: wire("lease_expires_at")?,
+    }))
+}

@@ -1,0 +1,541 @@
+//! The allocation state machine (PROTOCOL §4.1–§4.3): reports from the holder, failures and
+//! retries, releases and the reaper. Every change is one transaction with its sync log.
+
+use super::SqliteStore;
+use super::insert_sync_log;
+use super::nodes::touch;
+use super::row::RowExt;
+use crate::dispatch::Source;
+use crate::dispatch::retry::{self, Next, NodeEffect, Reason};
+use crate::protocol::time::to_db;
+use crate::store::{
+    Completion, Error, Failure, LifecyclePolicy, ReapOutcome, Report, ReportOutcome, Result,
+};
+use chrono::{NaiveDateTime, TimeDelta};
+use serde_json::json;
+use sqlx::SqliteConnection;
+
+/// The columns of an allocation the state machine needs.
+pub(super) struct AllocRow {
+    pub(super) id: String,
+    pub(super) task_id: String,
+    pub(super) status: String,
+    pub(super) node_id: Option<String>,
+    pub(super) lease_token: Option<String>,
+    pub(super) attempt: i64,
+    pub(super) max_attempts: i64,
+    pub(super) feed_ids: Vec<String>,
+    pub(super) source: Source,
+    pub(super) available_at: Option<NaiveDateTime>,
+    pub(super) lease_expires_at: Option<NaiveDateTime>,
+}
+
+impl AllocRow {
+    pub(super) fn is_held(&self) -> bool {
+        matches!(self.status.as_str(), "claimed" | "executing")
+    }
+
+    fn outcome(&self) -> ReportOutcome {
+        ReportOutcome {
+            allocation_id: self.id.clone(),
+            status: self.status.clone(),
+            attempt: self.attempt,
+            available_at: self.available_at,
+            lease_expires_at: self.lease_expires_at,
+        }
+    }
+}
+
+pub(super) async fn load(tx: &mut SqliteConnection, id: &str) -> Result<AllocRow> {
+    let r = sqlx::query("SELECT * FROM we_cascade_task_allocations WHERE id = $1")
+        .bind(id)
+        .fetch_optional(tx)
+        .await?
+        .ok_or(Error::NotFound("allocation"))?;
+    Ok(AllocRow {
+        id: r.text("id")?,
+        task_id: r.text("task_id")?,
+        status: r.text("status")?,
+        node_id: r.opt_text("node_id")?,
+        lease_token: r.opt_text("lease_token")?,
+        attempt: r.int("attempt")?,
+        max_attempts: r.opt_int("max_attempts")?.unwrap_or(5),
+        feed_ids: r.string_list("feed_ids")?.unwrap_or_default(),
+        source: Source::parse(&r.opt_text("feed_source")?.unwrap_or_default()),
+        available_at: r.time("available_at")?,
+        lease_expires_at: r.time("lease_expires_at")?,
+    })
+}
+
+/// Checks that `node_id` is (or was, for terminal rows) the holder and the token is current.
+pub(super) fn check_holder(row: &AllocRow, node_id: &str, token: Option<&str>) -> Result<()> {
+    if row.node_id.as_deref() != Some(node_id) {
+        return Err(Error::LeaseLost);
+    }
+    match (token, row.lease_token.as_deref()) {
+        (Some(sent), Some(current)) if !crate::protocol::credentials::ct_eq(sent, current) => {
+            Err(Error::LeaseLost)
+        }
+        _ => Ok(()),
+    }
+}
+
+fn renew(now: NaiveDateTime, policy: &LifecyclePolicy) -> String {
+    to_db(now + TimeDelta::seconds(policy.lease_seconds))
+}
+
+impl SqliteStore {
+    pub(crate) async fn report(
+        &self,
+        node_id: &str,
+        allocation_id: &str,
+        token: Option<String>,
+        report: Report,
+        now: NaiveDateTime,
+        policy: LifecyclePolicy,
+    ) -> Result<ReportOutcome> {
+        let mut tx = self.write.begin().await?;
+        let row = load(&mut tx, allocation_id).await?;
+        check_holder(&row, node_id, token.as_deref())?;
+        let named_task = match &report {
+            Report::Completed(Some(c)) => Some(c.task_id.as_str()),
+            Report::Failed(f) => f.task_id.as_deref(),
+            _ => None,
+        };
+        if named_task.is_some_and(|t| t != row.task_id) {
+            return Err(Error::Invalid(
+                "task_id does not match the allocation".into(),
+            ));
+        }
+        if !row.is_held() {
+            let same = matches!(
+                (&report, row.status.as_str()),
+                (Report::Completed(_), "completed") | (Report::Failed(_), "failed")
+            );
+            return if same {
+                Ok(row.outcome())
+            } else {
+                Err(Error::InvalidTransition(row.status))
+            };
+        }
+        touch(&mut tx, node_id, now).await?;
+        let outcome = match report {
+            Report::Executing => {
+                sqlx::query(
+                    "UPDATE we_cascade_task_allocations SET status = 'executing',
+                        started_at = COALESCE(started_at, $2),
+                        lease_expires_at = MIN($3, COALESCE(run_deadline, $3)), updated_at = $2
+                      WHERE id = $1",
+                )
+                .bind(&row.id)
+                .bind(to_db(now))
+                .bind(renew(now, &policy))
+                .execute(&mut *tx)
+                .await?;
+                let after = load(&mut tx, &row.id).await?;
+                after.outcome()
+            }
+            Report::Completed(c) => complete(&mut tx, &row, node_id, c, now, &policy).await?,
+            Report::Failed(f) => apply_failure(&mut tx, &row, node_id, &f, now, &policy).await?,
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    pub(crate) async fn release(
+        &self,
+        node_id: &str,
+        items: Vec<(String, Option<String>)>,
+        now: NaiveDateTime,
+    ) -> Result<(Vec<String>, Vec<(String, &'static str)>)> {
+        let mut tx = self.write.begin().await?;
+        touch(&mut tx, node_id, now).await?;
+        let (mut released, mut rejected) = (Vec::new(), Vec::new());
+        let failure = Failure {
+            reason: Reason::Released,
+            retry_after: None,
+            error_message: None,
+            task_id: None,
+        };
+        for (id, token) in items {
+            let row = match load(&mut tx, &id).await {
+                Ok(row) => row,
+                Err(Error::NotFound(_)) => {
+                    rejected.push((id, "not_found"));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if !row.is_held() || check_holder(&row, node_id, token.as_deref()).is_err() {
+                rejected.push((id, "lease_lost"));
+                continue;
+            }
+            requeue_at(&mut tx, &row, &failure, now, false).await?;
+            released.push(id);
+        }
+        if !released.is_empty() {
+            let extra = json!({ "allocation_ids": released });
+            let count = i64::try_from(released.len()).unwrap_or(i64::MAX);
+            insert_sync_log(
+                &mut tx, node_id, "release", "push", 1, count, None, &extra, now,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok((released, rejected))
+    }
+
+    pub(crate) async fn reap(
+        &self,
+        now: NaiveDateTime,
+        offline_after: i64,
+        policy: LifecyclePolicy,
+    ) -> Result<ReapOutcome> {
+        let mut tx = self.write.begin().await?;
+        let mut outcome = ReapOutcome::default();
+        let expired: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM we_cascade_task_allocations
+              WHERE status IN ('claimed', 'executing') AND lease_expires_at < $1",
+        )
+        .bind(to_db(now))
+        .fetch_all(&mut *tx)
+        .await?;
+        let lease = Failure {
+            reason: Reason::LeaseExpired,
+            retry_after: None,
+            error_message: Some("lease expired".into()),
+            task_id: None,
+        };
+        for id in expired {
+            let row = load(&mut tx, &id).await?;
+            let holder = row.node_id.clone().unwrap_or_default();
+            apply_failure(&mut tx, &row, &holder, &lease, now, &policy).await?;
+            outcome.expired += 1;
+        }
+        let silent = to_db(now - TimeDelta::seconds(offline_after));
+        let offline: Vec<String> = sqlx::query_scalar(
+            "UPDATE we_cascade_nodes SET status = 0
+              WHERE node_type = 1 AND status = 1 AND (last_heartbeat_at IS NULL OR last_heartbeat_at < $1)
+              RETURNING id",
+        )
+        .bind(&silent)
+        .fetch_all(&mut *tx)
+        .await?;
+        outcome.offline_nodes = offline.len();
+        let gone = Failure {
+            reason: Reason::NodeOffline,
+            retry_after: None,
+            error_message: Some("node offline".into()),
+            task_id: None,
+        };
+        for node in offline {
+            let held: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM we_cascade_task_allocations WHERE node_id = $1 AND status IN ('claimed', 'executing')",
+            )
+            .bind(&node)
+            .fetch_all(&mut *tx)
+            .await?;
+            for id in held {
+                let row = load(&mut tx, &id).await?;
+                apply_failure(&mut tx, &row, &node, &gone, now, &policy).await?;
+                outcome.from_offline += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+}
+
+/// Terminal `failed` with reason `not_found` (task or feeds gone).
+pub(super) async fn fail_not_found(
+    tx: &mut SqliteConnection,
+    id: &str,
+    now: NaiveDateTime,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE we_cascade_task_allocations SET status = 'failed', reason = 'not_found',
+            error_message = '任务不存在', completed_at = $2, updated_at = $2
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(to_db(now))
+    .execute(&mut *tx)
+    .await?;
+    close_feeds(tx, id).await
+}
+
+/// Frees the feeds of an allocation that reached a terminal state (invariant 5).
+async fn close_feeds(tx: &mut SqliteConnection, id: &str) -> Result<()> {
+    sqlx::query("UPDATE we_feeds SET open_allocation_id = NULL WHERE open_allocation_id = $1")
+        .bind(id)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+/// Applies a failure by the table of §4.2, with its node effect and sync log.
+pub(super) async fn apply_failure(
+    tx: &mut SqliteConnection,
+    row: &AllocRow,
+    node_id: &str,
+    f: &Failure,
+    now: NaiveDateTime,
+    policy: &LifecyclePolicy,
+) -> Result<ReportOutcome> {
+    let jitter = rand::random_range(0.5..1.5);
+    let (next, effect) = retry::after_failure(
+        f.reason,
+        row.source,
+        row.attempt,
+        row.max_attempts,
+        f.retry_after,
+        &policy.retry,
+        jitter,
+        now,
+    );
+    match next {
+        Next::Pending {
+            available_at,
+            spend_attempt,
+        } => {
+            requeue_at(tx, row, f, available_at, spend_attempt).await?;
+        }
+        Next::Failed => {
+            sqlx::query(
+                "UPDATE we_cascade_task_allocations SET status = 'failed', reason = $2,
+                    error_message = COALESCE($3, error_message), completed_at = $4, updated_at = $4
+                  WHERE id = $1",
+            )
+            .bind(&row.id)
+            .bind(f.reason.as_str())
+            .bind(&f.error_message)
+            .bind(to_db(now))
+            .execute(&mut *tx)
+            .await?;
+            close_feeds(tx, &row.id).await?;
+            mark_feeds(
+                tx,
+                &row.feed_ids,
+                &row.id,
+                node_id,
+                "failed",
+                f.error_message.as_deref(),
+                now,
+            )
+            .await?;
+        }
+    }
+    node_effect(tx, node_id, effect, now, policy).await?;
+    let after = load(tx, &row.id).await?;
+    let (operation, direction) = match f.reason {
+        Reason::LeaseExpired | Reason::NodeOffline => ("lease_expired", "local"),
+        _ => ("task_failed", "push"),
+    };
+    let extra = json!({ "allocation_id": row.id, "task_id": row.task_id, "reason": f.reason.as_str(), "status": after.status, "attempt": after.attempt });
+    insert_sync_log(
+        tx,
+        node_id,
+        operation,
+        direction,
+        2,
+        0,
+        f.error_message.as_deref(),
+        &extra,
+        now,
+    )
+    .await?;
+    Ok(after.outcome())
+}
+
+async fn requeue_at(
+    tx: &mut SqliteConnection,
+    row: &AllocRow,
+    f: &Failure,
+    available_at: NaiveDateTime,
+    spend_attempt: bool,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE we_cascade_task_allocations
+            SET status = 'pending', node_id = NULL, assigned_node_id = NULL, lease_token = NULL,
+                lease_expires_at = NULL, run_deadline = NULL, reason = $2,
+                error_message = COALESCE($3, error_message),
+                attempt = CASE WHEN $4 THEN attempt ELSE MAX(attempt - 1, 0) END,
+                available_at = $5, updated_at = $5
+          WHERE id = $1",
+    )
+    .bind(&row.id)
+    .bind(f.reason.as_str())
+    .bind(&f.error_message)
+    .bind(spend_attempt)
+    .bind(to_db(available_at))
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+async fn node_effect(
+    tx: &mut SqliteConnection,
+    node_id: &str,
+    effect: NodeEffect,
+    now: NaiveDateTime,
+    policy: &LifecyclePolicy,
+) -> Result<()> {
+    match effect {
+        NodeEffect::None => {}
+        NodeEffect::SessionExpired => {
+            sqlx::query("UPDATE we_cascade_nodes SET session_state = 'expired' WHERE id = $1")
+                .bind(node_id)
+                .execute(tx)
+                .await?;
+        }
+        NodeEffect::Cooldown { retry_after } => {
+            let level: i64 = sqlx::query_scalar(
+                "UPDATE we_cascade_nodes SET cooldown_level = cooldown_level + 1 WHERE id = $1 RETURNING cooldown_level",
+            )
+            .bind(node_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .unwrap_or(1);
+            let until = now + retry::cooldown(level, retry_after, &policy.retry);
+            sqlx::query("UPDATE we_cascade_nodes SET cooldown_until = $2 WHERE id = $1")
+                .bind(node_id)
+                .bind(to_db(until))
+                .execute(tx)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Per-feed bookkeeping after an allocation ends.
+#[allow(clippy::too_many_arguments)]
+async fn mark_feeds(
+    tx: &mut SqliteConnection,
+    feed_ids: &[String],
+    allocation_id: &str,
+    node_id: &str,
+    status: &str,
+    error: Option<&str>,
+    now: NaiveDateTime,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE we_feeds SET last_allocation_id = $2, last_task_status = $3, last_task_at = $4,
+            last_node_id = $5, last_error = $6
+          WHERE id IN (SELECT value FROM json_each($1))",
+    )
+    .bind(json!(feed_ids).to_string())
+    .bind(allocation_id)
+    .bind(status)
+    .bind(to_db(now))
+    .bind(node_id)
+    .bind(error)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+async fn complete(
+    tx: &mut SqliteConnection,
+    row: &AllocRow,
+    node_id: &str,
+    completion: Option<Completion>,
+    now: NaiveDateTime,
+    policy: &LifecyclePolicy,
+) -> Result<ReportOutcome> {
+    let (summary, given, result_count) = match &completion {
+        Some(c) => (
+            Some(json!({ "task_id": c.task_id, "results": c.raw_results, "article_count": c.article_count }).to_string()),
+            c.article_count,
+            c.results.len(),
+        ),
+        None => (None, 0, 0),
+    };
+    let article_count: i64 = sqlx::query_scalar(
+        "UPDATE we_cascade_task_allocations SET status = 'completed', completed_at = $2, updated_at = $2,
+            result_summary = COALESCE($3, result_summary), article_count = MAX(article_count, $4),
+            lease_expires_at = NULL, run_deadline = NULL
+          WHERE id = $1 RETURNING article_count",
+    )
+    .bind(&row.id)
+    .bind(to_db(now))
+    .bind(summary)
+    .bind(given)
+    .fetch_one(&mut *tx)
+    .await?;
+    close_feeds(tx, &row.id).await?;
+    sqlx::query("UPDATE we_cascade_nodes SET last_sync_at = $2 WHERE id = $1")
+        .bind(node_id)
+        .bind(to_db(now))
+        .execute(&mut *tx)
+        .await?;
+    let results = completion.map(|c| c.results).unwrap_or_default();
+    let epoch = now.and_utc().timestamp();
+    let mut any_success = results.is_empty();
+    for feed in &row.feed_ids {
+        let result = results
+            .iter()
+            .find(|r| r.feed_id.as_deref() == Some(feed.as_str()));
+        let ok = result.is_none_or(|r| r.success);
+        any_success |= ok && result.is_some();
+        let error = result.filter(|r| !r.success).and_then(|r| r.error.clone());
+        let (etag, modified) =
+            result.map_or((None, None), |r| (r.etag.clone(), r.last_modified.clone()));
+        sqlx::query(
+            "UPDATE we_feeds SET last_allocation_id = $2, last_task_status = $3, last_task_at = $4,
+                last_node_id = $5, last_error = $6,
+                sync_time = CASE WHEN $7 THEN $8 ELSE sync_time END,
+                update_time = CASE WHEN $7 THEN $8 ELSE update_time END,
+                http_etag = CASE WHEN $7 THEN COALESCE($9, http_etag) ELSE http_etag END,
+                http_last_modified = CASE WHEN $7 THEN COALESCE($10, http_last_modified) ELSE http_last_modified END
+              WHERE id = $1",
+        )
+        .bind(feed)
+        .bind(&row.id)
+        .bind(if ok { "completed" } else { "failed" })
+        .bind(to_db(now))
+        .bind(node_id)
+        .bind(error)
+        .bind(ok)
+        .bind(epoch)
+        .bind(etag)
+        .bind(modified)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if let Some(limited) = results
+        .iter()
+        .find(|r| !r.success && r.reason == Reason::RateLimited)
+    {
+        if row.source == Source::Wechat {
+            node_effect(
+                tx,
+                node_id,
+                NodeEffect::Cooldown {
+                    retry_after: limited.retry_after,
+                },
+                now,
+                policy,
+            )
+            .await?;
+        }
+    } else if any_success && row.source == Source::Wechat {
+        sqlx::query("UPDATE we_cascade_nodes SET cooldown_level = 0 WHERE id = $1")
+            .bind(node_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let extra = json!({ "allocation_id": row.id, "task_id": row.task_id, "article_count": article_count, "result_count": result_count });
+    insert_sync_log(
+        tx,
+        node_id,
+        "task_completion",
+        "push",
+        1,
+        article_count,
+        None,
+        &extra,
+        now,
+    )
+    .await?;
+    Ok(load(tx, &row.id).await?.outcome())
+}

@@ -1,0 +1,180 @@
+//! Monitoring reads (PROTOCOL §9.2): allocation lists, counters, feed status. Each is a fixed
+//! number of queries, never one per feed or node.
+
+use super::SqliteStore;
+use super::row::RowExt;
+use crate::protocol::time::to_db;
+use crate::store::{Allocation, AllocationFilter, Counters, FeedStatus, Page, Result};
+use chrono::{NaiveDateTime, TimeDelta};
+use sqlx::sqlite::SqliteRow;
+
+fn allocation_from_row(r: &SqliteRow) -> Result<Allocation> {
+    Ok(Allocation {
+        id: r.text("id")?,
+        task_id: r.text("task_id")?,
+        task_name: r.opt_text("task_name")?,
+        node_id: r.opt_text("node_id")?,
+        node_name: r.opt_text("node_name")?,
+        feed_ids: r.string_list("feed_ids")?.unwrap_or_default(),
+        status: r.text("status")?,
+        result_summary: r.json("result_summary")?,
+        error_message: r.opt_text("error_message")?,
+        dispatched_at: r.time("dispatched_at")?,
+        claimed_at: r.time("claimed_at")?,
+        started_at: r.time("started_at")?,
+        completed_at: r.time("completed_at")?,
+        schedule_run_id: r.opt_text("schedule_run_id")?,
+        article_count: r.int("article_count")?,
+        new_article_count: r.int("new_article_count")?,
+        created_at: r.time("created_at")?,
+        updated_at: r.time("updated_at")?,
+        cron_exp: r.opt_text("cron_exp")?,
+        assigned_node_id: r.opt_text("assigned_node_id")?,
+        feed_count: r.opt_int("feed_count")?.unwrap_or(1),
+        attempt: r.int("attempt")?,
+        max_attempts: r.opt_int("max_attempts")?.unwrap_or(5),
+        available_at: r.time("available_at")?,
+        lease_expires_at: r.time("lease_expires_at")?,
+        reason: r.opt_text("reason")?,
+    })
+}
+
+const ALLOC_WHERE: &str = "WHERE ($1 IS NULL OR a.task_id = $1) AND ($2 IS NULL OR a.node_id = $2)
+    AND ($3 IS NULL OR a.status = $3) AND ($4 IS NULL OR a.schedule_run_id = $4)";
+
+impl SqliteStore {
+    pub(crate) async fn list_allocations(
+        &self,
+        f: AllocationFilter,
+        page: Page,
+    ) -> Result<(Vec<Allocation>, i64)> {
+        let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM we_cascade_task_allocations a {ALLOC_WHERE}"
+        )))
+        .bind(&f.task_id)
+        .bind(&f.node_id)
+        .bind(&f.status)
+        .bind(&f.schedule_run_id)
+        .fetch_one(&self.read)
+        .await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT a.*, n.name AS node_name FROM we_cascade_task_allocations a
+               LEFT JOIN we_cascade_nodes n ON n.id = a.node_id {ALLOC_WHERE}
+              ORDER BY a.dispatched_at DESC, a.id DESC LIMIT $5 OFFSET $6"
+        )))
+        .bind(&f.task_id)
+        .bind(&f.node_id)
+        .bind(&f.status)
+        .bind(&f.schedule_run_id)
+        .bind(page.limit)
+        .bind(page.offset)
+        .fetch_all(&self.read)
+        .await?;
+        let list = rows
+            .iter()
+            .map(allocation_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        Ok((list, total))
+    }
+
+    pub(crate) async fn counters(
+        &self,
+        now: NaiveDateTime,
+        offline_after: i64,
+        default_capacity: u64,
+    ) -> Result<Counters> {
+        let midnight = now.date().and_hms_opt(0, 0, 0).unwrap_or(now);
+        let r = sqlx::query(
+            "SELECT
+               COALESCE(SUM(status = 'pending'), 0) AS pending,
+               COALESCE(SUM(status IN ('claimed', 'executing')), 0) AS executing,
+               COALESCE(SUM(status = 'completed' AND completed_at >= $1), 0) AS completed_today,
+               COALESCE(SUM(status IN ('failed', 'timeout') AND completed_at >= $1), 0) AS failed_today,
+               COALESCE(SUM(status = 'pending' AND available_at > $2), 0) AS delayed,
+               COALESCE(SUM(CASE WHEN status IN ('claimed', 'executing') THEN feed_count ELSE 0 END), 0) AS held
+             FROM we_cascade_task_allocations",
+        )
+        .bind(to_db(midnight))
+        .bind(to_db(now))
+        .fetch_one(&self.read)
+        .await?;
+        let nodes =
+            sqlx::query("SELECT * , 0 AS held_feeds FROM we_cascade_nodes WHERE node_type = 1")
+                .fetch_all(&self.read)
+                .await?;
+        let (mut online, mut capacity, mut cooling, mut expired) = (0, 0, 0, 0);
+        for n in &nodes {
+            let node = super::nodes::node_from_row(n)?;
+            if node.is_online(now, u64::try_from(offline_after).unwrap_or(0)) {
+                online += 1;
+                capacity += node.capacity(default_capacity);
+                cooling += i64::from(node.cooldown_until.is_some_and(|t| t > now));
+            }
+            expired += i64::from(node.is_active && node.session_state == "expired");
+        }
+        Ok(Counters {
+            pending_tasks: r.int("pending")?,
+            executing_tasks: r.int("executing")?,
+            completed_today: r.int("completed_today")?,
+            failed_today: r.int("failed_today")?,
+            online_nodes: online,
+            delayed_tasks: r.int("delayed")?,
+            held_feeds: r.int("held")?,
+            capacity_total: capacity,
+            cooling_nodes: cooling,
+            session_expired_nodes: expired,
+        })
+    }
+
+    pub(crate) async fn feed_status(
+        &self,
+        feed_id: Option<String>,
+        page: Page,
+        now: NaiveDateTime,
+    ) -> Result<(Vec<FeedStatus>, i64)> {
+        let epoch = now.and_utc().timestamp();
+        let hour = |h: i64| epoch - TimeDelta::hours(h).num_seconds();
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM we_feeds WHERE ($1 IS NULL OR id = $1)")
+                .bind(&feed_id)
+                .fetch_one(&self.read)
+                .await?;
+        let rows = sqlx::query(
+            "SELECT f.*, n.name AS last_node_name,
+                    COALESCE(s.article_count, 0) AS article_count, s.latest AS latest_publish_time,
+                    CASE WHEN COALESCE(f.update_time, 0) = 0 THEN 2
+                         WHEN f.update_time >= $2 THEN 4 WHEN f.update_time >= $3 THEN 3
+                         WHEN f.update_time >= $4 THEN 1 ELSE 0 END AS rank
+               FROM we_feeds f
+               LEFT JOIN (SELECT mp_id, COUNT(*) AS article_count, MAX(publish_time) AS latest
+                            FROM we_articles GROUP BY mp_id) s ON s.mp_id = f.id
+               LEFT JOIN we_cascade_nodes n ON n.id = f.last_node_id
+              WHERE ($1 IS NULL OR f.id = $1)
+              ORDER BY rank, COALESCE(f.update_time, 0), f.id LIMIT $5 OFFSET $6",
+        )
+        .bind(&feed_id)
+        .bind(hour(1))
+        .bind(hour(24))
+        .bind(hour(72))
+        .bind(page.limit)
+        .bind(page.offset)
+        .fetch_all(&self.read)
+        .await?;
+        let list = rows
+            .iter()
+            .map(|r| {
+                Ok(FeedStatus {
+                    feed: super::catalog::feed_from_row(r)?,
+                    article_count: r.int("article_count")?,
+                    latest_publish_time: r.opt_int("latest_publish_time")?,
+                    last_task_status: r.opt_text("last_task_status")?,
+                    last_task_at: r.time("last_task_at")?,
+                    last_node_id: r.opt_text("last_node_id")?,
+                    last_node_name: r.opt_text("last_node_name")?,
+                    last_error: r.opt_text("last_error")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((list, total))
+    }
+}
