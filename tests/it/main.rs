@@ -7,5 +7,6 @@ mod cli;
 mod compat;
 mod errors;
 mod helpers;
+mod invariants;
 mod node_api;
 mod nodes;

@@ -1,5 +1,6 @@
 //! Test harness: `TestParent::spawn()` starts a real parent and gives typed access to it.
 
+pub mod alloc;
 pub mod process;
 
 use chrono::Utc;
@@ -98,6 +99,7 @@ pub struct TestParent {
     pub client: reqwest::Client,
     pub token: String,
     pub dir: TempDir,
+    pub state: AppState,
     shutdown: CancellationToken,
     handle: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -134,7 +136,7 @@ impl TestParent {
         let state = AppState::new(config, store.clone(), clock.clone(), shutdown.clone())
             .await
             .expect("state");
-        let handle = tokio::spawn(parent::serve(listener, state));
+        let handle = tokio::spawn(parent::serve(listener, state.clone()));
         let client = http_client();
         let mut parent = Self {
             addr,
@@ -143,6 +145,7 @@ impl TestParent {
             client,
             token: String::new(),
             dir,
+            state,
             shutdown,
             handle: Some(handle),
         };

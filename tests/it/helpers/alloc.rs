@@ -1,0 +1,141 @@
+//! Allocation helpers: feeds in bulk, tasks, dispatch, claims and reports over HTTP.
+
+use super::{Reply, TestNode, TestParent, cascade};
+use serde_json::{Value, json};
+use werss_cascade::parent::reaper::Reaper;
+use werss_cascade::store::{NewFeed, ReapOutcome};
+
+impl TestParent {
+    /// Creates `n` enabled WeChat feeds directly in the store (setup only).
+    pub async fn feeds(&self, prefix: u64, n: u64) -> Vec<String> {
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let id = format!("MP_WXS_{}", prefix + i);
+            let feed = NewFeed {
+                id: id.clone(),
+                faker_id: werss_cascade::protocol::ids::faker_id_from_feed_id(&id),
+                mp_name: format!("feed {i}"),
+                mp_cover: None,
+                mp_intro: None,
+                status: 1,
+                source: "wechat".into(),
+                url: None,
+            };
+            self.store
+                .create_feed(feed, self.clock.now())
+                .await
+                .expect("feed created");
+            ids.push(id);
+        }
+        ids
+    }
+
+    /// Creates an enabled message task over `feed_ids` and returns its id.
+    pub async fn task(&self, feed_ids: &[String]) -> String {
+        let mps: Vec<Value> = feed_ids
+            .iter()
+            .map(|id| json!({"id": id, "mp_name": id}))
+            .collect();
+        let r = self
+            .post(&cascade("/message-tasks"), &self.admin(), json!({"name": "t", "message_template": "{{ article.title }}", "mps_id": mps, "status": 1}))
+            .await;
+        r.ok()["id"].as_str().expect("task id").to_string()
+    }
+
+    /// Dispatches one task and returns `data`.
+    pub async fn dispatch(&self, task_id: &str) -> Value {
+        let r = self
+            .post(
+                &cascade(&format!("/dispatch-task?task_id={task_id}")),
+                &self.admin(),
+                json!({}),
+            )
+            .await;
+        r.ok().clone()
+    }
+
+    /// `POST claim-task` with a query string (e.g. `"limit=5"`).
+    pub async fn claim(&self, node: &TestNode, query: &str) -> Reply {
+        let path = if query.is_empty() {
+            cascade("/claim-task")
+        } else {
+            cascade(&format!("/claim-task?{query}"))
+        };
+        self.send(reqwest::Method::POST, &path, &node.auth(), None)
+            .await
+    }
+
+    /// Claims one allocation and returns its package.
+    pub async fn claim_one(&self, node: &TestNode) -> Value {
+        let r = self.claim(node, "").await;
+        let p = r.ok().clone();
+        assert!(p.is_object(), "expected a package: {}", r.text);
+        p
+    }
+
+    /// `PUT task-status`.
+    pub async fn status(
+        &self,
+        node: &TestNode,
+        package: &Value,
+        status: &str,
+        extra: Value,
+    ) -> Reply {
+        let mut body = json!({"allocation_id": package["allocation_id"], "status": status,
+                              "lease_token": package["lease_token"], "timestamp": "2026-11-22T14:42:30.126043"});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        self.send(
+            reqwest::Method::PUT,
+            &cascade("/task-status"),
+            &node.auth(),
+            Some(body),
+        )
+        .await
+    }
+
+    /// `POST report-completion` with one successful result per feed.
+    pub async fn complete(&self, node: &TestNode, package: &Value) -> Reply {
+        let results: Vec<Value> = package["feeds"]
+            .as_array()
+            .map(|f| {
+                f.iter()
+                    .map(|f| json!({"feed_id": f["id"], "success": true, "article_count": 1}))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let body = json!({"allocation_id": package["allocation_id"], "task_id": package["task_id"], "results": results,
+                          "article_count": results.len(), "timestamp": "2026-11-22T14:43:11", "lease_token": package["lease_token"]});
+        self.post(&cascade("/report-completion"), &node.auth(), body)
+            .await
+    }
+
+    /// Creates a node, gives it credentials and brings it online with a heartbeat.
+    pub async fn online_node(&self, name: &str, beat: Value) -> TestNode {
+        let node = self.add_node(name).await;
+        self.post(&cascade("/heartbeat"), &node.auth(), beat)
+            .await
+            .ok();
+        node
+    }
+
+    /// The stored allocation as admins see it.
+    pub async fn allocation(&self, id: &str) -> Value {
+        let r = self
+            .get(&cascade("/allocations?limit=200"), &self.admin())
+            .await;
+        let list = r.ok()["list"].as_array().expect("list").clone();
+        list.into_iter()
+            .find(|a| a["id"] == id)
+            .expect("allocation listed")
+    }
+
+    /// One reaper pass at the test clock.
+    pub async fn reap(&self) -> ReapOutcome {
+        Reaper::new(self.state.clone())
+            .run_once()
+            .await
+            .expect("reaper pass")
+    }
+}
