@@ -8,5 +8,6 @@ mod compat;
 mod errors;
 mod helpers;
 mod invariants;
+mod lifecycle;
 mod node_api;
 mod nodes;
