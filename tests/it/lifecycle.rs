@@ -197,7 +197,7 @@ async fn retryable_failures_back_off_and_exhaust_into_failed() {
     assert_eq!(a["status"], "failed");
     assert!(a["completed_at"].is_string());
     let again = p
-        .dispatch(&a["task_id"].as_str().expect("task").to_string())
+        .dispatch(a["task_id"].as_str().expect("task"))
         .await;
     assert_eq!(
         again["allocations_created"], 1,

@@ -5,6 +5,7 @@ mod auth;
 mod catalog;
 mod cli;
 mod compat;
+mod engine;
 mod errors;
 mod helpers;
 mod invariants;
