@@ -10,6 +10,7 @@
 //! * [`clock`] — injected time, so leases and lockouts can be tested without sleeping.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -1,10 +1,12 @@
 -- Indexes for our access paths; run after our columns exist.
 CREATE UNIQUE INDEX IF NOT EXISTS ix_cascade_nodes_api_key
     ON we_cascade_nodes (api_key) WHERE api_key IS NOT NULL AND api_key <> '';
-CREATE INDEX IF NOT EXISTS ix_cascade_alloc_claim
-    ON we_cascade_task_allocations (status, available_at);
-CREATE INDEX IF NOT EXISTS ix_cascade_alloc_assigned
-    ON we_cascade_task_allocations (status, assigned_node_id, available_at);
+DROP INDEX IF EXISTS ix_cascade_alloc_claim;
+DROP INDEX IF EXISTS ix_cascade_alloc_assigned;
+CREATE INDEX IF NOT EXISTS ix_cascade_alloc_claim_order
+    ON we_cascade_task_allocations (status, assigned_node_id, available_at, dispatched_at, id);
+CREATE INDEX IF NOT EXISTS ix_feeds_open_allocation
+    ON we_feeds (open_allocation_id) WHERE open_allocation_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS ix_cascade_alloc_lease
     ON we_cascade_task_allocations (status, lease_expires_at);
 CREATE INDEX IF NOT EXISTS ix_cascade_alloc_node

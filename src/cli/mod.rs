@@ -40,6 +40,18 @@ pub struct Cli {
 pub enum Command {
     /// Run a parent node: the admin and node APIs.
     Parent,
+    /// Measure the parent: claim cycles, claim latency, dispatch time, heartbeat latency, RSS.
+    Bench {
+        /// Simulated children per cycle run.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+        children: Vec<usize>,
+        /// Seconds per cycle run.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Feed counts to dispatch.
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
+        dispatch: Vec<usize>,
+    },
     /// Create the database and an admin account.
     Init {
         /// Admin username.
@@ -98,6 +110,18 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let shutdown = CancellationToken::new();
             tokio::spawn(cancel_on_signal(shutdown.clone()));
             parent::run(config, shutdown).await
+        }
+        Command::Bench {
+            children,
+            seconds,
+            dispatch,
+        } => {
+            let opts = crate::bench::BenchOptions {
+                children,
+                seconds,
+                dispatch_sizes: dispatch,
+            };
+            crate::bench::run(opts).await
         }
         Command::Init {
             admin_user,

@@ -132,6 +132,8 @@ delegate! {
 
     /// Creates a feed; `Conflict` if its id exists.
     fn create_feed(&self, feed: NewFeed, now: NaiveDateTime) -> Result<Feed>;
+    /// Creates many feeds in one transaction, skipping existing ids; returns how many were new.
+    fn create_feeds(&self, feeds: Vec<NewFeed>, now: NaiveDateTime) -> Result<u64>;
     /// Feeds ordered by id, paged when `page` is given.
     fn list_feeds(&self, page: Option<Page>) -> Result<Vec<Feed>>;
     /// One feed.

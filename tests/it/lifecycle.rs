@@ -196,9 +196,7 @@ async fn retryable_failures_back_off_and_exhaust_into_failed() {
     let a = p.allocation(id(&pkg)).await;
     assert_eq!(a["status"], "failed");
     assert!(a["completed_at"].is_string());
-    let again = p
-        .dispatch(a["task_id"].as_str().expect("task"))
-        .await;
+    let again = p.dispatch(a["task_id"].as_str().expect("task")).await;
     assert_eq!(
         again["allocations_created"], 1,
         "a failed allocation no longer blocks its feed"

@@ -180,14 +180,15 @@ pub async fn dispatch_tasks(
     };
     let created = state.store.apply_dispatch(batch, now).await?;
     state.notifier.wake_all();
+    let total_created = created.len();
+    let mut by_task: HashMap<String, Vec<_>> = HashMap::new();
+    for a in created {
+        by_task.entry(a.task_id.clone()).or_default().push(a);
+    }
     let mut notices = Vec::new();
     let mut per_task = Vec::new();
     for (task, mp_count, feed_count, skipped, missing) in summaries {
-        let mine: Vec<_> = created
-            .iter()
-            .filter(|a| a.task_id == task.id)
-            .cloned()
-            .collect();
+        let mine = by_task.remove(&task.id).unwrap_or_default();
         let placed_feeds: i64 = mine.iter().map(|a| a.feed_count).sum();
         let raced = i64::try_from(feed_count - skipped).unwrap_or(0) - placed_feeds;
         per_task.push(json!({
@@ -200,11 +201,11 @@ pub async fn dispatch_tasks(
             created: mine,
         });
     }
-    tracing::info!(run.id = %run_id, allocations = created.len(), "dispatched");
+    tracing::info!(run.id = %run_id, allocations = total_created, "dispatched");
     notify_children(state, notices);
     Ok(json!({
         "online_nodes": online_nodes, "task_count": tasks.len(), "tasks": per_task,
-        "allocations_created": created.len(), "schedule_run_id": run_id,
+        "allocations_created": total_created, "schedule_run_id": run_id,
     }))
 }
 

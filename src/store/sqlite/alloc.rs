@@ -14,6 +14,10 @@ use crate::store::{
 use chrono::{NaiveDateTime, TimeDelta};
 use sqlx::SqliteConnection;
 use sqlx::sqlite::SqliteRow;
+use std::collections::HashSet;
+
+/// Allocations written per statement inside the dispatch transaction (bounds memory).
+const DISPATCH_CHUNK: usize = 5000;
 
 const CANDIDATE_COLUMNS: &str = "id, feed_count, available_at, dispatched_at";
 const PENDING_OF_KIND: &str = "status = 'pending' AND available_at <= $2
@@ -42,23 +46,25 @@ impl SqliteStore {
     }
 
     pub(crate) async fn dispatch_feeds(&self, ids: Vec<String>) -> Result<Vec<DispatchFeed>> {
-        let rows = sqlx::query(
-            "SELECT id, source, status, open_allocation_id FROM we_feeds
-              WHERE id IN (SELECT value FROM json_each($1))",
-        )
-        .bind(serde_json::json!(ids).to_string())
-        .fetch_all(&self.read)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(DispatchFeed {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(DISPATCH_CHUNK) {
+            let rows = sqlx::query(
+                "SELECT id, source, status, open_allocation_id IS NOT NULL AS open FROM we_feeds
+                  WHERE id IN (SELECT value FROM json_each($1))",
+            )
+            .bind(serde_json::json!(chunk).to_string())
+            .fetch_all(&self.read)
+            .await?;
+            for r in &rows {
+                out.push(DispatchFeed {
                     id: r.text("id")?,
                     source: Source::parse(&r.opt_text("source")?.unwrap_or_default()),
                     status: r.opt_int("status")?.unwrap_or(1),
-                    open: r.opt_text("open_allocation_id")?.is_some(),
-                })
-            })
-            .collect()
+                    open: r.flag("open")?,
+                });
+            }
+        }
+        Ok(out)
     }
 
     pub(crate) async fn apply_dispatch(
@@ -69,51 +75,70 @@ impl SqliteStore {
         let now_db = to_db(now);
         let mut tx = self.write.begin().await?;
         let mut created = Vec::with_capacity(batch.allocations.len());
-        for a in batch.allocations {
-            let id = uuid::Uuid::new_v4().to_string();
-            let mut kept = Vec::with_capacity(a.feed_ids.len());
-            for feed in &a.feed_ids {
-                let claimed = sqlx::query(
-                    "UPDATE we_feeds SET open_allocation_id = $1 WHERE id = $2 AND open_allocation_id IS NULL",
-                )
-                .bind(&id)
-                .bind(feed)
-                .execute(&mut *tx)
-                .await?;
-                if claimed.rows_affected() == 1 {
-                    kept.push(feed.clone());
+        for chunk in batch.allocations.chunks(DISPATCH_CHUNK) {
+            let wanted: Vec<&String> = chunk.iter().flat_map(|a| a.feed_ids.iter()).collect();
+            // Invariant 5: only feeds with no open allocation, read inside the write transaction.
+            let free: HashSet<String> = sqlx::query_scalar(
+                "SELECT id FROM we_feeds WHERE id IN (SELECT value FROM json_each($1)) AND open_allocation_id IS NULL",
+            )
+            .bind(serde_json::json!(wanted).to_string())
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+            let mut rows = Vec::with_capacity(chunk.len());
+            let mut opened = Vec::with_capacity(wanted.len());
+            for a in chunk {
+                let kept: Vec<&String> = a
+                    .feed_ids
+                    .iter()
+                    .filter(|f| free.contains(f.as_str()))
+                    .collect();
+                if kept.is_empty() {
+                    continue;
                 }
+                let id = uuid::Uuid::new_v4().to_string();
+                let feed_count = i64::try_from(kept.len()).unwrap_or(i64::MAX);
+                opened.extend(kept.iter().map(|f| serde_json::json!({ "f": f, "a": id })));
+                rows.push(serde_json::json!({
+                    "id": id, "task_id": a.task_id, "task_name": a.task_name, "cron_exp": a.cron_exp,
+                    "feed_ids": serde_json::json!(kept).to_string(), "assigned": a.assigned_node_id,
+                    "feed_count": feed_count, "source": a.source.as_str(),
+                }));
+                created.push(CreatedAllocation {
+                    id,
+                    task_id: a.task_id.clone(),
+                    assigned_node_id: a.assigned_node_id.clone(),
+                    feed_count,
+                });
             }
-            if kept.is_empty() {
+            if rows.is_empty() {
                 continue;
             }
-            let feed_count = i64::try_from(kept.len()).unwrap_or(i64::MAX);
             sqlx::query(
                 "INSERT INTO we_cascade_task_allocations
                    (id, task_id, task_name, cron_exp, node_id, feed_ids, status, dispatched_at,
                     schedule_run_id, article_count, new_article_count, created_at, updated_at,
                     assigned_node_id, feed_count, attempt, max_attempts, available_at, feed_source)
-                 VALUES ($1, $2, $3, $4, NULL, $5, 'pending', $6, $7, 0, 0, $6, $6, $8, $9, 0, $10, $6, $11)",
+                 SELECT value ->> '$.id', value ->> '$.task_id', value ->> '$.task_name', value ->> '$.cron_exp',
+                        NULL, value ->> '$.feed_ids', 'pending', $2, $3, 0, 0, $2, $2,
+                        value ->> '$.assigned', value ->> '$.feed_count', 0, $4, $2, value ->> '$.source'
+                   FROM json_each($1)",
             )
-            .bind(&id)
-            .bind(&a.task_id)
-            .bind(&a.task_name)
-            .bind(&a.cron_exp)
-            .bind(serde_json::json!(kept).to_string())
+            .bind(serde_json::Value::Array(rows).to_string())
             .bind(&now_db)
             .bind(&batch.schedule_run_id)
-            .bind(&a.assigned_node_id)
-            .bind(feed_count)
             .bind(batch.max_attempts)
-            .bind(a.source.as_str())
             .execute(&mut *tx)
             .await?;
-            created.push(CreatedAllocation {
-                id,
-                task_id: a.task_id,
-                assigned_node_id: a.assigned_node_id,
-                feed_count,
-            });
+            sqlx::query(
+                "UPDATE we_feeds SET open_allocation_id = m.a
+                   FROM (SELECT value ->> '$.f' AS f, value ->> '$.a' AS a FROM json_each($1)) AS m
+                  WHERE we_feeds.id = m.f",
+            )
+            .bind(serde_json::Value::Array(opened).to_string())
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(created)
@@ -246,7 +271,7 @@ async fn mark_claimed(
                 started_at = NULL, lease_expires_at = $3, run_deadline = $4,
                 lease_token = lower(hex(randomblob(16))), attempt = attempt + 1,
                 article_count = 0, new_article_count = 0, updated_at = $2
-          WHERE id IN (SELECT value FROM json_each($5)) AND status = 'pending'
+          WHERE id IN (SELECT value FROM json_each($5)) AND +status = 'pending'
           RETURNING *",
     )
     .bind(node_id)

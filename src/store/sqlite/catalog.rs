@@ -70,6 +70,36 @@ impl SqliteStore {
         self.feed_on(&self.write, &feed.id).await
     }
 
+    pub(crate) async fn create_feeds(
+        &self,
+        feeds: Vec<NewFeed>,
+        now: NaiveDateTime,
+    ) -> Result<u64> {
+        let mut tx = self.write.begin().await?;
+        let mut inserted = 0;
+        for feed in feeds {
+            inserted += sqlx::query(
+                "INSERT INTO we_feeds (id, faker_id, mp_name, mp_cover, mp_intro, status, source, url,
+                                       created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&feed.id)
+            .bind(&feed.faker_id)
+            .bind(&feed.mp_name)
+            .bind(&feed.mp_cover)
+            .bind(&feed.mp_intro)
+            .bind(feed.status)
+            .bind(&feed.source)
+            .bind(&feed.url)
+            .bind(to_db(now))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
     pub(crate) async fn list_feeds(&self, page: Option<Page>) -> Result<Vec<Feed>> {
         let (limit, offset) = page.map_or((-1, 0), |p| (p.limit, p.offset));
         let rows = sqlx::query("SELECT * FROM we_feeds ORDER BY id LIMIT $1 OFFSET $2")

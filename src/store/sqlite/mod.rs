@@ -3,6 +3,7 @@
 
 mod alloc;
 mod articles;
+mod beats;
 mod catalog;
 mod lifecycle;
 mod migrate;
@@ -24,6 +25,7 @@ use std::time::Duration;
 pub(crate) struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
+    beats: std::sync::Arc<beats::BeatBuffer>,
 }
 
 impl SqliteStore {
@@ -46,6 +48,7 @@ impl SqliteStore {
             return Ok(Self {
                 write: pool.clone(),
                 read: pool,
+                beats: Default::default(),
             });
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -62,7 +65,11 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(base.filename(&path).read_only(true))
             .await?;
-        Ok(Self { write, read })
+        Ok(Self {
+            write,
+            read,
+            beats: Default::default(),
+        })
     }
 
     pub(crate) async fn ping(&self) -> Result<()> {

@@ -3,10 +3,7 @@
 use super::SqliteStore;
 use super::row::RowExt;
 use crate::protocol::time::to_db;
-use crate::store::{
-    Error, HeartbeatOutcome, HeartbeatUpdate, LeasePolicy, NewNode, Node, NodeCredential,
-    NodeUpdate, Result,
-};
+use crate::store::{Error, NewNode, Node, NodeCredential, NodeUpdate, Result};
 use chrono::{NaiveDateTime, TimeDelta};
 use serde_json::Value;
 use sqlx::SqliteConnection;
@@ -287,78 +284,5 @@ impl SqliteStore {
             })
         })
         .transpose()
-    }
-
-    pub(crate) async fn heartbeat(
-        &self,
-        node_id: &str,
-        beat: HeartbeatUpdate,
-        now: NaiveDateTime,
-        lease: LeasePolicy,
-    ) -> Result<HeartbeatOutcome> {
-        let list = |v: &Option<Vec<String>>| v.as_ref().map(|l| serde_json::json!(l).to_string());
-        let held = list(&beat.held);
-        let mut tx = self.write.begin().await?;
-        let row = sqlx::query(
-            "UPDATE we_cascade_nodes SET
-                last_heartbeat_at = $2, status = 1,
-                callback_url = COALESCE($3, callback_url),
-                capacity = COALESCE($4, capacity),
-                in_use = COALESCE($5, in_use),
-                fetchers = COALESCE($6, fetchers),
-                session_state = COALESCE($7, session_state),
-                version = COALESCE($8, version),
-                features = COALESCE($9, features)
-              WHERE id = $1
-              RETURNING session_state, cooldown_until",
-        )
-        .bind(node_id)
-        .bind(to_db(now))
-        .bind(&beat.callback_url)
-        .bind(beat.capacity)
-        .bind(beat.in_use)
-        .bind(list(&beat.fetchers))
-        .bind(&beat.session_state)
-        .bind(&beat.version)
-        .bind(list(&beat.features))
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(Error::NotFound("node"))?;
-        let lease_end = to_db(now + TimeDelta::seconds(lease.lease_seconds));
-        sqlx::query(
-            "UPDATE we_cascade_task_allocations
-                SET lease_expires_at = MIN($2, COALESCE(run_deadline, $2))
-              WHERE node_id = $1 AND status IN ('claimed', 'executing') AND lease_expires_at > $4
-                AND ($3 IS NULL OR id IN (SELECT value FROM json_each($3)))",
-        )
-        .bind(node_id)
-        .bind(&lease_end)
-        .bind(&held)
-        .bind(to_db(now))
-        .execute(&mut *tx)
-        .await?;
-        let lost: Vec<String> = match &held {
-            None => Vec::new(),
-            Some(held) => {
-                sqlx::query_scalar(
-                    "SELECT value FROM json_each($2) WHERE value NOT IN (
-                   SELECT id FROM we_cascade_task_allocations
-                    WHERE node_id = $1 AND status IN ('claimed', 'executing') AND lease_expires_at > $3)",
-                )
-                .bind(node_id)
-                .bind(held)
-                .bind(to_db(now))
-                .fetch_all(&mut *tx)
-                .await?
-            }
-        };
-        tx.commit().await?;
-        Ok(HeartbeatOutcome {
-            lost,
-            session_state: row
-                .opt_text("session_state")?
-                .unwrap_or_else(|| "unknown".into()),
-            cooldown_until: row.time("cooldown_until")?,
-        })
     }
 }
