@@ -399,3 +399,66 @@ async fn cron_fires_once_per_due_time_and_survives_restart() {
     assert_eq!(reload.body["message"], "定时调度任务已重载");
     p.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_during_a_large_dispatch_all_succeed_and_land() {
+    let p = TestParent::spawn().await;
+    let node = p.online_node("beating", json!({})).await;
+    let feeds = p.feeds(500_000_000, 5_000).await;
+    let task = p.store.create_task(
+        werss_cascade::store::TaskFields {
+            name: "big".into(),
+            mps_id: json!(feeds).to_string(),
+            status: 1,
+            ..Default::default()
+        },
+        p.clock.now(),
+    );
+    let task = task.await.expect("task").id;
+    let dispatch = {
+        let (client, url, token) = (
+            p.client.clone(),
+            p.url(&cascade(&format!("/dispatch-task?task_id={task}"))),
+            p.token.clone(),
+        );
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("sent")
+                .json::<Value>()
+                .await
+                .expect("json")
+        })
+    };
+    let mut beats = 0;
+    while !dispatch.is_finished() || beats == 0 {
+        beats += 1;
+        let r = p
+            .post(
+                &cascade("/heartbeat"),
+                &node.auth(),
+                json!({"capacity": beats, "version": format!("v{beats}")}),
+            )
+            .await;
+        assert_eq!(r.ok()["status"], "alive");
+    }
+    let d = dispatch.await.expect("dispatch joined");
+    assert_eq!(d["data"]["allocations_created"], 5_000);
+    // One more heartbeat with the writer free also writes anything still buffered.
+    p.post(&cascade("/heartbeat"), &node.auth(), json!({}))
+        .await
+        .ok();
+    let n = p
+        .get(&cascade(&format!("/nodes/{}", node.id)), &p.admin())
+        .await;
+    assert_eq!(
+        n.ok()["version"],
+        format!("v{beats}"),
+        "the newest heartbeat's extras are stored"
+    );
+    assert_eq!(n.ok()["online"], true);
+    p.shutdown().await;
+}
