@@ -51,6 +51,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
+fn sorted(mut v: Vec<Duration>) -> Vec<Duration> {
+    v.sort();
+    v
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
@@ -183,55 +188,52 @@ impl Harness {
     }
 }
 
+/// Latencies of one child's requests, by kind.
+#[derive(Default)]
+struct Latencies {
+    claim: Vec<Duration>,
+    status: Vec<Duration>,
+    complete: Vec<Duration>,
+}
+
+/// Sends one node request and returns its body (`None` on a transport error) and latency.
+async fn timed(req: reqwest::RequestBuilder, auth: &str) -> (Option<Value>, Duration) {
+    let started = Instant::now();
+    let body = match req.header("Authorization", auth).send().await {
+        Ok(r) => r.json::<Value>().await.ok(),
+        Err(_) => None,
+    };
+    (body, started.elapsed())
+}
+
 /// One child: claim → executing → complete until `until`.
 async fn child(
     http: reqwest::Client,
     base: String,
     auth: String,
     until: Instant,
-) -> (u64, Vec<Duration>) {
-    let mut claims = Vec::new();
+) -> (u64, Latencies) {
+    let mut lat = Latencies::default();
     let mut cycles = 0;
+    let url = |path: &str| format!("{base}/api/v1/wx/cascade/{path}");
     while Instant::now() < until {
-        let started = Instant::now();
-        let Ok(r) = http
-            .post(format!("{base}/api/v1/wx/cascade/claim-task"))
-            .header("Authorization", &auth)
-            .send()
-            .await
-        else {
+        let (body, took) = timed(http.post(url("claim-task")), &auth).await;
+        lat.claim.push(took);
+        let Some(pkg) = body.map(|b| b["data"].clone()).filter(Value::is_object) else {
             break;
         };
-        let Ok(body) = r.json::<Value>().await else {
-            break;
-        };
-        claims.push(started.elapsed());
-        let pkg = &body["data"];
-        if !pkg.is_object() {
-            break;
-        }
-        let id = &pkg["allocation_id"];
-        let token = &pkg["lease_token"];
+        let (id, token) = (&pkg["allocation_id"], &pkg["lease_token"]);
         let status = json!({"allocation_id": id, "status": "executing", "lease_token": token});
-        let _ = http
-            .put(format!("{base}/api/v1/wx/cascade/task-status"))
-            .header("Authorization", &auth)
-            .json(&status)
-            .send()
-            .await;
+        let (_, took) = timed(http.put(url("task-status")).json(&status), &auth).await;
+        lat.status.push(took);
         let done = json!({"allocation_id": id, "task_id": pkg["task_id"], "results": [], "article_count": 0, "lease_token": token});
-        match http
-            .post(format!("{base}/api/v1/wx/cascade/report-completion"))
-            .header("Authorization", &auth)
-            .json(&done)
-            .send()
-            .await
-        {
-            Ok(r) if r.status().is_success() => cycles += 1,
-            _ => {}
+        let (body, took) = timed(http.post(url("report-completion")).json(&done), &auth).await;
+        lat.complete.push(took);
+        if body.is_some_and(|b| b["code"] == 0) {
+            cycles += 1;
         }
     }
-    (cycles, claims)
+    (cycles, lat)
 }
 
 /// Runs the benchmark and prints a Markdown report.
@@ -250,7 +252,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
         rss_kib("VmRSS:") as f64 / 1024.0
     );
     println!(
-        "| children | cycles/s | claim p50 ms | claim p99 ms | cycles | RSS after MiB |\n|---|---|---|---|---|---|"
+        "| children | cycles/s | claim p50 ms | claim p99 ms | status p50 ms | completion p50 ms | cycles | RSS after MiB |\n|---|---|---|---|---|---|---|---|"
     );
     let mut next_feed = 1_000_000_000u64;
     for (run, &k) in opts.children.iter().enumerate() {
@@ -268,19 +270,24 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
         for auth in auths {
             set.spawn(child(h.http.clone(), h.base.clone(), auth, until));
         }
-        let (mut cycles, mut claims) = (0, Vec::new());
+        let (mut cycles, mut all) = (0, Latencies::default());
         while let Some(r) = set.join_next().await {
             let (c, l) = r?;
             cycles += c;
-            claims.extend(l);
+            all.claim.extend(l.claim);
+            all.status.extend(l.status);
+            all.complete.extend(l.complete);
         }
         let elapsed = started.elapsed().as_secs_f64();
-        claims.sort();
+        let (claims, status, complete) =
+            (sorted(all.claim), sorted(all.status), sorted(all.complete));
         println!(
-            "| {k} | {:.0} | {} | {} | {cycles} | {:.1} |",
+            "| {k} | {:.0} | {} | {} | {} | {} | {cycles} | {:.1} |",
             cycles as f64 / elapsed,
             ms(percentile(&claims, 0.5)),
             ms(percentile(&claims, 0.99)),
+            ms(percentile(&status, 0.5)),
+            ms(percentile(&complete, 0.5)),
             rss_kib("VmRSS:") as f64 / 1024.0
         );
         // Leave no open allocations behind for the dispatch runs.

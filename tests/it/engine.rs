@@ -118,47 +118,38 @@ async fn long_poll_returns_as_soon_as_work_is_dispatched() {
     let node = p.online_node("waiter", json!({})).await;
     let feeds = p.feeds(42_000, 1).await;
     let task = p.task(&feeds).await;
+    // Move the clock first: the claim's own liveness write then carries a time no earlier
+    // request wrote, which tells the test the claim is registered and waiting.
+    p.clock.advance(TimeDelta::seconds(1));
+    let registered = p.clock.now();
     let client = p.client.clone();
     let url = p.url(&cascade("/claim-task?wait=25"));
     let auth = format!("AK-SK {}:{}", node.key, node.secret);
     let waiting = tokio::spawn(async move {
-        client
+        let r = client
             .post(url)
             .header("Authorization", auth)
             .send()
             .await
-            .expect("sent")
-            .json::<Value>()
-            .await
-            .expect("json")
+            .expect("sent");
+        r.json::<Value>().await.expect("json")
     });
-    // The claim is registered before dispatch: wait until the parent saw it (its heartbeat
-    // time moves with the claim's touch), then dispatch.
-    let before = p
+    while p
         .store
         .get_node(&node.id)
         .await
         .expect("node")
-        .last_heartbeat_at;
-    p.clock.advance(TimeDelta::seconds(1));
-    loop {
+        .last_heartbeat_at
+        != Some(registered)
+    {
         tokio::task::yield_now().await;
-        let now = p
-            .store
-            .get_node(&node.id)
-            .await
-            .expect("node")
-            .last_heartbeat_at;
-        if now != before {
-            break;
-        }
     }
     p.dispatch(&task).await;
     let got = tokio::time::timeout(Duration::from_secs(20), waiting)
         .await
         .expect("woken well before the 25 s wait")
         .expect("joined");
-    assert_eq!(got["data"]["feeds"][0]["id"], feeds[0].as_str());
+    assert_eq!(got["data"]["feeds"][0]["id"], feeds[0].as_str(), "{got}");
     assert_eq!(got["message"], "认领任务成功");
     p.shutdown().await;
 }

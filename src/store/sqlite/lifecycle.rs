@@ -14,6 +14,7 @@ use crate::store::{
 use chrono::{NaiveDateTime, TimeDelta};
 use serde_json::json;
 use sqlx::SqliteConnection;
+use sqlx::sqlite::SqliteRow;
 
 /// The columns of an allocation the state machine needs.
 pub(super) struct AllocRow {
@@ -52,6 +53,10 @@ pub(super) async fn load(tx: &mut SqliteConnection, id: &str) -> Result<AllocRow
         .fetch_optional(tx)
         .await?
         .ok_or(Error::NotFound("allocation"))?;
+    alloc_from_row(&r)
+}
+
+fn alloc_from_row(r: &SqliteRow) -> Result<AllocRow> {
     Ok(AllocRow {
         id: r.text("id")?,
         task_id: r.text("task_id")?,
@@ -118,22 +123,23 @@ impl SqliteStore {
                 Err(Error::InvalidTransition(row.status))
             };
         }
-        touch(&mut tx, node_id, now).await?;
+        if !matches!(report, Report::Completed(_)) {
+            touch(&mut tx, node_id, now).await?;
+        }
         let outcome = match report {
             Report::Executing => {
-                sqlx::query(
+                let after = sqlx::query(
                     "UPDATE we_cascade_task_allocations SET status = 'executing',
                         started_at = COALESCE(started_at, $2),
                         lease_expires_at = MIN($3, COALESCE(run_deadline, $3)), updated_at = $2
-                      WHERE id = $1",
+                      WHERE id = $1 RETURNING *",
                 )
                 .bind(&row.id)
                 .bind(to_db(now))
                 .bind(renew(now, &policy))
-                .execute(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await?;
-                let after = load(&mut tx, &row.id).await?;
-                after.outcome()
+                alloc_from_row(&after)?.outcome()
             }
             Report::Completed(c) => complete(&mut tx, &row, node_id, c, now, &policy).await?,
             Report::Failed(f) => apply_failure(&mut tx, &row, node_id, &f, now, &policy).await?,
@@ -450,11 +456,11 @@ async fn complete(
         ),
         None => (None, 0, 0),
     };
-    let article_count: i64 = sqlx::query_scalar(
+    let after = sqlx::query(
         "UPDATE we_cascade_task_allocations SET status = 'completed', completed_at = $2, updated_at = $2,
             result_summary = COALESCE($3, result_summary), article_count = MAX(article_count, $4),
             lease_expires_at = NULL, run_deadline = NULL
-          WHERE id = $1 RETURNING article_count",
+          WHERE id = $1 RETURNING *",
     )
     .bind(&row.id)
     .bind(to_db(now))
@@ -462,12 +468,7 @@ async fn complete(
     .bind(given)
     .fetch_one(&mut *tx)
     .await?;
-    close_feeds(tx, &row.id).await?;
-    sqlx::query("UPDATE we_cascade_nodes SET last_sync_at = $2 WHERE id = $1")
-        .bind(node_id)
-        .bind(to_db(now))
-        .execute(&mut *tx)
-        .await?;
+    let article_count = after.int("article_count")?;
     let results = completion.map(|c| c.results).unwrap_or_default();
     let epoch = now.and_utc().timestamp();
     let mut any_success = results.is_empty();
@@ -480,9 +481,11 @@ async fn complete(
         let error = result.filter(|r| !r.success).and_then(|r| r.error.clone());
         let (etag, modified) =
             result.map_or((None, None), |r| (r.etag.clone(), r.last_modified.clone()));
+        // Also frees the feed for the next dispatch (invariant 5).
         sqlx::query(
             "UPDATE we_feeds SET last_allocation_id = $2, last_task_status = $3, last_task_at = $4,
                 last_node_id = $5, last_error = $6,
+                open_allocation_id = CASE WHEN open_allocation_id = $2 THEN NULL ELSE open_allocation_id END,
                 sync_time = CASE WHEN $7 THEN $8 ELSE sync_time END,
                 update_time = CASE WHEN $7 THEN $8 ELSE update_time END,
                 http_etag = CASE WHEN $7 THEN COALESCE($9, http_etag) ELSE http_etag END,
@@ -502,27 +505,26 @@ async fn complete(
         .execute(&mut *tx)
         .await?;
     }
-    if let Some(limited) = results
+    let limited = results
         .iter()
-        .find(|r| !r.success && r.reason == Reason::RateLimited)
-    {
-        if row.source == Source::Wechat {
-            node_effect(
-                tx,
-                node_id,
-                NodeEffect::Cooldown {
-                    retry_after: limited.retry_after,
-                },
-                now,
-                policy,
-            )
-            .await?;
-        }
-    } else if any_success && row.source == Source::Wechat {
-        sqlx::query("UPDATE we_cascade_nodes SET cooldown_level = 0 WHERE id = $1")
-            .bind(node_id)
-            .execute(&mut *tx)
-            .await?;
+        .find(|r| !r.success && r.reason == Reason::RateLimited);
+    let wechat = row.source == Source::Wechat;
+    // Liveness, last sync and (after a WeChat success) the cooldown level, in one statement.
+    sqlx::query(
+        "UPDATE we_cascade_nodes SET last_heartbeat_at = $2, status = 1, last_sync_at = $2,
+            cooldown_level = CASE WHEN $3 THEN 0 ELSE cooldown_level END
+          WHERE id = $1",
+    )
+    .bind(node_id)
+    .bind(to_db(now))
+    .bind(wechat && any_success && limited.is_none())
+    .execute(&mut *tx)
+    .await?;
+    if let Some(limited) = limited.filter(|_| wechat) {
+        let effect = NodeEffect::Cooldown {
+            retry_after: limited.retry_after,
+        };
+        node_effect(tx, node_id, effect, now, policy).await?;
     }
     let extra = json!({ "allocation_id": row.id, "task_id": row.task_id, "article_count": article_count, "result_count": result_count });
     insert_sync_log(
@@ -537,5 +539,5 @@ async fn complete(
         now,
     )
     .await?;
-    Ok(load(tx, &row.id).await?.outcome())
+    Ok(alloc_from_row(&after)?.outcome())
 }

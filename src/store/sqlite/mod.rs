@@ -58,11 +58,13 @@ impl SqliteStore {
         }
         let write = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(base.clone().filename(&path).create_if_missing(true))
             .await?;
         migrate::run(&write).await?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .connect_with(base.filename(&path).read_only(true))
             .await?;
         Ok(Self {

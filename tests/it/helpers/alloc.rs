@@ -8,25 +8,24 @@ use werss_cascade::store::{NewFeed, ReapOutcome};
 impl TestParent {
     /// Creates `n` enabled WeChat feeds directly in the store (setup only).
     pub async fn feeds(&self, prefix: u64, n: u64) -> Vec<String> {
-        let mut ids = Vec::new();
-        for i in 0..n {
-            let id = format!("MP_WXS_{}", prefix + i);
-            let feed = NewFeed {
+        let ids: Vec<String> = (0..n).map(|i| format!("MP_WXS_{}", prefix + i)).collect();
+        let feeds = ids
+            .iter()
+            .map(|id| NewFeed {
                 id: id.clone(),
-                faker_id: werss_cascade::protocol::ids::faker_id_from_feed_id(&id),
-                mp_name: format!("feed {i}"),
+                faker_id: werss_cascade::protocol::ids::faker_id_from_feed_id(id),
+                mp_name: format!("feed {id}"),
                 mp_cover: None,
                 mp_intro: None,
                 status: 1,
                 source: "wechat".into(),
                 url: None,
-            };
-            self.store
-                .create_feed(feed, self.clock.now())
-                .await
-                .expect("feed created");
-            ids.push(id);
-        }
+            })
+            .collect();
+        self.store
+            .create_feeds(feeds, self.clock.now())
+            .await
+            .expect("feeds created");
         ids
     }
 
