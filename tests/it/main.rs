@@ -7,6 +7,7 @@ mod cli;
 mod compat;
 mod engine;
 mod errors;
+mod fetch;
 mod helpers;
 mod invariants;
 mod lifecycle;

@@ -57,6 +57,9 @@ impl BeatBuffer {
     }
 }
 
+/// How long a heartbeat waits for the writer before it is buffered.
+const WRITER_WAIT: std::time::Duration = std::time::Duration::from_millis(25);
+
 const LOST: &str = "SELECT value FROM json_each($2) WHERE value NOT IN (
     SELECT id FROM we_cascade_task_allocations
      WHERE node_id = $1 AND status IN ('claimed', 'executing') AND lease_expires_at > $3)";
@@ -136,7 +139,10 @@ impl SqliteStore {
         lease: LeasePolicy,
     ) -> Result<HeartbeatOutcome> {
         let beat = Beat { update, now, lease };
-        if let Some(mut conn) = self.write.try_acquire() {
+        // A short wait keeps read-your-writes whenever the writer frees up quickly (e.g. the
+        // flusher's own small transaction); only a long transaction sends beats to the buffer.
+        let writer = tokio::time::timeout(WRITER_WAIT, self.write.acquire()).await;
+        if let Ok(Ok(mut conn)) = writer {
             let mut tx = conn.begin().await?;
             write_buffered(&mut tx, self.beats.drain()).await?;
             let outcome = apply(&mut tx, node_id, &beat).await?;

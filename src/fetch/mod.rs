@@ -1,0 +1,90 @@
+//! Fetchers: what a child runs per feed. Each maps upstream trouble to a typed failure reason
+//! (PROTOCOL §4.2) so the parent can re-place or retry. Knows nothing of the parent.
+
+pub mod pacer;
+pub mod wechat;
+
+use serde::Serialize;
+
+/// Why a fetch failed, as the parent's `reason` values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    /// WeChat `200013` or HTTP 429/503: this login (or feed) must wait.
+    #[error("rate limited{}", retry_after.map(|s| format!(" (retry after {s} s)")).unwrap_or_default())]
+    RateLimited {
+        /// Seconds to wait, when known.
+        retry_after: Option<i64>,
+    },
+    /// WeChat `200003`/`200040` or a login page: the session is gone.
+    #[error("session expired: {0}")]
+    SessionExpired(String),
+    /// The account or feed does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// Transport failure, 5xx, or an unexpected `ret`.
+    #[error("network: {0}")]
+    Network(String),
+    /// An answer that could not be read.
+    #[error("parse: {0}")]
+    Parse(String),
+}
+
+impl FetchError {
+    /// The wire reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::RateLimited { .. } => "rate_limited",
+            Self::SessionExpired(_) => "session_expired",
+            Self::NotFound(_) => "not_found",
+            Self::Network(_) => "network",
+            Self::Parse(_) => "parse",
+        }
+    }
+
+    /// Whether retrying the same feed later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, Self::NotFound(_))
+    }
+
+    /// Seconds the upstream asked to wait.
+    pub fn retry_after(&self) -> Option<i64> {
+        match self {
+            Self::RateLimited { retry_after } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// An article as uploaded to the parent (PROTOCOL §8.5 field names).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Article {
+    /// Normalised id `<feed key>-<item id>`.
+    pub id: String,
+    /// Feed id.
+    pub mp_id: String,
+    /// Title.
+    pub title: String,
+    /// Link.
+    pub url: String,
+    /// Cover.
+    pub pic_url: Option<String>,
+    /// Summary.
+    pub description: Option<String>,
+    /// Body (empty when not fetched).
+    pub content: String,
+    /// Epoch seconds.
+    pub publish_time: i64,
+    /// 1, or 1000 for deleted (WeRSS `DELETED`).
+    pub status: i64,
+}
+
+/// What a fetch found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Fetched {
+    /// New articles (newer than the package's `since`).
+    pub articles: Vec<Article>,
+    /// HTTP validators to report (RSS).
+    pub etag: Option<String>,
+    /// HTTP validators to report (RSS).
+    pub last_modified: Option<String>,
+}

@@ -1,0 +1,5 @@
+//! Fakes of the outside world, as library code shared by tests, `cascade demo` and benchmarks:
+//! a WeChat MP platform speaking the real list API (UPSTREAMS §4). Never used by the parent or
+//! child themselves.
+
+pub mod wechat;
