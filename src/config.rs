@@ -73,6 +73,9 @@ const CASCADE_KEYS: &[&str] = &[
     "wechat_cookie",
     "claim_wait",
     "shutdown_grace",
+    "wechat_base_url",
+    "wechat_gap_ms",
+    "wechat_gap_jitter_ms",
 ];
 
 /// Top-level keys and the WeRSS env variable each falls back to when absent from the file.
@@ -207,6 +210,12 @@ cascade_config! {
     wechat_token: Secret = Secret::default(), "lenient_secret";
     /// Child: WeChat session cookie.
     wechat_cookie: Secret = Secret::default(), "lenient_secret";
+    /// Child: base URL of the WeChat MP platform (tests and the demo point it at a fake).
+    wechat_base_url: String = "https://mp.weixin.qq.com".into(), "lenient_string";
+    /// Child: least milliseconds between two list requests of the login.
+    wechat_gap_ms: u64 = 15_000, "lenient_u64";
+    /// Child: random extra milliseconds added to each gap.
+    wechat_gap_jitter_ms: u64 = 15_000, "lenient_u64";
     /// Child: long-poll seconds asked on claim.
     claim_wait: u64 = 25, "lenient_u64";
     /// Child: seconds to finish held work on shutdown before releasing it.

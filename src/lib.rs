@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod child;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -40,6 +40,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a parent node: the admin and node APIs.
     Parent,
+    /// Run a child node: claim feeds from the parent, crawl them, upload and report.
+    Child,
     /// Measure the parent: claim cycles, claim latency, dispatch time, heartbeat latency, RSS.
     Bench {
         /// Simulated children per cycle run.
@@ -110,6 +112,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let shutdown = CancellationToken::new();
             tokio::spawn(cancel_on_signal(shutdown.clone()));
             parent::run(config, shutdown).await
+        }
+        Command::Child => {
+            if !config.cascade.enabled {
+                tracing::warn!("cascade.enabled is false in the config; running as a child anyway");
+            }
+            let child = crate::child::Child::new(config)?;
+            let shutdown = CancellationToken::new();
+            tokio::spawn(cancel_on_signal(shutdown.clone()));
+            child.run(shutdown).await
         }
         Command::Bench {
             children,

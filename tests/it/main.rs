@@ -3,6 +3,7 @@
 
 mod auth;
 mod catalog;
+mod child;
 mod cli;
 mod compat;
 mod engine;

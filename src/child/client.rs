@@ -1,0 +1,332 @@
+//! The child's only way to the parent. Judges success by PROTOCOL §2.2 (2xx and `code == 0`),
+//! so it works against a stock WeRSS parent too, retries network errors with backoff, and uses
+//! an extension only once the parent advertised it.
+
+use crate::protocol::credentials::Secret;
+use crate::protocol::wire::TaskPackage;
+use serde_json::{Value, json};
+use std::sync::RwLock;
+use std::time::Duration;
+
+/// Why a call to the parent failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    /// The parent could not be reached.
+    #[error("parent unreachable: {0}")]
+    Network(String),
+    /// The parent answered with an error (HTTP status, WeRSS code, message).
+    #[error("parent refused ({status}, code {code}): {message}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// Envelope code (the status for non-envelope bodies).
+        code: i64,
+        /// Message for people.
+        message: String,
+        /// `data.error` when the parent is ours.
+        kind: Option<String>,
+    },
+}
+
+impl ClientError {
+    /// Whether the parent says the allocation is no longer ours (lease lost or unknown).
+    pub fn is_lost(&self) -> bool {
+        matches!(self, Self::Refused { kind: Some(k), .. } if k == "lease_lost" || k == "not_found" || k == "invalid_transition")
+            || matches!(
+                self,
+                Self::Refused {
+                    status: 404 | 409,
+                    ..
+                }
+            )
+    }
+}
+
+/// A client bound to one parent and one node credential.
+pub struct ParentClient {
+    http: reqwest::Client,
+    base: String,
+    auth: Secret,
+    features: RwLock<Vec<String>>,
+}
+
+impl std::fmt::Debug for ParentClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParentClient")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ParentClient {
+    /// A client for `parent_api_url` (normalised) with AK/SK.
+    pub fn new(
+        http: reqwest::Client,
+        parent_api_url: &str,
+        api_key: &str,
+        api_secret: &Secret,
+    ) -> Self {
+        Self {
+            http,
+            base: format!("{}/api/v1/wx/cascade", parent_api_url.trim_end_matches('/')),
+            auth: Secret::new(format!("AK-SK {api_key}:{}", api_secret.expose())),
+            features: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// Whether the parent advertised `feature`.
+    pub fn has(&self, feature: &str) -> bool {
+        self.features
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|f| f == feature)
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        timeout: Duration,
+    ) -> Result<Value, ClientError> {
+        let mut delay = Duration::from_millis(200);
+        for attempt in 0..3 {
+            let mut req = self
+                .http
+                .request(method.clone(), format!("{}{path}", self.base))
+                .header("Authorization", self.auth.expose())
+                .timeout(timeout);
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            match req.send().await {
+                Ok(resp) => return judge(resp).await,
+                Err(e) if attempt < 2 => {
+                    tracing::warn!(error = %e.without_url(), "parent call failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(e) => return Err(ClientError::Network(e.without_url().to_string())),
+            }
+        }
+        Err(ClientError::Network("retries exhausted".into()))
+    }
+
+    /// Heartbeat; stores the features the parent advertises (none from a stock parent).
+    ///
+    /// # Errors
+    /// As [`ClientError`].
+    pub async fn heartbeat(&self, body: &Value) -> Result<Value, ClientError> {
+        let data = self
+            .call(
+                reqwest::Method::POST,
+                "/heartbeat",
+                Some(body),
+                Duration::from_secs(10),
+            )
+            .await?;
+        let features: Vec<String> = data["features"]
+            .as_array()
+            .map(|f| {
+                f.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        *self.features.write().unwrap_or_else(|p| p.into_inner()) = features;
+        Ok(data)
+    }
+
+    /// Claims up to `limit` packages, long-polling `wait` seconds when supported.
+    ///
+    /// # Errors
+    /// As [`ClientError`]; an unreadable package is a `Refused` with code 0.
+    pub async fn claim(&self, limit: usize, wait: u64) -> Result<Vec<TaskPackage>, ClientError> {
+        let mut query = Vec::new();
+        if limit >= 2 && self.has("limit") {
+            query.push(format!("limit={limit}"));
+        }
+        if wait > 0 && self.has("wait") {
+            query.push(format!("wait={wait}"));
+        }
+        let path = if query.is_empty() {
+            "/claim-task".to_string()
+        } else {
+            format!("/claim-task?{}", query.join("&"))
+        };
+        let data = self
+            .call(
+                reqwest::Method::POST,
+                &path,
+                None,
+                Duration::from_secs(wait + 15),
+            )
+            .await?;
+        let items = match data {
+            Value::Null => Vec::new(),
+            Value::Array(items) => items,
+            obj => vec![obj],
+        };
+        items
+            .into_iter()
+            .map(|v| {
+                serde_json::from_value(v).map_err(|e| ClientError::Refused {
+                    status: 200,
+                    code: 0,
+                    message: format!("unreadable package: {e}"),
+                    kind: None,
+                })
+            })
+            .collect()
+    }
+
+    /// `PUT task-status`.
+    ///
+    /// # Errors
+    /// As [`ClientError`].
+    pub async fn task_status(
+        &self,
+        package: &TaskPackage,
+        status: &str,
+        extra: Value,
+    ) -> Result<Value, ClientError> {
+        let mut body = json!({"allocation_id": package.allocation_id, "status": status, "error_message": null, "timestamp": now()});
+        self.add_token(&mut body, package);
+        merge(&mut body, extra);
+        self.call(
+            reqwest::Method::PUT,
+            "/task-status",
+            Some(&body),
+            Duration::from_secs(15),
+        )
+        .await
+    }
+
+    /// `POST upload-articles`.
+    ///
+    /// # Errors
+    /// As [`ClientError`].
+    pub async fn upload(
+        &self,
+        package: &TaskPackage,
+        articles: &[crate::fetch::Article],
+    ) -> Result<Value, ClientError> {
+        let mut body = json!({"allocation_id": package.allocation_id, "articles": articles, "timestamp": now()});
+        self.add_token(&mut body, package);
+        self.call(
+            reqwest::Method::POST,
+            "/upload-articles",
+            Some(&body),
+            Duration::from_secs(60),
+        )
+        .await
+    }
+
+    /// `POST report-completion` with per-feed results.
+    ///
+    /// # Errors
+    /// As [`ClientError`].
+    pub async fn complete(
+        &self,
+        package: &TaskPackage,
+        results: Vec<Value>,
+        article_count: usize,
+    ) -> Result<Value, ClientError> {
+        let mut body = json!({"allocation_id": package.allocation_id, "task_id": package.task_id, "results": results,
+                              "article_count": article_count, "timestamp": now()});
+        self.add_token(&mut body, package);
+        self.call(
+            reqwest::Method::POST,
+            "/report-completion",
+            Some(&body),
+            Duration::from_secs(15),
+        )
+        .await
+    }
+
+    /// Gives work back: `release` when supported, else `task-status failed` (PROTOCOL §11).
+    ///
+    /// # Errors
+    /// As [`ClientError`].
+    pub async fn release(&self, packages: &[TaskPackage]) -> Result<(), ClientError> {
+        if packages.is_empty() {
+            return Ok(());
+        }
+        if self.has("release") {
+            let items: Vec<Value> = packages
+                .iter()
+                .map(|p| json!({"allocation_id": p.allocation_id, "lease_token": p.lease_token}))
+                .collect();
+            let body = json!({"allocations": items, "reason": "shutdown"});
+            self.call(
+                reqwest::Method::POST,
+                "/release",
+                Some(&body),
+                Duration::from_secs(10),
+            )
+            .await?;
+            return Ok(());
+        }
+        for p in packages {
+            self.task_status(
+                p,
+                "failed",
+                json!({"error_message": "released: child shutting down"}),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    fn add_token(&self, body: &mut Value, package: &TaskPackage) {
+        if let (Some(token), true) = (&package.lease_token, self.has("lease_token")) {
+            body["lease_token"] = json!(token);
+        }
+    }
+}
+
+fn merge(body: &mut Value, extra: Value) {
+    if let (Some(b), Value::Object(e)) = (body.as_object_mut(), extra) {
+        b.extend(e);
+    }
+}
+
+fn now() -> String {
+    crate::protocol::time::to_wire(chrono::Utc::now().naive_utc())
+}
+
+/// PROTOCOL §2.2: success is 2xx with `code == 0`; anything else is a refusal of its status.
+async fn judge(resp: reqwest::Response) -> Result<Value, ClientError> {
+    let status = resp.status().as_u16();
+    let text = resp
+        .text()
+        .await
+        .map_err(|e| ClientError::Network(e.without_url().to_string()))?;
+    let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    let code = body["code"].as_i64();
+    if (200..300).contains(&status) && code == Some(0) {
+        return Ok(body["data"].clone());
+    }
+    let message = body["message"]
+        .as_str()
+        .or_else(|| body["detail"].as_str())
+        .map_or_else(|| text.chars().take(200).collect(), str::to_string);
+    let code = code.filter(|c| *c != 0).unwrap_or(i64::from(status));
+    // A stock parent answers errors with HTTP 200 and the status in `code`.
+    let status = if (200..300).contains(&status) {
+        u16::try_from(code)
+            .ok()
+            .filter(|c| (400..600).contains(c))
+            .unwrap_or(500)
+    } else {
+        status
+    };
+    let kind = body["data"]["error"].as_str().map(str::to_string);
+    Err(ClientError::Refused {
+        status,
+        code,
+        message,
+        kind,
+    })
+}

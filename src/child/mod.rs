@@ -1,0 +1,365 @@
+//! The child node (DESIGN §7): heartbeats, claims (long-poll and batches when the parent
+//! advertises them), runs up to `capacity` feeds at once with the fetcher of their kind,
+//! uploads, reports per-feed results, and on shutdown finishes or gives back what it holds.
+//! Talks to the parent only through [`client::ParentClient`].
+
+pub mod client;
+
+use crate::config::Config;
+use crate::fetch::pacer::Pacer;
+use crate::fetch::wechat::WechatFetcher;
+use crate::fetch::{Article, FetchError};
+use crate::protocol::SERVER_VERSION;
+use crate::protocol::wire::{PackageFeed, TaskPackage};
+use anyhow::Context;
+use client::ParentClient;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Extensions this child understands (sent in heartbeats).
+const FEATURES: &[&str] = &["wait", "limit", "lease_token", "release", "reason", "held"];
+
+/// Why WeChat work is paused on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WechatBlock {
+    RateLimited(tokio::time::Instant),
+    SessionExpired,
+}
+
+struct Shared {
+    client: ParentClient,
+    config: Config,
+    wechat: Option<WechatFetcher>,
+    held: Mutex<HashMap<String, TaskPackage>>,
+    block: Mutex<Option<WechatBlock>>,
+    done: Notify,
+}
+
+/// A configured child, ready to run.
+pub struct Child {
+    shared: Arc<Shared>,
+}
+
+impl Child {
+    /// Builds a child from configuration.
+    ///
+    /// # Errors
+    /// Missing AK/SK, or an HTTP client that cannot be built.
+    pub fn new(config: Config) -> anyhow::Result<Self> {
+        let c = &config.cascade;
+        if c.api_key.trim().is_empty() || c.api_secret.is_empty() {
+            anyhow::bail!(
+                "cascade.api_key and cascade.api_secret are required (create them on the parent: POST /nodes/{{id}}/credentials)"
+            );
+        }
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .context("while building the HTTP client")?;
+        let client = ParentClient::new(
+            http.clone(),
+            &c.parent_api_url,
+            c.api_key.trim(),
+            &c.api_secret,
+        );
+        let wechat =
+            (c.fetchers.iter().any(|f| f == "wechat") && !c.wechat_token.is_empty()).then(|| {
+                let pacer = Arc::new(Pacer::new(
+                    Duration::from_millis(c.wechat_gap_ms),
+                    Duration::from_millis(c.wechat_gap_jitter_ms),
+                ));
+                WechatFetcher::new(
+                    http,
+                    &c.wechat_base_url,
+                    c.wechat_token.clone(),
+                    c.wechat_cookie.clone(),
+                    pacer,
+                )
+            });
+        let shared = Shared {
+            client,
+            config,
+            wechat,
+            held: Mutex::default(),
+            block: Mutex::default(),
+            done: Notify::new(),
+        };
+        Ok(Self {
+            shared: Arc::new(shared),
+        })
+    }
+
+    /// Sends one heartbeat: proves the parent is reachable and the credentials work.
+    ///
+    /// # Errors
+    /// The parent's refusal or unreachability, with context.
+    pub async fn check(&self) -> anyhow::Result<Value> {
+        let url = &self.shared.config.cascade.parent_api_url;
+        self.shared
+            .heartbeat()
+            .await
+            .with_context(|| format!("while contacting the parent at {url}"))
+    }
+
+    /// Runs until `shutdown`: then stops claiming, finishes within `shutdown_grace`, releases
+    /// the rest and returns.
+    ///
+    /// # Errors
+    /// Only start-up failures (see [`Child::check`]).
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        self.check().await?;
+        let shared = self.shared;
+        let beats = tokio::spawn(heartbeat_loop(shared.clone(), shutdown.clone()));
+        let mut running = JoinSet::new();
+        claim_loop(&shared, &mut running, &shutdown).await;
+        let grace = Duration::from_secs(shared.config.cascade.shutdown_grace);
+        let drained = tokio::time::timeout(grace, async {
+            while running.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            running.abort_all();
+        }
+        let left: Vec<TaskPackage> = shared
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, p)| p)
+            .collect();
+        if let Err(e) = shared.client.release(&left).await {
+            tracing::warn!(error = %e, "could not release held work; its leases will expire");
+        }
+        beats.abort();
+        tracing::info!(released = left.len(), "child stopped");
+        Ok(())
+    }
+}
+
+impl Shared {
+    fn in_use(&self) -> usize {
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|p| p.feeds.len().max(1))
+            .sum()
+    }
+
+    async fn heartbeat(&self) -> Result<Value, client::ClientError> {
+        let c = &self.config.cascade;
+        let held: Vec<String> = self
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        let session = match (
+            *self.block.lock().unwrap_or_else(|p| p.into_inner()),
+            &self.wechat,
+        ) {
+            (_, None) => "none",
+            (Some(WechatBlock::SessionExpired), _) => "expired",
+            _ => "valid",
+        };
+        let mut body = json!({"capacity": c.capacity, "in_use": self.in_use(), "fetchers": c.fetchers, "wechat_session": session,
+                              "held": held, "version": SERVER_VERSION, "features": FEATURES});
+        if !c.callback_url.is_empty() {
+            body["callback_url"] = json!(c.callback_url);
+        }
+        self.client.heartbeat(&body).await
+    }
+}
+
+async fn heartbeat_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut period = shared.config.cascade.heartbeat_interval.max(1);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(period)) => {}
+        }
+        match shared.heartbeat().await {
+            Ok(data) => {
+                if let Some(advertised) = data["heartbeat_interval"].as_u64() {
+                    period = shared
+                        .config
+                        .cascade
+                        .heartbeat_interval
+                        .min(advertised)
+                        .max(1);
+                }
+                for lost in data["lost"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                {
+                    shared
+                        .held
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(lost);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+        }
+    }
+}
+
+async fn claim_loop(shared: &Arc<Shared>, running: &mut JoinSet<()>, shutdown: &CancellationToken) {
+    let c = &shared.config.cascade;
+    let capacity = usize::try_from(c.capacity.max(1)).unwrap_or(1);
+    while !shutdown.is_cancelled() {
+        while running.try_join_next().is_some() {}
+        let free = capacity.saturating_sub(shared.in_use());
+        if free == 0 {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = shared.done.notified() => continue,
+            }
+        }
+        let claimed = shared.client.claim(free.min(10), c.claim_wait).await;
+        let got = match claimed {
+            Ok(packages) => packages,
+            Err(e) => {
+                tracing::warn!(error = %e, "claim failed");
+                Vec::new()
+            }
+        };
+        let empty = got.is_empty();
+        for package in got {
+            shared
+                .held
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(package.allocation_id.clone(), package.clone());
+            running.spawn(execute(shared.clone(), package));
+        }
+        if empty && !shared.client.has("wait") {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(c.task_poll_interval.max(1))) => {}
+            }
+        }
+    }
+}
+
+/// Crawls one allocation and reports it.
+async fn execute(shared: Arc<Shared>, package: TaskPackage) {
+    let id = package.allocation_id.clone();
+    if let Err(e) = shared
+        .client
+        .task_status(&package, "executing", json!({}))
+        .await
+    {
+        tracing::info!(allocation.id = %id, error = %e, "cannot start");
+        if e.is_lost() {
+            forget(&shared, &id);
+            return;
+        }
+    }
+    let mut articles: Vec<Article> = Vec::new();
+    let mut results = Vec::new();
+    for feed in &package.feeds {
+        let outcome = fetch_feed(&shared, feed).await;
+        results.push(result_item(feed, &outcome));
+        if let Ok(found) = outcome {
+            articles.extend(found);
+        }
+    }
+    if !articles.is_empty()
+        && let Err(e) = shared.client.upload(&package, &articles).await
+    {
+        tracing::warn!(allocation.id = %id, error = %e, "upload failed");
+    }
+    // Keep the result until it is delivered, while the lease may still be alive.
+    let mut delay = Duration::from_millis(500);
+    for _ in 0..8 {
+        match shared
+            .client
+            .complete(&package, results.clone(), articles.len())
+            .await
+        {
+            Ok(_) => break,
+            Err(e) if e.is_lost() => break,
+            Err(e) => {
+                tracing::warn!(allocation.id = %id, error = %e, "completion not delivered; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+    forget(&shared, &id);
+}
+
+fn forget(shared: &Shared, id: &str) {
+    shared
+        .held
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(id);
+    shared.done.notify_one();
+}
+
+async fn fetch_feed(shared: &Shared, feed: &PackageFeed) -> Result<Vec<Article>, FetchError> {
+    if feed.source.as_deref().unwrap_or("wechat") != "wechat" {
+        return Err(FetchError::Network(format!(
+            "this node has no fetcher for {}",
+            feed.source.as_deref().unwrap_or("?")
+        )));
+    }
+    let Some(fetcher) = &shared.wechat else {
+        return Err(FetchError::SessionExpired(
+            "no WeChat session configured".into(),
+        ));
+    };
+    let blocked = *shared.block.lock().unwrap_or_else(|p| p.into_inner());
+    match blocked {
+        Some(WechatBlock::SessionExpired) => {
+            return Err(FetchError::SessionExpired("session expired earlier".into()));
+        }
+        Some(WechatBlock::RateLimited(until)) if tokio::time::Instant::now() < until => {
+            let left = until
+                .saturating_duration_since(tokio::time::Instant::now())
+                .as_secs();
+            return Err(FetchError::RateLimited {
+                retry_after: Some(i64::try_from(left).unwrap_or(0)),
+            });
+        }
+        _ => {}
+    }
+    let outcome = fetcher.fetch(feed).await;
+    let mut block = shared.block.lock().unwrap_or_else(|p| p.into_inner());
+    match &outcome {
+        Err(FetchError::SessionExpired(_)) => *block = Some(WechatBlock::SessionExpired),
+        Err(FetchError::RateLimited { .. }) => {
+            let cooldown = Duration::from_secs(shared.config.cascade.cooldown_base);
+            *block = Some(WechatBlock::RateLimited(
+                tokio::time::Instant::now() + cooldown,
+            ));
+        }
+        Ok(_) => *block = None,
+        Err(_) => {}
+    }
+    outcome.map(|f| f.articles)
+}
+
+fn result_item(feed: &PackageFeed, outcome: &Result<Vec<Article>, FetchError>) -> Value {
+    match outcome {
+        Ok(articles) => {
+            json!({"feed_id": feed.id, "mp_id": feed.id, "mp_name": feed.mp_name, "success": true,
+                                "status": "success", "article_count": articles.len(), "new_article_count": articles.len()})
+        }
+        Err(e) => {
+            json!({"feed_id": feed.id, "mp_id": feed.id, "mp_name": feed.mp_name, "success": false, "status": "failed",
+                          "article_count": 0, "error": e.to_string(), "reason": e.reason(), "retry_after": e.retry_after()})
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! Our child against our parent and the fake WeChat platform, end to end over loopback.
+
+use crate::helpers::{TestNode, TestParent, cascade, test_config};
+use serde_json::{Value, json};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use werss_cascade::child::Child;
+use werss_cascade::protocol::credentials::Secret;
+use werss_cascade::testkit::wechat::{FakeAccount, FakeSession, FakeWechat};
+
+const NEWEST: i64 = 1_795_358_591;
+
+fn child_config(
+    p: &TestParent,
+    node: &TestNode,
+    fake: &FakeWechat,
+    session: &FakeSession,
+    gap_ms: u64,
+) -> werss_cascade::config::Config {
+    let mut c = test_config(&p.dir);
+    c.cascade.parent_api_url = p.url("");
+    c.cascade.api_key = node.key.clone();
+    c.cascade.api_secret = Secret::new(&node.secret);
+    c.cascade.wechat_token = Secret::new(&session.token);
+    c.cascade.wechat_cookie = Secret::new(session.cookie());
+    c.cascade.wechat_base_url = fake.base_url().to_string();
+    c.cascade.wechat_gap_ms = gap_ms;
+    c.cascade.wechat_gap_jitter_ms = 0;
+    c.cascade.heartbeat_interval = 1;
+    c.cascade.claim_wait = 1;
+    c.cascade.capacity = 2;
+    c.cascade.shutdown_grace = 5;
+    c
+}
+
+async fn task_over(p: &TestParent, accounts: &[FakeAccount]) -> String {
+    for a in accounts {
+        p.post(
+            &cascade("/feeds"),
+            &p.admin(),
+            json!({"mp_name": a.nickname, "faker_id": a.fakeid()}),
+        )
+        .await
+        .ok();
+    }
+    let ids: Vec<String> = accounts
+        .iter()
+        .map(|a| format!("MP_WXS_{}", a.number))
+        .collect();
+    p.task(&ids).await
+}
+
+async fn counters(p: &TestParent) -> Value {
+    p.get(&cascade("/pending-allocations"), &p.admin())
+        .await
+        .ok()
+        .clone()
+}
+
+/// Waits (bounded) until the parent's counters satisfy `done`.
+async fn until(p: &TestParent, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let wait = async {
+        loop {
+            let c = counters(p).await;
+            if done(&c) {
+                return c;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), wait)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_crawls_its_feeds_and_reports_them() {
+    let p = TestParent::spawn().await;
+    let accounts: Vec<FakeAccount> = (0..3)
+        .map(|i| FakeAccount::generated(3_000_000_000 + i, 4, NEWEST))
+        .collect();
+    let fake = FakeWechat::start(accounts.clone()).await.expect("fake");
+    let session = FakeSession {
+        token: "t1".into(),
+        slave_sid: "s1".into(),
+        limit: None,
+    };
+    fake.add_session(session.clone());
+    let node = p.add_node("crawler").await;
+    let task = task_over(&p, &accounts).await;
+    let child = Child::new(child_config(&p, &node, &fake, &session, 0)).expect("child");
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(child.run(stop.clone()));
+    p.dispatch(&task).await;
+    until(&p, "three completions", |c| c["completed_today"] == 3).await;
+    let fs = p.get(&cascade("/feed-status?limit=10"), &p.admin()).await;
+    for item in fs.ok()["list"].as_array().expect("list") {
+        assert_eq!(item["article_count"], 4, "{item}");
+        assert_eq!(item["update_status"], "fresh");
+        assert_eq!(item["last_task"]["node_name"], "crawler");
+    }
+    let n = p
+        .get(&cascade(&format!("/nodes/{}", node.id)), &p.admin())
+        .await;
+    assert_eq!(n.ok()["session_state"], "valid");
+    assert_eq!(n.ok()["version"], werss_cascade::protocol::SERVER_VERSION);
+
+    // A second run uploads only what is new since the parent's newest article.
+    fake.publish(
+        3_000_000_000,
+        werss_cascade::testkit::wechat::FakePublish {
+            appmsgid: 2_247_499_999,
+            articles: vec![werss_cascade::testkit::wechat::FakeArticle {
+                itemidx: 1,
+                title: "fresh".into(),
+                digest: String::new(),
+                update_time: NEWEST + 60,
+            }],
+        },
+    );
+    p.dispatch(&task).await;
+    until(&p, "second run", |c| c["completed_today"] == 6).await;
+    let one = p
+        .get(
+            &cascade("/feed-status?feed_id=MP_WXS_3000000000"),
+            &p.admin(),
+        )
+        .await;
+    assert_eq!(one.ok()["list"][0]["article_count"], 5);
+    stop.cancel();
+    running.await.expect("joined").expect("child exits cleanly");
+    fake.stop();
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_login_cools_its_node_and_the_work_moves() {
+    let p = TestParent::spawn().await;
+    let accounts: Vec<FakeAccount> = (0..4)
+        .map(|i| FakeAccount::generated(4_000_000_000 + i, 1, NEWEST))
+        .collect();
+    let fake = FakeWechat::start(accounts.clone()).await.expect("fake");
+    let limited = FakeSession {
+        token: "lim".into(),
+        slave_sid: "s-lim".into(),
+        limit: Some((1, Duration::from_secs(3600))),
+    };
+    let healthy = FakeSession {
+        token: "ok".into(),
+        slave_sid: "s-ok".into(),
+        limit: None,
+    };
+    fake.add_session(limited.clone());
+    fake.add_session(healthy.clone());
+    let a = p.add_node("a-limited").await;
+    let b = p.add_node("b-healthy").await;
+    let task = task_over(&p, &accounts).await;
+    let stop = CancellationToken::new();
+    let run_a = tokio::spawn(
+        Child::new(child_config(&p, &a, &fake, &limited, 0))
+            .expect("child a")
+            .run(stop.clone()),
+    );
+    p.dispatch(&task).await;
+    // Alone, A crawls one feed, then its login answers 200013 and the parent cools it down.
+    let cooled = async {
+        loop {
+            let n = p
+                .get(&cascade(&format!("/nodes/{}", a.id)), &p.admin())
+                .await;
+            if n.ok()["cooldown_until"].is_string() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), cooled)
+        .await
+        .expect("node A cooled down");
+    assert!(fake.log_for("lim").iter().any(|e| e.outcome == "200013"));
+    let run_b = tokio::spawn(
+        Child::new(child_config(&p, &b, &fake, &healthy, 0))
+            .expect("child b")
+            .run(stop.clone()),
+    );
+    until(&p, "all four completed", |c| c["completed_today"] == 4).await;
+    let by_b = p
+        .get(
+            &cascade(&format!("/allocations?node_id={}&status=completed", b.id)),
+            &p.admin(),
+        )
+        .await;
+    assert_eq!(by_b.ok()["total"], 3, "B took the work A could not do");
+    let fs = p.get(&cascade("/feed-status?limit=10"), &p.admin()).await;
+    assert!(
+        fs.ok()["list"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .all(|f| f["article_count"] == 1)
+    );
+    let failed = p
+        .get(&cascade("/allocations?status=failed"), &p.admin())
+        .await;
+    assert_eq!(
+        failed.ok()["total"],
+        0,
+        "rate limits spend no attempt and fail nothing"
+    );
+    stop.cancel();
+    run_a.await.expect("joined").expect("a exits");
+    run_b.await.expect("joined").expect("b exits");
+    fake.stop();
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_releases_work_it_cannot_finish() {
+    let p = TestParent::spawn().await;
+    let accounts: Vec<FakeAccount> = (0..2)
+        .map(|i| FakeAccount::generated(5_000_000_000 + i, 1, NEWEST))
+        .collect();
+    let fake = FakeWechat::start(accounts.clone()).await.expect("fake");
+    let session = FakeSession {
+        token: "slow".into(),
+        slave_sid: "s-slow".into(),
+        limit: None,
+    };
+    fake.add_session(session.clone());
+    let node = p.add_node("slow").await;
+    let task = task_over(&p, &accounts).await;
+    // A one-hour pacing gap: the second feed cannot start before shutdown.
+    let mut config = child_config(&p, &node, &fake, &session, 3_600_000);
+    config.cascade.shutdown_grace = 0;
+    config.cascade.capacity = 1;
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(Child::new(config).expect("child").run(stop.clone()));
+    p.dispatch(&task).await;
+    until(&p, "one completion and one held", |c| {
+        c["completed_today"] == 1 && c["executing_tasks"] == 1
+    })
+    .await;
+    stop.cancel();
+    running.await.expect("joined").expect("child exits cleanly");
+    let released = p
+        .get(&cascade("/allocations?status=pending"), &p.admin())
+        .await;
+    assert_eq!(released.ok()["total"], 1);
+    assert_eq!(released.ok()["list"][0]["reason"], "released");
+    assert_eq!(released.ok()["list"][0]["attempt"], 0);
+    fake.stop();
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_child_refuses_to_start_without_credentials_or_parent() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut config = test_config(&dir);
+    assert!(Child::new(config.clone()).is_err(), "no AK/SK");
+    config.cascade.api_key = "CNx".into();
+    config.cascade.api_secret = Secret::new("CSx");
+    config.cascade.parent_api_url = "http://127.0.0.1:9".into();
+    let child = Child::new(config).expect("configured");
+    let err = child.check().await.expect_err("unreachable");
+    assert!(format!("{err:#}").contains("127.0.0.1:9"), "{err:#}");
+}
