@@ -15,6 +15,7 @@ pub mod child;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod dispatch;
 pub mod fetch;
 pub mod parent;

@@ -40,6 +40,12 @@ pub struct Cli {
 pub enum Command {
     /// Run a parent node: the admin and node APIs.
     Parent,
+    /// Run the whole cascade locally: a parent, a fake WeChat platform, three children.
+    Demo {
+        /// Exit right after the summary instead of serving until Ctrl-C.
+        #[arg(long)]
+        exit_when_done: bool,
+    },
     /// Run a child node: claim feeds from the parent, crawl them, upload and report.
     Child,
     /// Measure the parent: claim cycles, claim latency, dispatch time, heartbeat latency, RSS.
@@ -112,6 +118,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let shutdown = CancellationToken::new();
             tokio::spawn(cancel_on_signal(shutdown.clone()));
             parent::run(config, shutdown).await
+        }
+        Command::Demo { exit_when_done } => {
+            let shutdown = CancellationToken::new();
+            tokio::spawn(cancel_on_signal(shutdown.clone()));
+            crate::demo::run(config, exit_when_done, shutdown).await
         }
         Command::Child => {
             if !config.cascade.enabled {

@@ -114,3 +114,30 @@ async fn init_creates_the_admin_the_parent_then_accepts() {
     assert_eq!(login(&client, &p.base, "root", "other").await.status(), 401);
     assert!(p.terminate().await);
 }
+
+#[tokio::test]
+async fn demo_runs_the_whole_cascade_and_summarises() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = cascade_cmd(dir.path())
+        .args(["demo", "--exit-when-done", "--port", "0"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("demo runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("dispatched 300 allocations to 3 online nodes"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("300/300 allocations done"), "{stdout}");
+    for i in 1..=3 {
+        assert!(stdout.contains(&format!("demo-child-{i}: ")), "{stdout}");
+    }
+    assert!(stdout.contains("total: 900 articles"), "{stdout}");
+    assert!(dir.path().join("data/cascade.db").is_file());
+}

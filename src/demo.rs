@@ -1,0 +1,249 @@
+//! `cascade demo`: the whole cascade on one machine. A parent on the configured database, a fake
+//! WeChat platform with a few hundred accounts, three child nodes with one login each (one of
+//! them rate-limited), a task over every account, one dispatch, live progress and a summary.
+
+use crate::child::Child;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::parent::{self, AppState};
+use crate::protocol::credentials::{Secret, generate_pair, sha256_hex};
+use crate::store::{AllocationFilter, NewFeed, NewNode, Page, Store, TaskFields};
+use crate::testkit::wechat::{FakeAccount, FakeSession, FakeWechat};
+use anyhow::Context;
+use serde_json::json;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+const ACCOUNTS: u64 = 300;
+
+/// Runs the demo; with `exit_when_done` it returns after the summary, else it keeps the
+/// parent serving until `shutdown`.
+///
+/// # Errors
+/// Start-up failures (database, port in use).
+pub async fn run(
+    config: Config,
+    exit_when_done: bool,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let clock = Clock::system();
+    let store = Store::connect(&config.db)
+        .await
+        .context("while opening the database")?;
+    parent::ops::ensure_admin(&store, &config, &clock).await?;
+    let addr = std::net::SocketAddr::new(config.bind, config.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("while binding {addr}"))?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let state = AppState::new(
+        config.clone(),
+        store.clone(),
+        clock.clone(),
+        shutdown.clone(),
+    )
+    .await?;
+    let server = tokio::spawn(parent::serve(listener, state.clone()));
+    let reaper = tokio::spawn(parent::reaper::Reaper::new(state.clone()).run(shutdown.clone()));
+
+    let newest = chrono::Utc::now().timestamp();
+    let run_tag = u64::try_from(newest).unwrap_or(0) % 100_000 * 1_000;
+    let accounts: Vec<FakeAccount> = (0..ACCOUNTS)
+        .map(|i| FakeAccount::generated(7_000_000_000 + run_tag + i, 3, newest))
+        .collect();
+    let fake = FakeWechat::start(accounts.clone()).await?;
+    println!("parent  {base}   (dashboard API; admin user 'admin')");
+    println!("fake WeChat  {}  with {ACCOUNTS} accounts", fake.base_url());
+
+    let feeds: Vec<NewFeed> = accounts
+        .iter()
+        .map(|a| NewFeed {
+            id: format!("MP_WXS_{}", a.number),
+            faker_id: Some(a.fakeid()),
+            mp_name: a.nickname.clone(),
+            mp_cover: None,
+            mp_intro: None,
+            status: 1,
+            source: "wechat".into(),
+            url: None,
+        })
+        .collect();
+    let ids: Vec<String> = feeds.iter().map(|f| f.id.clone()).collect();
+    store.create_feeds(feeds, clock.now()).await?;
+    let task = store
+        .create_task(
+            TaskFields {
+                name: format!("demo-{run_tag}"),
+                message_template: "{{ article.title }}".into(),
+                mps_id: json!(ids).to_string(),
+                status: 1,
+                ..TaskFields::default()
+            },
+            clock.now(),
+        )
+        .await?;
+
+    let mut children = Vec::new();
+    for (i, limit) in [
+        (1, None),
+        (2, None),
+        (3, Some((25, Duration::from_secs(2)))),
+    ] {
+        let node = store
+            .create_node(
+                NewNode {
+                    node_type: 1,
+                    name: format!("demo-child-{i}"),
+                    description: "cascade demo".into(),
+                    api_url: None,
+                    sync_config: json!({"max_capacity": 8}),
+                },
+                clock.now(),
+            )
+            .await?;
+        let (key, secret) = generate_pair();
+        store
+            .set_node_credentials(&node.id, &key, &sha256_hex(secret.expose()), clock.now())
+            .await?;
+        let session = FakeSession {
+            token: format!("demo-token-{i}"),
+            slave_sid: format!("demo-sid-{i}"),
+            limit,
+        };
+        fake.add_session(session.clone());
+        let mut c = config.clone();
+        c.cascade.parent_api_url = base.clone();
+        c.cascade.api_key = key;
+        c.cascade.api_secret = secret;
+        c.cascade.wechat_token = Secret::new(&session.token);
+        c.cascade.wechat_cookie = Secret::new(session.cookie());
+        c.cascade.wechat_base_url = fake.base_url().to_string();
+        c.cascade.wechat_gap_ms = 30;
+        c.cascade.wechat_gap_jitter_ms = 20;
+        c.cascade.cooldown_base = 3;
+        c.cascade.capacity = 8;
+        c.cascade.claim_wait = 2;
+        c.cascade.heartbeat_interval = 5;
+        c.cascade.shutdown_grace = 5;
+        let child = Child::new(c)?;
+        child.check().await?;
+        children.push((
+            node.name.clone(),
+            node.id.clone(),
+            session.token.clone(),
+            tokio::spawn(child.run(shutdown.clone())),
+        ));
+    }
+
+    let started = Instant::now();
+    let dispatched = parent::ops::alloc::dispatch_task(&state, Some(&task.id))
+        .await
+        .map_err(|e| anyhow::anyhow!("dispatch failed ({})", e.status()))?;
+    let total = dispatched["allocations_created"].as_i64().unwrap_or(0);
+    println!(
+        "dispatched {total} allocations to {} online nodes\n",
+        dispatched["online_nodes"]
+    );
+    loop {
+        let filter = |status: &str| AllocationFilter {
+            task_id: Some(task.id.clone()),
+            status: Some(status.into()),
+            ..AllocationFilter::default()
+        };
+        let page = Page {
+            limit: 1,
+            offset: 0,
+        };
+        let done = store.list_allocations(filter("completed"), page).await?.1;
+        let failed = store.list_allocations(filter("failed"), page).await?.1;
+        let hits: usize = children
+            .iter()
+            .map(|(_, _, token, _)| {
+                fake.log_for(token)
+                    .iter()
+                    .filter(|e| e.outcome == "200013")
+                    .count()
+            })
+            .sum();
+        let width = 40usize;
+        let filled =
+            usize::try_from((done + failed) * i64::try_from(width).unwrap_or(40) / total.max(1))
+                .unwrap_or(0)
+                .min(width);
+        print!(
+            "\r[{}{}] {}/{} allocations done, {} rate-limit hits   ",
+            "#".repeat(filled),
+            ".".repeat(width - filled),
+            done + failed,
+            total,
+            hits
+        );
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        if done + failed >= total
+            || started.elapsed() > Duration::from_secs(120)
+            || shutdown.is_cancelled()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!(
+        "\n\nsummary after {:.1} s:",
+        started.elapsed().as_secs_f64()
+    );
+    let mut articles_total = 0;
+    for (name, id, token, _) in &children {
+        let (rows, feeds) = store
+            .list_allocations(
+                AllocationFilter {
+                    task_id: Some(task.id.clone()),
+                    node_id: Some(id.clone()),
+                    status: Some("completed".into()),
+                    ..AllocationFilter::default()
+                },
+                Page {
+                    limit: 200,
+                    offset: 0,
+                },
+            )
+            .await?;
+        let mut articles: i64 = rows.iter().map(|a| a.article_count).sum();
+        let mut offset = 200;
+        while offset < feeds {
+            let (more, _) = store
+                .list_allocations(
+                    AllocationFilter {
+                        task_id: Some(task.id.clone()),
+                        node_id: Some(id.clone()),
+                        status: Some("completed".into()),
+                        ..AllocationFilter::default()
+                    },
+                    Page { limit: 200, offset },
+                )
+                .await?;
+            articles += more.iter().map(|a| a.article_count).sum::<i64>();
+            offset += 200;
+        }
+        articles_total += articles;
+        let hits = fake
+            .log_for(token)
+            .iter()
+            .filter(|e| e.outcome == "200013")
+            .count();
+        println!("  {name}: {feeds} feeds, {articles} articles, {hits} rate-limit hits");
+    }
+    println!("total: {articles_total} articles");
+    if !exit_when_done {
+        println!("\nThe parent keeps serving at {base}; press Ctrl-C to stop.");
+        shutdown.cancelled().await;
+    }
+    shutdown.cancel();
+    for (_, _, _, handle) in children {
+        let _ = handle.await;
+    }
+    let _ = reaper.await;
+    let _ = server.await;
+    fake.stop();
+    Ok(())
+}
