@@ -48,26 +48,11 @@ fn task_from_row(r: &SqliteRow) -> Result<MessageTask> {
 
 impl SqliteStore {
     pub(crate) async fn create_feed(&self, feed: NewFeed, now: NaiveDateTime) -> Result<Feed> {
-        let result = sqlx::query(
-            "INSERT INTO we_feeds (id, faker_id, mp_name, mp_cover, mp_intro, status, source, url,
-                                   created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&feed.id)
-        .bind(&feed.faker_id)
-        .bind(&feed.mp_name)
-        .bind(&feed.mp_cover)
-        .bind(&feed.mp_intro)
-        .bind(feed.status)
-        .bind(&feed.source)
-        .bind(&feed.url)
-        .bind(to_db(now))
-        .execute(&self.write)
-        .await?;
-        if result.rows_affected() == 0 {
+        let id = feed.id.clone();
+        if self.create_feeds(vec![feed], now).await? == 0 {
             return Err(Error::Conflict("feed already exists".into()));
         }
-        self.feed_on(&self.write, &feed.id).await
+        self.feed_on(&self.write, &id).await
     }
 
     pub(crate) async fn create_feeds(

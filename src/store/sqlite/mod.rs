@@ -9,6 +9,7 @@ mod lifecycle;
 mod migrate;
 mod monitor;
 mod nodes;
+mod recovery;
 mod row;
 
 use super::{Error, Page, Result, SyncLog, SyncLogFilter, User};
