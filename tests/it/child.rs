@@ -264,3 +264,148 @@ async fn a_child_refuses_to_start_without_credentials_or_parent() {
     let err = child.check().await.expect_err("unreachable");
     assert!(format!("{err:#}").contains("127.0.0.1:9"), "{err:#}");
 }
+
+/// A stand-in for a stock WeRSS parent: only `/api/v1/wx/cascade`, no features, errors as
+/// HTTP 200 with `code` ≠ 0. Records each call as `(path, body)`.
+async fn stock_parent(
+    package: Value,
+) -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+) {
+    use axum::extract::{OriginalUri, State};
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>;
+    let seen: Seen = Default::default();
+    let handed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let app = axum::Router::new()
+        .fallback(
+            move |State((seen, handed)): State<(
+                Seen,
+                std::sync::Arc<std::sync::atomic::AtomicBool>,
+            )>,
+                  OriginalUri(uri): OriginalUri,
+                  body: axum::body::Bytes| {
+                let package = package.clone();
+                async move {
+                    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    seen.lock().expect("lock").push((uri.to_string(), body));
+                    let data = match uri.path() {
+                        "/api/v1/wx/cascade/heartbeat" => json!({"status": "alive"}),
+                        "/api/v1/wx/cascade/claim-task"
+                            if !handed.swap(true, std::sync::atomic::Ordering::SeqCst) =>
+                        {
+                            package
+                        }
+                        "/api/v1/wx/cascade/task-status" => {
+                            return axum::Json(
+                                json!({"code": 400, "message": "无效的状态", "data": null}),
+                            );
+                        }
+                        _ => Value::Null,
+                    };
+                    axum::Json(json!({"code": 0, "message": "success", "data": data}))
+                }
+            },
+        )
+        .with_state((seen.clone(), handed));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_child_completes_a_crawl_against_a_stock_parent() {
+    let account = FakeAccount::generated(6_000_000_000, 2, NEWEST);
+    let fake = FakeWechat::start(vec![account.clone()])
+        .await
+        .expect("fake");
+    let session = FakeSession {
+        token: "stock".into(),
+        slave_sid: "s-stock".into(),
+        limit: None,
+    };
+    fake.add_session(session.clone());
+    let package = json!({"allocation_id": "a-1", "task_id": "t-1", "task_name": "n", "message_type": 0, "message_template": "",
+        "web_hook_url": "", "cron_exp": "", "headers": null, "cookies": null, "dispatched_at": "2026-11-22T14:40:00",
+        "feeds": [{"id": "MP_WXS_6000000000", "faker_id": account.fakeid(), "mp_name": "A", "mp_cover": "", "mp_intro": "", "status": 1}]});
+    let (url, seen) = stock_parent(package).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let mut c = test_config(&dir);
+    c.cascade.parent_api_url = url;
+    c.cascade.api_key = "CNstock".into();
+    c.cascade.api_secret = Secret::new("CSstock");
+    c.cascade.wechat_token = Secret::new(&session.token);
+    c.cascade.wechat_cookie = Secret::new(session.cookie());
+    c.cascade.wechat_base_url = fake.base_url().to_string();
+    c.cascade.wechat_gap_ms = 0;
+    c.cascade.wechat_gap_jitter_ms = 0;
+    c.cascade.task_poll_interval = 1;
+    c.cascade.shutdown_grace = 5;
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(Child::new(c).expect("child").run(stop.clone()));
+    let completed = async {
+        loop {
+            if seen
+                .lock()
+                .expect("lock")
+                .iter()
+                .any(|(p, _)| p.ends_with("/report-completion"))
+            {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), completed)
+        .await
+        .expect("completion reported");
+    stop.cancel();
+    running.await.expect("joined").expect("child exits");
+    let calls = seen.lock().expect("lock").clone();
+    assert!(
+        calls
+            .iter()
+            .all(|(p, _)| p.starts_with("/api/v1/wx/cascade/")),
+        "only WeRSS's real prefix"
+    );
+    assert!(
+        calls
+            .iter()
+            .filter(|(p, _)| p.contains("claim-task"))
+            .all(|(p, _)| p == "/api/v1/wx/cascade/claim-task"),
+        "no extensions without features"
+    );
+    let upload = calls
+        .iter()
+        .find(|(p, _)| p.ends_with("/upload-articles"))
+        .expect("uploaded")
+        .1
+        .clone();
+    assert_eq!(upload["articles"].as_array().map(Vec::len), Some(2));
+    assert!(upload["timestamp"].is_string());
+    assert!(upload.get("lease_token").is_none());
+    let done = calls
+        .iter()
+        .find(|(p, _)| p.ends_with("/report-completion"))
+        .expect("completed")
+        .1
+        .clone();
+    for key in [
+        "allocation_id",
+        "task_id",
+        "results",
+        "article_count",
+        "timestamp",
+    ] {
+        assert!(done.get(key).is_some(), "WeRSS requires {key}");
+    }
+    assert_eq!(done["results"][0]["mp_id"], "MP_WXS_6000000000");
+    assert!(
+        !calls.iter().any(|(p, _)| p.ends_with("/release")),
+        "a stock parent has no release"
+    );
+    fake.stop();
+}
