@@ -7,8 +7,9 @@ pub mod client;
 
 use crate::config::Config;
 use crate::fetch::pacer::Pacer;
+use crate::fetch::rss::RssFetcher;
 use crate::fetch::wechat::WechatFetcher;
-use crate::fetch::{Article, FetchError};
+use crate::fetch::{Article, FetchError, Fetched};
 use crate::protocol::SERVER_VERSION;
 use crate::protocol::wire::{PackageFeed, TaskPackage};
 use anyhow::Context;
@@ -35,6 +36,7 @@ struct Shared {
     client: ParentClient,
     config: Config,
     wechat: Option<WechatFetcher>,
+    rss: Option<RssFetcher>,
     held: Mutex<HashMap<String, TaskPackage>>,
     block: Mutex<Option<WechatBlock>>,
     done: Notify,
@@ -68,6 +70,11 @@ impl Child {
             c.api_key.trim(),
             &c.api_secret,
         );
+        let rss = c
+            .fetchers
+            .iter()
+            .any(|f| f == "rss")
+            .then(|| RssFetcher::new(http.clone()));
         let wechat =
             (c.fetchers.iter().any(|f| f == "wechat") && !c.wechat_token.is_empty()).then(|| {
                 let pacer = Arc::new(Pacer::new(
@@ -86,6 +93,7 @@ impl Child {
             client,
             config,
             wechat,
+            rss,
             held: Mutex::default(),
             block: Mutex::default(),
             done: Notify::new(),
@@ -271,7 +279,7 @@ async fn execute(shared: Arc<Shared>, package: TaskPackage) {
         let outcome = fetch_feed(&shared, feed).await;
         results.push(result_item(feed, &outcome));
         if let Ok(found) = outcome {
-            articles.extend(found);
+            articles.extend(found.articles);
         }
     }
     if !articles.is_empty()
@@ -308,12 +316,15 @@ fn forget(shared: &Shared, id: &str) {
     shared.done.notify_one();
 }
 
-async fn fetch_feed(shared: &Shared, feed: &PackageFeed) -> Result<Vec<Article>, FetchError> {
-    if feed.source.as_deref().unwrap_or("wechat") != "wechat" {
-        return Err(FetchError::Network(format!(
-            "this node has no fetcher for {}",
-            feed.source.as_deref().unwrap_or("?")
-        )));
+async fn fetch_feed(shared: &Shared, feed: &PackageFeed) -> Result<Fetched, FetchError> {
+    match (feed.source.as_deref().unwrap_or("wechat"), &shared.rss) {
+        ("wechat", _) => {}
+        ("rss", Some(rss)) => return rss.fetch(feed, chrono::Utc::now().timestamp()).await,
+        (other, _) => {
+            return Err(FetchError::Network(format!(
+                "this node has no fetcher for {other}"
+            )));
+        }
     }
     let Some(fetcher) = &shared.wechat else {
         return Err(FetchError::SessionExpired(
@@ -348,14 +359,14 @@ async fn fetch_feed(shared: &Shared, feed: &PackageFeed) -> Result<Vec<Article>,
         Ok(_) => *block = None,
         Err(_) => {}
     }
-    outcome.map(|f| f.articles)
+    outcome
 }
 
-fn result_item(feed: &PackageFeed, outcome: &Result<Vec<Article>, FetchError>) -> Value {
+fn result_item(feed: &PackageFeed, outcome: &Result<Fetched, FetchError>) -> Value {
     match outcome {
-        Ok(articles) => {
-            json!({"feed_id": feed.id, "mp_id": feed.id, "mp_name": feed.mp_name, "success": true,
-                                "status": "success", "article_count": articles.len(), "new_article_count": articles.len()})
+        Ok(f) => {
+            json!({"feed_id": feed.id, "mp_id": feed.id, "mp_name": feed.mp_name, "success": true, "status": "success",
+                         "article_count": f.articles.len(), "etag": f.etag, "last_modified": f.last_modified})
         }
         Err(e) => {
             json!({"feed_id": feed.id, "mp_id": feed.id, "mp_name": feed.mp_name, "success": false, "status": "failed",

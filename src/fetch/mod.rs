@@ -2,6 +2,7 @@
 //! (PROTOCOL §4.2) so the parent can re-place or retry. Knows nothing of the parent.
 
 pub mod pacer;
+pub mod rss;
 pub mod wechat;
 
 use serde::Serialize;

@@ -2,4 +2,5 @@
 //! a WeChat MP platform speaking the real list API (UPSTREAMS §4). Never used by the parent or
 //! child themselves.
 
+pub mod feeds;
 pub mod wechat;

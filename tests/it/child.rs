@@ -409,3 +409,60 @@ async fn our_child_completes_a_crawl_against_a_stock_parent() {
     );
     fake.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rss_child_crawls_and_then_gets_304() {
+    use werss_cascade::testkit::feeds::{FakeEntry, FakeFeeds, Format};
+    let p = TestParent::spawn().await;
+    let feeds = FakeFeeds::start().await.expect("feeds");
+    let entries = (0..3)
+        .map(|i| FakeEntry {
+            id: format!("g{i}"),
+            title: format!("T{i}"),
+            link: format!("https://e.org/{i}"),
+            published: NEWEST - i,
+        })
+        .collect();
+    let url = feeds.add_feed("blog", Format::Atom, entries);
+    let created = p
+        .post(
+            &cascade("/feeds"),
+            &p.admin(),
+            json!({"mp_name": "blog", "source": "rss", "url": url}),
+        )
+        .await;
+    let feed_id = created.ok()["id"].as_str().expect("id").to_string();
+    let task = p.task(std::slice::from_ref(&feed_id)).await;
+    let node = p.add_node("rss-only").await;
+    let fake = FakeWechat::start(Vec::new()).await.expect("fake");
+    let session = FakeSession {
+        token: "unused".into(),
+        slave_sid: "unused".into(),
+        limit: None,
+    };
+    let mut config = child_config(&p, &node, &fake, &session, 0);
+    config.cascade.fetchers = vec!["rss".into()];
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(Child::new(config).expect("child").run(stop.clone()));
+    p.dispatch(&task).await;
+    until(&p, "first crawl", |c| c["completed_today"] == 1).await;
+    p.dispatch(&task).await;
+    until(&p, "second crawl", |c| c["completed_today"] == 2).await;
+    let log = feeds.log();
+    assert_eq!(log.iter().map(|r| r.status).collect::<Vec<_>>(), [200, 304]);
+    assert!(
+        log[1].if_none_match.is_some(),
+        "validators travelled through the parent"
+    );
+    let fs = p
+        .get(
+            &cascade(&format!("/feed-status?feed_id={feed_id}")),
+            &p.admin(),
+        )
+        .await;
+    assert_eq!(fs.ok()["list"][0]["article_count"], 3);
+    stop.cancel();
+    running.await.expect("joined").expect("child exits");
+    feeds.stop();
+    p.shutdown().await;
+}

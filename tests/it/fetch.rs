@@ -153,3 +153,142 @@ async fn one_login_never_exceeds_its_pace_across_concurrent_fetches() {
     assert!(gap >= Duration::from_millis(30), "requests {gap:?} apart");
     fake.stop();
 }
+
+mod rss {
+    use super::*;
+    use werss_cascade::fetch::rss::RssFetcher;
+    use werss_cascade::testkit::feeds::{FakeEntry, FakeFeeds, Format};
+
+    fn entries(n: i64) -> Vec<FakeEntry> {
+        (0..n)
+            .map(|i| FakeEntry {
+                id: format!("urn:e{i}"),
+                title: format!("Entry {i}"),
+                link: format!("https://e.org/{i}"),
+                published: NEWEST - i * 60,
+            })
+            .collect()
+    }
+
+    fn package(url: &str, since: Option<i64>) -> PackageFeed {
+        PackageFeed {
+            id: werss_cascade::protocol::ids::rss_feed_id(url),
+            faker_id: None,
+            mp_name: "blog".into(),
+            mp_cover: None,
+            mp_intro: None,
+            status: 1,
+            source: Some("rss".into()),
+            url: Some(url.into()),
+            etag: None,
+            last_modified: None,
+            since,
+        }
+    }
+
+    #[tokio::test]
+    async fn all_three_formats_parse_with_stable_ids() {
+        let feeds = FakeFeeds::start().await.expect("server");
+        let f = RssFetcher::new(crate::helpers::http_client());
+        for (name, format) in [
+            ("rss", Format::Rss),
+            ("atom", Format::Atom),
+            ("json", Format::Json),
+        ] {
+            let url = feeds.add_feed(name, format, entries(3));
+            let pkg = package(&url, None);
+            let got = f.fetch(&pkg, NEWEST).await.expect("fetched");
+            assert_eq!(got.articles.len(), 3, "{name}");
+            assert_eq!(got.articles[0].title, "Entry 0", "{name}");
+            assert_eq!(got.articles[0].url, "https://e.org/0", "{name}");
+            assert_eq!(got.articles[0].publish_time, NEWEST, "{name}");
+            assert!(
+                got.articles[0].id.starts_with(&format!("{}-", pkg.id)),
+                "{name}"
+            );
+            assert!(got.etag.is_some() && got.last_modified.is_some(), "{name}");
+            let again = f.fetch(&pkg, NEWEST).await.expect("fetched");
+            assert_eq!(
+                again.articles[0].id, got.articles[0].id,
+                "{name}: ids are stable"
+            );
+            let newer = f
+                .fetch(&package(&url, Some(NEWEST - 90)), NEWEST)
+                .await
+                .expect("fetched");
+            assert_eq!(
+                newer.articles.len(),
+                2,
+                "{name}: only entries newer than since"
+            );
+        }
+        assert!(
+            feeds.log().iter().all(|r| r.cookie.is_none()),
+            "no credentials leak to feeds"
+        );
+        feeds.stop();
+    }
+
+    #[tokio::test]
+    async fn conditional_get_rate_limits_and_gone_feeds() {
+        let feeds = FakeFeeds::start().await.expect("server");
+        let f = RssFetcher::new(crate::helpers::http_client());
+        let url = feeds.add_feed("blog", Format::Rss, entries(2));
+        let first = f
+            .fetch(&package(&url, None), NEWEST)
+            .await
+            .expect("fetched");
+        let mut pkg = package(&url, None);
+        pkg.etag = first.etag.clone();
+        pkg.last_modified = first.last_modified.clone();
+        let unchanged = f.fetch(&pkg, NEWEST).await.expect("304");
+        assert!(unchanged.articles.is_empty());
+        assert_eq!(unchanged.etag, first.etag, "validators kept");
+        let log = feeds.log();
+        assert_eq!(log.last().map(|r| r.status), Some(304));
+        assert_eq!(log.last().and_then(|r| r.if_none_match.clone()), first.etag);
+
+        feeds.push_entry(
+            "blog",
+            FakeEntry {
+                id: "urn:new".into(),
+                title: "New".into(),
+                link: "https://e.org/new".into(),
+                published: NEWEST + 60,
+            },
+        );
+        assert_eq!(
+            f.fetch(&pkg, NEWEST).await.expect("changed").articles.len(),
+            3
+        );
+
+        feeds.fail_next("blog", 429, Some("120"));
+        let limited = f.fetch(&pkg, NEWEST).await.expect_err("429");
+        assert_eq!(
+            (limited.reason(), limited.retry_after()),
+            ("rate_limited", Some(120))
+        );
+        feeds.fail_next("blog", 503, None);
+        assert_eq!(
+            f.fetch(&pkg, NEWEST).await.expect_err("503").retry_after(),
+            Some(900)
+        );
+        feeds.fail_next("blog", 500, None);
+        assert_eq!(
+            f.fetch(&pkg, NEWEST).await.expect_err("500").reason(),
+            "network"
+        );
+        let gone = package(
+            &format!(
+                "{}/feeds/missing",
+                url.rsplit_once("/feeds/").map_or("", |(b, _)| b)
+            ),
+            None,
+        );
+        assert_eq!(
+            f.fetch(&gone, NEWEST).await.expect_err("404").reason(),
+            "not_found"
+        );
+        feeds.stop();
+    }
+}
