@@ -4,6 +4,7 @@
 //! Talks to the parent only through [`client::ParentClient`].
 
 pub mod client;
+pub mod notify;
 
 use crate::config::Config;
 use crate::fetch::pacer::Pacer;
@@ -40,11 +41,13 @@ struct Shared {
     held: Mutex<HashMap<String, TaskPackage>>,
     block: Mutex<Option<WechatBlock>>,
     done: Notify,
+    wake: Arc<Notify>,
 }
 
 /// A configured child, ready to run.
 pub struct Child {
     shared: Arc<Shared>,
+    listener: Option<tokio::net::TcpListener>,
 }
 
 impl Child {
@@ -97,10 +100,19 @@ impl Child {
             held: Mutex::default(),
             block: Mutex::default(),
             done: Notify::new(),
+            wake: Arc::new(Notify::new()),
         };
         Ok(Self {
             shared: Arc::new(shared),
+            listener: None,
         })
+    }
+
+    /// Serves the notify listener on `listener` instead of binding `port` (tests bind port 0
+    /// first, so the callback URL is known).
+    pub fn with_notify_listener(mut self, listener: tokio::net::TcpListener) -> Self {
+        self.listener = Some(listener);
+        self
     }
 
     /// Sends one heartbeat: proves the parent is reachable and the credentials work.
@@ -122,7 +134,35 @@ impl Child {
     /// Only start-up failures (see [`Child::check`]).
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         self.check().await?;
+        let c = &self.shared.config;
+        let listener = match self.listener {
+            Some(l) => Some(l),
+            None if !c.cascade.callback_url.is_empty() => {
+                // WeRSS's child listens on 8002 when `port` keeps the parent's default.
+                let port = if c.port == 8001 { 8002 } else { c.port };
+                let addr = std::net::SocketAddr::new(c.bind, port);
+                Some(
+                    tokio::net::TcpListener::bind(addr)
+                        .await
+                        .with_context(|| format!("while binding the notify listener on {addr}"))?,
+                )
+            }
+            None => None,
+        };
         let shared = self.shared;
+        if let Some(listener) = listener {
+            let (key, secret) = (
+                shared.config.cascade.api_key.trim().to_string(),
+                shared.config.cascade.api_secret.expose().to_string(),
+            );
+            tokio::spawn(notify::serve(
+                listener,
+                key,
+                secret,
+                shared.wake.clone(),
+                shutdown.clone(),
+            ));
+        }
         let beats = tokio::spawn(heartbeat_loop(shared.clone(), shutdown.clone()));
         let mut running = JoinSet::new();
         claim_loop(&shared, &mut running, &shutdown).await;
@@ -253,6 +293,7 @@ async fn claim_loop(shared: &Arc<Shared>, running: &mut JoinSet<()>, shutdown: &
         if empty && !shared.client.has("wait") {
             tokio::select! {
                 () = shutdown.cancelled() => return,
+                () = shared.wake.notified() => {}
                 () = tokio::time::sleep(Duration::from_secs(c.task_poll_interval.max(1))) => {}
             }
         }

@@ -2,10 +2,14 @@
 
 use crate::helpers::{TestNode, TestParent, cascade, test_config};
 use serde_json::{Value, json};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+type Seen = Arc<Mutex<Vec<(String, Value)>>>;
 use tokio_util::sync::CancellationToken;
 use werss_cascade::child::Child;
-use werss_cascade::protocol::credentials::Secret;
+use werss_cascade::protocol::credentials::{Secret, sha256_hex};
 use werss_cascade::testkit::wechat::{FakeAccount, FakeSession, FakeWechat};
 
 const NEWEST: i64 = 1_795_358_591;
@@ -266,54 +270,114 @@ async fn a_child_refuses_to_start_without_credentials_or_parent() {
 }
 
 /// A stand-in for a stock WeRSS parent: only `/api/v1/wx/cascade`, no features, errors as
-/// HTTP 200 with `code` ≠ 0. Records each call as `(path, body)`.
+/// HTTP 200 with `code` ≠ 0 (task-status here). Records each call as `(path, body)`. Claims
+/// answer `null` until `ready`; the first `fail_completions` completions get HTTP 500.
 async fn stock_parent(
     package: Value,
-) -> (
-    String,
-    std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>,
-) {
-    use axum::extract::{OriginalUri, State};
-    type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>;
-    let seen: Seen = Default::default();
-    let handed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let app = axum::Router::new()
-        .fallback(
-            move |State((seen, handed)): State<(
-                Seen,
-                std::sync::Arc<std::sync::atomic::AtomicBool>,
-            )>,
-                  OriginalUri(uri): OriginalUri,
-                  body: axum::body::Bytes| {
-                let package = package.clone();
-                async move {
-                    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    seen.lock().expect("lock").push((uri.to_string(), body));
-                    let data = match uri.path() {
-                        "/api/v1/wx/cascade/heartbeat" => json!({"status": "alive"}),
-                        "/api/v1/wx/cascade/claim-task"
-                            if !handed.swap(true, std::sync::atomic::Ordering::SeqCst) =>
-                        {
-                            package
-                        }
-                        "/api/v1/wx/cascade/task-status" => {
-                            return axum::Json(
-                                json!({"code": 400, "message": "无效的状态", "data": null}),
-                            );
-                        }
-                        _ => Value::Null,
-                    };
-                    axum::Json(json!({"code": 0, "message": "success", "data": data}))
+    ready: Arc<AtomicBool>,
+    fail_completions: usize,
+) -> (String, Seen) {
+    use axum::extract::OriginalUri;
+    use axum::http::StatusCode;
+    let seen: Seen = Arc::default();
+    let handed = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicUsize::new(fail_completions));
+    let log = seen.clone();
+    let app = axum::Router::new().fallback(
+        move |OriginalUri(uri): OriginalUri, body: axum::body::Bytes| {
+            let (package, ready, handed, failures, log) = (
+                package.clone(),
+                ready.clone(),
+                handed.clone(),
+                failures.clone(),
+                log.clone(),
+            );
+            async move {
+                let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                log.lock().expect("lock").push((uri.to_string(), body));
+                let ok = |data: Value| {
+                    (
+                        StatusCode::OK,
+                        axum::Json(json!({"code": 0, "message": "success", "data": data})),
+                    )
+                };
+                match uri.path() {
+                    "/api/v1/wx/cascade/heartbeat" => ok(json!({"status": "alive"})),
+                    "/api/v1/wx/cascade/claim-task"
+                        if ready.load(Ordering::SeqCst) && !handed.swap(true, Ordering::SeqCst) =>
+                    {
+                        ok(package)
+                    }
+                    "/api/v1/wx/cascade/task-status" => (
+                        StatusCode::OK,
+                        axum::Json(json!({"code": 400, "message": "无效的状态", "data": null})),
+                    ),
+                    "/api/v1/wx/cascade/report-completion"
+                        if failures
+                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                            .is_ok() =>
+                    {
+                        (
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            axum::Json(json!({"detail": "Internal Server Error"})),
+                        )
+                    }
+                    _ => ok(Value::Null),
                 }
-            },
-        )
-        .with_state((seen.clone(), handed));
+            }
+        },
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, seen)
+}
+
+fn stock_package(account: &FakeAccount) -> Value {
+    json!({"allocation_id": "a-1", "task_id": "t-1", "task_name": "n", "message_type": 0, "message_template": "",
+        "web_hook_url": "", "cron_exp": "", "headers": null, "cookies": null, "dispatched_at": "2026-11-22T14:40:00",
+        "feeds": [{"id": format!("MP_WXS_{}", account.number), "faker_id": account.fakeid(), "mp_name": "A", "mp_cover": "", "mp_intro": "", "status": 1}]})
+}
+
+fn stock_child_config(
+    dir: &tempfile::TempDir,
+    url: String,
+    fake: &FakeWechat,
+    session: &FakeSession,
+) -> werss_cascade::config::Config {
+    let mut c = test_config(dir);
+    c.cascade.parent_api_url = url;
+    c.cascade.api_key = "CNstock".into();
+    c.cascade.api_secret = Secret::new("CSstock");
+    c.cascade.wechat_token = Secret::new(&session.token);
+    c.cascade.wechat_cookie = Secret::new(session.cookie());
+    c.cascade.wechat_base_url = fake.base_url().to_string();
+    c.cascade.wechat_gap_ms = 0;
+    c.cascade.wechat_gap_jitter_ms = 0;
+    c.cascade.task_poll_interval = 1;
+    c.cascade.shutdown_grace = 5;
+    c
+}
+
+async fn until_seen(seen: &Seen, path: &str) {
+    let wait = async {
+        loop {
+            if seen
+                .lock()
+                .expect("lock")
+                .iter()
+                .any(|(p, _)| p.ends_with(path))
+            {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), wait)
+        .await
+        .unwrap_or_else(|_| panic!("no call to {path}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -328,40 +392,33 @@ async fn our_child_completes_a_crawl_against_a_stock_parent() {
         limit: None,
     };
     fake.add_session(session.clone());
-    let package = json!({"allocation_id": "a-1", "task_id": "t-1", "task_name": "n", "message_type": 0, "message_template": "",
-        "web_hook_url": "", "cron_exp": "", "headers": null, "cookies": null, "dispatched_at": "2026-11-22T14:40:00",
-        "feeds": [{"id": "MP_WXS_6000000000", "faker_id": account.fakeid(), "mp_name": "A", "mp_cover": "", "mp_intro": "", "status": 1}]});
-    let (url, seen) = stock_parent(package).await;
+    let (url, seen) =
+        stock_parent(stock_package(&account), Arc::new(AtomicBool::new(true)), 1).await;
     let dir = tempfile::tempdir().expect("dir");
-    let mut c = test_config(&dir);
-    c.cascade.parent_api_url = url;
-    c.cascade.api_key = "CNstock".into();
-    c.cascade.api_secret = Secret::new("CSstock");
-    c.cascade.wechat_token = Secret::new(&session.token);
-    c.cascade.wechat_cookie = Secret::new(session.cookie());
-    c.cascade.wechat_base_url = fake.base_url().to_string();
-    c.cascade.wechat_gap_ms = 0;
-    c.cascade.wechat_gap_jitter_ms = 0;
-    c.cascade.task_poll_interval = 1;
-    c.cascade.shutdown_grace = 5;
     let stop = CancellationToken::new();
-    let running = tokio::spawn(Child::new(c).expect("child").run(stop.clone()));
-    let completed = async {
+    let running = tokio::spawn(
+        Child::new(stock_child_config(&dir, url, &fake, &session))
+            .expect("child")
+            .run(stop.clone()),
+    );
+    let delivered = async {
         loop {
             if seen
                 .lock()
                 .expect("lock")
                 .iter()
-                .any(|(p, _)| p.ends_with("/report-completion"))
+                .filter(|(p, _)| p.ends_with("/report-completion"))
+                .count()
+                >= 2
             {
                 return;
             }
             tokio::task::yield_now().await;
         }
     };
-    tokio::time::timeout(Duration::from_secs(30), completed)
+    tokio::time::timeout(Duration::from_secs(30), delivered)
         .await
-        .expect("completion reported");
+        .expect("the refused completion is sent again");
     stop.cancel();
     running.await.expect("joined").expect("child exits");
     let calls = seen.lock().expect("lock").clone();
@@ -406,6 +463,82 @@ async fn our_child_completes_a_crawl_against_a_stock_parent() {
     assert!(
         !calls.iter().any(|(p, _)| p.ends_with("/release")),
         "a stock parent has no release"
+    );
+    fake.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notify_with_the_hash_header_wakes_the_claim_loop() {
+    let account = FakeAccount::generated(6_100_000_000, 1, NEWEST);
+    let fake = FakeWechat::start(vec![account.clone()])
+        .await
+        .expect("fake");
+    let session = FakeSession {
+        token: "n".into(),
+        slave_sid: "s-n".into(),
+        limit: None,
+    };
+    fake.add_session(session.clone());
+    let ready = Arc::new(AtomicBool::new(false));
+    let (url, seen) = stock_parent(stock_package(&account), ready.clone(), 0).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let mut config = stock_child_config(&dir, url, &fake, &session);
+    config.cascade.task_poll_interval = 3600; // only a notify can make it claim again soon
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let notify_url = format!(
+        "http://{}/api/v1/wx/cascade/notify",
+        listener.local_addr().expect("addr")
+    );
+    config.cascade.callback_url = notify_url.clone();
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(
+        Child::new(config)
+            .expect("child")
+            .with_notify_listener(listener)
+            .run(stop.clone()),
+    );
+    until_seen(&seen, "/claim-task").await;
+    ready.store(true, Ordering::SeqCst);
+
+    let client = crate::helpers::http_client();
+    let send = |auth: String| {
+        client
+            .post(&notify_url)
+            .header("Authorization", auth)
+            .json(&json!({"type": "new_task"}))
+            .send()
+    };
+    let wrong = send("AK-SK CNstock:CSstock".into()).await.expect("sent");
+    assert_eq!(
+        wrong.status(),
+        401,
+        "the raw secret is not the notify credential"
+    );
+    let right = send(format!(
+        "AK-SK CNstock:{}",
+        sha256_hex("CSstock").to_uppercase()
+    ))
+    .await
+    .expect("sent");
+    assert_eq!(right.status(), 200);
+    let body: Value = right.json().await.expect("json");
+    assert_eq!(body["message"], "通知已接收");
+    until_seen(&seen, "/report-completion").await;
+    stop.cancel();
+    running.await.expect("joined").expect("child exits");
+    let beats = seen
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|(p, _)| p.ends_with("/heartbeat"))
+        .map(|(_, b)| b.clone())
+        .collect::<Vec<_>>();
+    assert_eq!(
+        beats[0]["callback_url"],
+        notify_url.as_str(),
+        "the heartbeat registers the callback"
     );
     fake.stop();
 }
