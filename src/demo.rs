@@ -1,6 +1,6 @@
 //! `cascade demo`: the whole cascade on one machine. A parent on the configured database, a fake
 //! WeChat platform with a few hundred accounts, three child nodes with one login each (one of
-//! them rate-limited), a task over every account, one dispatch, live progress and a summary.
+//! them rate-limited, one also reading RSS), a fake feed server, a task over every feed, one dispatch, live progress and a summary.
 
 use crate::child::Child;
 use crate::clock::Clock;
@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::parent::{self, AppState};
 use crate::protocol::credentials::{Secret, generate_pair, sha256_hex};
 use crate::store::{AllocationFilter, NewFeed, NewNode, Page, Store, TaskFields};
+use crate::testkit::feeds::{FakeEntry, FakeFeeds, Format};
 use crate::testkit::wechat::{FakeAccount, FakeSession, FakeWechat};
 use anyhow::Context;
 use serde_json::json;
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 const ACCOUNTS: u64 = 300;
+const RSS_FEEDS: i64 = 30;
 
 /// Runs the demo; with `exit_when_done` it returns after the summary, else it keeps the
 /// parent serving until `shutdown`.
@@ -68,6 +70,34 @@ pub async fn run(
             url: None,
         })
         .collect();
+    let rss = FakeFeeds::start().await?;
+    let mut feeds = feeds;
+    for i in 0..RSS_FEEDS {
+        let entries = (0..2)
+            .map(|j| FakeEntry {
+                id: format!("urn:{run_tag}:{i}:{j}"),
+                title: format!("Post {j} of blog {i}"),
+                link: format!("https://blog{i}.example/{j}"),
+                published: newest - j * 60,
+            })
+            .collect();
+        let url = rss.add_feed(
+            &format!("blog-{run_tag}-{i}"),
+            [Format::Rss, Format::Atom, Format::Json][usize::try_from(i % 3).unwrap_or(0)],
+            entries,
+        );
+        feeds.push(NewFeed {
+            id: crate::protocol::ids::rss_feed_id(&url),
+            faker_id: None,
+            mp_name: format!("Blog {i}"),
+            mp_cover: None,
+            mp_intro: None,
+            status: 1,
+            source: "rss".into(),
+            url: Some(url),
+        });
+    }
+    println!("fake feed server with {RSS_FEEDS} RSS/Atom/JSON feeds");
     let ids: Vec<String> = feeds.iter().map(|f| f.id.clone()).collect();
     store.create_feeds(feeds, clock.now()).await?;
     let task = store
@@ -118,6 +148,9 @@ pub async fn run(
         c.cascade.wechat_token = Secret::new(&session.token);
         c.cascade.wechat_cookie = Secret::new(session.cookie());
         c.cascade.wechat_base_url = fake.base_url().to_string();
+        if i == 1 {
+            c.cascade.fetchers = vec!["wechat".into(), "rss".into()];
+        }
         c.cascade.wechat_gap_ms = 30;
         c.cascade.wechat_gap_jitter_ms = 20;
         c.cascade.cooldown_base = 3;
@@ -165,17 +198,30 @@ pub async fn run(
                     .count()
             })
             .sum();
-        let width = 40usize;
+        let mut per_node = Vec::new();
+        for (name, id, _, _) in &children {
+            let mine = AllocationFilter {
+                node_id: Some(id.clone()),
+                ..filter("completed")
+            };
+            per_node.push(format!(
+                "{}: {}",
+                name.trim_start_matches("demo-"),
+                store.list_allocations(mine, page).await?.1
+            ));
+        }
+        let width = 30usize;
         let filled =
             usize::try_from((done + failed) * i64::try_from(width).unwrap_or(40) / total.max(1))
                 .unwrap_or(0)
                 .min(width);
         print!(
-            "\r[{}{}] {}/{} allocations done, {} rate-limit hits   ",
+            "\r[{}{}] {}/{} allocations done ({}), {} rate-limit hits   ",
             "#".repeat(filled),
             ".".repeat(width - filled),
             done + failed,
             total,
+            per_node.join(", "),
             hits
         );
         use std::io::Write;
@@ -245,5 +291,6 @@ pub async fn run(
     let _ = reaper.await;
     let _ = server.await;
     fake.stop();
+    rss.stop();
     Ok(())
 }

@@ -131,13 +131,13 @@ async fn demo_runs_the_whole_cascade_and_summarises() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("dispatched 300 allocations to 3 online nodes"),
+        stdout.contains("dispatched 330 allocations to 3 online nodes"),
         "{stdout}"
     );
-    assert!(stdout.contains("300/300 allocations done"), "{stdout}");
+    assert!(stdout.contains("330/330 allocations done"), "{stdout}");
     for i in 1..=3 {
         assert!(stdout.contains(&format!("demo-child-{i}: ")), "{stdout}");
     }
-    assert!(stdout.contains("total: 900 articles"), "{stdout}");
+    assert!(stdout.contains("total: 960 articles"), "{stdout}");
     assert!(dir.path().join("data/cascade.db").is_file());
 }
