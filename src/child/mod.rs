@@ -150,20 +150,21 @@ impl Child {
             None => None,
         };
         let shared = self.shared;
+        // Helpers live in a JoinSet: however `run` ends (even dropped mid-way), they stop with it.
+        let mut helpers = JoinSet::new();
         if let Some(listener) = listener {
             let (key, secret) = (
                 shared.config.cascade.api_key.trim().to_string(),
                 shared.config.cascade.api_secret.expose().to_string(),
             );
-            tokio::spawn(notify::serve(
-                listener,
-                key,
-                secret,
-                shared.wake.clone(),
-                shutdown.clone(),
-            ));
+            let (wake, token) = (shared.wake.clone(), shutdown.clone());
+            helpers.spawn(async move {
+                if let Err(e) = notify::serve(listener, key, secret, wake, token).await {
+                    tracing::warn!(error = %e, "notify listener stopped");
+                }
+            });
         }
-        let beats = tokio::spawn(heartbeat_loop(shared.clone(), shutdown.clone()));
+        helpers.spawn(heartbeat_loop(shared.clone(), shutdown.clone()));
         let mut running = JoinSet::new();
         claim_loop(&shared, &mut running, &shutdown).await;
         let grace = Duration::from_secs(shared.config.cascade.shutdown_grace);
@@ -184,7 +185,7 @@ impl Child {
         if let Err(e) = shared.client.release(&left).await {
             tracing::warn!(error = %e, "could not release held work; its leases will expire");
         }
-        beats.abort();
+        helpers.abort_all();
         tracing::info!(released = left.len(), "child stopped");
         Ok(())
     }

@@ -35,6 +35,15 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Which benchmark `cascade bench` runs.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum BenchKind {
+    /// The allocation engine.
+    Engine,
+    /// Freshness under rate limits.
+    Freshness,
+}
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -48,17 +57,30 @@ pub enum Command {
     },
     /// Run a child node: claim feeds from the parent, crawl them, upload and report.
     Child,
-    /// Measure the parent: claim cycles, claim latency, dispatch time, heartbeat latency, RSS.
+    /// Benchmarks: `engine` (claim cycles, dispatch, heartbeats, RSS) or `freshness`
+    /// (makespan under per-login rate limits, with and without a killed child).
     Bench {
-        /// Simulated children per cycle run.
+        /// Which benchmark.
+        #[arg(value_enum, default_value = "engine")]
+        kind: BenchKind,
+        /// engine: simulated children per cycle run; freshness: child nodes.
         #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
         children: Vec<usize>,
-        /// Seconds per cycle run.
+        /// engine: seconds per cycle run.
         #[arg(long, default_value_t = 5)]
         seconds: u64,
-        /// Feed counts to dispatch.
+        /// engine: feed counts to dispatch.
         #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
         dispatch: Vec<usize>,
+        /// freshness: list requests per login per window.
+        #[arg(long, default_value_t = 10)]
+        rate: usize,
+        /// freshness: the window, milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        window_ms: u64,
+        /// freshness: WeChat feeds.
+        #[arg(long, default_value_t = 300)]
+        feeds: u64,
     },
     /// Create the database and an admin account.
     Init {
@@ -134,9 +156,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             child.run(shutdown).await
         }
         Command::Bench {
+            kind: BenchKind::Engine,
             children,
             seconds,
             dispatch,
+            ..
         } => {
             let opts = crate::bench::BenchOptions {
                 children,
@@ -144,6 +168,27 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 dispatch_sizes: dispatch,
             };
             crate::bench::run(opts).await
+        }
+        Command::Bench {
+            kind: BenchKind::Freshness,
+            children,
+            rate,
+            window_ms,
+            feeds,
+            ..
+        } => {
+            let children = if children == [1, 8, 32] {
+                3
+            } else {
+                children.first().copied().unwrap_or(3)
+            };
+            crate::bench::freshness::run(crate::bench::freshness::FreshnessOptions {
+                children,
+                rate,
+                window_ms,
+                feeds,
+            })
+            .await
         }
         Command::Init {
             admin_user,

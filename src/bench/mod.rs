@@ -2,6 +2,8 @@
 //! over HTTP on loopback with K simulated children. Measures claim→executing→complete cycles,
 //! claim latency, dispatch time, heartbeat latency during a large dispatch, and RSS.
 
+pub mod freshness;
+
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::parent::{self, AppState};
