@@ -100,6 +100,19 @@ impl FakeSession {
     }
 }
 
+/// An injected failure for the next request, whatever its session.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// An HTTP error status with an HTML body.
+    Status(u16),
+    /// Answer after this delay (then normally).
+    Latency(Duration),
+    /// HTTP 200 with the MP login page instead of JSON.
+    LoginPage,
+    /// `ret` 0 with unreadable JSON inside `publish_page`.
+    BadNestedJson,
+}
+
 /// One request as the fake saw it.
 #[derive(Debug, Clone)]
 pub struct LogEntry {
@@ -125,6 +138,7 @@ struct SessionState {
 
 #[derive(Default)]
 struct Inner {
+    faults: VecDeque<Fault>,
     accounts: HashMap<String, FakeAccount>,
     sessions: HashMap<String, SessionState>,
     log: Vec<LogEntry>,
@@ -203,6 +217,11 @@ impl FakeWechat {
         }
     }
 
+    /// Queues a fault for the next request.
+    pub fn inject(&self, fault: Fault) {
+        self.lock().faults.push_back(fault);
+    }
+
     /// Adds a publish at the top of an account (newest).
     pub fn publish(&self, number: u64, publish: FakePublish) {
         let mut inner = self.lock();
@@ -237,7 +256,36 @@ async fn list(
     State(inner): State<Arc<Mutex<Inner>>>,
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
-) -> Json<Value> {
+) -> axum::response::Response {
+    use axum::response::{Html, IntoResponse};
+    let fault = inner
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .faults
+        .pop_front();
+    match fault {
+        Some(Fault::Status(code)) => {
+            let status = axum::http::StatusCode::from_u16(code)
+                .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+            return (status, Html("<html><body>Bad Gateway</body></html>")).into_response();
+        }
+        Some(Fault::LoginPage) => {
+            return Html("<!DOCTYPE html><html><title>微信公众平台</title></html>").into_response();
+        }
+        Some(Fault::BadNestedJson) => {
+            let page = json!({"total_count": 1, "publish_list": [{"publish_info": "{broken"}]});
+            return Json(
+                json!({"base_resp": {"ret": 0, "err_msg": "ok"}, "publish_page": page.to_string()}),
+            )
+            .into_response();
+        }
+        Some(Fault::Latency(d)) => tokio::time::sleep(d).await,
+        None => {}
+    }
+    respond(&inner, &headers, q).into_response()
+}
+
+fn respond(inner: &Arc<Mutex<Inner>>, headers: &HeaderMap, q: ListQuery) -> Json<Value> {
     let now = Instant::now();
     let cookie = headers
         .get("cookie")

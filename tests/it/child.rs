@@ -599,3 +599,77 @@ async fn an_rss_child_crawls_and_then_gets_304() {
     feeds.stop();
     p.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_session_parks_the_node_and_the_work_moves() {
+    let p = TestParent::spawn().await;
+    let accounts: Vec<FakeAccount> = (0..3)
+        .map(|i| FakeAccount::generated(4_500_000_000 + i, 1, NEWEST))
+        .collect();
+    let fake = FakeWechat::start(accounts.clone()).await.expect("fake");
+    let dead = FakeSession {
+        token: "dead".into(),
+        slave_sid: "s-dead".into(),
+        limit: None,
+    };
+    let alive = FakeSession {
+        token: "alive".into(),
+        slave_sid: "s-alive".into(),
+        limit: None,
+    };
+    fake.add_session(dead.clone());
+    fake.add_session(alive.clone());
+    fake.expire(&dead.slave_sid);
+    let a = p.add_node("a-expired").await;
+    let b = p.add_node("b-alive").await;
+    let task = task_over(&p, &accounts).await;
+    let stop = CancellationToken::new();
+    let run_a = tokio::spawn(
+        Child::new(child_config(&p, &a, &fake, &dead, 0))
+            .expect("child a")
+            .run(stop.clone()),
+    );
+    p.dispatch(&task).await;
+    let parked = async {
+        loop {
+            let n = p
+                .get(&cascade(&format!("/nodes/{}", a.id)), &p.admin())
+                .await;
+            if n.ok()["session_state"] == "expired" {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), parked)
+        .await
+        .expect("node A parked");
+    let run_b = tokio::spawn(
+        Child::new(child_config(&p, &b, &fake, &alive, 0))
+            .expect("child b")
+            .run(stop.clone()),
+    );
+    until(&p, "all three completed", |c| c["completed_today"] == 3).await;
+    let by_b = p
+        .get(
+            &cascade(&format!("/allocations?node_id={}&status=completed", b.id)),
+            &p.admin(),
+        )
+        .await;
+    assert_eq!(by_b.ok()["total"], 3);
+    let failed = p
+        .get(&cascade("/allocations?status=failed"), &p.admin())
+        .await;
+    assert_eq!(
+        failed.ok()["total"],
+        0,
+        "an expired session spends no attempt"
+    );
+    let counters = counters(&p).await;
+    assert_eq!(counters["session_expired_nodes"], 1);
+    stop.cancel();
+    run_a.await.expect("joined").expect("a exits");
+    run_b.await.expect("joined").expect("b exits");
+    fake.stop();
+    p.shutdown().await;
+}

@@ -292,3 +292,41 @@ mod rss {
         feeds.stop();
     }
 }
+
+#[tokio::test]
+async fn injected_upstream_faults_map_to_reasons() {
+    use werss_cascade::testkit::wechat::Fault;
+    let account = FakeAccount::generated(77, 1, NEWEST);
+    let fake = FakeWechat::start(vec![account.clone()])
+        .await
+        .expect("fake starts");
+    let s = session("faults", None);
+    fake.add_session(s.clone());
+    let f = fetcher(&fake, &s, Duration::ZERO);
+    for (fault, reason) in [
+        (Fault::Status(502), "network"),
+        (Fault::Status(500), "network"),
+        (Fault::LoginPage, "session_expired"),
+        (Fault::BadNestedJson, "parse"),
+    ] {
+        fake.inject(fault.clone());
+        assert_eq!(
+            f.fetch(&feed(&account, None))
+                .await
+                .expect_err("fault")
+                .reason(),
+            reason,
+            "{fault:?}"
+        );
+    }
+    fake.inject(Fault::Latency(Duration::from_millis(20)));
+    assert_eq!(
+        f.fetch(&feed(&account, None))
+            .await
+            .expect("slow but fine")
+            .articles
+            .len(),
+        1
+    );
+    fake.stop();
+}
