@@ -6,7 +6,6 @@ use crate::child::Child;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::parent::{self, AppState};
-use crate::protocol::credentials::{Secret, generate_pair, sha256_hex};
 use crate::store::{AllocationFilter, NewFeed, NewNode, Page, Store, TaskFields};
 use crate::testkit::feeds::{FakeEntry, FakeFeeds, Format};
 use crate::testkit::wechat::{FakeAccount, FakeSession, FakeWechat};
@@ -59,16 +58,7 @@ pub async fn run(
 
     let feeds: Vec<NewFeed> = accounts
         .iter()
-        .map(|a| NewFeed {
-            id: format!("MP_WXS_{}", a.number),
-            faker_id: Some(a.fakeid()),
-            mp_name: a.nickname.clone(),
-            mp_cover: None,
-            mp_intro: None,
-            status: 1,
-            source: "wechat".into(),
-            url: None,
-        })
+        .map(|a| NewFeed::wechat(&format!("MP_WXS_{}", a.number), &a.nickname))
         .collect();
     let rss = FakeFeeds::start().await?;
     let mut feeds = feeds;
@@ -86,16 +76,7 @@ pub async fn run(
             [Format::Rss, Format::Atom, Format::Json][usize::try_from(i % 3).unwrap_or(0)],
             entries,
         );
-        feeds.push(NewFeed {
-            id: crate::protocol::ids::rss_feed_id(&url),
-            faker_id: None,
-            mp_name: format!("Blog {i}"),
-            mp_cover: None,
-            mp_intro: None,
-            status: 1,
-            source: "rss".into(),
-            url: Some(url),
-        });
+        feeds.push(NewFeed::rss(&url, &format!("Blog {i}")));
     }
     println!("fake feed server with {RSS_FEEDS} RSS/Atom/JSON feeds");
     let ids: Vec<String> = feeds.iter().map(|f| f.id.clone()).collect();
@@ -131,10 +112,7 @@ pub async fn run(
                 clock.now(),
             )
             .await?;
-        let (key, secret) = generate_pair();
-        store
-            .set_node_credentials(&node.id, &key, &sha256_hex(secret.expose()), clock.now())
-            .await?;
+        let (key, secret) = parent::ops::issue_credentials(&store, &node.id, clock.now()).await?;
         let session = FakeSession {
             token: format!("demo-token-{i}"),
             slave_sid: format!("demo-sid-{i}"),
@@ -145,9 +123,7 @@ pub async fn run(
         c.cascade.parent_api_url = base.clone();
         c.cascade.api_key = key;
         c.cascade.api_secret = secret;
-        c.cascade.wechat_token = Secret::new(&session.token);
-        c.cascade.wechat_cookie = Secret::new(session.cookie());
-        c.cascade.wechat_base_url = fake.base_url().to_string();
+        session.configure(&mut c.cascade, &fake);
         if i == 1 {
             c.cascade.fetchers = vec!["wechat".into(), "rss".into()];
         }

@@ -6,7 +6,6 @@ use crate::child::Child;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::parent::{self, AppState};
-use crate::protocol::credentials::{Secret, generate_pair, sha256_hex};
 use crate::store::{AllocationFilter, NewFeed, NewNode, Page, Store, TaskFields};
 use crate::testkit::wechat::{FakeAccount, FakeSession, FakeWechat};
 use serde_json::json;
@@ -66,16 +65,7 @@ async fn scenario(o: &FreshnessOptions, kill: bool) -> anyhow::Result<Outcome> {
     let fake = FakeWechat::start(accounts.clone()).await?;
     let feeds: Vec<NewFeed> = accounts
         .iter()
-        .map(|a| NewFeed {
-            id: format!("MP_WXS_{}", a.number),
-            faker_id: Some(a.fakeid()),
-            mp_name: a.nickname.clone(),
-            mp_cover: None,
-            mp_intro: None,
-            status: 1,
-            source: "wechat".into(),
-            url: None,
-        })
+        .map(|a| NewFeed::wechat(&format!("MP_WXS_{}", a.number), &a.nickname))
         .collect();
     let ids: Vec<String> = feeds.iter().map(|f| f.id.clone()).collect();
     store.create_feeds(feeds, clock.now()).await?;
@@ -107,10 +97,7 @@ async fn scenario(o: &FreshnessOptions, kill: bool) -> anyhow::Result<Outcome> {
                 clock.now(),
             )
             .await?;
-        let (key, secret) = generate_pair();
-        store
-            .set_node_credentials(&node.id, &key, &sha256_hex(secret.expose()), clock.now())
-            .await?;
+        let (key, secret) = parent::ops::issue_credentials(&store, &node.id, clock.now()).await?;
         let session = FakeSession {
             token: format!("fresh-{i}"),
             slave_sid: format!("fresh-sid-{i}"),
@@ -122,9 +109,7 @@ async fn scenario(o: &FreshnessOptions, kill: bool) -> anyhow::Result<Outcome> {
         k.parent_api_url = base.clone();
         k.api_key = key;
         k.api_secret = secret;
-        k.wechat_token = Secret::new(&session.token);
-        k.wechat_cookie = Secret::new(session.cookie());
-        k.wechat_base_url = fake.base_url().to_string();
+        session.configure(k, &fake);
         k.wechat_gap_ms = u64::try_from(gap.as_millis()).unwrap_or(u64::MAX);
         k.wechat_gap_jitter_ms = 0;
         (

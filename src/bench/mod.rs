@@ -7,7 +7,6 @@ pub mod freshness;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::parent::{self, AppState};
-use crate::protocol::ids::faker_id_from_feed_id;
 use crate::store::{NewFeed, Store, TaskFields};
 use anyhow::Context;
 use serde_json::{Value, json};
@@ -148,19 +147,7 @@ impl Harness {
         let ids: Vec<String> = (0..n as u64)
             .map(|i| format!("MP_WXS_{}", start + i))
             .collect();
-        let feeds = ids
-            .iter()
-            .map(|id| NewFeed {
-                id: id.clone(),
-                faker_id: faker_id_from_feed_id(id),
-                mp_name: id.clone(),
-                mp_cover: None,
-                mp_intro: None,
-                status: 1,
-                source: "wechat".into(),
-                url: None,
-            })
-            .collect();
+        let feeds = ids.iter().map(|id| NewFeed::wechat(id, id)).collect();
         self.store
             .create_feeds(feeds, Clock::system().now())
             .await?;

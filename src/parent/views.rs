@@ -215,6 +215,20 @@ pub struct Paged<T> {
     pub page: PageView,
 }
 
+impl<T> Paged<T> {
+    /// One page of `total` items, echoing the page asked for.
+    pub fn new(list: Vec<T>, total: i64, page: crate::store::Page) -> Self {
+        Self {
+            list,
+            total,
+            page: PageView {
+                limit: page.limit,
+                offset: page.offset,
+            },
+        }
+    }
+}
+
 /// Echo of the page asked for.
 #[derive(Debug, Serialize)]
 pub struct PageView {

@@ -346,3 +346,30 @@ impl Node {
             .unwrap_or_else(|| vec!["wechat".into()])
     }
 }
+
+impl NewFeed {
+    /// An enabled WeChat feed `MP_WXS_<digits>` named `mp_name`, its `faker_id` derived.
+    pub fn wechat(id: &str, mp_name: &str) -> Self {
+        Self {
+            id: id.to_string(),
+            faker_id: crate::protocol::ids::faker_id_from_feed_id(id),
+            mp_name: mp_name.to_string(),
+            mp_cover: None,
+            mp_intro: None,
+            status: 1,
+            source: "wechat".into(),
+            url: None,
+        }
+    }
+
+    /// An enabled RSS feed at `url`, its id derived from the URL.
+    pub fn rss(url: &str, mp_name: &str) -> Self {
+        Self {
+            id: crate::protocol::ids::rss_feed_id(url),
+            faker_id: None,
+            url: Some(url.to_string()),
+            source: "rss".into(),
+            ..Self::wechat("", mp_name)
+        }
+    }
+}

@@ -25,9 +25,7 @@ fn child_config(
     c.cascade.parent_api_url = p.url("");
     c.cascade.api_key = node.key.clone();
     c.cascade.api_secret = Secret::new(&node.secret);
-    c.cascade.wechat_token = Secret::new(&session.token);
-    c.cascade.wechat_cookie = Secret::new(session.cookie());
-    c.cascade.wechat_base_url = fake.base_url().to_string();
+    session.configure(&mut c.cascade, fake);
     c.cascade.wechat_gap_ms = gap_ms;
     c.cascade.wechat_gap_jitter_ms = 0;
     c.cascade.heartbeat_interval = 1;
@@ -351,9 +349,7 @@ fn stock_child_config(
     c.cascade.parent_api_url = url;
     c.cascade.api_key = "CNstock".into();
     c.cascade.api_secret = Secret::new("CSstock");
-    c.cascade.wechat_token = Secret::new(&session.token);
-    c.cascade.wechat_cookie = Secret::new(session.cookie());
-    c.cascade.wechat_base_url = fake.base_url().to_string();
+    session.configure(&mut c.cascade, fake);
     c.cascade.wechat_gap_ms = 0;
     c.cascade.wechat_gap_jitter_ms = 0;
     c.cascade.task_poll_interval = 1;

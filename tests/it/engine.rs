@@ -1,7 +1,7 @@
 //! The engine around the state machine: a stock child's full cycle, long-poll, notify,
 //! the scheduler and monitoring.
 
-use crate::helpers::{TestParent, cascade, cascade_doc, test_config};
+use crate::helpers::{TestNode, TestParent, cascade, cascade_doc, test_config};
 use axum::routing::post;
 use chrono::TimeDelta;
 use serde_json::{Value, json};
@@ -112,12 +112,8 @@ async fn a_stock_child_completes_a_full_cycle() {
     p.shutdown().await;
 }
 
-#[tokio::test]
-async fn long_poll_returns_as_soon_as_work_is_dispatched() {
-    let p = TestParent::spawn().await;
-    let node = p.online_node("waiter", json!({})).await;
-    let feeds = p.feeds(42_000, 1).await;
-    let task = p.task(&feeds).await;
+/// Starts a `claim-task?wait=25` for `node` and returns once the parent holds it open.
+async fn waiting_claim(p: &TestParent, node: &TestNode) -> tokio::task::JoinHandle<Value> {
     // Move the clock first: the claim's own liveness write then carries a time no earlier
     // request wrote, which tells the test the claim is registered and waiting.
     p.clock.advance(TimeDelta::seconds(1));
@@ -144,6 +140,16 @@ async fn long_poll_returns_as_soon_as_work_is_dispatched() {
     {
         tokio::task::yield_now().await;
     }
+    waiting
+}
+
+#[tokio::test]
+async fn long_poll_returns_as_soon_as_work_is_dispatched() {
+    let p = TestParent::spawn().await;
+    let node = p.online_node("waiter", json!({})).await;
+    let feeds = p.feeds(42_000, 1).await;
+    let task = p.task(&feeds).await;
+    let waiting = waiting_claim(&p, &node).await;
     p.dispatch(&task).await;
     let got = tokio::time::timeout(Duration::from_secs(20), waiting)
         .await
@@ -152,6 +158,23 @@ async fn long_poll_returns_as_soon_as_work_is_dispatched() {
     assert_eq!(got["data"]["feeds"][0]["id"], feeds[0].as_str(), "{got}");
     assert_eq!(got["message"], "认领任务成功");
     p.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_ends_a_long_poll_with_an_empty_answer() {
+    let p = TestParent::spawn().await;
+    let node = p.online_node("waiter", json!({})).await;
+    let waiting = waiting_claim(&p, &node).await;
+    // Graceful shutdown waits for in-flight requests: both finish only if the poll ends early.
+    let got = tokio::time::timeout(Duration::from_secs(20), async {
+        p.shutdown().await;
+        waiting.await.expect("joined")
+    })
+    .await
+    .expect("shutdown answered the long-poll well before its 25 s wait");
+    assert_eq!(got["code"], 0);
+    assert_eq!(got["data"], Value::Null);
+    assert_eq!(got["message"], "暂无待处理任务");
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use super::error::{ApiError, ApiResult};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::protocol::SERVER_VERSION;
-use crate::protocol::credentials::{generate_pair, random_token, sha256_hex};
+use crate::protocol::credentials::{Secret, generate_pair, random_token, sha256_hex};
 use crate::protocol::time::to_wire;
 use crate::protocol::wire::{CreateNode, Heartbeat, LoginForm, UpdateNode};
 use crate::store::{HeartbeatUpdate, LeasePolicy, NewNode, NodeUpdate, Page, Store};
@@ -204,6 +204,22 @@ pub fn node_update(req: UpdateNode) -> ApiResult<NodeUpdate> {
     })
 }
 
+/// Replaces a node's credentials with a fresh pair and returns it (only the hash is kept).
+///
+/// # Errors
+/// Unknown node or database failure.
+pub async fn issue_credentials(
+    store: &Store,
+    id: &str,
+    now: chrono::NaiveDateTime,
+) -> crate::store::Result<(String, Secret)> {
+    let (key, secret) = generate_pair();
+    store
+        .set_node_credentials(id, &key, &sha256_hex(secret.expose()), now)
+        .await?;
+    Ok((key, secret))
+}
+
 /// Generates and stores a new credential pair for a child; the secret is returned only here.
 ///
 /// # Errors
@@ -213,12 +229,7 @@ pub async fn generate_credentials(state: &AppState, id: &str) -> ApiResult<Value
     if node.node_type != 1 {
         return Err(ApiError::bad_request("只有子节点需要凭证"));
     }
-    let (key, secret) = generate_pair();
-    let hash = sha256_hex(secret.expose());
-    state
-        .store
-        .set_node_credentials(id, &key, &hash, state.clock.now())
-        .await?;
+    let (key, secret) = issue_credentials(&state.store, id, state.clock.now()).await?;
     tracing::info!(node.id = %id, "node credentials generated");
     Ok(json!({ "node_id": id, "api_key": key, "api_secret": secret.expose() }))
 }

@@ -5,7 +5,7 @@ use crate::parent::auth::AdminAuth;
 use crate::parent::error::ApiResult;
 use crate::parent::extract::{Json, QueryParams};
 use crate::parent::ops;
-use crate::parent::views::{NodeView, PageView, Paged, SyncLogView};
+use crate::parent::views::{NodeView, Paged, SyncLogView};
 use crate::protocol::Envelope;
 use crate::protocol::time::to_wire;
 use crate::protocol::wire::{CreateNode, UpdateNode};
@@ -141,15 +141,5 @@ pub(super) async fn sync_logs(
     };
     let (logs, total) = state.store.list_sync_logs(filter, page).await?;
     let list = logs.into_iter().map(SyncLogView::from).collect();
-    ok(
-        "success",
-        Paged {
-            list,
-            total,
-            page: PageView {
-                limit: page.limit,
-                offset: page.offset,
-            },
-        },
-    )
+    ok("success", Paged::new(list, total, page))
 }

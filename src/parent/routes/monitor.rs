@@ -5,7 +5,7 @@ use crate::parent::auth::AdminAuth;
 use crate::parent::error::{ApiError, ApiResult};
 use crate::parent::extract::QueryParams;
 use crate::parent::ops;
-use crate::parent::views::{AllocationView, FeedStatusView, PageView, Paged};
+use crate::parent::views::{AllocationView, FeedStatusView, Paged};
 use crate::protocol::Envelope;
 use crate::store::{AllocationFilter, Counters, STATUSES};
 use axum::extract::State;
@@ -59,14 +59,7 @@ pub(super) async fn allocations(
     let list = rows.into_iter().map(AllocationView::from).collect();
     Ok(axum::Json(Envelope::ok(
         "success",
-        Paged {
-            list,
-            total,
-            page: PageView {
-                limit: page.limit,
-                offset: page.offset,
-            },
-        },
+        Paged::new(list, total, page),
     )))
 }
 
@@ -104,14 +97,7 @@ pub(super) async fn feed_status(
         .collect();
     Ok(axum::Json(Envelope::ok(
         "success",
-        Paged {
-            list,
-            total,
-            page: PageView {
-                limit: page.limit,
-                offset: page.offset,
-            },
-        },
+        Paged::new(list, total, page),
     )))
 }
 

@@ -11,16 +11,7 @@ impl TestParent {
         let ids: Vec<String> = (0..n).map(|i| format!("MP_WXS_{}", prefix + i)).collect();
         let feeds = ids
             .iter()
-            .map(|id| NewFeed {
-                id: id.clone(),
-                faker_id: werss_cascade::protocol::ids::faker_id_from_feed_id(id),
-                mp_name: format!("feed {id}"),
-                mp_cover: None,
-                mp_intro: None,
-                status: 1,
-                source: "wechat".into(),
-                url: None,
-            })
+            .map(|id| NewFeed::wechat(id, &format!("feed {id}")))
             .collect();
         self.store
             .create_feeds(feeds, self.clock.now())
