@@ -216,37 +216,22 @@ pub async fn run(
     );
     let mut articles_total = 0;
     for (name, id, token, _) in &children {
-        let (rows, feeds) = store
-            .list_allocations(
-                AllocationFilter {
-                    task_id: Some(task.id.clone()),
-                    node_id: Some(id.clone()),
-                    status: Some("completed".into()),
-                    ..AllocationFilter::default()
-                },
-                Page {
-                    limit: 200,
-                    offset: 0,
-                },
-            )
-            .await?;
-        let mut articles: i64 = rows.iter().map(|a| a.article_count).sum();
-        let mut offset = 200;
-        while offset < feeds {
-            let (more, _) = store
-                .list_allocations(
-                    AllocationFilter {
-                        task_id: Some(task.id.clone()),
-                        node_id: Some(id.clone()),
-                        status: Some("completed".into()),
-                        ..AllocationFilter::default()
-                    },
-                    Page { limit: 200, offset },
-                )
-                .await?;
-            articles += more.iter().map(|a| a.article_count).sum::<i64>();
+        let mine = AllocationFilter {
+            task_id: Some(task.id.clone()),
+            node_id: Some(id.clone()),
+            status: Some("completed".into()),
+            ..AllocationFilter::default()
+        };
+        let (mut articles, mut offset) = (0, 0);
+        let feeds = loop {
+            let page = Page { limit: 200, offset };
+            let (rows, total) = store.list_allocations(mine.clone(), page).await?;
+            articles += rows.iter().map(|a| a.article_count).sum::<i64>();
             offset += 200;
-        }
+            if offset >= total {
+                break total;
+            }
+        };
         articles_total += articles;
         let hits = fake
             .log_for(token)
