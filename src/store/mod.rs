@@ -3,6 +3,8 @@
 //! knows nothing of HTTP.
 
 mod alloc_types;
+mod pg;
+mod rows;
 mod sqlite;
 mod types;
 mod url;

@@ -2,14 +2,14 @@
 //! allocation is ever handed out twice).
 
 use super::SqliteStore;
-use super::nodes::{node_from_row, touch};
-use super::row::RowExt;
+use super::nodes::touch;
 use crate::dispatch::Source;
-use crate::protocol::time::{to_db, to_wire};
-use crate::protocol::wire::{PackageFeed, TaskPackage};
+use crate::protocol::time::to_db;
+use crate::protocol::wire::TaskPackage;
+use crate::store::rows::node_from_row;
+use crate::store::rows::{self, ClaimGate, RowExt, sort_as, take_fitting};
 use crate::store::{
-    ClaimBlock, ClaimOutcome, ClaimPolicy, CreatedAllocation, DispatchBatch, DispatchFeed,
-    NodeLoad, Result,
+    ClaimOutcome, ClaimPolicy, CreatedAllocation, DispatchBatch, DispatchFeed, NodeLoad, Result,
 };
 use chrono::{NaiveDateTime, TimeDelta};
 use sqlx::SqliteConnection;
@@ -154,37 +154,18 @@ impl SqliteStore {
         let mut tx = self.write.begin().await?;
         let node = super::nodes::node_in(&mut tx, node_id).await?;
         touch(&mut tx, node_id, now).await?;
-        let capacity = node.capacity(policy.default_capacity);
-        let free = capacity - node.held_feeds;
-        let cooling = node.cooldown_until.filter(|t| *t > now);
-        let parked = matches!(node.session_state.as_str(), "expired" | "none");
-        let kinds: Vec<String> = node
-            .fetcher_kinds()
-            .into_iter()
-            .filter(|k| k != "wechat" || (cooling.is_none() && !parked))
-            .collect();
-        let blocked = if free <= 0 {
-            Some(ClaimBlock::AtCapacity {
-                held: node.held_feeds,
-                capacity,
-            })
-        } else if kinds.is_empty() {
-            Some(match cooling {
-                Some(until) => ClaimBlock::Cooling(until),
-                None => ClaimBlock::SessionExpired,
-            })
-        } else {
-            None
+        let gate = match ClaimGate::of(&node, now, &policy) {
+            Ok(gate) => gate,
+            Err(block) => {
+                tx.commit().await?;
+                return Ok(ClaimOutcome {
+                    packages: Vec::new(),
+                    blocked: Some(block),
+                });
+            }
         };
-        if blocked.is_some() {
-            tx.commit().await?;
-            return Ok(ClaimOutcome {
-                packages: Vec::new(),
-                blocked,
-            });
-        }
-        let want = limit.min(free);
-        let ids = candidates(&mut tx, node_id, &kinds, free, want, now, &policy).await?;
+        let want = limit.min(gate.free);
+        let ids = candidates(&mut tx, node_id, &gate.kinds, gate.free, want, now, &policy).await?;
         let mut packages = Vec::new();
         if !ids.is_empty() {
             let claimed = mark_claimed(&mut tx, node_id, &ids, now, &policy).await?;
@@ -245,13 +226,7 @@ async fn candidates(
             .bind(&silent_since)
             .fetch_all(&mut *tx)
             .await?;
-        for r in &rows {
-            let count = r.int("feed_count")?.max(1);
-            if count <= room && i64::try_from(picked.len()).unwrap_or(i64::MAX) < want {
-                room -= count;
-                picked.push(r.text("id")?);
-            }
-        }
+        take_fitting(&rows, &mut picked, &mut room, want)?;
     }
     Ok(picked)
 }
@@ -281,18 +256,8 @@ async fn mark_claimed(
     .bind(serde_json::json!(ids).to_string())
     .fetch_all(&mut *tx)
     .await?;
-    let order: std::collections::HashMap<&str, usize> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| (id.as_str(), i))
-        .collect();
     let mut rows = rows;
-    rows.sort_by_key(|r| {
-        r.text("id")
-            .ok()
-            .and_then(|id| order.get(id.as_str()).copied())
-            .unwrap_or(usize::MAX)
-    });
+    sort_as(&mut rows, ids);
     Ok(rows)
 }
 
@@ -319,51 +284,5 @@ async fn package(
         super::lifecycle::fail_not_found(tx, &id, now).await?;
         return Ok(None);
     };
-    let expose = task.flag("expose_to_nodes")?;
-    let feeds = feeds
-        .iter()
-        .map(|f| {
-            Ok(PackageFeed {
-                id: f.text("id")?,
-                faker_id: f.opt_text("faker_id")?.filter(|s| !s.is_empty()),
-                mp_name: f.text("mp_name")?,
-                mp_cover: f.opt_text("mp_cover")?,
-                mp_intro: f.opt_text("mp_intro")?,
-                status: f.opt_int("status")?.unwrap_or(1),
-                source: Some(f.opt_text("source")?.unwrap_or_else(|| "wechat".into())),
-                url: f.opt_text("url")?,
-                etag: f.opt_text("http_etag")?,
-                last_modified: f.opt_text("http_last_modified")?,
-                since: f.opt_int("since")?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let wire = |col: &str| -> Result<Option<String>> { Ok(row.time(col)?.map(to_wire)) };
-    Ok(Some(TaskPackage {
-        allocation_id: id,
-        task_id: row.text("task_id")?,
-        task_name: task.opt_text("name")?,
-        message_type: task.int("message_type")?,
-        message_template: task.opt_text("message_template")?,
-        web_hook_url: task.opt_text("web_hook_url")?,
-        cron_exp: task.opt_text("cron_exp")?,
-        headers: if expose {
-            task.opt_text("headers")?
-        } else {
-            None
-        },
-        cookies: if expose {
-            task.opt_text("cookies")?
-        } else {
-            None
-        },
-        feeds,
-        dispatched_at: wire("dispatched_at")?,
-        claimed_at: wire("claimed_at")?,
-        schedule_run_id: row.opt_text("schedule_run_id")?,
-        attempt: Some(row.int("attempt")?),
-        max_attempts: Some(row.int("max_attempts")?),
-        lease_token: row.opt_text("lease_token")?,
-        lease_expires_at: wire("lease_expires_at")?,
-    }))
+    Ok(Some(rows::package(row, &task, &feeds)?))
 }

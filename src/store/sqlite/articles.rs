@@ -2,10 +2,10 @@
 
 use super::SqliteStore;
 use super::insert_sync_log;
-use super::lifecycle::{check_holder, load};
+use super::lifecycle::load;
 use super::nodes::touch;
-use crate::protocol::ids::article_id;
 use crate::protocol::time::to_db;
+use crate::store::rows::check_article;
 use crate::store::{ArticleIn, Error, Rejected, Result, UploadOutcome};
 use chrono::{NaiveDateTime, TimeDelta};
 use serde_json::json;
@@ -30,7 +30,7 @@ impl SqliteStore {
     ) -> Result<UploadOutcome> {
         let mut tx = self.write.begin().await?;
         let row = load(&mut tx, allocation_id).await?;
-        check_holder(&row, node_id, token.as_deref())?;
+        row.check_holder(node_id, token.as_deref())?;
         if !row.is_held() && row.status != "completed" {
             return Err(Error::InvalidTransition(row.status));
         }
@@ -43,7 +43,7 @@ impl SqliteStore {
             rejected: Vec::new(),
         };
         for item in items {
-            let checked = check_item(&item, &row.feed_ids);
+            let checked = check_article(&item, &row.feed_ids);
             let (stored_id, mp_id) = match checked {
                 Ok(v) => v,
                 Err(error) => {
@@ -115,24 +115,6 @@ impl SqliteStore {
         tx.commit().await?;
         Ok(out)
     }
-}
-
-/// `(stored id, feed id)` of an item, or why it is rejected.
-fn check_item(item: &ArticleIn, feeds: &[String]) -> Result<(String, String), String> {
-    let id = item
-        .id
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .ok_or("missing id")?;
-    let mp_id = match item.mp_id.as_deref().filter(|s| !s.is_empty()) {
-        Some(m) => m.to_string(),
-        None if feeds.len() == 1 => feeds[0].clone(),
-        None => return Err("missing mp_id (the allocation has several feeds)".into()),
-    };
-    if !feeds.contains(&mp_id) {
-        return Err(format!("mp_id {mp_id} is not in this allocation"));
-    }
-    Ok((article_id(&mp_id, id), mp_id))
 }
 
 async fn upsert(

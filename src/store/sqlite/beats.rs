@@ -5,8 +5,8 @@
 //! transaction late, far inside `offline_after` and the lease.
 
 use super::SqliteStore;
-use super::row::RowExt;
 use crate::protocol::time::to_db;
+use crate::store::rows::RowExt;
 use crate::store::{Error, HeartbeatOutcome, HeartbeatUpdate, LeasePolicy, Result};
 use chrono::{NaiveDateTime, TimeDelta};
 use sqlx::{Acquire, SqliteConnection};

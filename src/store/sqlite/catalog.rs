@@ -1,50 +1,10 @@
 //! Feeds and message tasks: what the parent owns and dispatches.
 
 use super::SqliteStore;
-use super::row::RowExt;
 use crate::protocol::time::to_db;
+use crate::store::rows::{feed_from_row, task_from_row};
 use crate::store::{Error, Feed, FeedUpdate, MessageTask, NewFeed, Page, Result, TaskFields};
 use chrono::NaiveDateTime;
-use sqlx::sqlite::SqliteRow;
-
-pub(super) fn feed_from_row(r: &SqliteRow) -> Result<Feed> {
-    Ok(Feed {
-        id: r.text("id")?,
-        faker_id: r.opt_text("faker_id")?.filter(|f| !f.is_empty()),
-        mp_name: r.text("mp_name")?,
-        mp_cover: r.opt_text("mp_cover")?,
-        mp_intro: r.opt_text("mp_intro")?,
-        status: r.opt_int("status")?.unwrap_or(1),
-        source: r.opt_text("source")?.unwrap_or_else(|| "wechat".into()),
-        url: r.opt_text("url")?,
-        update_time: r.opt_int("update_time")?,
-        sync_time: r.opt_int("sync_time")?,
-        created_at: r.time("created_at")?,
-        updated_at: r.time("updated_at")?,
-    })
-}
-
-fn task_from_row(r: &SqliteRow) -> Result<MessageTask> {
-    Ok(MessageTask {
-        id: r.text("id")?,
-        fields: TaskFields {
-            name: r.text("name")?,
-            message_type: r.int("message_type")?,
-            message_template: r.text("message_template")?,
-            web_hook_url: r.text("web_hook_url")?,
-            mps_id: r.opt_text("mps_id")?.unwrap_or_else(|| "[]".into()),
-            cron_exp: r.text("cron_exp")?,
-            status: r.int("status")?,
-            headers: r.opt_text("headers")?,
-            cookies: r.opt_text("cookies")?,
-            expose_to_nodes: r.flag("expose_to_nodes")?,
-        },
-        created_at: r.time("created_at")?,
-        updated_at: r.time("updated_at")?,
-        next_run_at: r.time("next_run_at")?,
-        last_run_at: r.time("last_run_at")?,
-    })
-}
 
 impl SqliteStore {
     pub(crate) async fn create_feed(&self, feed: NewFeed, now: NaiveDateTime) -> Result<Feed> {

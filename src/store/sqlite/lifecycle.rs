@@ -4,46 +4,14 @@
 use super::SqliteStore;
 use super::insert_sync_log;
 use super::nodes::touch;
-use super::row::RowExt;
 use crate::dispatch::Source;
 use crate::dispatch::retry::{self, Next, NodeEffect, Reason};
 use crate::protocol::time::to_db;
+use crate::store::rows::{AllocRow, RowExt};
 use crate::store::{Completion, Error, Failure, LifecyclePolicy, Report, ReportOutcome, Result};
 use chrono::{NaiveDateTime, TimeDelta};
 use serde_json::json;
 use sqlx::SqliteConnection;
-use sqlx::sqlite::SqliteRow;
-
-/// The columns of an allocation the state machine needs.
-pub(super) struct AllocRow {
-    pub(super) id: String,
-    pub(super) task_id: String,
-    pub(super) status: String,
-    pub(super) node_id: Option<String>,
-    pub(super) lease_token: Option<String>,
-    pub(super) attempt: i64,
-    pub(super) max_attempts: i64,
-    pub(super) feed_ids: Vec<String>,
-    pub(super) source: Source,
-    pub(super) available_at: Option<NaiveDateTime>,
-    pub(super) lease_expires_at: Option<NaiveDateTime>,
-}
-
-impl AllocRow {
-    pub(super) fn is_held(&self) -> bool {
-        matches!(self.status.as_str(), "claimed" | "executing")
-    }
-
-    fn outcome(&self) -> ReportOutcome {
-        ReportOutcome {
-            allocation_id: self.id.clone(),
-            status: self.status.clone(),
-            attempt: self.attempt,
-            available_at: self.available_at,
-            lease_expires_at: self.lease_expires_at,
-        }
-    }
-}
 
 pub(super) async fn load(tx: &mut SqliteConnection, id: &str) -> Result<AllocRow> {
     let r = sqlx::query("SELECT * FROM we_cascade_task_allocations WHERE id = $1")
@@ -51,36 +19,7 @@ pub(super) async fn load(tx: &mut SqliteConnection, id: &str) -> Result<AllocRow
         .fetch_optional(tx)
         .await?
         .ok_or(Error::NotFound("allocation"))?;
-    alloc_from_row(&r)
-}
-
-fn alloc_from_row(r: &SqliteRow) -> Result<AllocRow> {
-    Ok(AllocRow {
-        id: r.text("id")?,
-        task_id: r.text("task_id")?,
-        status: r.text("status")?,
-        node_id: r.opt_text("node_id")?,
-        lease_token: r.opt_text("lease_token")?,
-        attempt: r.int("attempt")?,
-        max_attempts: r.opt_int("max_attempts")?.unwrap_or(5),
-        feed_ids: r.string_list("feed_ids")?.unwrap_or_default(),
-        source: Source::parse(&r.opt_text("feed_source")?.unwrap_or_default()),
-        available_at: r.time("available_at")?,
-        lease_expires_at: r.time("lease_expires_at")?,
-    })
-}
-
-/// Checks that `node_id` is (or was, for terminal rows) the holder and the token is current.
-pub(super) fn check_holder(row: &AllocRow, node_id: &str, token: Option<&str>) -> Result<()> {
-    if row.node_id.as_deref() != Some(node_id) {
-        return Err(Error::LeaseLost);
-    }
-    match (token, row.lease_token.as_deref()) {
-        (Some(sent), Some(current)) if !crate::protocol::credentials::ct_eq(sent, current) => {
-            Err(Error::LeaseLost)
-        }
-        _ => Ok(()),
-    }
+    AllocRow::from_row(&r)
 }
 
 fn renew(now: NaiveDateTime, policy: &LifecyclePolicy) -> String {
@@ -99,27 +38,8 @@ impl SqliteStore {
     ) -> Result<ReportOutcome> {
         let mut tx = self.write.begin().await?;
         let row = load(&mut tx, allocation_id).await?;
-        check_holder(&row, node_id, token.as_deref())?;
-        let named_task = match &report {
-            Report::Completed(Some(c)) => Some(c.task_id.as_str()),
-            Report::Failed(f) => f.task_id.as_deref(),
-            _ => None,
-        };
-        if named_task.is_some_and(|t| t != row.task_id) {
-            return Err(Error::Invalid(
-                "task_id does not match the allocation".into(),
-            ));
-        }
-        if !row.is_held() {
-            let same = matches!(
-                (&report, row.status.as_str()),
-                (Report::Completed(_), "completed") | (Report::Failed(_), "failed")
-            );
-            return if same {
-                Ok(row.outcome())
-            } else {
-                Err(Error::InvalidTransition(row.status))
-            };
+        if let Some(done) = row.check_report(&report, node_id, token.as_deref())? {
+            return Ok(done);
         }
         if !matches!(report, Report::Completed(_)) {
             touch(&mut tx, node_id, now).await?;
@@ -137,7 +57,7 @@ impl SqliteStore {
                 .bind(renew(now, &policy))
                 .fetch_one(&mut *tx)
                 .await?;
-                alloc_from_row(&after)?.outcome()
+                AllocRow::from_row(&after)?.outcome()
             }
             Report::Completed(c) => complete(&mut tx, &row, node_id, c, now, &policy).await?,
             Report::Failed(f) => apply_failure(&mut tx, &row, node_id, &f, now, &policy).await?,
@@ -434,5 +354,5 @@ async fn complete(
         now,
     )
     .await?;
-    Ok(alloc_from_row(&after)?.outcome())
+    Ok(AllocRow::from_row(&after)?.outcome())
 }

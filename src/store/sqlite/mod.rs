@@ -14,8 +14,8 @@ mod row;
 
 use super::{Error, Page, Result, SyncLog, SyncLogFilter, User};
 use crate::protocol::time::to_db;
+use crate::store::rows::{RowExt, sync_log_from_row};
 use chrono::NaiveDateTime;
-use row::RowExt;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::path::PathBuf;
@@ -200,20 +200,7 @@ impl SqliteStore {
         .await?;
         let logs = rows
             .iter()
-            .map(|r| {
-                Ok(SyncLog {
-                    id: r.text("id")?,
-                    node_id: r.opt_text("node_id")?,
-                    operation: r.opt_text("operation")?.unwrap_or_default(),
-                    direction: r.opt_text("direction")?.unwrap_or_default(),
-                    status: r.opt_int("status")?.unwrap_or(0),
-                    data_count: r.opt_int("data_count")?.unwrap_or(0),
-                    error_message: r.opt_text("error_message")?,
-                    extra_data: r.json("extra_data")?,
-                    started_at: r.time("started_at")?,
-                    completed_at: r.time("completed_at")?,
-                })
-            })
+            .map(sync_log_from_row)
             .collect::<Result<Vec<_>>>()?;
         Ok((logs, total))
     }

@@ -2,42 +2,10 @@
 //! number of queries, never one per feed or node.
 
 use super::SqliteStore;
-use super::row::RowExt;
 use crate::protocol::time::to_db;
+use crate::store::rows::{allocation_from_row, counters_from, feed_status_from_row, node_from_row};
 use crate::store::{Allocation, AllocationFilter, Counters, FeedStatus, Page, Result};
 use chrono::{NaiveDateTime, TimeDelta};
-use sqlx::sqlite::SqliteRow;
-
-fn allocation_from_row(r: &SqliteRow) -> Result<Allocation> {
-    Ok(Allocation {
-        id: r.text("id")?,
-        task_id: r.text("task_id")?,
-        task_name: r.opt_text("task_name")?,
-        node_id: r.opt_text("node_id")?,
-        node_name: r.opt_text("node_name")?,
-        feed_ids: r.string_list("feed_ids")?.unwrap_or_default(),
-        status: r.text("status")?,
-        result_summary: r.json("result_summary")?,
-        error_message: r.opt_text("error_message")?,
-        dispatched_at: r.time("dispatched_at")?,
-        claimed_at: r.time("claimed_at")?,
-        started_at: r.time("started_at")?,
-        completed_at: r.time("completed_at")?,
-        schedule_run_id: r.opt_text("schedule_run_id")?,
-        article_count: r.int("article_count")?,
-        new_article_count: r.int("new_article_count")?,
-        created_at: r.time("created_at")?,
-        updated_at: r.time("updated_at")?,
-        cron_exp: r.opt_text("cron_exp")?,
-        assigned_node_id: r.opt_text("assigned_node_id")?,
-        feed_count: r.opt_int("feed_count")?.unwrap_or(1),
-        attempt: r.int("attempt")?,
-        max_attempts: r.opt_int("max_attempts")?.unwrap_or(5),
-        available_at: r.time("available_at")?,
-        lease_expires_at: r.time("lease_expires_at")?,
-        reason: r.opt_text("reason")?,
-    })
-}
 
 const ALLOC_WHERE: &str = "WHERE ($1 IS NULL OR a.task_id = $1) AND ($2 IS NULL OR a.node_id = $2)
     AND ($3 IS NULL OR a.status = $3) AND ($4 IS NULL OR a.schedule_run_id = $4)";
@@ -102,28 +70,11 @@ impl SqliteStore {
             sqlx::query("SELECT * , 0 AS held_feeds FROM we_cascade_nodes WHERE node_type = 1")
                 .fetch_all(&self.read)
                 .await?;
-        let (mut online, mut capacity, mut cooling, mut expired) = (0, 0, 0, 0);
-        for n in &nodes {
-            let node = super::nodes::node_from_row(n)?;
-            if node.is_online(now, u64::try_from(offline_after).unwrap_or(0)) {
-                online += 1;
-                capacity += node.capacity(default_capacity);
-                cooling += i64::from(node.cooldown_until.is_some_and(|t| t > now));
-            }
-            expired += i64::from(node.is_active && node.session_state == "expired");
-        }
-        Ok(Counters {
-            pending_tasks: r.int("pending")?,
-            executing_tasks: r.int("executing")?,
-            completed_today: r.int("completed_today")?,
-            failed_today: r.int("failed_today")?,
-            online_nodes: online,
-            delayed_tasks: r.int("delayed")?,
-            held_feeds: r.int("held")?,
-            capacity_total: capacity,
-            cooling_nodes: cooling,
-            session_expired_nodes: expired,
-        })
+        let nodes = nodes
+            .iter()
+            .map(node_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        counters_from(&r, &nodes, now, offline_after, default_capacity)
     }
 
     pub(crate) async fn feed_status(
@@ -162,18 +113,7 @@ impl SqliteStore {
         .await?;
         let list = rows
             .iter()
-            .map(|r| {
-                Ok(FeedStatus {
-                    feed: super::catalog::feed_from_row(r)?,
-                    article_count: r.int("article_count")?,
-                    latest_publish_time: r.opt_int("latest_publish_time")?,
-                    last_task_status: r.opt_text("last_task_status")?,
-                    last_task_at: r.time("last_task_at")?,
-                    last_node_id: r.opt_text("last_node_id")?,
-                    last_node_name: r.opt_text("last_node_name")?,
-                    last_error: r.opt_text("last_error")?,
-                })
-            })
+            .map(feed_status_from_row)
             .collect::<Result<Vec<_>>>()?;
         Ok((list, total))
     }

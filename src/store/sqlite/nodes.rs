@@ -1,56 +1,16 @@
 //! Node records: CRUD, credentials, heartbeats and the holdings that follow a node's state.
 
 use super::SqliteStore;
-use super::row::RowExt;
 use crate::protocol::time::to_db;
+use crate::store::rows::{RowExt, node_from_row};
 use crate::store::{Error, NewNode, Node, NodeCredential, NodeUpdate, Result};
 use chrono::{NaiveDateTime, TimeDelta};
-use serde_json::Value;
 use sqlx::SqliteConnection;
-use sqlx::sqlite::SqliteRow;
 
 const SELECT_NODE: &str = "SELECT n.*,
     (SELECT COALESCE(SUM(a.feed_count), 0) FROM we_cascade_task_allocations a
       WHERE a.node_id = n.id AND a.status IN ('claimed', 'executing')) AS held_feeds
   FROM we_cascade_nodes n";
-
-pub(super) fn node_from_row(r: &SqliteRow) -> Result<Node> {
-    let sync_config = match r.json("sync_config")? {
-        Value::Object(map) => Value::Object(map),
-        _ => Value::Object(Default::default()),
-    };
-    Ok(Node {
-        id: r.text("id")?,
-        node_type: r.int("node_type")?,
-        name: r.text("name")?,
-        description: r.text("description")?,
-        api_url: r.opt_text("api_url")?,
-        callback_url: r.opt_text("callback_url")?,
-        api_key: r.opt_text("api_key")?.filter(|k| !k.is_empty()),
-        has_credentials: r
-            .opt_text("api_secret_hash")?
-            .is_some_and(|h| !h.is_empty()),
-        parent_id: r.opt_text("parent_id")?,
-        status: r.int("status")?,
-        is_active: r.flag("is_active")?,
-        sync_config,
-        last_sync_at: r.time("last_sync_at")?,
-        last_heartbeat_at: r.time("last_heartbeat_at")?,
-        created_at: r.time("created_at")?.unwrap_or_default(),
-        updated_at: r.time("updated_at")?.unwrap_or_default(),
-        capacity: r.opt_int("capacity")?,
-        in_use: r.opt_int("in_use")?,
-        fetchers: r.string_list("fetchers")?,
-        features: r.string_list("features")?,
-        session_state: r
-            .opt_text("session_state")?
-            .unwrap_or_else(|| "unknown".into()),
-        cooldown_until: r.time("cooldown_until")?,
-        cooldown_level: r.int("cooldown_level")?,
-        version: r.opt_text("version")?,
-        held_feeds: r.int("held_feeds")?,
-    })
-}
 
 /// Reads a node inside the caller's transaction.
 pub(super) async fn node_in(tx: &mut SqliteConnection, id: &str) -> Result<Node> {

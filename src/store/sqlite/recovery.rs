@@ -3,7 +3,7 @@
 
 use super::SqliteStore;
 use super::insert_sync_log;
-use super::lifecycle::{apply_failure, check_holder, load, requeue_at};
+use super::lifecycle::{apply_failure, load, requeue_at};
 use super::nodes::touch;
 use crate::dispatch::retry::Reason;
 use crate::protocol::time::to_db;
@@ -36,7 +36,7 @@ impl SqliteStore {
                 }
                 Err(e) => return Err(e),
             };
-            if !row.is_held() || check_holder(&row, node_id, token.as_deref()).is_err() {
+            if !row.is_held() || row.check_holder(node_id, token.as_deref()).is_err() {
                 rejected.push((id, "lease_lost"));
                 continue;
             }

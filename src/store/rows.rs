@@ -1,0 +1,460 @@
+//! What both backends share above the SQL: lenient column readers, decoders from rows to
+//! domain types, and the pure decisions of claims, reports and uploads. Each backend implements
+//! [`RowExt`] for its row type; everything here is written once.
+
+use super::{
+    Allocation, ClaimBlock, ClaimPolicy, Error, Feed, MessageTask, Node, ReportOutcome, Result,
+    SyncLog, TaskFields,
+};
+use crate::dispatch::Source;
+use crate::protocol::ids::article_id;
+use crate::protocol::time::to_wire;
+use crate::protocol::wire::{PackageFeed, TaskPackage};
+use crate::store::ArticleIn;
+use chrono::NaiveDateTime;
+use serde_json::Value;
+
+/// Lenient column readers: adopted WeRSS rows may hold NULLs, numbers as text or datetimes
+/// without a fraction, so every value is decoded by hand rather than by declared type.
+pub(crate) trait RowExt {
+    /// Text (numbers are rendered), `None` for NULL.
+    fn opt_text(&self, col: &str) -> Result<Option<String>>;
+    /// An integer (numeric text is parsed), `None` for NULL.
+    fn opt_int(&self, col: &str) -> Result<Option<i64>>;
+    /// A boolean stored as a boolean or as 0/1.
+    fn flag(&self, col: &str) -> Result<bool>;
+    /// A naive UTC datetime stored as a timestamp or as text.
+    fn time(&self, col: &str) -> Result<Option<NaiveDateTime>>;
+
+    fn text(&self, col: &str) -> Result<String> {
+        Ok(self.opt_text(col)?.unwrap_or_default())
+    }
+    fn int(&self, col: &str) -> Result<i64> {
+        Ok(self.opt_int(col)?.unwrap_or(0))
+    }
+    /// A JSON text column; missing or unparsable text reads as `null`.
+    fn json(&self, col: &str) -> Result<Value> {
+        Ok(self
+            .opt_text(col)?
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null))
+    }
+    /// A JSON list of strings; anything else reads as `None`.
+    fn string_list(&self, col: &str) -> Result<Option<Vec<String>>> {
+        Ok(match self.json(col)? {
+            Value::Array(items) => Some(
+                items
+                    .into_iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect(),
+            ),
+            _ => None,
+        })
+    }
+}
+
+/// A node row with its `held_feeds` column.
+pub(crate) fn node_from_row(r: &impl RowExt) -> Result<Node> {
+    let sync_config = match r.json("sync_config")? {
+        Value::Object(map) => Value::Object(map),
+        _ => Value::Object(Default::default()),
+    };
+    Ok(Node {
+        id: r.text("id")?,
+        node_type: r.int("node_type")?,
+        name: r.text("name")?,
+        description: r.text("description")?,
+        api_url: r.opt_text("api_url")?,
+        callback_url: r.opt_text("callback_url")?,
+        api_key: r.opt_text("api_key")?.filter(|k| !k.is_empty()),
+        has_credentials: r
+            .opt_text("api_secret_hash")?
+            .is_some_and(|h| !h.is_empty()),
+        parent_id: r.opt_text("parent_id")?,
+        status: r.int("status")?,
+        is_active: r.flag("is_active")?,
+        sync_config,
+        last_sync_at: r.time("last_sync_at")?,
+        last_heartbeat_at: r.time("last_heartbeat_at")?,
+        created_at: r.time("created_at")?.unwrap_or_default(),
+        updated_at: r.time("updated_at")?.unwrap_or_default(),
+        capacity: r.opt_int("capacity")?,
+        in_use: r.opt_int("in_use")?,
+        fetchers: r.string_list("fetchers")?,
+        features: r.string_list("features")?,
+        session_state: r
+            .opt_text("session_state")?
+            .unwrap_or_else(|| "unknown".into()),
+        cooldown_until: r.time("cooldown_until")?,
+        cooldown_level: r.int("cooldown_level")?,
+        version: r.opt_text("version")?,
+        held_feeds: r.int("held_feeds")?,
+    })
+}
+
+pub(crate) fn feed_from_row(r: &impl RowExt) -> Result<Feed> {
+    Ok(Feed {
+        id: r.text("id")?,
+        faker_id: r.opt_text("faker_id")?.filter(|f| !f.is_empty()),
+        mp_name: r.text("mp_name")?,
+        mp_cover: r.opt_text("mp_cover")?,
+        mp_intro: r.opt_text("mp_intro")?,
+        status: r.opt_int("status")?.unwrap_or(1),
+        source: r.opt_text("source")?.unwrap_or_else(|| "wechat".into()),
+        url: r.opt_text("url")?,
+        update_time: r.opt_int("update_time")?,
+        sync_time: r.opt_int("sync_time")?,
+        created_at: r.time("created_at")?,
+        updated_at: r.time("updated_at")?,
+    })
+}
+
+pub(crate) fn task_from_row(r: &impl RowExt) -> Result<MessageTask> {
+    Ok(MessageTask {
+        id: r.text("id")?,
+        fields: TaskFields {
+            name: r.text("name")?,
+            message_type: r.int("message_type")?,
+            message_template: r.text("message_template")?,
+            web_hook_url: r.text("web_hook_url")?,
+            mps_id: r.opt_text("mps_id")?.unwrap_or_else(|| "[]".into()),
+            cron_exp: r.text("cron_exp")?,
+            status: r.int("status")?,
+            headers: r.opt_text("headers")?,
+            cookies: r.opt_text("cookies")?,
+            expose_to_nodes: r.flag("expose_to_nodes")?,
+        },
+        created_at: r.time("created_at")?,
+        updated_at: r.time("updated_at")?,
+        next_run_at: r.time("next_run_at")?,
+        last_run_at: r.time("last_run_at")?,
+    })
+}
+
+/// An allocation row joined with its holder's `node_name`.
+pub(crate) fn allocation_from_row(r: &impl RowExt) -> Result<Allocation> {
+    Ok(Allocation {
+        id: r.text("id")?,
+        task_id: r.text("task_id")?,
+        task_name: r.opt_text("task_name")?,
+        node_id: r.opt_text("node_id")?,
+        node_name: r.opt_text("node_name")?,
+        feed_ids: r.string_list("feed_ids")?.unwrap_or_default(),
+        status: r.text("status")?,
+        result_summary: r.json("result_summary")?,
+        error_message: r.opt_text("error_message")?,
+        dispatched_at: r.time("dispatched_at")?,
+        claimed_at: r.time("claimed_at")?,
+        started_at: r.time("started_at")?,
+        completed_at: r.time("completed_at")?,
+        schedule_run_id: r.opt_text("schedule_run_id")?,
+        article_count: r.int("article_count")?,
+        new_article_count: r.int("new_article_count")?,
+        created_at: r.time("created_at")?,
+        updated_at: r.time("updated_at")?,
+        cron_exp: r.opt_text("cron_exp")?,
+        assigned_node_id: r.opt_text("assigned_node_id")?,
+        feed_count: r.opt_int("feed_count")?.unwrap_or(1),
+        attempt: r.int("attempt")?,
+        max_attempts: r.opt_int("max_attempts")?.unwrap_or(5),
+        available_at: r.time("available_at")?,
+        lease_expires_at: r.time("lease_expires_at")?,
+        reason: r.opt_text("reason")?,
+    })
+}
+
+pub(crate) fn sync_log_from_row(r: &impl RowExt) -> Result<SyncLog> {
+    Ok(SyncLog {
+        id: r.text("id")?,
+        node_id: r.opt_text("node_id")?,
+        operation: r.opt_text("operation")?.unwrap_or_default(),
+        direction: r.opt_text("direction")?.unwrap_or_default(),
+        status: r.opt_int("status")?.unwrap_or(0),
+        data_count: r.opt_int("data_count")?.unwrap_or(0),
+        error_message: r.opt_text("error_message")?,
+        extra_data: r.json("extra_data")?,
+        started_at: r.time("started_at")?,
+        completed_at: r.time("completed_at")?,
+    })
+}
+
+/// The columns of an allocation the state machine needs.
+pub(crate) struct AllocRow {
+    pub(crate) id: String,
+    pub(crate) task_id: String,
+    pub(crate) status: String,
+    pub(crate) node_id: Option<String>,
+    pub(crate) lease_token: Option<String>,
+    pub(crate) attempt: i64,
+    pub(crate) max_attempts: i64,
+    pub(crate) feed_ids: Vec<String>,
+    pub(crate) source: Source,
+    pub(crate) available_at: Option<NaiveDateTime>,
+    pub(crate) lease_expires_at: Option<NaiveDateTime>,
+}
+
+impl AllocRow {
+    pub(crate) fn from_row(r: &impl RowExt) -> Result<Self> {
+        Ok(Self {
+            id: r.text("id")?,
+            task_id: r.text("task_id")?,
+            status: r.text("status")?,
+            node_id: r.opt_text("node_id")?,
+            lease_token: r.opt_text("lease_token")?,
+            attempt: r.int("attempt")?,
+            max_attempts: r.opt_int("max_attempts")?.unwrap_or(5),
+            feed_ids: r.string_list("feed_ids")?.unwrap_or_default(),
+            source: Source::parse(&r.opt_text("feed_source")?.unwrap_or_default()),
+            available_at: r.time("available_at")?,
+            lease_expires_at: r.time("lease_expires_at")?,
+        })
+    }
+
+    pub(crate) fn is_held(&self) -> bool {
+        matches!(self.status.as_str(), "claimed" | "executing")
+    }
+
+    pub(crate) fn outcome(&self) -> ReportOutcome {
+        ReportOutcome {
+            allocation_id: self.id.clone(),
+            status: self.status.clone(),
+            attempt: self.attempt,
+            available_at: self.available_at,
+            lease_expires_at: self.lease_expires_at,
+        }
+    }
+
+    /// Checks that `node_id` is (or was, for terminal rows) the holder and the token is current.
+    pub(crate) fn check_holder(&self, node_id: &str, token: Option<&str>) -> Result<()> {
+        if self.node_id.as_deref() != Some(node_id) {
+            return Err(Error::LeaseLost);
+        }
+        match (token, self.lease_token.as_deref()) {
+            (Some(sent), Some(current)) if !crate::protocol::credentials::ct_eq(sent, current) => {
+                Err(Error::LeaseLost)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a report naming `named_task` may apply; `Some` is the idempotent answer for a
+    /// repeated terminal report.
+    pub(crate) fn check_report(
+        &self,
+        report: &super::Report,
+        node_id: &str,
+        token: Option<&str>,
+    ) -> Result<Option<ReportOutcome>> {
+        use super::Report;
+        self.check_holder(node_id, token)?;
+        let named_task = match report {
+            Report::Completed(Some(c)) => Some(c.task_id.as_str()),
+            Report::Failed(f) => f.task_id.as_deref(),
+            _ => None,
+        };
+        if named_task.is_some_and(|t| t != self.task_id) {
+            return Err(Error::Invalid(
+                "task_id does not match the allocation".into(),
+            ));
+        }
+        if self.is_held() {
+            return Ok(None);
+        }
+        let same = matches!(
+            (report, self.status.as_str()),
+            (Report::Completed(_), "completed") | (Report::Failed(_), "failed")
+        );
+        if same {
+            Ok(Some(self.outcome()))
+        } else {
+            Err(Error::InvalidTransition(self.status.clone()))
+        }
+    }
+}
+
+/// What a node may claim now: the fetcher kinds it may take and its free capacity, or why it
+/// may take nothing.
+pub(crate) struct ClaimGate {
+    pub(crate) kinds: Vec<String>,
+    pub(crate) free: i64,
+}
+
+impl ClaimGate {
+    pub(crate) fn of(
+        node: &Node,
+        now: NaiveDateTime,
+        policy: &ClaimPolicy,
+    ) -> std::result::Result<Self, ClaimBlock> {
+        let capacity = node.capacity(policy.default_capacity);
+        let free = capacity - node.held_feeds;
+        let cooling = node.cooldown_until.filter(|t| *t > now);
+        let parked = matches!(node.session_state.as_str(), "expired" | "none");
+        let kinds: Vec<String> = node
+            .fetcher_kinds()
+            .into_iter()
+            .filter(|k| k != "wechat" || (cooling.is_none() && !parked))
+            .collect();
+        if free <= 0 {
+            Err(ClaimBlock::AtCapacity {
+                held: node.held_feeds,
+                capacity,
+            })
+        } else if kinds.is_empty() {
+            Err(match cooling {
+                Some(until) => ClaimBlock::Cooling(until),
+                None => ClaimBlock::SessionExpired,
+            })
+        } else {
+            Ok(Self { kinds, free })
+        }
+    }
+}
+
+/// Picks candidates in order while their feeds fit in `room`, at most `want` in all.
+pub(crate) fn take_fitting(
+    rows: &[impl RowExt],
+    picked: &mut Vec<String>,
+    room: &mut i64,
+    want: i64,
+) -> Result<()> {
+    for r in rows {
+        let count = r.int("feed_count")?.max(1);
+        if count <= *room && i64::try_from(picked.len()).unwrap_or(i64::MAX) < want {
+            *room -= count;
+            picked.push(r.text("id")?);
+        }
+    }
+    Ok(())
+}
+
+/// The package of a claimed allocation row, from its task row and feed rows (each with the
+/// `since` column: the newest stored `publish_time`).
+pub(crate) fn package(
+    row: &impl RowExt,
+    task: &impl RowExt,
+    feeds: &[impl RowExt],
+) -> Result<TaskPackage> {
+    let expose = task.flag("expose_to_nodes")?;
+    let feeds = feeds
+        .iter()
+        .map(|f| {
+            Ok(PackageFeed {
+                id: f.text("id")?,
+                faker_id: f.opt_text("faker_id")?.filter(|s| !s.is_empty()),
+                mp_name: f.text("mp_name")?,
+                mp_cover: f.opt_text("mp_cover")?,
+                mp_intro: f.opt_text("mp_intro")?,
+                status: f.opt_int("status")?.unwrap_or(1),
+                source: Some(f.opt_text("source")?.unwrap_or_else(|| "wechat".into())),
+                url: f.opt_text("url")?,
+                etag: f.opt_text("http_etag")?,
+                last_modified: f.opt_text("http_last_modified")?,
+                since: f.opt_int("since")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let wire = |col: &str| -> Result<Option<String>> { Ok(row.time(col)?.map(to_wire)) };
+    let secret = |col: &str| -> Result<Option<String>> {
+        if expose { task.opt_text(col) } else { Ok(None) }
+    };
+    Ok(TaskPackage {
+        allocation_id: row.text("id")?,
+        task_id: row.text("task_id")?,
+        task_name: task.opt_text("name")?,
+        message_type: task.int("message_type")?,
+        message_template: task.opt_text("message_template")?,
+        web_hook_url: task.opt_text("web_hook_url")?,
+        cron_exp: task.opt_text("cron_exp")?,
+        headers: secret("headers")?,
+        cookies: secret("cookies")?,
+        feeds,
+        dispatched_at: wire("dispatched_at")?,
+        claimed_at: wire("claimed_at")?,
+        schedule_run_id: row.opt_text("schedule_run_id")?,
+        attempt: Some(row.int("attempt")?),
+        max_attempts: Some(row.int("max_attempts")?),
+        lease_token: row.opt_text("lease_token")?,
+        lease_expires_at: wire("lease_expires_at")?,
+    })
+}
+
+/// `(stored id, feed id)` of an uploaded item, or why it is rejected.
+pub(crate) fn check_article(
+    item: &ArticleIn,
+    feeds: &[String],
+) -> std::result::Result<(String, String), String> {
+    let id = item
+        .id
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .ok_or("missing id")?;
+    let mp_id = match item.mp_id.as_deref().filter(|s| !s.is_empty()) {
+        Some(m) => m.to_string(),
+        None if feeds.len() == 1 => feeds[0].clone(),
+        None => return Err("missing mp_id (the allocation has several feeds)".into()),
+    };
+    if !feeds.contains(&mp_id) {
+        return Err(format!("mp_id {mp_id} is not in this allocation"));
+    }
+    Ok((article_id(&mp_id, id), mp_id))
+}
+
+/// Orders rows returned by an `UPDATE … RETURNING` (unordered) as `ids` were.
+pub(crate) fn sort_as<R: RowExt>(rows: &mut [R], ids: &[String]) {
+    let order: std::collections::HashMap<&str, usize> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    rows.sort_by_key(|r| {
+        r.text("id")
+            .ok()
+            .and_then(|id| order.get(id.as_str()).copied())
+            .unwrap_or(usize::MAX)
+    });
+}
+
+/// The counters from the allocation aggregate row and the child nodes.
+pub(crate) fn counters_from(
+    r: &impl RowExt,
+    nodes: &[Node],
+    now: NaiveDateTime,
+    offline_after: i64,
+    default_capacity: u64,
+) -> Result<super::Counters> {
+    let (mut online, mut capacity, mut cooling, mut expired) = (0, 0, 0, 0);
+    for node in nodes {
+        if node.is_online(now, u64::try_from(offline_after).unwrap_or(0)) {
+            online += 1;
+            capacity += node.capacity(default_capacity);
+            cooling += i64::from(node.cooldown_until.is_some_and(|t| t > now));
+        }
+        expired += i64::from(node.is_active && node.session_state == "expired");
+    }
+    Ok(super::Counters {
+        pending_tasks: r.int("pending")?,
+        executing_tasks: r.int("executing")?,
+        completed_today: r.int("completed_today")?,
+        failed_today: r.int("failed_today")?,
+        online_nodes: online,
+        delayed_tasks: r.int("delayed")?,
+        held_feeds: r.int("held")?,
+        capacity_total: capacity,
+        cooling_nodes: cooling,
+        session_expired_nodes: expired,
+    })
+}
+
+/// A feed row joined with its article statistics and last node's name.
+pub(crate) fn feed_status_from_row(r: &impl RowExt) -> Result<super::FeedStatus> {
+    Ok(super::FeedStatus {
+        feed: feed_from_row(r)?,
+        article_count: r.int("article_count")?,
+        latest_publish_time: r.opt_int("latest_publish_time")?,
+        last_task_status: r.opt_text("last_task_status")?,
+        last_task_at: r.time("last_task_at")?,
+        last_node_id: r.opt_text("last_node_id")?,
+        last_node_name: r.opt_text("last_node_name")?,
+        last_error: r.opt_text("last_error")?,
+    })
+}
