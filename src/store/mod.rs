@@ -5,6 +5,7 @@
 mod alloc_types;
 mod pg;
 mod rows;
+mod schema;
 mod sqlite;
 mod types;
 mod url;
@@ -50,6 +51,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Clone)]
 enum Backend {
     Sqlite(sqlite::SqliteStore),
+    Postgres(pg::PgStore),
 }
 
 /// The persistence handle: cheap to clone, shared by handlers and loops.
@@ -62,6 +64,7 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.backend {
             Backend::Sqlite(_) => f.write_str("Store(sqlite)"),
+            Backend::Postgres(_) => f.write_str("Store(postgres)"),
         }
     }
 }
@@ -76,11 +79,57 @@ impl Store {
             DbUrl::Sqlite(target) => Ok(Self {
                 backend: Backend::Sqlite(sqlite::SqliteStore::open(target).await?),
             }),
-            DbUrl::Postgres(_) => Err(Error::Unsupported(
-                "PostgreSQL URLs are recognised but this build stores only to SQLite; use sqlite://…"
-                    .into(),
-            )),
+            DbUrl::Postgres(url) => Ok(Self {
+                backend: Backend::Postgres(pg::PgStore::open(&url).await?),
+            }),
         }
+    }
+
+    /// The backend's name: `sqlite` or `postgres`.
+    pub fn backend_name(&self) -> &'static str {
+        match &self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Tells the other parents on a shared database that work may have appeared (PostgreSQL
+    /// `NOTIFY`); a no-op on SQLite, where there is only one parent.
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn wake_peers(&self) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(()),
+            Backend::Postgres(s) => s.wake_peers().await,
+        }
+    }
+
+    /// A listener for the wake-ups of [`Store::wake_peers`], or `None` when the backend has
+    /// no peers.
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn wake_listener(&self) -> Result<Option<WakeListener>> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(None),
+            Backend::Postgres(s) => Ok(Some(WakeListener(s.wake_listener().await?))),
+        }
+    }
+}
+
+/// Receives other parents' wake-ups.
+pub struct WakeListener(sqlx::postgres::PgListener);
+
+impl WakeListener {
+    /// Waits for the next wake-up. After a lost connection the listener reconnects and
+    /// reports one wake-up, since notifications may have been missed meanwhile.
+    ///
+    /// # Errors
+    /// A database failure while reconnecting.
+    pub async fn next(&mut self) -> Result<()> {
+        self.0.try_recv().await?;
+        Ok(())
     }
 }
 
@@ -93,6 +142,7 @@ macro_rules! delegate {
                 pub async fn $name(&self $(, $arg: $ty)*) -> $ret {
                     match &self.backend {
                         Backend::Sqlite(s) => s.$name($($arg),*).await,
+                        Backend::Postgres(s) => s.$name($($arg),*).await,
                     }
                 }
             )*

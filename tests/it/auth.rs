@@ -1,142 +1,153 @@
 //! Login, lockout, JWT checks and the role matrix (PROTOCOL §3, D1, D19).
 
+use crate::helpers::db::on_both;
 use crate::helpers::{ADMIN, Auth, PASSWORD, TestParent, cascade, cascade_doc};
 use chrono::TimeDelta;
 use reqwest::Method;
 use serde_json::json;
 
-#[tokio::test]
-async fn login_works_on_both_paths_and_token_is_bare_oauth2() {
-    let p = TestParent::spawn().await;
-    for path in ["/api/v1/wx/auth/login", "/api/v1/auth/login"] {
-        let resp = p
-            .client
-            .post(p.url(path))
-            .form(&[("username", ADMIN), ("password", PASSWORD)])
-            .send()
-            .await
-            .expect("sent");
-        let r = TestParent::reply(resp).await;
-        let d = r.ok();
-        assert_eq!(r.body["message"], "success");
-        assert_eq!(d["token_type"], "bearer");
-        assert_eq!(d["expires_in"], 4320 * 60);
-        let token = d["access_token"].as_str().expect("token");
-        p.get(&cascade("/nodes"), &Auth::Bearer(token.into()))
-            .await
-            .ok();
+on_both! {
+    #[tokio::test]
+    async fn login_works_on_both_paths_and_token_is_bare_oauth2(backend) {
+        let p = TestParent::on(backend.clone()).await;
+        for path in ["/api/v1/wx/auth/login", "/api/v1/auth/login"] {
+            let resp = p
+                .client
+                .post(p.url(path))
+                .form(&[("username", ADMIN), ("password", PASSWORD)])
+                .send()
+                .await
+                .expect("sent");
+            let r = TestParent::reply(resp).await;
+            let d = r.ok();
+            assert_eq!(r.body["message"], "success");
+            assert_eq!(d["token_type"], "bearer");
+            assert_eq!(d["expires_in"], 4320 * 60);
+            let token = d["access_token"].as_str().expect("token");
+            p.get(&cascade("/nodes"), &Auth::Bearer(token.into()))
+                .await
+                .ok();
+        }
+        for path in ["/api/v1/wx/auth/token", "/api/v1/auth/token"] {
+            let resp = p
+                .client
+                .post(p.url(path))
+                .form(&[
+                    ("username", ADMIN),
+                    ("password", PASSWORD),
+                    ("grant_type", "password"),
+                ])
+                .send()
+                .await
+                .expect("sent");
+            let r = TestParent::reply(resp).await;
+            assert_eq!(r.status, 200);
+            assert!(r.body.get("code").is_none(), "bare object: {}", r.text);
+            assert_eq!(r.body["token_type"], "bearer");
+            assert!(r.body["access_token"].is_string());
+        }
+        p.shutdown().await;
     }
-    for path in ["/api/v1/wx/auth/token", "/api/v1/auth/token"] {
-        let resp = p
-            .client
-            .post(p.url(path))
-            .form(&[
-                ("username", ADMIN),
-                ("password", PASSWORD),
-                ("grant_type", "password"),
-            ])
-            .send()
-            .await
-            .expect("sent");
-        let r = TestParent::reply(resp).await;
-        assert_eq!(r.status, 200);
-        assert!(r.body.get("code").is_none(), "bare object: {}", r.text);
-        assert_eq!(r.body["token_type"], "bearer");
-        assert!(r.body["access_token"].is_string());
-    }
-    p.shutdown().await;
 }
 
-#[tokio::test]
-async fn wrong_password_counts_down_then_locks_for_fifteen_minutes() {
-    let p = TestParent::spawn().await;
-    let r = p.login(ADMIN, "wrong").await;
-    assert_eq!(r.err(401), "login_failed");
-    assert_eq!(r.body["code"], 40101);
-    assert_eq!(r.body["message"], "用户名或密码错误，您还有4次机会");
-    for _ in 0..3 {
-        p.login(ADMIN, "wrong").await.err(401);
-    }
-    let locked = p.login(ADMIN, "wrong").await;
-    assert_eq!(locked.err(429), "locked");
-    assert!(locked.headers.contains_key("retry-after"));
-    let still = p.login(ADMIN, PASSWORD).await;
-    assert_eq!(
-        still.err(429),
-        "locked",
-        "even the right password waits out the lock"
-    );
-    p.clock
-        .advance(TimeDelta::minutes(15) + TimeDelta::seconds(1));
-    p.login(ADMIN, PASSWORD).await.ok();
-    p.shutdown().await;
-}
-
-#[tokio::test]
-async fn success_resets_the_failure_count() {
-    let p = TestParent::spawn().await;
-    for _ in 0..4 {
-        p.login(ADMIN, "wrong").await.err(401);
-    }
-    p.login(ADMIN, PASSWORD).await.ok();
-    let r = p.login(ADMIN, "wrong").await;
-    assert_eq!(r.body["message"], "用户名或密码错误，您还有4次机会");
-    p.shutdown().await;
-}
-
-#[tokio::test]
-async fn login_rejects_missing_fields_and_non_form_bodies() {
-    let p = TestParent::spawn().await;
-    let resp = p
-        .client
-        .post(p.url("/api/v1/auth/login"))
-        .form(&[("username", ADMIN)])
-        .send()
-        .await
-        .expect("sent");
-    let r = TestParent::reply(resp).await;
-    r.err(400);
-    assert_eq!(r.body["data"]["field"], "password");
-    let resp = p
-        .client
-        .post(p.url("/api/v1/auth/login"))
-        .json(&json!({"username": ADMIN, "password": PASSWORD}))
-        .send()
-        .await
-        .expect("sent");
-    TestParent::reply(resp).await.err(400);
-    p.shutdown().await;
-}
-
-#[tokio::test]
-async fn bad_or_expired_tokens_and_unknown_schemes_get_401() {
-    let p = TestParent::spawn().await;
-    let path = cascade("/nodes");
-    for auth in [
-        Auth::None,
-        Auth::Bearer("not.a.jwt".into()),
-        Auth::Raw("Basic YWRtaW46eA==".into()),
-        Auth::Raw("AK-SK nocolon".into()),
-        Auth::AkSk("WKuserkey".into(), "SKusersecret".into()),
-        // alg=none token for sub=admin
-        Auth::Bearer(
-            "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhZG1pbiIsImV4cCI6OTk5OTk5OTk5OX0."
-                .into(),
-        ),
-    ] {
-        let r = p.get(&path, &auth).await;
-        assert_eq!(r.err(401), "unauthorized", "{auth:?}");
+on_both! {
+    #[tokio::test]
+    async fn wrong_password_counts_down_then_locks_for_fifteen_minutes(backend) {
+        let p = TestParent::on(backend.clone()).await;
+        let r = p.login(ADMIN, "wrong").await;
+        assert_eq!(r.err(401), "login_failed");
+        assert_eq!(r.body["code"], 40101);
+        assert_eq!(r.body["message"], "用户名或密码错误，您还有4次机会");
+        for _ in 0..3 {
+            p.login(ADMIN, "wrong").await.err(401);
+        }
+        let locked = p.login(ADMIN, "wrong").await;
+        assert_eq!(locked.err(429), "locked");
+        assert!(locked.headers.contains_key("retry-after"));
+        let still = p.login(ADMIN, PASSWORD).await;
         assert_eq!(
-            r.headers
-                .get("www-authenticate")
-                .map(|v| v.to_str().unwrap_or("")),
-            Some("Bearer")
+            still.err(429),
+            "locked",
+            "even the right password waits out the lock"
         );
+        p.clock
+            .advance(TimeDelta::minutes(15) + TimeDelta::seconds(1));
+        p.login(ADMIN, PASSWORD).await.ok();
+        p.shutdown().await;
     }
-    p.clock
-        .advance(TimeDelta::minutes(4320) + TimeDelta::seconds(1));
-    p.get(&path, &p.admin()).await.err(401);
-    p.shutdown().await;
+}
+
+on_both! {
+    #[tokio::test]
+    async fn success_resets_the_failure_count(backend) {
+        let p = TestParent::on(backend.clone()).await;
+        for _ in 0..4 {
+            p.login(ADMIN, "wrong").await.err(401);
+        }
+        p.login(ADMIN, PASSWORD).await.ok();
+        let r = p.login(ADMIN, "wrong").await;
+        assert_eq!(r.body["message"], "用户名或密码错误，您还有4次机会");
+        p.shutdown().await;
+    }
+}
+
+on_both! {
+    #[tokio::test]
+    async fn login_rejects_missing_fields_and_non_form_bodies(backend) {
+        let p = TestParent::on(backend.clone()).await;
+        let resp = p
+            .client
+            .post(p.url("/api/v1/auth/login"))
+            .form(&[("username", ADMIN)])
+            .send()
+            .await
+            .expect("sent");
+        let r = TestParent::reply(resp).await;
+        r.err(400);
+        assert_eq!(r.body["data"]["field"], "password");
+        let resp = p
+            .client
+            .post(p.url("/api/v1/auth/login"))
+            .json(&json!({"username": ADMIN, "password": PASSWORD}))
+            .send()
+            .await
+            .expect("sent");
+        TestParent::reply(resp).await.err(400);
+        p.shutdown().await;
+    }
+}
+
+on_both! {
+    #[tokio::test]
+    async fn bad_or_expired_tokens_and_unknown_schemes_get_401(backend) {
+        let p = TestParent::on(backend.clone()).await;
+        let path = cascade("/nodes");
+        for auth in [
+            Auth::None,
+            Auth::Bearer("not.a.jwt".into()),
+            Auth::Raw("Basic YWRtaW46eA==".into()),
+            Auth::Raw("AK-SK nocolon".into()),
+            Auth::AkSk("WKuserkey".into(), "SKusersecret".into()),
+            // alg=none token for sub=admin
+            Auth::Bearer(
+                "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhZG1pbiIsImV4cCI6OTk5OTk5OTk5OX0."
+                    .into(),
+            ),
+        ] {
+            let r = p.get(&path, &auth).await;
+            assert_eq!(r.err(401), "unauthorized", "{auth:?}");
+            assert_eq!(
+                r.headers
+                    .get("www-authenticate")
+                    .map(|v| v.to_str().unwrap_or("")),
+                Some("Bearer")
+            );
+        }
+        p.clock
+            .advance(TimeDelta::minutes(4320) + TimeDelta::seconds(1));
+        p.get(&path, &p.admin()).await.err(401);
+        p.shutdown().await;
+    }
 }
 
 fn admin_routes(node_id: &str) -> Vec<(Method, String)> {
@@ -161,170 +172,182 @@ fn admin_routes(node_id: &str) -> Vec<(Method, String)> {
     ]
 }
 
-#[tokio::test]
-async fn node_credentials_on_every_admin_route_get_403() {
-    let p = TestParent::spawn().await;
-    let node = p.add_node("child").await;
-    for (method, path) in admin_routes(&node.id) {
-        for full in [cascade(&path), cascade_doc(&path)] {
-            let r = p
-                .send(method.clone(), &full, &node.auth(), Some(json!({})))
-                .await;
-            assert_eq!(r.err(403), "forbidden", "{method} {full}");
-            assert_eq!(r.body["message"], "admin credentials required");
+on_both! {
+    #[tokio::test]
+    async fn node_credentials_on_every_admin_route_get_403(backend) {
+        let p = TestParent::on(backend.clone()).await;
+        let node = p.add_node("child").await;
+        for (method, path) in admin_routes(&node.id) {
+            for full in [cascade(&path), cascade_doc(&path)] {
+                let r = p
+                    .send(method.clone(), &full, &node.auth(), Some(json!({})))
+                    .await;
+                assert_eq!(r.err(403), "forbidden", "{method} {full}");
+                assert_eq!(r.body["message"], "admin credentials required");
+            }
         }
-    }
-    // Nothing was changed by the refused calls.
-    let n = p
-        .get(&cascade(&format!("/nodes/{}", node.id)), &p.admin())
-        .await;
-    assert_eq!(n.ok()["name"], "child");
-    p.shutdown().await;
-}
-
-#[tokio::test]
-async fn admin_jwt_on_node_routes_gets_403() {
-    let p = TestParent::spawn().await;
-    for path in ["/heartbeat", "/report-result"] {
-        let r = p
-            .post(
-                &cascade(path),
-                &p.admin(),
-                json!({"task_id": "t", "results": []}),
-            )
+        // Nothing was changed by the refused calls.
+        let n = p
+            .get(&cascade(&format!("/nodes/{}", node.id)), &p.admin())
             .await;
-        assert_eq!(r.err(403), "forbidden", "{path}");
-        assert_eq!(r.body["message"], "node credentials (AK-SK) required");
+        assert_eq!(n.ok()["name"], "child");
+        p.shutdown().await;
     }
-    p.shutdown().await;
 }
 
-#[tokio::test]
-async fn deactivated_node_and_rotated_credentials_get_401() {
-    let p = TestParent::spawn().await;
-    let node = p.add_node("child").await;
-    p.post(&cascade("/heartbeat"), &node.auth(), json!({}))
-        .await
-        .ok();
+on_both! {
+    #[tokio::test]
+    async fn admin_jwt_on_node_routes_gets_403(backend) {
+        let p = TestParent::on(backend.clone()).await;
+        for path in ["/heartbeat", "/report-result"] {
+            let r = p
+                .post(
+                    &cascade(path),
+                    &p.admin(),
+                    json!({"task_id": "t", "results": []}),
+                )
+                .await;
+            assert_eq!(r.err(403), "forbidden", "{path}");
+            assert_eq!(r.body["message"], "node credentials (AK-SK) required");
+        }
+        p.shutdown().await;
+    }
+}
 
-    let rotated = p
-        .post(
-            &cascade(&format!("/nodes/{}/credentials", node.id)),
-            &p.admin(),
-            json!({}),
-        )
-        .await;
-    let new_secret = rotated.ok()["api_secret"]
-        .as_str()
-        .expect("secret")
-        .to_string();
-    let new_key = rotated.ok()["api_key"].as_str().expect("key").to_string();
-    assert_eq!(
+on_both! {
+    #[tokio::test]
+    async fn deactivated_node_and_rotated_credentials_get_401(backend) {
+        let p = TestParent::on(backend.clone()).await;
+        let node = p.add_node("child").await;
         p.post(&cascade("/heartbeat"), &node.auth(), json!({}))
             .await
-            .err(401),
-        "unauthorized"
-    );
-    let fresh = Auth::AkSk(new_key.clone(), new_secret.clone());
-    p.post(&cascade("/heartbeat"), &fresh, json!({})).await.ok();
-    // Right key, wrong secret.
-    p.post(
-        &cascade("/heartbeat"),
-        &Auth::AkSk(new_key, node.secret.clone()),
-        json!({}),
-    )
-    .await
-    .err(401);
+            .ok();
 
-    p.put(
-        &cascade(&format!("/nodes/{}", node.id)),
-        &p.admin(),
-        json!({"is_active": false}),
-    )
-    .await
-    .ok();
-    p.post(&cascade("/heartbeat"), &fresh, json!({}))
+        let rotated = p
+            .post(
+                &cascade(&format!("/nodes/{}/credentials", node.id)),
+                &p.admin(),
+                json!({}),
+            )
+            .await;
+        let new_secret = rotated.ok()["api_secret"]
+            .as_str()
+            .expect("secret")
+            .to_string();
+        let new_key = rotated.ok()["api_key"].as_str().expect("key").to_string();
+        assert_eq!(
+            p.post(&cascade("/heartbeat"), &node.auth(), json!({}))
+                .await
+                .err(401),
+            "unauthorized"
+        );
+        let fresh = Auth::AkSk(new_key.clone(), new_secret.clone());
+        p.post(&cascade("/heartbeat"), &fresh, json!({})).await.ok();
+        // Right key, wrong secret.
+        p.post(
+            &cascade("/heartbeat"),
+            &Auth::AkSk(new_key, node.secret.clone()),
+            json!({}),
+        )
         .await
         .err(401);
-    let n = p
-        .get(&cascade(&format!("/nodes/{}", node.id)), &p.admin())
+
+        p.put(
+            &cascade(&format!("/nodes/{}", node.id)),
+            &p.admin(),
+            json!({"is_active": false}),
+        )
+        .await
+        .ok();
+        p.post(&cascade("/heartbeat"), &fresh, json!({}))
+            .await
+            .err(401);
+        let n = p
+            .get(&cascade(&format!("/nodes/{}", node.id)), &p.admin())
+            .await;
+        assert_eq!(n.ok()["status"], 2);
+        assert_eq!(n.ok()["online"], false);
+        let stored = p.store.get_node(&node.id).await.expect("node stored");
+        assert!(!stored.is_active);
+        p.put(
+            &cascade(&format!("/nodes/{}", node.id)),
+            &p.admin(),
+            json!({"is_active": true}),
+        )
+        .await
+        .ok();
+        p.post(&cascade("/heartbeat"), &fresh, json!({})).await.ok();
+        p.shutdown().await;
+    }
+}
+
+on_both! {
+    #[tokio::test]
+    async fn both_roles_may_read_feeds_and_tasks(backend) {
+        let p = TestParent::on(backend.clone()).await;
+        let node = p.add_node("child").await;
+        p.get(&cascade("/feeds"), &node.auth()).await.ok();
+        p.get(&cascade("/feeds"), &p.admin()).await.ok();
+        p.get(&cascade("/message-tasks"), &node.auth()).await.ok();
+        p.get(&cascade_doc("/message-tasks"), &p.admin()).await.ok();
+        p.get(&cascade("/feeds"), &Auth::None).await.err(401);
+        p.shutdown().await;
+    }
+}
+
+on_both! {
+    #[tokio::test]
+    async fn login_checks_grant_type_and_field_sizes(backend) {
+        let p = TestParent::on(backend.clone()).await;
+        let send = |form: Vec<(&'static str, String)>| {
+            p.client
+                .post(p.url("/api/v1/auth/token"))
+                .form(&form)
+                .send()
+        };
+        let r = TestParent::reply(
+            send(vec![
+                ("username", ADMIN.into()),
+                ("password", PASSWORD.into()),
+                ("grant_type", "client_credentials".into()),
+            ])
+            .await
+            .expect("sent"),
+        )
         .await;
-    assert_eq!(n.ok()["status"], 2);
-    assert_eq!(n.ok()["online"], false);
-    let stored = p.store.get_node(&node.id).await.expect("node stored");
-    assert!(!stored.is_active);
-    p.put(
-        &cascade(&format!("/nodes/{}", node.id)),
-        &p.admin(),
-        json!({"is_active": true}),
-    )
-    .await
-    .ok();
-    p.post(&cascade("/heartbeat"), &fresh, json!({})).await.ok();
-    p.shutdown().await;
+        r.err(400);
+        assert_eq!(r.body["data"]["field"], "grant_type");
+        let r = TestParent::reply(
+            send(vec![
+                ("username", "u".repeat(300)),
+                ("password", "x".into()),
+            ])
+            .await
+            .expect("sent"),
+        )
+        .await;
+        assert_eq!(r.body["data"]["field"], "username");
+        let r = TestParent::reply(
+            send(vec![
+                ("username", "u".into()),
+                ("password", "x".repeat(2 * 1024 * 1024)),
+            ])
+            .await
+            .expect("sent"),
+        )
+        .await;
+        assert_eq!(r.err(413), "too_large");
+        p.shutdown().await;
+    }
 }
 
-#[tokio::test]
-async fn both_roles_may_read_feeds_and_tasks() {
-    let p = TestParent::spawn().await;
-    let node = p.add_node("child").await;
-    p.get(&cascade("/feeds"), &node.auth()).await.ok();
-    p.get(&cascade("/feeds"), &p.admin()).await.ok();
-    p.get(&cascade("/message-tasks"), &node.auth()).await.ok();
-    p.get(&cascade_doc("/message-tasks"), &p.admin()).await.ok();
-    p.get(&cascade("/feeds"), &Auth::None).await.err(401);
-    p.shutdown().await;
-}
-
-#[tokio::test]
-async fn login_checks_grant_type_and_field_sizes() {
-    let p = TestParent::spawn().await;
-    let send = |form: Vec<(&'static str, String)>| {
-        p.client
-            .post(p.url("/api/v1/auth/token"))
-            .form(&form)
-            .send()
-    };
-    let r = TestParent::reply(
-        send(vec![
-            ("username", ADMIN.into()),
-            ("password", PASSWORD.into()),
-            ("grant_type", "client_credentials".into()),
-        ])
-        .await
-        .expect("sent"),
-    )
-    .await;
-    r.err(400);
-    assert_eq!(r.body["data"]["field"], "grant_type");
-    let r = TestParent::reply(
-        send(vec![
-            ("username", "u".repeat(300)),
-            ("password", "x".into()),
-        ])
-        .await
-        .expect("sent"),
-    )
-    .await;
-    assert_eq!(r.body["data"]["field"], "username");
-    let r = TestParent::reply(
-        send(vec![
-            ("username", "u".into()),
-            ("password", "x".repeat(2 * 1024 * 1024)),
-        ])
-        .await
-        .expect("sent"),
-    )
-    .await;
-    assert_eq!(r.err(413), "too_large");
-    p.shutdown().await;
-}
-
-#[tokio::test]
-async fn unknown_users_fail_like_wrong_passwords() {
-    let p = TestParent::spawn().await;
-    let r = p.login("nobody", "x").await;
-    assert_eq!(r.err(401), "login_failed");
-    assert_eq!(r.body["message"], "用户名或密码错误，您还有4次机会");
-    p.shutdown().await;
+on_both! {
+    #[tokio::test]
+    async fn unknown_users_fail_like_wrong_passwords(backend) {
+        let p = TestParent::on(backend.clone()).await;
+        let r = p.login("nobody", "x").await;
+        assert_eq!(r.err(401), "login_failed");
+        assert_eq!(r.body["message"], "用户名或密码错误，您还有4次机会");
+        p.shutdown().await;
+    }
 }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 type Seen = Arc<Mutex<Vec<(String, Value)>>>;
+use crate::helpers::db::on_both;
 use tokio_util::sync::CancellationToken;
 use werss_cascade::child::Child;
 use werss_cascade::protocol::credentials::{Secret, sha256_hex};
@@ -75,183 +76,189 @@ async fn until(p: &TestParent, what: &str, done: impl Fn(&Value) -> bool) -> Val
         .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_child_crawls_its_feeds_and_reports_them() {
-    let p = TestParent::spawn().await;
-    let accounts: Vec<FakeAccount> = (0..3)
-        .map(|i| FakeAccount::generated(3_000_000_000 + i, 4, NEWEST))
-        .collect();
-    let fake = FakeWechat::start(accounts.clone()).await.expect("fake");
-    let session = FakeSession {
-        token: "t1".into(),
-        slave_sid: "s1".into(),
-        limit: None,
-    };
-    fake.add_session(session.clone());
-    let node = p.add_node("crawler").await;
-    let task = task_over(&p, &accounts).await;
-    let child = Child::new(child_config(&p, &node, &fake, &session, 0)).expect("child");
-    let stop = CancellationToken::new();
-    let running = tokio::spawn(child.run(stop.clone()));
-    p.dispatch(&task).await;
-    until(&p, "three completions", |c| c["completed_today"] == 3).await;
-    let fs = p.get(&cascade("/feed-status?limit=10"), &p.admin()).await;
-    for item in fs.ok()["list"].as_array().expect("list") {
-        assert_eq!(item["article_count"], 4, "{item}");
-        assert_eq!(item["update_status"], "fresh");
-        assert_eq!(item["last_task"]["node_name"], "crawler");
-    }
-    let n = p
-        .get(&cascade(&format!("/nodes/{}", node.id)), &p.admin())
-        .await;
-    assert_eq!(n.ok()["session_state"], "valid");
-    assert_eq!(n.ok()["version"], werss_cascade::protocol::SERVER_VERSION);
-
-    // A second run uploads only what is new since the parent's newest article.
-    fake.publish(
-        3_000_000_000,
-        werss_cascade::testkit::wechat::FakePublish {
-            appmsgid: 2_247_499_999,
-            articles: vec![werss_cascade::testkit::wechat::FakeArticle {
-                itemidx: 1,
-                title: "fresh".into(),
-                digest: String::new(),
-                update_time: NEWEST + 60,
-            }],
-        },
-    );
-    p.dispatch(&task).await;
-    until(&p, "second run", |c| c["completed_today"] == 6).await;
-    let one = p
-        .get(
-            &cascade("/feed-status?feed_id=MP_WXS_3000000000"),
-            &p.admin(),
-        )
-        .await;
-    assert_eq!(one.ok()["list"][0]["article_count"], 5);
-    stop.cancel();
-    running.await.expect("joined").expect("child exits cleanly");
-    fake.stop();
-    p.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rate_limited_login_cools_its_node_and_the_work_moves() {
-    let p = TestParent::spawn().await;
-    let accounts: Vec<FakeAccount> = (0..4)
-        .map(|i| FakeAccount::generated(4_000_000_000 + i, 1, NEWEST))
-        .collect();
-    let fake = FakeWechat::start(accounts.clone()).await.expect("fake");
-    let limited = FakeSession {
-        token: "lim".into(),
-        slave_sid: "s-lim".into(),
-        limit: Some((1, Duration::from_secs(3600))),
-    };
-    let healthy = FakeSession {
-        token: "ok".into(),
-        slave_sid: "s-ok".into(),
-        limit: None,
-    };
-    fake.add_session(limited.clone());
-    fake.add_session(healthy.clone());
-    let a = p.add_node("a-limited").await;
-    let b = p.add_node("b-healthy").await;
-    let task = task_over(&p, &accounts).await;
-    let stop = CancellationToken::new();
-    let run_a = tokio::spawn(
-        Child::new(child_config(&p, &a, &fake, &limited, 0))
-            .expect("child a")
-            .run(stop.clone()),
-    );
-    p.dispatch(&task).await;
-    // Alone, A crawls one feed, then its login answers 200013 and the parent cools it down.
-    let cooled = async {
-        loop {
-            let n = p
-                .get(&cascade(&format!("/nodes/{}", a.id)), &p.admin())
-                .await;
-            if n.ok()["cooldown_until"].is_string() {
-                return;
-            }
-            tokio::task::yield_now().await;
+on_both! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_child_crawls_its_feeds_and_reports_them(backend) {
+        let p = TestParent::on(backend.clone()).await;
+        let accounts: Vec<FakeAccount> = (0..3)
+            .map(|i| FakeAccount::generated(3_000_000_000 + i, 4, NEWEST))
+            .collect();
+        let fake = FakeWechat::start(accounts.clone()).await.expect("fake");
+        let session = FakeSession {
+            token: "t1".into(),
+            slave_sid: "s1".into(),
+            limit: None,
+        };
+        fake.add_session(session.clone());
+        let node = p.add_node("crawler").await;
+        let task = task_over(&p, &accounts).await;
+        let child = Child::new(child_config(&p, &node, &fake, &session, 0)).expect("child");
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(child.run(stop.clone()));
+        p.dispatch(&task).await;
+        until(&p, "three completions", |c| c["completed_today"] == 3).await;
+        let fs = p.get(&cascade("/feed-status?limit=10"), &p.admin()).await;
+        for item in fs.ok()["list"].as_array().expect("list") {
+            assert_eq!(item["article_count"], 4, "{item}");
+            assert_eq!(item["update_status"], "fresh");
+            assert_eq!(item["last_task"]["node_name"], "crawler");
         }
-    };
-    tokio::time::timeout(Duration::from_secs(60), cooled)
-        .await
-        .expect("node A cooled down");
-    assert!(fake.log_for("lim").iter().any(|e| e.outcome == "200013"));
-    let run_b = tokio::spawn(
-        Child::new(child_config(&p, &b, &fake, &healthy, 0))
-            .expect("child b")
-            .run(stop.clone()),
-    );
-    until(&p, "all four completed", |c| c["completed_today"] == 4).await;
-    let by_b = p
-        .get(
-            &cascade(&format!("/allocations?node_id={}&status=completed", b.id)),
-            &p.admin(),
-        )
-        .await;
-    assert_eq!(by_b.ok()["total"], 3, "B took the work A could not do");
-    let fs = p.get(&cascade("/feed-status?limit=10"), &p.admin()).await;
-    assert!(
-        fs.ok()["list"]
-            .as_array()
-            .expect("list")
-            .iter()
-            .all(|f| f["article_count"] == 1)
-    );
-    let failed = p
-        .get(&cascade("/allocations?status=failed"), &p.admin())
-        .await;
-    assert_eq!(
-        failed.ok()["total"],
-        0,
-        "rate limits spend no attempt and fail nothing"
-    );
-    stop.cancel();
-    run_a.await.expect("joined").expect("a exits");
-    run_b.await.expect("joined").expect("b exits");
-    fake.stop();
-    p.shutdown().await;
+        let n = p
+            .get(&cascade(&format!("/nodes/{}", node.id)), &p.admin())
+            .await;
+        assert_eq!(n.ok()["session_state"], "valid");
+        assert_eq!(n.ok()["version"], werss_cascade::protocol::SERVER_VERSION);
+
+        // A second run uploads only what is new since the parent's newest article.
+        fake.publish(
+            3_000_000_000,
+            werss_cascade::testkit::wechat::FakePublish {
+                appmsgid: 2_247_499_999,
+                articles: vec![werss_cascade::testkit::wechat::FakeArticle {
+                    itemidx: 1,
+                    title: "fresh".into(),
+                    digest: String::new(),
+                    update_time: NEWEST + 60,
+                }],
+            },
+        );
+        p.dispatch(&task).await;
+        until(&p, "second run", |c| c["completed_today"] == 6).await;
+        let one = p
+            .get(
+                &cascade("/feed-status?feed_id=MP_WXS_3000000000"),
+                &p.admin(),
+            )
+            .await;
+        assert_eq!(one.ok()["list"][0]["article_count"], 5);
+        stop.cancel();
+        running.await.expect("joined").expect("child exits cleanly");
+        fake.stop();
+        p.shutdown().await;
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_releases_work_it_cannot_finish() {
-    let p = TestParent::spawn().await;
-    let accounts: Vec<FakeAccount> = (0..2)
-        .map(|i| FakeAccount::generated(5_000_000_000 + i, 1, NEWEST))
-        .collect();
-    let fake = FakeWechat::start(accounts.clone()).await.expect("fake");
-    let session = FakeSession {
-        token: "slow".into(),
-        slave_sid: "s-slow".into(),
-        limit: None,
-    };
-    fake.add_session(session.clone());
-    let node = p.add_node("slow").await;
-    let task = task_over(&p, &accounts).await;
-    // A one-hour pacing gap: the second feed cannot start before shutdown.
-    let mut config = child_config(&p, &node, &fake, &session, 3_600_000);
-    config.cascade.shutdown_grace = 0;
-    config.cascade.capacity = 1;
-    let stop = CancellationToken::new();
-    let running = tokio::spawn(Child::new(config).expect("child").run(stop.clone()));
-    p.dispatch(&task).await;
-    until(&p, "one completion and one held", |c| {
-        c["completed_today"] == 1 && c["executing_tasks"] == 1
-    })
-    .await;
-    stop.cancel();
-    running.await.expect("joined").expect("child exits cleanly");
-    let released = p
-        .get(&cascade("/allocations?status=pending"), &p.admin())
+on_both! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rate_limited_login_cools_its_node_and_the_work_moves(backend) {
+        let p = TestParent::on(backend.clone()).await;
+        let accounts: Vec<FakeAccount> = (0..4)
+            .map(|i| FakeAccount::generated(4_000_000_000 + i, 1, NEWEST))
+            .collect();
+        let fake = FakeWechat::start(accounts.clone()).await.expect("fake");
+        let limited = FakeSession {
+            token: "lim".into(),
+            slave_sid: "s-lim".into(),
+            limit: Some((1, Duration::from_secs(3600))),
+        };
+        let healthy = FakeSession {
+            token: "ok".into(),
+            slave_sid: "s-ok".into(),
+            limit: None,
+        };
+        fake.add_session(limited.clone());
+        fake.add_session(healthy.clone());
+        let a = p.add_node("a-limited").await;
+        let b = p.add_node("b-healthy").await;
+        let task = task_over(&p, &accounts).await;
+        let stop = CancellationToken::new();
+        let run_a = tokio::spawn(
+            Child::new(child_config(&p, &a, &fake, &limited, 0))
+                .expect("child a")
+                .run(stop.clone()),
+        );
+        p.dispatch(&task).await;
+        // Alone, A crawls one feed, then its login answers 200013 and the parent cools it down.
+        let cooled = async {
+            loop {
+                let n = p
+                    .get(&cascade(&format!("/nodes/{}", a.id)), &p.admin())
+                    .await;
+                if n.ok()["cooldown_until"].is_string() {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), cooled)
+            .await
+            .expect("node A cooled down");
+        assert!(fake.log_for("lim").iter().any(|e| e.outcome == "200013"));
+        let run_b = tokio::spawn(
+            Child::new(child_config(&p, &b, &fake, &healthy, 0))
+                .expect("child b")
+                .run(stop.clone()),
+        );
+        until(&p, "all four completed", |c| c["completed_today"] == 4).await;
+        let by_b = p
+            .get(
+                &cascade(&format!("/allocations?node_id={}&status=completed", b.id)),
+                &p.admin(),
+            )
+            .await;
+        assert_eq!(by_b.ok()["total"], 3, "B took the work A could not do");
+        let fs = p.get(&cascade("/feed-status?limit=10"), &p.admin()).await;
+        assert!(
+            fs.ok()["list"]
+                .as_array()
+                .expect("list")
+                .iter()
+                .all(|f| f["article_count"] == 1)
+        );
+        let failed = p
+            .get(&cascade("/allocations?status=failed"), &p.admin())
+            .await;
+        assert_eq!(
+            failed.ok()["total"],
+            0,
+            "rate limits spend no attempt and fail nothing"
+        );
+        stop.cancel();
+        run_a.await.expect("joined").expect("a exits");
+        run_b.await.expect("joined").expect("b exits");
+        fake.stop();
+        p.shutdown().await;
+    }
+}
+
+on_both! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shutdown_releases_work_it_cannot_finish(backend) {
+        let p = TestParent::on(backend.clone()).await;
+        let accounts: Vec<FakeAccount> = (0..2)
+            .map(|i| FakeAccount::generated(5_000_000_000 + i, 1, NEWEST))
+            .collect();
+        let fake = FakeWechat::start(accounts.clone()).await.expect("fake");
+        let session = FakeSession {
+            token: "slow".into(),
+            slave_sid: "s-slow".into(),
+            limit: None,
+        };
+        fake.add_session(session.clone());
+        let node = p.add_node("slow").await;
+        let task = task_over(&p, &accounts).await;
+        // A one-hour pacing gap: the second feed cannot start before shutdown.
+        let mut config = child_config(&p, &node, &fake, &session, 3_600_000);
+        config.cascade.shutdown_grace = 0;
+        config.cascade.capacity = 1;
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(Child::new(config).expect("child").run(stop.clone()));
+        p.dispatch(&task).await;
+        until(&p, "one completion and one held", |c| {
+            c["completed_today"] == 1 && c["executing_tasks"] == 1
+        })
         .await;
-    assert_eq!(released.ok()["total"], 1);
-    assert_eq!(released.ok()["list"][0]["reason"], "released");
-    assert_eq!(released.ok()["list"][0]["attempt"], 0);
-    fake.stop();
-    p.shutdown().await;
+        stop.cancel();
+        running.await.expect("joined").expect("child exits cleanly");
+        let released = p
+            .get(&cascade("/allocations?status=pending"), &p.admin())
+            .await;
+        assert_eq!(released.ok()["total"], 1);
+        assert_eq!(released.ok()["list"][0]["reason"], "released");
+        assert_eq!(released.ok()["list"][0]["attempt"], 0);
+        fake.stop();
+        p.shutdown().await;
+    }
 }
 
 #[tokio::test]
@@ -539,133 +546,137 @@ async fn a_notify_with_the_hash_header_wakes_the_claim_loop() {
     fake.stop();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_rss_child_crawls_and_then_gets_304() {
-    use werss_cascade::testkit::feeds::{FakeEntry, FakeFeeds, Format};
-    let p = TestParent::spawn().await;
-    let feeds = FakeFeeds::start().await.expect("feeds");
-    let entries = (0..3)
-        .map(|i| FakeEntry {
-            id: format!("g{i}"),
-            title: format!("T{i}"),
-            link: format!("https://e.org/{i}"),
-            published: NEWEST - i,
-        })
-        .collect();
-    let url = feeds.add_feed("blog", Format::Atom, entries);
-    let created = p
-        .post(
-            &cascade("/feeds"),
-            &p.admin(),
-            json!({"mp_name": "blog", "source": "rss", "url": url}),
-        )
-        .await;
-    let feed_id = created.ok()["id"].as_str().expect("id").to_string();
-    let task = p.task(std::slice::from_ref(&feed_id)).await;
-    let node = p.add_node("rss-only").await;
-    let fake = FakeWechat::start(Vec::new()).await.expect("fake");
-    let session = FakeSession {
-        token: "unused".into(),
-        slave_sid: "unused".into(),
-        limit: None,
-    };
-    let mut config = child_config(&p, &node, &fake, &session, 0);
-    config.cascade.fetchers = vec!["rss".into()];
-    let stop = CancellationToken::new();
-    let running = tokio::spawn(Child::new(config).expect("child").run(stop.clone()));
-    p.dispatch(&task).await;
-    until(&p, "first crawl", |c| c["completed_today"] == 1).await;
-    p.dispatch(&task).await;
-    until(&p, "second crawl", |c| c["completed_today"] == 2).await;
-    let log = feeds.log();
-    assert_eq!(log.iter().map(|r| r.status).collect::<Vec<_>>(), [200, 304]);
-    assert!(
-        log[1].if_none_match.is_some(),
-        "validators travelled through the parent"
-    );
-    let fs = p
-        .get(
-            &cascade(&format!("/feed-status?feed_id={feed_id}")),
-            &p.admin(),
-        )
-        .await;
-    assert_eq!(fs.ok()["list"][0]["article_count"], 3);
-    stop.cancel();
-    running.await.expect("joined").expect("child exits");
-    feeds.stop();
-    p.shutdown().await;
+on_both! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_rss_child_crawls_and_then_gets_304(backend) {
+        use werss_cascade::testkit::feeds::{FakeEntry, FakeFeeds, Format};
+        let p = TestParent::on(backend.clone()).await;
+        let feeds = FakeFeeds::start().await.expect("feeds");
+        let entries = (0..3)
+            .map(|i| FakeEntry {
+                id: format!("g{i}"),
+                title: format!("T{i}"),
+                link: format!("https://e.org/{i}"),
+                published: NEWEST - i,
+            })
+            .collect();
+        let url = feeds.add_feed("blog", Format::Atom, entries);
+        let created = p
+            .post(
+                &cascade("/feeds"),
+                &p.admin(),
+                json!({"mp_name": "blog", "source": "rss", "url": url}),
+            )
+            .await;
+        let feed_id = created.ok()["id"].as_str().expect("id").to_string();
+        let task = p.task(std::slice::from_ref(&feed_id)).await;
+        let node = p.add_node("rss-only").await;
+        let fake = FakeWechat::start(Vec::new()).await.expect("fake");
+        let session = FakeSession {
+            token: "unused".into(),
+            slave_sid: "unused".into(),
+            limit: None,
+        };
+        let mut config = child_config(&p, &node, &fake, &session, 0);
+        config.cascade.fetchers = vec!["rss".into()];
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(Child::new(config).expect("child").run(stop.clone()));
+        p.dispatch(&task).await;
+        until(&p, "first crawl", |c| c["completed_today"] == 1).await;
+        p.dispatch(&task).await;
+        until(&p, "second crawl", |c| c["completed_today"] == 2).await;
+        let log = feeds.log();
+        assert_eq!(log.iter().map(|r| r.status).collect::<Vec<_>>(), [200, 304]);
+        assert!(
+            log[1].if_none_match.is_some(),
+            "validators travelled through the parent"
+        );
+        let fs = p
+            .get(
+                &cascade(&format!("/feed-status?feed_id={feed_id}")),
+                &p.admin(),
+            )
+            .await;
+        assert_eq!(fs.ok()["list"][0]["article_count"], 3);
+        stop.cancel();
+        running.await.expect("joined").expect("child exits");
+        feeds.stop();
+        p.shutdown().await;
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_expired_session_parks_the_node_and_the_work_moves() {
-    let p = TestParent::spawn().await;
-    let accounts: Vec<FakeAccount> = (0..3)
-        .map(|i| FakeAccount::generated(4_500_000_000 + i, 1, NEWEST))
-        .collect();
-    let fake = FakeWechat::start(accounts.clone()).await.expect("fake");
-    let dead = FakeSession {
-        token: "dead".into(),
-        slave_sid: "s-dead".into(),
-        limit: None,
-    };
-    let alive = FakeSession {
-        token: "alive".into(),
-        slave_sid: "s-alive".into(),
-        limit: None,
-    };
-    fake.add_session(dead.clone());
-    fake.add_session(alive.clone());
-    fake.expire(&dead.slave_sid);
-    let a = p.add_node("a-expired").await;
-    let b = p.add_node("b-alive").await;
-    let task = task_over(&p, &accounts).await;
-    let stop = CancellationToken::new();
-    let run_a = tokio::spawn(
-        Child::new(child_config(&p, &a, &fake, &dead, 0))
-            .expect("child a")
-            .run(stop.clone()),
-    );
-    p.dispatch(&task).await;
-    let parked = async {
-        loop {
-            let n = p
-                .get(&cascade(&format!("/nodes/{}", a.id)), &p.admin())
-                .await;
-            if n.ok()["session_state"] == "expired" {
-                return;
+on_both! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_expired_session_parks_the_node_and_the_work_moves(backend) {
+        let p = TestParent::on(backend.clone()).await;
+        let accounts: Vec<FakeAccount> = (0..3)
+            .map(|i| FakeAccount::generated(4_500_000_000 + i, 1, NEWEST))
+            .collect();
+        let fake = FakeWechat::start(accounts.clone()).await.expect("fake");
+        let dead = FakeSession {
+            token: "dead".into(),
+            slave_sid: "s-dead".into(),
+            limit: None,
+        };
+        let alive = FakeSession {
+            token: "alive".into(),
+            slave_sid: "s-alive".into(),
+            limit: None,
+        };
+        fake.add_session(dead.clone());
+        fake.add_session(alive.clone());
+        fake.expire(&dead.slave_sid);
+        let a = p.add_node("a-expired").await;
+        let b = p.add_node("b-alive").await;
+        let task = task_over(&p, &accounts).await;
+        let stop = CancellationToken::new();
+        let run_a = tokio::spawn(
+            Child::new(child_config(&p, &a, &fake, &dead, 0))
+                .expect("child a")
+                .run(stop.clone()),
+        );
+        p.dispatch(&task).await;
+        let parked = async {
+            loop {
+                let n = p
+                    .get(&cascade(&format!("/nodes/{}", a.id)), &p.admin())
+                    .await;
+                if n.ok()["session_state"] == "expired" {
+                    return;
+                }
+                tokio::task::yield_now().await;
             }
-            tokio::task::yield_now().await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(60), parked)
-        .await
-        .expect("node A parked");
-    let run_b = tokio::spawn(
-        Child::new(child_config(&p, &b, &fake, &alive, 0))
-            .expect("child b")
-            .run(stop.clone()),
-    );
-    until(&p, "all three completed", |c| c["completed_today"] == 3).await;
-    let by_b = p
-        .get(
-            &cascade(&format!("/allocations?node_id={}&status=completed", b.id)),
-            &p.admin(),
-        )
-        .await;
-    assert_eq!(by_b.ok()["total"], 3);
-    let failed = p
-        .get(&cascade("/allocations?status=failed"), &p.admin())
-        .await;
-    assert_eq!(
-        failed.ok()["total"],
-        0,
-        "an expired session spends no attempt"
-    );
-    let counters = counters(&p).await;
-    assert_eq!(counters["session_expired_nodes"], 1);
-    stop.cancel();
-    run_a.await.expect("joined").expect("a exits");
-    run_b.await.expect("joined").expect("b exits");
-    fake.stop();
-    p.shutdown().await;
+        };
+        tokio::time::timeout(Duration::from_secs(60), parked)
+            .await
+            .expect("node A parked");
+        let run_b = tokio::spawn(
+            Child::new(child_config(&p, &b, &fake, &alive, 0))
+                .expect("child b")
+                .run(stop.clone()),
+        );
+        until(&p, "all three completed", |c| c["completed_today"] == 3).await;
+        let by_b = p
+            .get(
+                &cascade(&format!("/allocations?node_id={}&status=completed", b.id)),
+                &p.admin(),
+            )
+            .await;
+        assert_eq!(by_b.ok()["total"], 3);
+        let failed = p
+            .get(&cascade("/allocations?status=failed"), &p.admin())
+            .await;
+        assert_eq!(
+            failed.ok()["total"],
+            0,
+            "an expired session spends no attempt"
+        );
+        let counters = counters(&p).await;
+        assert_eq!(counters["session_expired_nodes"], 1);
+        stop.cancel();
+        run_a.await.expect("joined").expect("a exits");
+        run_b.await.expect("joined").expect("b exits");
+        fake.stop();
+        p.shutdown().await;
+    }
 }

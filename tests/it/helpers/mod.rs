@@ -1,6 +1,7 @@
 //! Test harness: `TestParent::spawn()` starts a real parent and gives typed access to it.
 
 pub mod alloc;
+pub mod db;
 pub mod process;
 
 use chrono::Utc;
@@ -102,6 +103,8 @@ pub struct TestParent {
     pub state: AppState,
     shutdown: CancellationToken,
     handle: Option<JoinHandle<std::io::Result<()>>>,
+    /// Last, so the database outlives the server (a PostgreSQL one is dropped here).
+    _db: Option<db::TestDb>,
 }
 
 pub fn test_config(dir: &TempDir) -> Config {
@@ -119,6 +122,17 @@ impl TestParent {
     pub async fn spawn() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         Self::spawn_with(test_config(&dir), dir).await
+    }
+
+    /// A parent on a fresh database of `backend`.
+    pub async fn on(backend: db::Backend) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database = db::TestDb::create(&backend, &dir).await;
+        let mut config = test_config(&dir);
+        config.db = database.url.clone();
+        let mut parent = Self::spawn_with(config, dir).await;
+        parent._db = Some(database);
+        parent
     }
 
     pub async fn spawn_with(config: Config, dir: TempDir) -> Self {
@@ -148,6 +162,7 @@ impl TestParent {
             state,
             shutdown,
             handle: Some(handle),
+            _db: None,
         };
         parent.token = parent.login(ADMIN, PASSWORD).await.ok()["access_token"]
             .as_str()

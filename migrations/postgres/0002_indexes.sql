@@ -1,0 +1,21 @@
+-- Indexes for our access paths; run after our columns exist.
+CREATE UNIQUE INDEX IF NOT EXISTS ix_cascade_nodes_api_key
+    ON we_cascade_nodes (api_key) WHERE api_key IS NOT NULL AND api_key <> '';
+DROP INDEX IF EXISTS ix_cascade_alloc_claim;
+DROP INDEX IF EXISTS ix_cascade_alloc_assigned;
+CREATE INDEX IF NOT EXISTS ix_cascade_alloc_claim_order
+    ON we_cascade_task_allocations (status, assigned_node_id, available_at, dispatched_at, id);
+CREATE INDEX IF NOT EXISTS ix_feeds_open_allocation
+    ON we_feeds (open_allocation_id) WHERE open_allocation_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS ix_cascade_alloc_lease
+    ON we_cascade_task_allocations (status, lease_expires_at);
+CREATE INDEX IF NOT EXISTS ix_cascade_alloc_node
+    ON we_cascade_task_allocations (node_id, status);
+CREATE INDEX IF NOT EXISTS ix_cascade_alloc_task
+    ON we_cascade_task_allocations (task_id, status);
+CREATE INDEX IF NOT EXISTS ix_cascade_alloc_dispatched
+    ON we_cascade_task_allocations (dispatched_at);
+CREATE INDEX IF NOT EXISTS ix_cascade_sync_logs_started
+    ON we_cascade_sync_logs (started_at);
+CREATE INDEX IF NOT EXISTS ix_articles_mp_publish
+    ON we_articles (mp_id, publish_time);

@@ -1,0 +1,339 @@
+//! The allocation state machine (PROTOCOL §4.1–§4.3) on PostgreSQL: reports from the holder,
+//! failures and retries. Every change is one transaction with its sync log; the node row is
+//! locked first, then the allocation row (`FOR UPDATE`), then feeds.
+
+use super::PgStore;
+use super::insert_sync_log;
+use super::nodes::{lock, touch};
+use crate::dispatch::Source;
+use crate::dispatch::retry::{self, Next, NodeEffect, Reason};
+use crate::store::rows::{AllocRow, RowExt};
+use crate::store::{Completion, Error, Failure, LifecyclePolicy, Report, ReportOutcome, Result};
+use chrono::{NaiveDateTime, TimeDelta};
+use serde_json::json;
+use sqlx::PgConnection;
+
+/// Reads and locks an allocation row.
+pub(super) async fn load(tx: &mut PgConnection, id: &str) -> Result<AllocRow> {
+    let r = sqlx::query("SELECT * FROM we_cascade_task_allocations WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(tx)
+        .await?
+        .ok_or(Error::NotFound("allocation"))?;
+    AllocRow::from_row(&r)
+}
+
+fn renew(now: NaiveDateTime, policy: &LifecyclePolicy) -> NaiveDateTime {
+    now + TimeDelta::seconds(policy.lease_seconds)
+}
+
+impl PgStore {
+    pub(crate) async fn report(
+        &self,
+        node_id: &str,
+        allocation_id: &str,
+        token: Option<String>,
+        report: Report,
+        now: NaiveDateTime,
+        policy: LifecyclePolicy,
+    ) -> Result<ReportOutcome> {
+        let mut tx = self.pool.begin().await?;
+        lock(&mut tx, node_id).await?;
+        let row = load(&mut tx, allocation_id).await?;
+        if let Some(done) = row.check_report(&report, node_id, token.as_deref())? {
+            return Ok(done);
+        }
+        if !matches!(report, Report::Completed(_)) {
+            touch(&mut tx, node_id, now).await?;
+        }
+        let outcome = match report {
+            Report::Executing => {
+                let after = sqlx::query(
+                    "UPDATE we_cascade_task_allocations SET status = 'executing',
+                        started_at = COALESCE(started_at, $2),
+                        lease_expires_at = LEAST($3, COALESCE(run_deadline, $3)), updated_at = $2
+                      WHERE id = $1 RETURNING *",
+                )
+                .bind(&row.id)
+                .bind(now)
+                .bind(renew(now, &policy))
+                .fetch_one(&mut *tx)
+                .await?;
+                AllocRow::from_row(&after)?.outcome()
+            }
+            Report::Completed(c) => complete(&mut tx, &row, node_id, c, now, &policy).await?,
+            Report::Failed(f) => apply_failure(&mut tx, &row, node_id, &f, now, &policy).await?,
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+}
+
+/// Terminal `failed` with reason `not_found` (task or feeds gone).
+pub(super) async fn fail_not_found(
+    tx: &mut PgConnection,
+    id: &str,
+    now: NaiveDateTime,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE we_cascade_task_allocations SET status = 'failed', reason = 'not_found',
+            error_message = '任务不存在', completed_at = $2, updated_at = $2
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    close_feeds(tx, id).await
+}
+
+/// Frees the feeds of an allocation that reached a terminal state (invariant 5).
+async fn close_feeds(tx: &mut PgConnection, id: &str) -> Result<()> {
+    sqlx::query("UPDATE we_feeds SET open_allocation_id = NULL WHERE open_allocation_id = $1")
+        .bind(id)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+/// Applies a failure by the table of §4.2, with its node effect and sync log.
+pub(super) async fn apply_failure(
+    tx: &mut PgConnection,
+    row: &AllocRow,
+    node_id: &str,
+    f: &Failure,
+    now: NaiveDateTime,
+    policy: &LifecyclePolicy,
+) -> Result<ReportOutcome> {
+    let jitter = rand::random_range(0.5..1.5);
+    let (next, effect) = retry::after_failure(
+        f.reason,
+        row.source,
+        row.attempt,
+        row.max_attempts,
+        f.retry_after,
+        &policy.retry,
+        jitter,
+        now,
+    );
+    match next {
+        Next::Pending {
+            available_at,
+            spend_attempt,
+        } => {
+            requeue_at(tx, row, f, available_at, spend_attempt).await?;
+        }
+        Next::Failed => {
+            sqlx::query(
+                "UPDATE we_cascade_task_allocations SET status = 'failed', reason = $2,
+                    error_message = COALESCE($3, error_message), completed_at = $4, updated_at = $4
+                  WHERE id = $1",
+            )
+            .bind(&row.id)
+            .bind(f.reason.as_str())
+            .bind(&f.error_message)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            close_feeds(tx, &row.id).await?;
+            sqlx::query(
+                "UPDATE we_feeds SET last_allocation_id = $2, last_task_status = 'failed',
+                    last_task_at = $3, last_node_id = $4, last_error = $5
+                  WHERE id = ANY($1)",
+            )
+            .bind(&row.feed_ids)
+            .bind(&row.id)
+            .bind(now)
+            .bind(node_id)
+            .bind(&f.error_message)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    node_effect(tx, node_id, effect, now, policy).await?;
+    let after = load(tx, &row.id).await?;
+    let (operation, direction) = match f.reason {
+        Reason::LeaseExpired | Reason::NodeOffline => ("lease_expired", "local"),
+        _ => ("task_failed", "push"),
+    };
+    let extra = json!({ "allocation_id": row.id, "task_id": row.task_id, "reason": f.reason.as_str(), "status": after.status, "attempt": after.attempt });
+    insert_sync_log(
+        tx,
+        node_id,
+        operation,
+        direction,
+        2,
+        0,
+        f.error_message.as_deref(),
+        &extra,
+        now,
+    )
+    .await?;
+    Ok(after.outcome())
+}
+
+pub(super) async fn requeue_at(
+    tx: &mut PgConnection,
+    row: &AllocRow,
+    f: &Failure,
+    available_at: NaiveDateTime,
+    spend_attempt: bool,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE we_cascade_task_allocations
+            SET status = 'pending', node_id = NULL, assigned_node_id = NULL, lease_token = NULL,
+                lease_expires_at = NULL, run_deadline = NULL, reason = $2,
+                error_message = COALESCE($3, error_message),
+                attempt = CASE WHEN $4 THEN attempt ELSE GREATEST(attempt - 1, 0) END,
+                available_at = $5, updated_at = $5
+          WHERE id = $1",
+    )
+    .bind(&row.id)
+    .bind(f.reason.as_str())
+    .bind(&f.error_message)
+    .bind(spend_attempt)
+    .bind(available_at)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+async fn node_effect(
+    tx: &mut PgConnection,
+    node_id: &str,
+    effect: NodeEffect,
+    now: NaiveDateTime,
+    policy: &LifecyclePolicy,
+) -> Result<()> {
+    match effect {
+        NodeEffect::None => {}
+        NodeEffect::SessionExpired => {
+            sqlx::query("UPDATE we_cascade_nodes SET session_state = 'expired' WHERE id = $1")
+                .bind(node_id)
+                .execute(tx)
+                .await?;
+        }
+        NodeEffect::Cooldown { retry_after } => {
+            let level: i64 = sqlx::query_scalar(
+                "UPDATE we_cascade_nodes SET cooldown_level = cooldown_level + 1 WHERE id = $1
+                 RETURNING cooldown_level::bigint",
+            )
+            .bind(node_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .unwrap_or(1);
+            let until = now + retry::cooldown(level, retry_after, &policy.retry);
+            sqlx::query("UPDATE we_cascade_nodes SET cooldown_until = $2 WHERE id = $1")
+                .bind(node_id)
+                .bind(until)
+                .execute(tx)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn complete(
+    tx: &mut PgConnection,
+    row: &AllocRow,
+    node_id: &str,
+    completion: Option<Completion>,
+    now: NaiveDateTime,
+    policy: &LifecyclePolicy,
+) -> Result<ReportOutcome> {
+    let (summary, given, result_count) = match &completion {
+        Some(c) => (
+            Some(json!({ "task_id": c.task_id, "results": c.raw_results, "article_count": c.article_count }).to_string()),
+            c.article_count,
+            c.results.len(),
+        ),
+        None => (None, 0, 0),
+    };
+    let after = sqlx::query(
+        "UPDATE we_cascade_task_allocations SET status = 'completed', completed_at = $2, updated_at = $2,
+            result_summary = COALESCE($3, result_summary), article_count = GREATEST(article_count, $4),
+            lease_expires_at = NULL, run_deadline = NULL
+          WHERE id = $1 RETURNING *",
+    )
+    .bind(&row.id)
+    .bind(now)
+    .bind(summary)
+    .bind(given)
+    .fetch_one(&mut *tx)
+    .await?;
+    let article_count = after.int("article_count")?;
+    let results = completion.map(|c| c.results).unwrap_or_default();
+    let epoch = now.and_utc().timestamp();
+    let mut any_success = results.is_empty();
+    let mut feeds: Vec<&String> = row.feed_ids.iter().collect();
+    feeds.sort_unstable();
+    for feed in feeds {
+        let result = results
+            .iter()
+            .find(|r| r.feed_id.as_deref() == Some(feed.as_str()));
+        let ok = result.is_none_or(|r| r.success);
+        any_success |= ok && result.is_some();
+        let error = result.filter(|r| !r.success).and_then(|r| r.error.clone());
+        let (etag, modified) =
+            result.map_or((None, None), |r| (r.etag.clone(), r.last_modified.clone()));
+        // Also frees the feed for the next dispatch (invariant 5).
+        sqlx::query(
+            "UPDATE we_feeds SET last_allocation_id = $2, last_task_status = $3, last_task_at = $4,
+                last_node_id = $5, last_error = $6,
+                open_allocation_id = CASE WHEN open_allocation_id = $2 THEN NULL ELSE open_allocation_id END,
+                sync_time = CASE WHEN $7 THEN $8 ELSE sync_time END,
+                update_time = CASE WHEN $7 THEN $8 ELSE update_time END,
+                http_etag = CASE WHEN $7 THEN COALESCE($9, http_etag) ELSE http_etag END,
+                http_last_modified = CASE WHEN $7 THEN COALESCE($10, http_last_modified) ELSE http_last_modified END
+              WHERE id = $1",
+        )
+        .bind(feed)
+        .bind(&row.id)
+        .bind(if ok { "completed" } else { "failed" })
+        .bind(now)
+        .bind(node_id)
+        .bind(error)
+        .bind(ok)
+        .bind(epoch)
+        .bind(etag)
+        .bind(modified)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let limited = results
+        .iter()
+        .find(|r| !r.success && r.reason == Reason::RateLimited);
+    let wechat = row.source == Source::Wechat;
+    // Liveness, last sync and (after a WeChat success) the cooldown level, in one statement.
+    sqlx::query(
+        "UPDATE we_cascade_nodes SET last_heartbeat_at = GREATEST(last_heartbeat_at, $2),
+            status = 1, last_sync_at = $2,
+            cooldown_level = CASE WHEN $3 THEN 0 ELSE cooldown_level END
+          WHERE id = $1",
+    )
+    .bind(node_id)
+    .bind(now)
+    .bind(wechat && any_success && limited.is_none())
+    .execute(&mut *tx)
+    .await?;
+    if let Some(limited) = limited.filter(|_| wechat) {
+        let effect = NodeEffect::Cooldown {
+            retry_after: limited.retry_after,
+        };
+        node_effect(tx, node_id, effect, now, policy).await?;
+    }
+    let extra = json!({ "allocation_id": row.id, "task_id": row.task_id, "article_count": article_count, "result_count": result_count });
+    insert_sync_log(
+        tx,
+        node_id,
+        "task_completion",
+        "push",
+        1,
+        article_count,
+        None,
+        &extra,
+        now,
+    )
+    .await?;
+    Ok(AllocRow::from_row(&after)?.outcome())
+}

@@ -1,0 +1,90 @@
+//! The schema both backends share: our columns on WeRSS tables and the schema version.
+
+/// Schema version written after a successful migration.
+pub(crate) const SCHEMA_VERSION: &str = "1";
+
+/// Our columns added to WeRSS tables: (table, column, SQLite declaration). PostgreSQL takes
+/// the same list through [`pg_declaration`].
+pub(crate) const OUR_COLUMNS: &[(&str, &str, &str)] = &[
+    ("we_cascade_nodes", "capacity", "INTEGER"),
+    ("we_cascade_nodes", "in_use", "INTEGER"),
+    ("we_cascade_nodes", "fetchers", "TEXT"),
+    ("we_cascade_nodes", "features", "TEXT"),
+    (
+        "we_cascade_nodes",
+        "session_state",
+        "VARCHAR(20) NOT NULL DEFAULT 'unknown'",
+    ),
+    ("we_cascade_nodes", "cooldown_until", "DATETIME"),
+    (
+        "we_cascade_nodes",
+        "cooldown_level",
+        "INTEGER NOT NULL DEFAULT 0",
+    ),
+    ("we_cascade_nodes", "version", "VARCHAR(100)"),
+    (
+        "we_cascade_task_allocations",
+        "assigned_node_id",
+        "VARCHAR(255)",
+    ),
+    (
+        "we_cascade_task_allocations",
+        "feed_count",
+        "INTEGER NOT NULL DEFAULT 1",
+    ),
+    (
+        "we_cascade_task_allocations",
+        "attempt",
+        "INTEGER NOT NULL DEFAULT 0",
+    ),
+    (
+        "we_cascade_task_allocations",
+        "max_attempts",
+        "INTEGER NOT NULL DEFAULT 5",
+    ),
+    ("we_cascade_task_allocations", "available_at", "DATETIME"),
+    ("we_cascade_task_allocations", "lease_token", "VARCHAR(64)"),
+    (
+        "we_cascade_task_allocations",
+        "lease_expires_at",
+        "DATETIME",
+    ),
+    ("we_cascade_task_allocations", "run_deadline", "DATETIME"),
+    ("we_cascade_task_allocations", "reason", "VARCHAR(32)"),
+    (
+        "we_cascade_task_allocations",
+        "feed_source",
+        "VARCHAR(20) NOT NULL DEFAULT 'wechat'",
+    ),
+    (
+        "we_feeds",
+        "source",
+        "VARCHAR(20) NOT NULL DEFAULT 'wechat'",
+    ),
+    ("we_feeds", "url", "VARCHAR(1000)"),
+    ("we_feeds", "open_allocation_id", "VARCHAR(255)"),
+    ("we_feeds", "last_allocation_id", "VARCHAR(255)"),
+    ("we_feeds", "last_task_status", "VARCHAR(20)"),
+    ("we_feeds", "last_task_at", "DATETIME"),
+    ("we_feeds", "last_node_id", "VARCHAR(255)"),
+    ("we_feeds", "last_error", "TEXT"),
+    ("we_feeds", "http_etag", "VARCHAR(255)"),
+    ("we_feeds", "http_last_modified", "VARCHAR(255)"),
+    (
+        "we_message_tasks",
+        "expose_to_nodes",
+        "BOOLEAN NOT NULL DEFAULT 0",
+    ),
+    ("we_message_tasks", "next_run_at", "DATETIME"),
+    ("we_message_tasks", "last_run_at", "DATETIME"),
+    ("we_articles", "node_id", "VARCHAR(255)"),
+    ("we_articles", "allocation_id", "VARCHAR(255)"),
+];
+
+/// The PostgreSQL form of an SQLite column declaration.
+pub(crate) fn pg_declaration(sqlite: &str) -> String {
+    sqlite.replace("DATETIME", "TIMESTAMP").replace(
+        "BOOLEAN NOT NULL DEFAULT 0",
+        "BOOLEAN NOT NULL DEFAULT FALSE",
+    )
+}
