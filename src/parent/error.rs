@@ -185,7 +185,12 @@ impl From<store::Error> for ApiError {
                 Self::unavailable()
             }
             store::Error::Database(sqlx::Error::Database(db))
-                if matches!(db.code().as_deref(), Some("5" | "6" | "517")) =>
+                // SQLite busy/locked; PostgreSQL serialization failure, deadlock, lock timeout,
+                // server shutting down or out of connections: all worth a retry.
+                if matches!(
+                    db.code().as_deref(),
+                    Some("5" | "6" | "517" | "40001" | "40P01" | "55P03" | "57P01" | "53300")
+                ) =>
             {
                 tracing::warn!(error = %db, "database busy");
                 Self::unavailable()

@@ -85,7 +85,7 @@ impl AppState {
         let dummy_hash = ops::hash_password(random_token(), config.bcrypt_cost).await?;
         Ok(Self {
             dummy_hash: dummy_hash.into(),
-            notifier: Arc::default(),
+            notifier: Arc::new(notifier::Notifier::new(store.clone())),
             scheduler_running: Arc::new(std::sync::atomic::AtomicBool::new(
                 config.cascade.scheduler,
             )),
@@ -106,9 +106,13 @@ impl AppState {
 /// I/O errors of the listener.
 pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()> {
     let shutdown = state.shutdown.clone();
-    axum::serve(listener, routes::router(state))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    let peers = tokio::spawn(notifier::listen_to_peers(state.clone()));
+    let served = axum::serve(listener, routes::router(state))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
+    shutdown.cancel();
+    let _ = peers.await;
+    served
 }
 
 /// Runs a parent from configuration: opens the store, makes sure an admin exists, binds and

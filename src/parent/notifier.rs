@@ -1,27 +1,85 @@
-//! Wake-ups: long-polls on this parent are woken directly; children are told over HTTP
-//! (PROTOCOL §10) in the background, after the dispatch committed.
+//! Wake-ups: long-polls on this parent are woken directly, long-polls on the other parents of
+//! a shared PostgreSQL database through `NOTIFY`; children are told over HTTP (PROTOCOL §10)
+//! in the background, after the dispatch committed.
 
 use super::AppState;
 use crate::protocol::time::to_wire;
-use crate::store::CreatedAllocation;
+use crate::store::{CreatedAllocation, Store};
 use serde_json::json;
+use std::time::Duration;
 use tokio::sync::Notify;
 
 /// Wakes claims waiting in long-poll when work may have appeared.
 #[derive(Debug, Default)]
 pub struct Notifier {
     wake: Notify,
+    peers: Option<Store>,
 }
 
 impl Notifier {
-    /// Wakes every waiting claim (they re-check and sleep again if there is nothing for them).
+    /// A notifier that also tells the other parents of `store` (when it has any).
+    pub fn new(store: Store) -> Self {
+        Self {
+            wake: Notify::new(),
+            peers: Some(store),
+        }
+    }
+
+    /// Wakes every waiting claim here and on the other parents (they re-check and sleep
+    /// again if there is nothing for them). Call it after the change committed.
     pub fn wake_all(&self) {
+        self.wake_local();
+        if let Some(store) = self.peers.clone().filter(|s| s.backend_name() != "sqlite") {
+            tokio::spawn(async move {
+                if let Err(e) = store.wake_peers().await {
+                    tracing::warn!(error = %e, "cannot wake the other parents");
+                }
+            });
+        }
+    }
+
+    /// Wakes the claims waiting on this parent only.
+    pub fn wake_local(&self) {
         self.wake.notify_waiters();
     }
 
     /// A future that completes at the next [`Notifier::wake_all`].
     pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
         self.wake.notified()
+    }
+}
+
+/// Wakes this parent's long-polls whenever another parent on the same database signals work,
+/// until shutdown. Returns at once when the store has no peers (SQLite).
+pub async fn listen_to_peers(state: AppState) {
+    let shutdown = state.shutdown.clone();
+    loop {
+        let listener = tokio::select! {
+            l = state.store.wake_listener() => l,
+            () = shutdown.cancelled() => return,
+        };
+        match listener {
+            Ok(None) => return,
+            Ok(Some(mut listener)) => loop {
+                tokio::select! {
+                    got = listener.next() => match got {
+                        Ok(()) => state.notifier.wake_local(),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "lost the wake-up channel of the other parents");
+                            break;
+                        }
+                    },
+                    () = shutdown.cancelled() => return,
+                }
+            },
+            Err(e) => tracing::warn!(error = %e, "cannot listen to the other parents"),
+        }
+        // Work may have been announced while the channel was down.
+        state.notifier.wake_local();
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = shutdown.cancelled() => return,
+        }
     }
 }
 

@@ -14,3 +14,4 @@ mod invariants;
 mod lifecycle;
 mod node_api;
 mod nodes;
+mod parents;

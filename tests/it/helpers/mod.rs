@@ -136,12 +136,26 @@ impl TestParent {
     }
 
     pub async fn spawn_with(config: Config, dir: TempDir) -> Self {
+        Self::spawn_on_clock(config, dir, Clock::manual(Utc::now().naive_utc())).await
+    }
+
+    /// Another parent on the database of `first`, sharing its clock (several parents behind
+    /// one load balancer).
+    pub async fn join(first: &Self) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = test_config(&dir);
+        config.db = first.state.config.db.clone();
+        Self::spawn_on_clock(config, dir, first.clock.clone()).await
+    }
+
+    pub async fn spawn_on_clock(config: Config, dir: TempDir, clock: Clock) -> Self {
         LazyLock::force(&TRACING);
         let store = Store::connect(&config.db).await.expect("store opens");
-        let clock = Clock::manual(Utc::now().naive_utc());
-        parent::ops::create_admin(&store, ADMIN, PASSWORD, 4, &clock)
-            .await
-            .expect("admin created");
+        if store.find_user(ADMIN).await.expect("users read").is_none() {
+            parent::ops::create_admin(&store, ADMIN, PASSWORD, 4, &clock)
+                .await
+                .expect("admin created");
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
