@@ -1,5 +1,5 @@
-//! `cascade bench`: starts a parent on a temporary SQLite file and drives the WeRSS protocol
-//! over HTTP on loopback with K simulated children. Measures claim→executing→complete cycles,
+//! `cascade bench`: starts one parent (or several on one PostgreSQL database) on a scratch
+//! database and drives the WeRSS protocol over HTTP on loopback with K simulated children. Measures claim→executing→complete cycles,
 //! claim latency, dispatch time, heartbeat latency during a large dispatch, and RSS.
 
 pub mod freshness;
@@ -22,15 +22,23 @@ pub struct BenchOptions {
     pub seconds: u64,
     /// Feed counts to dispatch (each measured once).
     pub dispatch_sizes: Vec<usize>,
+    /// A PostgreSQL server to run on (a scratch database is created and dropped); `None`
+    /// runs on a temporary SQLite file.
+    pub postgres: Option<String>,
+    /// Parents sharing the database (PostgreSQL only); children are spread over them.
+    pub parents: usize,
 }
 
 struct Harness {
+    /// One base URL per parent; admin calls go to the first.
+    bases: Vec<String>,
     base: String,
     http: reqwest::Client,
     token: String,
     store: Store,
     shutdown: CancellationToken,
     _dir: tempfile::TempDir,
+    _scratch: Option<crate::store::ScratchDb>,
 }
 
 fn rss_kib(field: &str) -> u64 {
@@ -62,21 +70,43 @@ fn ms(d: Duration) -> String {
 }
 
 impl Harness {
-    async fn start() -> anyhow::Result<Self> {
+    async fn start(opts: &BenchOptions) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir().context("while creating a temp dir")?;
+        let scratch = match &opts.postgres {
+            Some(server) => Some(
+                crate::store::ScratchDb::create(server, "cascade_bench")
+                    .await
+                    .context("while creating a scratch database")?,
+            ),
+            None => None,
+        };
         let config = Config {
-            db: format!("sqlite:///{}", dir.path().join("bench.db").display()),
+            db: scratch.as_ref().map_or_else(
+                || format!("sqlite:///{}", dir.path().join("bench.db").display()),
+                |s| s.url.clone(),
+            ),
             bcrypt_cost: 4,
             ..Config::default()
         };
         let store = Store::connect(&config.db).await?;
         let clock = Clock::system();
         parent::ops::create_admin(&store, "bench", "bench-password", 4, &clock).await?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let base = format!("http://{}", listener.local_addr()?);
         let shutdown = CancellationToken::new();
-        let state = AppState::new(config, store.clone(), clock, shutdown.clone()).await?;
-        tokio::spawn(parent::serve(listener, state));
+        let mut bases = Vec::new();
+        for i in 0..opts.parents.max(1) {
+            // Each parent its own store (its own pool), as separate processes would have.
+            let store = if i == 0 {
+                store.clone()
+            } else {
+                Store::connect(&config.db).await?
+            };
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            bases.push(format!("http://{}", listener.local_addr()?));
+            let state =
+                AppState::new(config.clone(), store, clock.clone(), shutdown.clone()).await?;
+            tokio::spawn(parent::serve(listener, state));
+        }
+        let base = bases[0].clone();
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
             .build()?;
@@ -92,12 +122,14 @@ impl Harness {
             .context("no token")?
             .to_string();
         Ok(Self {
+            bases,
             base,
             http,
             token,
             store,
             shutdown,
             _dir: dir,
+            _scratch: scratch,
         })
     }
 
@@ -231,11 +263,18 @@ async fn child(
 /// Set-up failures.
 pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    println!(
-        "# cascade bench ({} cores)\n",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+    anyhow::ensure!(
+        opts.parents <= 1 || opts.postgres.is_some(),
+        "several parents need a shared PostgreSQL database: add --db postgresql://…"
     );
-    let h = Harness::start().await?;
+    let h = Harness::start(&opts).await?;
+    println!(
+        "# cascade bench ({} cores, {}, {} parent{})\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        h.store.backend_name(),
+        h.bases.len(),
+        if h.bases.len() == 1 { "" } else { "s" }
+    );
     println!(
         "RSS idle after start: {:.1} MiB\n",
         rss_kib("VmRSS:") as f64 / 1024.0
@@ -256,8 +295,9 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
         let started = Instant::now();
         let until = started + Duration::from_secs(opts.seconds);
         let mut set = tokio::task::JoinSet::new();
-        for auth in auths {
-            set.spawn(child(h.http.clone(), h.base.clone(), auth, until));
+        for (i, auth) in auths.into_iter().enumerate() {
+            let base = h.bases[i % h.bases.len()].clone();
+            set.spawn(child(h.http.clone(), base, auth, until));
         }
         let (mut cycles, mut all) = (0, Latencies::default());
         while let Some(r) = set.join_next().await {

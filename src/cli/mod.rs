@@ -72,6 +72,13 @@ pub enum Command {
         /// engine: feed counts to dispatch.
         #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
         dispatch: Vec<usize>,
+        /// engine: a PostgreSQL server to run on (a scratch database is created there and
+        /// dropped); without it, a temporary SQLite file.
+        #[arg(long)]
+        db: Option<String>,
+        /// engine: parents sharing the database (needs --db postgresql://…).
+        #[arg(long, default_value_t = 1)]
+        parents: usize,
         /// freshness: list requests per login per window.
         #[arg(long, default_value_t = 10)]
         rate: usize,
@@ -160,12 +167,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             children,
             seconds,
             dispatch,
+            db,
+            parents,
             ..
         } => {
             let opts = crate::bench::BenchOptions {
                 children,
                 seconds,
                 dispatch_sizes: dispatch,
+                postgres: db,
+                parents,
             };
             crate::bench::run(opts).await
         }

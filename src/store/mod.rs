@@ -6,13 +6,15 @@ mod alloc_types;
 mod pg;
 mod rows;
 mod schema;
+mod scratch;
 mod sqlite;
 mod types;
 mod url;
 
 pub use alloc_types::*;
 pub use types::*;
-pub use url::{DbUrl, parse_db_url, redact_url};
+pub use scratch::ScratchDb;
+pub use url::{DbUrl, parse_db_url, redact_url, with_database};
 
 use chrono::NaiveDateTime;
 

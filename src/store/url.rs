@@ -62,9 +62,33 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// A PostgreSQL URL with its database replaced by `name` (query parameters kept).
+pub fn with_database(server: &str, name: &str) -> String {
+    let (base, query) = server.split_once('?').unwrap_or((server, ""));
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[authority_start..]
+        .find('/')
+        .map_or(base.len(), |i| authority_start + i);
+    let mut url = format!("{}/{name}", &base[..path_start]);
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(query);
+    }
+    url
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn database_is_swapped_in_the_url() {
+        assert_eq!(
+            with_database("postgres://u@h:5/base?sslmode=disable", "t_1"),
+            "postgres://u@h:5/t_1?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://u@h:5", "t_1"), "postgres://u@h:5/t_1");
+    }
 
     #[test]
     fn sqlalchemy_forms_are_understood() {
