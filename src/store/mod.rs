@@ -12,8 +12,8 @@ mod types;
 mod url;
 
 pub use alloc_types::*;
-pub use types::*;
 pub use scratch::ScratchDb;
+pub use types::*;
 pub use url::{DbUrl, parse_db_url, redact_url, with_database};
 
 use chrono::NaiveDateTime;

@@ -327,6 +327,10 @@ pub(crate) fn take_fitting(
     Ok(())
 }
 
+/// The task columns a package needs (never `mps_id`, which may list 100k feeds).
+pub(crate) const PACKAGE_TASK: &str = "SELECT name, message_type, message_template, web_hook_url,
+    cron_exp, headers, cookies, expose_to_nodes FROM we_message_tasks WHERE id = $1";
+
 /// The package of a claimed allocation row, from its task row and feed rows (each with the
 /// `since` column: the newest stored `publish_time`).
 pub(crate) fn package(

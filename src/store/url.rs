@@ -87,7 +87,10 @@ mod tests {
             with_database("postgres://u@h:5/base?sslmode=disable", "t_1"),
             "postgres://u@h:5/t_1?sslmode=disable"
         );
-        assert_eq!(with_database("postgres://u@h:5", "t_1"), "postgres://u@h:5/t_1");
+        assert_eq!(
+            with_database("postgres://u@h:5", "t_1"),
+            "postgres://u@h:5/t_1"
+        );
     }
 
     #[test]

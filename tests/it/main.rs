@@ -1,6 +1,7 @@
 //! Integration tests: real parents on 127.0.0.1:0 with a temporary SQLite file, driven over
 //! HTTP. One binary, one module per area.
 
+mod adopt;
 mod auth;
 mod catalog;
 mod child;

@@ -3,6 +3,7 @@
 //! through the other, long-polls wake across parents, and a cron firing happens once.
 
 use crate::helpers::db::{Backend, TestDb};
+use crate::helpers::process::{ParentProcess, cascade_cmd};
 use crate::helpers::{TestNode, TestParent, cascade, test_config};
 use chrono::TimeDelta;
 use serde_json::{Value, json};
@@ -276,4 +277,144 @@ async fn a_cron_task_fires_once_not_once_per_parent() {
         .map(|r| r["schedule_run_id"].as_str().expect("run id"))
         .collect();
     assert_eq!(run_ids.len(), 3);
+}
+
+/// The README's example: two `cascade parent` processes from `examples/several-parents.yaml`
+/// on one database; a login on one is accepted by the other, and work dispatched through one
+/// is claimed through the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_config_runs_two_parents_on_one_database() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = TestDb::create(&backend, &dir).await;
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/several-parents.yaml");
+    let start = |port: &str| {
+        let mut cmd = cascade_cmd(dir.path());
+        cmd.args(["parent", "--config", example])
+            .env("DB", &db.url)
+            .env("PORT", port)
+            .env("CASCADE_ADMIN_PASSWORD", "example-password");
+        ParentProcess::start(cmd)
+    };
+    let one = start("0").await;
+    let two = start("0").await;
+    let client = crate::helpers::http_client();
+    let login: Value = client
+        .post(format!("{}/api/v1/wx/auth/login", one.base))
+        .form(&[("username", "admin"), ("password", "example-password")])
+        .send()
+        .await
+        .expect("login sent")
+        .json()
+        .await
+        .expect("login json");
+    let token = login["data"]["access_token"].as_str().expect("token");
+    let admin = |base: &str, path: &str| {
+        client
+            .post(format!("{base}{}", cascade(path)))
+            .bearer_auth(token)
+    };
+    let node: Value = admin(&two.base, "/nodes")
+        .json(&json!({"node_type": 1, "name": "n"}))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let node_id = node["data"]["node_id"]
+        .as_str()
+        .expect("node created on the other parent");
+    let cred: Value = admin(&one.base, &format!("/nodes/{node_id}/credentials"))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let auth = format!(
+        "AK-SK {}:{}",
+        cred["data"]["api_key"].as_str().expect("key"),
+        cred["data"]["api_secret"].as_str().expect("secret")
+    );
+    let feed: Value = admin(&one.base, "/feeds")
+        .json(&json!({"mp_name": "Example", "faker_id": "Mzg5Mjc3MjIyMA=="}))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let feed_id = feed["data"]["id"].as_str().expect("feed id").to_string();
+    let task: Value = admin(&two.base, "/message-tasks")
+        .json(&json!({"name": "t", "message_template": "", "mps_id": [feed_id], "status": 1}))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let task_id = task["data"]["id"].as_str().expect("task id");
+    client
+        .post(format!("{}{}", two.base, cascade("/heartbeat")))
+        .header("Authorization", &auth)
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("heartbeat");
+    let dispatched: Value = admin(&one.base, &format!("/dispatch-task?task_id={task_id}"))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(dispatched["data"]["allocations_created"], 1);
+    let claimed: Value = client
+        .post(format!("{}{}", two.base, cascade("/claim-task")))
+        .header("Authorization", &auth)
+        .send()
+        .await
+        .expect("claim sent")
+        .json()
+        .await
+        .expect("claim json");
+    assert_eq!(claimed["data"]["feeds"][0]["id"], feed_id.as_str());
+    assert!(one.terminate().await, "first parent exits cleanly");
+    assert!(two.terminate().await, "second parent exits cleanly");
+}
+
+/// Invariant 5 across parents: the same task dispatched on both parents at once opens each
+/// feed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_dispatches_on_two_parents_open_each_feed_once() {
+    let Some((_db, a, b)) = two_parents().await else {
+        return;
+    };
+    for i in 0..4 {
+        a.online_node(&format!("n{i}"), json!({})).await;
+    }
+    let feeds = a.feeds(5_000_000, 3000).await;
+    let task = a.task(&feeds).await;
+    for _ in 0..3 {
+        let (x, y) = tokio::join!(a.dispatch(&task), b.dispatch(&task));
+        let created = x["allocations_created"].as_i64().expect("count")
+            + y["allocations_created"].as_i64().expect("count");
+        let open = a
+            .get(
+                &cascade(&format!(
+                    "/allocations?task_id={task}&status=pending&limit=1"
+                )),
+                &a.admin(),
+            )
+            .await;
+        assert_eq!(
+            open.ok()["total"],
+            3000,
+            "each feed has exactly one open allocation"
+        );
+        assert!(created == 3000 || created == 0, "created {created}");
+    }
 }

@@ -306,7 +306,7 @@ async fn package(
     now: NaiveDateTime,
 ) -> Result<Option<TaskPackage>> {
     let id = row.text("id")?;
-    let task = sqlx::query("SELECT * FROM we_message_tasks WHERE id = $1")
+    let task = sqlx::query(rows::PACKAGE_TASK)
         .bind(row.text("task_id")?)
         .fetch_optional(&mut *tx)
         .await?;

@@ -94,4 +94,3 @@ macro_rules! on_both {
     };
 }
 pub(crate) use on_both;
-
