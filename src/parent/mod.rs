@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 pub mod notifier;
 pub mod ops;
+pub mod outputs;
 pub mod reaper;
 mod routes;
 pub mod scheduler;

@@ -418,6 +418,27 @@ pub(crate) fn sort_as<R: RowExt>(rows: &mut [R], ids: &[String]) {
     });
 }
 
+/// An article row joined with its feed's `mp_name`.
+pub(crate) fn article_from_row(r: &impl RowExt) -> Result<super::StoredArticle> {
+    let html = r.opt_text("content_html")?.filter(|s| !s.is_empty());
+    Ok(super::StoredArticle {
+        id: r.text("id")?,
+        mp_id: r.text("mp_id")?,
+        mp_name: r.opt_text("mp_name")?,
+        title: r.text("title")?,
+        url: r.opt_text("url")?.filter(|s| !s.is_empty()),
+        pic_url: r.opt_text("pic_url")?.filter(|s| !s.is_empty()),
+        description: r.opt_text("description")?.filter(|s| !s.is_empty()),
+        content_html: html.or(r.opt_text("content")?.filter(|s| !s.is_empty())),
+        publish_time: r.opt_int("publish_time")?,
+        updated_at_millis: r.opt_int("updated_at_millis")?,
+    })
+}
+
+/// Columns of [`article_from_row`]; never the Markdown body.
+pub(crate) const ARTICLE_COLUMNS: &str = "a.id, a.mp_id, f.mp_name, a.title, a.url, a.pic_url,
+    a.description, a.content, a.content_html, a.publish_time, a.updated_at_millis";
+
 /// The counters from the allocation aggregate row and the child nodes.
 pub(crate) fn counters_from(
     r: &impl RowExt,

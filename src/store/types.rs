@@ -373,3 +373,28 @@ impl NewFeed {
         }
     }
 }
+
+/// A stored article, as feed outputs and webhooks read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredArticle {
+    /// Stored id (`<feed id>-<item id>`).
+    pub id: String,
+    /// Its feed.
+    pub mp_id: String,
+    /// Its feed's name.
+    pub mp_name: Option<String>,
+    /// Title.
+    pub title: String,
+    /// Link.
+    pub url: Option<String>,
+    /// Cover image.
+    pub pic_url: Option<String>,
+    /// Summary.
+    pub description: Option<String>,
+    /// Body as HTML (`content_html`, else `content`).
+    pub content_html: Option<String>,
+    /// Epoch seconds.
+    pub publish_time: Option<i64>,
+    /// Last change, epoch milliseconds.
+    pub updated_at_millis: Option<i64>,
+}

@@ -15,4 +15,5 @@ mod invariants;
 mod lifecycle;
 mod node_api;
 mod nodes;
+mod outputs;
 mod parents;

@@ -7,6 +7,7 @@ mod catalog;
 mod login;
 mod monitor;
 mod node;
+mod outputs;
 
 use super::AppState;
 use super::error::{ApiError, REQUEST_ID};
@@ -70,6 +71,23 @@ fn cascade() -> Router<AppState> {
         .route("/heartbeat", post(node::heartbeat))
         .route("/report-result", post(node::report_result))
         .route("/notify", post(node::notify))
+        .route(
+            "/feeds/import-opml",
+            post(outputs::import_opml).layer(DefaultBodyLimit::max(OPML_LIMIT)),
+        )
+        .route("/feeds/export-opml", get(outputs::opml))
+}
+
+/// OPML imports may name thousands of feeds.
+const OPML_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Reader-facing outputs at WeRSS's paths.
+fn output_routes() -> Router<AppState> {
+    Router::new()
+        .route("/rss/{feed_id}", get(outputs::rss))
+        .route("/feed/{file}", get(outputs::feed))
+        .route("/feed/task/{file}", get(outputs::task_feed))
+        .route("/opml", get(outputs::opml))
 }
 
 /// Admin login; form bodies share the JSON body limit.
@@ -87,6 +105,7 @@ pub(super) fn router(state: AppState) -> Router {
         .nest("/api/v1/wx/cascade", cascade())
         .nest("/api/v1/cascade", cascade())
         .merge(login_routes().layer(DefaultBodyLimit::max(BODY_LIMIT)))
+        .merge(output_routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)

@@ -5,7 +5,7 @@ use super::insert_sync_log;
 use super::lifecycle::load;
 use super::nodes::touch;
 use crate::protocol::time::to_db;
-use crate::store::rows::check_article;
+use crate::store::rows::{ARTICLE_COLUMNS, article_from_row, check_article};
 use crate::store::{ArticleIn, Error, Rejected, Result, UploadOutcome};
 use chrono::{NaiveDateTime, TimeDelta};
 use serde_json::json;
@@ -18,6 +18,25 @@ enum Upsert {
 }
 
 impl SqliteStore {
+    pub(crate) async fn list_articles(
+        &self,
+        feed_ids: Option<Vec<String>>,
+        page: crate::store::Page,
+    ) -> Result<Vec<crate::store::StoredArticle>> {
+        let sql = format!(
+            "SELECT {ARTICLE_COLUMNS} FROM we_articles a LEFT JOIN we_feeds f ON f.id = a.mp_id
+              WHERE ($1 IS NULL OR a.mp_id IN (SELECT value FROM json_each($1)))
+              ORDER BY COALESCE(a.publish_time, 0) DESC, a.id DESC LIMIT $2 OFFSET $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(feed_ids.map(|ids| json!(ids).to_string()))
+            .bind(page.limit)
+            .bind(page.offset)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(article_from_row).collect()
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn upload_articles(
         &self,
