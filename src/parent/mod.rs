@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod metrics;
 pub mod notifier;
 pub mod ops;
 pub mod outputs;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub dummy_hash: Arc<str>,
     /// Wakes long-polls.
     pub notifier: Arc<notifier::Notifier>,
+    /// Event metrics for `/metrics`.
+    pub metrics: Arc<metrics::Metrics>,
     /// Whether cron firings dispatch (start/stop-scheduler).
     pub scheduler_running: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -87,6 +90,7 @@ impl AppState {
         Ok(Self {
             dummy_hash: dummy_hash.into(),
             notifier: Arc::new(notifier::Notifier::new(store.clone())),
+            metrics: Arc::default(),
             scheduler_running: Arc::new(std::sync::atomic::AtomicBool::new(
                 config.cascade.scheduler,
             )),

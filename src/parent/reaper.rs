@@ -31,6 +31,7 @@ impl Reaper {
             .reap(s.clock.now(), offline_after, lifecycle_policy(s))
             .await?;
         if outcome != ReapOutcome::default() {
+            s.metrics.reaped(&outcome);
             tracing::info!(
                 expired = outcome.expired,
                 offline_nodes = outcome.offline_nodes,

@@ -439,6 +439,10 @@ pub(crate) fn article_from_row(r: &impl RowExt) -> Result<super::StoredArticle> 
 pub(crate) const ARTICLE_COLUMNS: &str = "a.id, a.mp_id, f.mp_name, a.title, a.url, a.pic_url,
     a.description, a.content, a.content_html, a.publish_time, a.updated_at_millis";
 
+/// Allocations by status (same text on both backends).
+pub(crate) const ALLOCATION_COUNTS: &str =
+    "SELECT status, COUNT(*) AS n FROM we_cascade_task_allocations GROUP BY status ORDER BY status";
+
 /// The counters from the allocation aggregate row and the child nodes.
 pub(crate) fn counters_from(
     r: &impl RowExt,

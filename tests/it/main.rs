@@ -13,6 +13,7 @@ mod fetch;
 mod helpers;
 mod invariants;
 mod lifecycle;
+mod metrics;
 mod node_api;
 mod nodes;
 mod outputs;

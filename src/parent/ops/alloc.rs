@@ -94,6 +94,7 @@ pub async fn dispatch_tasks(
     tasks: Vec<MessageTask>,
     run_id: String,
 ) -> ApiResult<Value> {
+    let started = std::time::Instant::now();
     let now = state.clock.now();
     let c = &state.config.cascade;
     let mut nodes: Vec<NodeSnapshot> = state
@@ -179,6 +180,7 @@ pub async fn dispatch_tasks(
         allocations,
     };
     let created = state.store.apply_dispatch(batch, now).await?;
+    state.metrics.dispatch(started.elapsed(), created.len());
     state.notifier.wake_all();
     let total_created = created.len();
     let mut by_task: HashMap<String, Vec<_>> = HashMap::new();
@@ -240,10 +242,12 @@ pub async fn claim(
         let notified = state.notifier.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
+        let started = std::time::Instant::now();
         let outcome = state
             .store
             .claim(node_id, limit, state.clock.now(), claim_policy(state))
             .await?;
+        state.metrics.claim(started.elapsed(), &outcome);
         if !outcome.packages.is_empty()
             || outcome.blocked.is_some()
             || tokio::time::Instant::now() >= deadline
@@ -318,6 +322,7 @@ async fn apply_report(
     report: Report,
 ) -> ApiResult<ReportOutcome> {
     let requeued = matches!(report, Report::Failed(_));
+    state.metrics.report(&report);
     let outcome = state
         .store
         .report(

@@ -107,6 +107,7 @@ pub(super) fn router(state: AppState) -> Router {
         .merge(login_routes().layer(DefaultBodyLimit::max(BODY_LIMIT)))
         .merge(output_routes())
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/readyz", get(readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
@@ -167,4 +168,16 @@ async fn readyz(State(state): State<AppState>) -> Result<axum::Json<serde_json::
     Ok(axum::Json(
         serde_json::json!({ "code": 0, "message": "success", "data": { "status": "ready" } }),
     ))
+}
+
+async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let body = state.metrics.render(&state).await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
 }

@@ -2,7 +2,9 @@
 //! number of queries, never one per feed or node.
 
 use super::PgStore;
-use crate::store::rows::{allocation_from_row, counters_from, feed_status_from_row, node_from_row};
+use crate::store::rows::{
+    RowExt, allocation_from_row, counters_from, feed_status_from_row, node_from_row,
+};
 use crate::store::{Allocation, AllocationFilter, Counters, FeedStatus, Page, Result};
 use chrono::{NaiveDateTime, TimeDelta};
 
@@ -43,6 +45,15 @@ impl PgStore {
             .map(allocation_from_row)
             .collect::<Result<Vec<_>>>()?;
         Ok((list, total))
+    }
+
+    pub(crate) async fn allocation_counts(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(crate::store::rows::ALLOCATION_COUNTS)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.text("status")?, r.int("n")?)))
+            .collect()
     }
 
     pub(crate) async fn counters(
