@@ -64,6 +64,9 @@ const CASCADE_KEYS: &[&str] = &[
     "max_claim_batch",
     "reap_interval",
     "notify_timeout",
+    "webhook_timeout",
+    "webhook_attempts",
+    "webhook_backoff_ms",
     "max_upload_bytes",
     "scheduler",
     "timezone",
@@ -196,6 +199,12 @@ cascade_config! {
     reap_interval: u64 = 15, "lenient_u64";
     /// Timeout of a notify or test-connection call.
     notify_timeout: u64 = 5, "lenient_u64";
+    /// Timeout of one webhook call.
+    webhook_timeout: u64 = 10, "lenient_u64";
+    /// Tries per webhook (1 = no retry).
+    webhook_attempts: u64 = 4, "lenient_u64";
+    /// Wait before the first webhook retry; doubles each time.
+    webhook_backoff_ms: u64 = 2000, "lenient_u64";
     /// Body limit of `upload-articles`.
     max_upload_bytes: u64 = 32 * 1024 * 1024, "lenient_u64";
     /// Whether the cron scheduler starts running.
@@ -348,6 +357,7 @@ fn clamp_durations(config: &mut Config) {
         &mut c.max_wait,
         &mut c.reap_interval,
         &mut c.notify_timeout,
+        &mut c.webhook_timeout,
         &mut c.heartbeat_interval,
         &mut c.task_poll_interval,
         &mut c.shutdown_grace,

@@ -12,6 +12,7 @@ pub mod reaper;
 mod routes;
 pub mod scheduler;
 pub mod views;
+pub mod webhooks;
 
 use crate::clock::Clock;
 use crate::config::{Config, WERSS_DEFAULT_SECRETS};

@@ -253,6 +253,9 @@ pub struct UploadOutcome {
     pub ids: Vec<Option<String>>,
     /// Rejected items.
     pub rejected: Vec<Rejected>,
+    /// Stored ids of the inserted items (for webhooks; not part of the reply).
+    #[serde(skip)]
+    pub new_ids: Vec<String>,
 }
 
 /// An allocation row as admins see it.

@@ -222,6 +222,8 @@ delegate! {
     fn upload_articles(&self, node_id: &str, allocation_id: &str, token: Option<String>, items: Vec<ArticleIn>, now: NaiveDateTime, lease_seconds: i64) -> Result<UploadOutcome>;
     /// Articles of the given feeds (all feeds when `None`), newest first.
     fn list_articles(&self, feed_ids: Option<Vec<String>>, page: Page) -> Result<Vec<StoredArticle>>;
+    /// The named articles, newest first.
+    fn get_articles(&self, ids: Vec<String>) -> Result<Vec<StoredArticle>>;
     /// Returns held allocations to `pending` without spending an attempt.
     fn release(&self, node_id: &str, items: Vec<(String, Option<String>)>, now: NaiveDateTime) -> Result<(Vec<String>, Vec<(String, &'static str)>)>;
     /// Expires leases and takes work from silent nodes.

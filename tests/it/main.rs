@@ -18,3 +18,4 @@ mod node_api;
 mod nodes;
 mod outputs;
 mod parents;
+mod webhooks;

@@ -85,6 +85,7 @@ pub(super) async fn upload_articles(
             lease,
         )
         .await?;
+    crate::parent::webhooks::new_articles(&state, out.new_ids.clone());
     Ok(axum::Json(Envelope::ok("文章数据上行成功", out)))
 }
 

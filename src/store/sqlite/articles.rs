@@ -18,6 +18,21 @@ enum Upsert {
 }
 
 impl SqliteStore {
+    pub(crate) async fn get_articles(
+        &self,
+        ids: Vec<String>,
+    ) -> Result<Vec<crate::store::StoredArticle>> {
+        let sql = format!(
+            "SELECT {ARTICLE_COLUMNS} FROM we_articles a LEFT JOIN we_feeds f ON f.id = a.mp_id
+              WHERE a.id IN (SELECT value FROM json_each($1)) ORDER BY COALESCE(a.publish_time, 0) DESC, a.id DESC"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(json!(ids).to_string())
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(article_from_row).collect()
+    }
+
     pub(crate) async fn list_articles(
         &self,
         feed_ids: Option<Vec<String>>,
@@ -60,6 +75,7 @@ impl SqliteStore {
             updated_count: 0,
             ids: Vec::with_capacity(items.len()),
             rejected: Vec::new(),
+            new_ids: Vec::new(),
         };
         for item in items {
             let checked = check_article(&item, &row.feed_ids);
@@ -86,7 +102,10 @@ impl SqliteStore {
             )
             .await?
             {
-                Upsert::Inserted => out.new_count += 1,
+                Upsert::Inserted => {
+                    out.new_count += 1;
+                    out.new_ids.push(stored_id.clone());
+                }
                 Upsert::Updated => out.updated_count += 1,
                 Upsert::Foreign => {
                     out.ids.push(None);

@@ -126,10 +126,16 @@ impl TestParent {
 
     /// A parent on a fresh database of `backend`.
     pub async fn on(backend: db::Backend) -> Self {
+        Self::on_with(backend, |_| {}).await
+    }
+
+    /// A parent on a fresh database of `backend`, its test config changed by `change`.
+    pub async fn on_with(backend: db::Backend, change: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let database = db::TestDb::create(&backend, &dir).await;
         let mut config = test_config(&dir);
         config.db = database.url.clone();
+        change(&mut config);
         let mut parent = Self::spawn_with(config, dir).await;
         parent._db = Some(database);
         parent

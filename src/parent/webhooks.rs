@@ -1,0 +1,299 @@
+//! Webhooks (DESIGN §8, PROTOCOL §8.5): the new articles of an upload go, as one message per
+//! enabled task that has a `web_hook_url` and includes their feed, to that URL. The parent
+//! sends them (children need no outbound access), in the background, with a timeout and
+//! retries with doubling back-off.
+//!
+//! The message is `message_template` rendered with minijinja (WeRSS writes Jinja). A template
+//! that mentions `articles` is rendered once with the list; one that does not (WeRSS's
+//! `{{ article.title }}`) is rendered per article and the parts joined by blank lines. Both see
+//! `feed` (the first article's feed) and `task`. `message_type` 0 (WeRSS "message") picks the
+//! body by the URL: WeCom (`qyapi.weixin.qq.com`), DingTalk (`oapi.dingtalk.com`), Feishu/Lark
+//! (`open.feishu.cn`, `open.larksuite.com`), else `{"title", "content"}`; `message_type` 1
+//! (custom webhook) posts the rendered text itself when it is JSON, else `{"content": text}`.
+//! The task's `headers` (a JSON object) are sent with each call.
+
+use super::AppState;
+use crate::parent::ops::alloc::task_feed_ids;
+use crate::store::{MessageTask, StoredArticle};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Used when a task has no template.
+const DEFAULT_TEMPLATE: &str = "{{ feed.mp_name }}: {{ articles | length }} new\n\
+{% for a in articles %}- {{ a.title }}{% if a.url %} {{ a.url }}{% endif %}\n{% endfor %}";
+
+/// The chat platform a `message_type` 0 URL belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Platform {
+    /// WeCom (企业微信) group robot.
+    WeCom,
+    /// DingTalk (钉钉) robot.
+    DingTalk,
+    /// Feishu / Lark bot.
+    Feishu,
+    /// Anything else.
+    Generic,
+}
+
+impl Platform {
+    /// The platform of a webhook URL.
+    pub fn of(url: &str) -> Self {
+        let host = url
+            .split("://")
+            .nth(1)
+            .and_then(|rest| rest.split(['/', '?', ':']).next())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        match host.as_str() {
+            "qyapi.weixin.qq.com" => Self::WeCom,
+            "oapi.dingtalk.com" => Self::DingTalk,
+            "open.feishu.cn" | "open.larksuite.com" => Self::Feishu,
+            _ => Self::Generic,
+        }
+    }
+}
+
+/// The JSON body for a rendered message.
+pub fn body(task: &MessageTask, title: &str, text: &str) -> Value {
+    if task.fields.message_type == 1 {
+        return serde_json::from_str::<Value>(text)
+            .ok()
+            .filter(|v| v.is_object() || v.is_array())
+            .unwrap_or_else(|| json!({ "content": text }));
+    }
+    match Platform::of(&task.fields.web_hook_url) {
+        Platform::WeCom => json!({"msgtype": "markdown", "markdown": {"content": text}}),
+        Platform::DingTalk => {
+            json!({"msgtype": "markdown", "markdown": {"title": title, "text": text}})
+        }
+        Platform::Feishu => json!({"msg_type": "text", "content": {"text": text}}),
+        Platform::Generic => json!({"title": title, "content": text}),
+    }
+}
+
+fn article_value(a: &StoredArticle) -> Value {
+    json!({
+        "id": a.id, "mp_id": a.mp_id, "mp_name": a.mp_name, "title": a.title, "url": a.url,
+        "link": a.url, "pic_url": a.pic_url, "description": a.description,
+        "content": a.content_html, "publish_time": a.publish_time,
+    })
+}
+
+/// Renders `task`'s template for `articles` (all of one batch).
+///
+/// # Errors
+/// The template does not parse or fails to render (the message names the problem).
+pub fn render(task: &MessageTask, articles: &[StoredArticle]) -> Result<String, String> {
+    let source = Some(task.fields.message_template.trim())
+        .filter(|t| !t.is_empty())
+        .unwrap_or(DEFAULT_TEMPLATE);
+    let mut env = minijinja::Environment::new();
+    env.add_template("message", source)
+        .map_err(|e| format!("message_template: {e}"))?;
+    let template = env
+        .get_template("message")
+        .map_err(|e| format!("message_template: {e}"))?;
+    let feed = articles
+        .first()
+        .map(|a| json!({"id": a.mp_id, "mp_name": a.mp_name.clone().unwrap_or_default()}))
+        .unwrap_or(Value::Null);
+    let task_value = json!({"id": task.id, "name": task.fields.name});
+    let list: Vec<Value> = articles.iter().map(article_value).collect();
+    let whole = source.contains("articles");
+    let contexts: Vec<Value> = if whole {
+        vec![json!({"articles": list, "article": list.first(), "feed": feed, "task": task_value})]
+    } else {
+        list.iter()
+            .map(|a| json!({"articles": [a], "article": a, "feed": feed, "task": task_value}))
+            .collect()
+    };
+    let parts = contexts
+        .iter()
+        .map(|ctx| {
+            template
+                .render(ctx)
+                .map_err(|e| format!("message_template: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(parts.join("\n\n"))
+}
+
+/// Queues the webhooks for newly stored articles (after their upload committed).
+pub fn new_articles(state: &AppState, ids: Vec<String>) {
+    if ids.is_empty() {
+        return;
+    }
+    let state = state.clone();
+    tokio::spawn(async move {
+        if let Err(e) = deliver(&state, ids).await {
+            tracing::warn!(error = %e, "webhooks for new articles could not be prepared");
+        }
+    });
+}
+
+async fn deliver(state: &AppState, ids: Vec<String>) -> crate::store::Result<()> {
+    let tasks: Vec<MessageTask> = state
+        .store
+        .list_tasks(Some(1))
+        .await?
+        .into_iter()
+        .filter(|t| !t.fields.web_hook_url.trim().is_empty())
+        .collect();
+    if tasks.is_empty() {
+        return Ok(());
+    }
+    let articles = state.store.get_articles(ids).await?;
+    let mut sends = tokio::task::JoinSet::new();
+    for task in tasks {
+        let feeds: std::collections::HashSet<String> = task_feed_ids(&task).into_iter().collect();
+        let mut by_feed: HashMap<&str, Vec<StoredArticle>> = HashMap::new();
+        for a in articles.iter().filter(|a| feeds.contains(&a.mp_id)) {
+            by_feed.entry(&a.mp_id).or_default().push(a.clone());
+        }
+        let batch: Vec<StoredArticle> = by_feed.into_values().flatten().collect();
+        if batch.is_empty() {
+            continue;
+        }
+        let state = state.clone();
+        sends.spawn(async move { send(&state, &task, &batch).await });
+    }
+    while sends.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Renders and posts one message, retrying failures (network, timeouts, non-2xx) with
+/// doubling back-off.
+async fn send(state: &AppState, task: &MessageTask, batch: &[StoredArticle]) {
+    let text = match render(task, batch) {
+        Ok(text) => text,
+        Err(e) => {
+            tracing::warn!(task.id = %task.id, error = %e, "webhook not sent");
+            return;
+        }
+    };
+    let title = format!(
+        "{}: {} new",
+        batch[0]
+            .mp_name
+            .clone()
+            .unwrap_or_else(|| task.fields.name.clone()),
+        batch.len()
+    );
+    let payload = body(task, &title, &text);
+    let headers: serde_json::Map<String, Value> = task
+        .fields
+        .headers
+        .as_deref()
+        .and_then(|h| serde_json::from_str(h).ok())
+        .unwrap_or_default();
+    let c = &state.config.cascade;
+    let attempts = c.webhook_attempts.max(1);
+    let mut backoff = Duration::from_millis(c.webhook_backoff_ms);
+    for attempt in 1..=attempts {
+        let mut req = state
+            .http
+            .post(&task.fields.web_hook_url)
+            .timeout(Duration::from_secs(c.webhook_timeout.max(1)))
+            .json(&payload);
+        for (k, v) in &headers {
+            if let Some(v) = v.as_str() {
+                req = req.header(k, v);
+            }
+        }
+        let outcome = match req.send().await {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) => Err(format!("status {}", r.status().as_u16())),
+            Err(e) => Err(e.without_url().to_string()),
+        };
+        match outcome {
+            Ok(()) => {
+                tracing::info!(task.id = %task.id, articles = batch.len(), attempt, "webhook sent");
+                return;
+            }
+            Err(e) if attempt == attempts => {
+                tracing::warn!(task.id = %task.id, attempt, error = %e, "webhook failed, giving up");
+            }
+            Err(e) => {
+                tracing::info!(task.id = %task.id, attempt, error = %e, "webhook failed, retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = state.shutdown.cancelled() => return,
+                }
+                backoff *= 2;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::TaskFields;
+
+    fn task(message_type: i64, url: &str) -> MessageTask {
+        MessageTask {
+            id: "t".into(),
+            fields: TaskFields {
+                name: "n".into(),
+                message_type,
+                web_hook_url: url.into(),
+                ..TaskFields::default()
+            },
+            created_at: None,
+            updated_at: None,
+            next_run_at: None,
+            last_run_at: None,
+        }
+    }
+
+    #[test]
+    fn message_bodies_follow_the_platform_of_the_url() {
+        let wecom = body(
+            &task(0, "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k"),
+            "T",
+            "x",
+        );
+        assert_eq!(
+            wecom,
+            json!({"msgtype": "markdown", "markdown": {"content": "x"}})
+        );
+        let ding = body(
+            &task(0, "https://oapi.dingtalk.com/robot/send?access_token=t"),
+            "T",
+            "x",
+        );
+        assert_eq!(
+            ding,
+            json!({"msgtype": "markdown", "markdown": {"title": "T", "text": "x"}})
+        );
+        let feishu = body(
+            &task(0, "https://open.feishu.cn/open-apis/bot/v2/hook/h"),
+            "T",
+            "x",
+        );
+        assert_eq!(
+            feishu,
+            json!({"msg_type": "text", "content": {"text": "x"}})
+        );
+        let other = body(&task(0, "http://127.0.0.1:9/h"), "T", "x");
+        assert_eq!(other, json!({"title": "T", "content": "x"}));
+        // Custom webhooks post the rendered JSON, or wrap plain text.
+        assert_eq!(
+            body(&task(1, "http://h/"), "T", "{\"a\": 1}"),
+            json!({"a": 1})
+        );
+        assert_eq!(
+            body(&task(1, "http://h/"), "T", "plain"),
+            json!({"content": "plain"})
+        );
+    }
+
+    #[test]
+    fn a_broken_template_is_reported_not_sent() {
+        let mut t = task(1, "http://h/");
+        t.fields.message_template = "{% for %}".into();
+        let err = render(&t, &[]).expect_err("template error");
+        assert!(err.starts_with("message_template:"), "{err}");
+    }
+}
