@@ -1,5 +1,9 @@
-//! Command line: `cascade parent`, `cascade init`. Parses flags, loads configuration and
-//! hands over to the library; the only module that may import every role.
+//! Command line: `cascade parent`, `cascade init`, the operator commands. Parses flags, loads
+//! configuration and hands over to the library; the only module that may import every role.
+
+mod admin;
+mod admin_args;
+mod table;
 
 use crate::clock::Clock;
 use crate::config::{self, Config, Overrides};
@@ -30,6 +34,9 @@ pub struct Cli {
     /// Address to bind (default 127.0.0.1).
     #[arg(long, global = true)]
     pub bind: Option<IpAddr>,
+    /// Where operator commands connect.
+    #[command(flatten)]
+    pub target: admin::Target,
     /// What to run.
     #[command(subcommand)]
     pub command: Command,
@@ -89,6 +96,46 @@ pub enum Command {
         #[arg(long, default_value_t = 300)]
         feeds: u64,
     },
+    /// Child nodes: add (prints credentials), list, show, credentials, disable, enable, remove.
+    Node {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: admin::NodeCmd,
+    },
+    /// Feeds: add, list, import-opml, export-opml.
+    Feed {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: admin::FeedCmd,
+    },
+    /// Message tasks: add, list, show, remove.
+    Task {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: admin::TaskCmd,
+    },
+    /// Dispatch one task now, or every enabled task.
+    Dispatch {
+        /// Task id (all enabled tasks without it).
+        task: Option<String>,
+    },
+    /// List allocations, newest first.
+    Allocations {
+        /// pending, claimed, executing, completed, failed.
+        #[arg(long)]
+        status: Option<String>,
+        /// Holder node id.
+        #[arg(long)]
+        node: Option<String>,
+        /// Task id.
+        #[arg(long)]
+        task: Option<String>,
+        /// At most this many (1–200).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Check the config, the database and, for a child config, the parent with its credentials.
+    Check,
     /// Create the database and an admin account.
     Init {
         /// Admin username.
@@ -142,7 +189,30 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let config = load_config(&cli)?;
+    let json = cli.target.json;
     match cli.command {
+        Command::Node { cmd } => {
+            admin::node(&admin::Api::connect(&cli.target, config).await?, json, cmd).await
+        }
+        Command::Feed { cmd } => {
+            admin::feed(&admin::Api::connect(&cli.target, config).await?, json, cmd).await
+        }
+        Command::Task { cmd } => {
+            admin::task(&admin::Api::connect(&cli.target, config).await?, json, cmd).await
+        }
+        Command::Dispatch { task } => {
+            admin::dispatch(&admin::Api::connect(&cli.target, config).await?, json, task).await
+        }
+        Command::Allocations {
+            status,
+            node,
+            task,
+            limit,
+        } => {
+            let api = admin::Api::connect(&cli.target, config).await?;
+            admin::allocations(&api, json, status, node, task, limit).await
+        }
+        Command::Check => check(config, cli.config.as_deref()).await,
         Command::Parent => {
             let shutdown = CancellationToken::new();
             tokio::spawn(cancel_on_signal(shutdown.clone()));
@@ -224,6 +294,41 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `cascade check`: the config, the database (parent) or the parent (child), each on a line.
+async fn check(config: Config, file: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let source = file.map_or_else(
+        || "defaults and environment".into(),
+        |f| f.display().to_string(),
+    );
+    println!("config    ok   ({source})");
+    // A child config names its credentials (or is an enabled child); anything else is a parent.
+    let child = !config.cascade.api_key.is_empty()
+        || (config.cascade.enabled && config.cascade.node_type == "child");
+    if child {
+        let check = crate::child::Child::new(config)?
+            .check()
+            .await
+            .context("parent check failed")?;
+        println!("parent    ok   (credentials accepted: {check})");
+        return Ok(());
+    }
+    let store = Store::connect(&config.db)
+        .await
+        .with_context(|| format!("database {} is not usable", redact_url(&config.db)))?;
+    store.ping().await?;
+    let admins = store.count_users().await?;
+    println!(
+        "database  ok   ({} {}, {admins} admin account{})",
+        store.backend_name(),
+        redact_url(&config.db),
+        if admins == 1 { "" } else { "s" }
+    );
+    if admins == 0 {
+        println!("note: no admin yet; `cascade init` or the first `cascade parent` creates one");
+    }
+    Ok(())
 }
 
 /// Cancels `token` on SIGINT or SIGTERM.

@@ -16,6 +16,7 @@ mod lifecycle;
 mod metrics;
 mod node_api;
 mod nodes;
+mod operator;
 mod outputs;
 mod parents;
 mod webhooks;

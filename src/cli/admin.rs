@@ -1,0 +1,517 @@
+//! Operator commands (`cascade node|feed|task|dispatch|allocations`). Each speaks the admin
+//! API: of a running parent (`--url`, logging in with `--user`/`--password`), or of the local
+//! database, served for the command's duration by an in-process parent on a loopback port
+//! (so both paths run the same validation and state machine). Lists print aligned tables, or
+//! the API's JSON with `--json`.
+
+pub use super::admin_args::{FeedCmd, NodeCmd, Target, TaskCmd};
+use super::table::Table;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::parent::{self, AppState};
+use crate::store::{Store, redact_url};
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// An admin API session.
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    local: Option<CancellationToken>,
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        if let Some(stop) = &self.local {
+            stop.cancel();
+        }
+    }
+}
+
+impl Api {
+    /// Connects to `--url`, or serves the local database in-process.
+    ///
+    /// # Errors
+    /// Login refused, parent unreachable, database unusable.
+    pub async fn connect(target: &Target, config: Config) -> anyhow::Result<Self> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(600))
+            .build()?;
+        if let Some(url) = &target.url {
+            let base = url.trim_end_matches('/').to_string();
+            let password = target
+                .password
+                .clone()
+                .context("--password (or CASCADE_PASSWORD) is needed with --url")?;
+            let reply: Value = http
+                .post(format!("{base}/api/v1/wx/auth/login"))
+                .form(&[("username", target.user.as_str()), ("password", &password)])
+                .send()
+                .await
+                .with_context(|| format!("while reaching {base}"))?
+                .json()
+                .await
+                .context("the parent's login answer is not JSON")?;
+            let token = reply["data"]["access_token"]
+                .as_str()
+                .with_context(|| format!("login refused: {}", reply["message"]))?;
+            return Ok(Self {
+                http,
+                base,
+                token: token.to_string(),
+                local: None,
+            });
+        }
+        let db = config.db.clone();
+        let store = Store::connect(&db)
+            .await
+            .with_context(|| format!("while opening the database {}", redact_url(&db)))?;
+        let clock = Clock::system();
+        match store.find_user(&target.user).await? {
+            Some(u) if u.is_active => {}
+            _ => bail!(
+                "no active admin '{}' in {}: run `cascade init` first",
+                target.user,
+                redact_url(&db)
+            ),
+        }
+        let stop = CancellationToken::new();
+        // Nobody logs in to this in-process parent: its timing-equaliser hash may be cheap.
+        let config = Config {
+            bcrypt_cost: 4,
+            ..config
+        };
+        let state = AppState::new(config, store, clock.clone(), stop.clone()).await?;
+        let token = state
+            .jwt
+            .issue(&target.user, clock.now())
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        tokio::spawn(parent::serve(listener, state));
+        Ok(Self {
+            http,
+            base,
+            token,
+            local: Some(stop),
+        })
+    }
+
+    /// Sends an admin request and returns `data`, or the envelope's message as the error.
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let url = format!("{}/api/v1/wx/cascade{path}", self.base);
+        let mut req = self.http.request(method, url).bearer_auth(&self.token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        envelope(req.send().await?).await
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.call(Method::GET, path, None).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.call(Method::POST, path, Some(body)).await
+    }
+}
+
+async fn envelope(resp: reqwest::Response) -> anyhow::Result<Value> {
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    if status.is_success() && body["code"] == 0 {
+        return Ok(body["data"].clone());
+    }
+    let field = body["data"]["field"]
+        .as_str()
+        .map(|f| format!(" (field {f})"))
+        .unwrap_or_default();
+    bail!(
+        "{}: {}{field}",
+        status.as_u16(),
+        body["message"].as_str().unwrap_or("request failed")
+    )
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) if s.is_empty() => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn print(json: bool, data: &Value, table: impl FnOnce(&Value) -> Table) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(data).unwrap_or_default());
+    } else {
+        print!("{}", table(data));
+    }
+}
+
+fn node_table(list: &Value) -> Table {
+    let mut t = Table::new(&[
+        "ID",
+        "NAME",
+        "STATE",
+        "LOAD",
+        "SESSION",
+        "COOLING UNTIL",
+        "LAST HEARTBEAT",
+    ]);
+    for n in list.as_array().into_iter().flatten() {
+        let state = if n["is_active"] == false {
+            "disabled"
+        } else if n["online"] == true {
+            "online"
+        } else {
+            "offline"
+        };
+        t.row(vec![
+            text(&n["id"]),
+            text(&n["name"]),
+            state.into(),
+            format!("{}/{}", text(&n["held_feeds"]), text(&n["capacity"])),
+            text(&n["session_state"]),
+            text(&n["cooldown_until"]),
+            text(&n["last_heartbeat_at"]),
+        ]);
+    }
+    t
+}
+
+fn credentials(data: &Value) {
+    println!("node_id:    {}", text(&data["node_id"]));
+    println!("api_key:    {}", text(&data["api_key"]));
+    println!("api_secret: {}", text(&data["api_secret"]));
+    println!(
+        "(the secret is shown only now; put both in the child's cascade.api_key / api_secret)"
+    );
+}
+
+/// `cascade node …`
+pub async fn node(api: &Api, json: bool, cmd: NodeCmd) -> anyhow::Result<()> {
+    match cmd {
+        NodeCmd::Add {
+            name,
+            capacity,
+            description,
+        } => {
+            let mut body = json!({"node_type": 1, "name": name, "description": description});
+            if let Some(c) = capacity {
+                body["sync_config"] = json!({"max_capacity": c});
+            }
+            let created = api.post("/nodes", body).await?;
+            let id = text(&created["node_id"]);
+            let cred = api
+                .post(&format!("/nodes/{id}/credentials"), json!({}))
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&cred)?);
+            } else {
+                credentials(&cred);
+            }
+        }
+        NodeCmd::List => print(json, &api.get("/nodes?node_type=1").await?, node_table),
+        NodeCmd::Show { id } => {
+            let n = api.get(&format!("/nodes/{id}")).await?;
+            print(json, &n, Table::pairs);
+        }
+        NodeCmd::Credentials { id } => {
+            let cred = api
+                .post(&format!("/nodes/{id}/credentials"), json!({}))
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&cred)?);
+            } else {
+                credentials(&cred);
+            }
+        }
+        NodeCmd::Disable { id } => set_active(api, &id, false).await?,
+        NodeCmd::Enable { id } => set_active(api, &id, true).await?,
+        NodeCmd::Remove { id } => {
+            api.call(Method::DELETE, &format!("/nodes/{id}"), None)
+                .await?;
+            println!("node {id} removed; its work returns to pending");
+        }
+    }
+    Ok(())
+}
+
+async fn set_active(api: &Api, id: &str, active: bool) -> anyhow::Result<()> {
+    let mut body = json!({"is_active": active});
+    if active {
+        body["reset_state"] = json!(true);
+    }
+    api.call(Method::PUT, &format!("/nodes/{id}"), Some(body))
+        .await?;
+    println!("node {id} {}", if active { "enabled" } else { "disabled" });
+    Ok(())
+}
+
+/// `cascade feed …`
+pub async fn feed(api: &Api, json: bool, cmd: FeedCmd) -> anyhow::Result<()> {
+    match cmd {
+        FeedCmd::Add {
+            wechat,
+            faker_id,
+            rss,
+            name,
+        } => {
+            let body = match (rss, wechat, faker_id) {
+                (Some(url), _, _) => json!({"source": "rss", "url": url, "mp_name": name}),
+                (None, None, None) => bail!("give --wechat MP_WXS_…, --faker-id or --rss URL"),
+                (None, id, faker) => json!({"id": id, "faker_id": faker, "mp_name": name}),
+            };
+            let f = api.post("/feeds", body).await?;
+            print(json, &f, Table::pairs);
+        }
+        FeedCmd::List => {
+            let list = api.get("/feeds").await?;
+            print(json, &list, |list| {
+                let mut t = Table::new(&["ID", "NAME", "SOURCE", "STATUS", "URL"]);
+                for f in list.as_array().into_iter().flatten() {
+                    let on = if f["status"] == 1 { "on" } else { "off" };
+                    t.row(vec![
+                        text(&f["id"]),
+                        text(&f["mp_name"]),
+                        text(&f["source"]),
+                        on.into(),
+                        text(&f["url"]),
+                    ]);
+                }
+                t
+            });
+        }
+        FeedCmd::ImportOpml { file } => import_opml(api, json, &file).await?,
+        FeedCmd::ExportOpml { file } => {
+            let url = format!("{}/opml", api.base);
+            let body = api
+                .http
+                .get(url)
+                .send()
+                .await?
+                .error_for_status()?
+                .text()
+                .await?;
+            match file {
+                Some(path) => {
+                    std::fs::write(&path, &body)
+                        .with_context(|| format!("while writing {}", path.display()))?;
+                    eprintln!("wrote {}", path.display());
+                }
+                None => print!("{body}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Imports in slices of 500 outlines, with a progress bar: thousands of feeds stay responsive.
+async fn import_opml(api: &Api, json: bool, file: &std::path::Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("while reading {}", file.display()))?;
+    let doc = opml::OPML::from_str(&text).map_err(|e| anyhow::anyhow!("not OPML: {e}"))?;
+    let outlines = doc.body.outlines.clone();
+    let bar = ProgressBar::new(u64::try_from(outlines.len()).unwrap_or(0)).with_style(
+        ProgressStyle::with_template("importing {bar:30} {pos}/{len} outlines")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut total = json!({"received": 0, "created": 0, "existing": 0, "skipped": 0});
+    for slice in outlines.chunks(500) {
+        let mut part = doc.clone();
+        part.body.outlines = slice.to_vec();
+        let xml = part.to_string().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let url = format!("{}/api/v1/wx/cascade/feeds/import-opml", api.base);
+        let data = envelope(
+            api.http
+                .post(url)
+                .bearer_auth(&api.token)
+                .header("content-type", "text/x-opml")
+                .body(xml)
+                .send()
+                .await?,
+        )
+        .await?;
+        for key in ["received", "created", "existing", "skipped"] {
+            total[key] = json!(total[key].as_u64().unwrap_or(0) + data[key].as_u64().unwrap_or(0));
+        }
+        bar.inc(u64::try_from(slice.len()).unwrap_or(0));
+    }
+    bar.finish_and_clear();
+    print(json, &total, Table::pairs);
+    Ok(())
+}
+
+/// `cascade task …`
+pub async fn task(api: &Api, json: bool, cmd: TaskCmd) -> anyhow::Result<()> {
+    match cmd {
+        TaskCmd::Add {
+            name,
+            mut feeds,
+            all_feeds,
+            cron,
+            webhook,
+            template,
+            message_type,
+            disabled,
+        } => {
+            if all_feeds {
+                let list = api.get("/feeds").await?;
+                feeds = list
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|f| f["id"].as_str().map(str::to_string))
+                    .collect();
+            }
+            let body = json!({"name": name, "mps_id": feeds, "cron_exp": cron, "web_hook_url": webhook,
+                              "message_template": template, "message_type": message_type,
+                              "status": i64::from(!disabled)});
+            let t = api.post("/message-tasks", body).await?;
+            print(json, &t, Table::pairs);
+        }
+        TaskCmd::List => {
+            let list = api.get("/message-tasks").await?;
+            print(json, &list, |list| {
+                let mut t = Table::new(&[
+                    "ID", "NAME", "STATUS", "CRON", "FEEDS", "WEBHOOK", "NEXT RUN",
+                ]);
+                for task in list.as_array().into_iter().flatten() {
+                    let feeds =
+                        serde_json::from_str::<Value>(task["mps_id"].as_str().unwrap_or("[]"))
+                            .ok()
+                            .and_then(|v| v.as_array().map(Vec::len))
+                            .unwrap_or(0);
+                    let on = if task["status"] == 1 {
+                        "enabled"
+                    } else {
+                        "disabled"
+                    };
+                    t.row(vec![
+                        text(&task["id"]),
+                        text(&task["name"]),
+                        on.into(),
+                        text(&task["cron_exp"]),
+                        feeds.to_string(),
+                        text(&task["web_hook_url"]),
+                        text(&task["next_run_at"]),
+                    ]);
+                }
+                t
+            });
+        }
+        TaskCmd::Show { id } => {
+            let t = api.get(&format!("/message-tasks/{id}")).await?;
+            print(json, &t, Table::pairs);
+        }
+        TaskCmd::Remove { id } => {
+            api.call(Method::DELETE, &format!("/message-tasks/{id}"), None)
+                .await?;
+            println!("task {id} removed");
+        }
+    }
+    Ok(())
+}
+
+/// `cascade dispatch [TASK]`: one task, or every enabled task.
+pub async fn dispatch(api: &Api, json: bool, task: Option<String>) -> anyhow::Result<()> {
+    let spinner = ProgressBar::new_spinner().with_message("dispatching");
+    spinner.enable_steady_tick(Duration::from_millis(100));
+    let path = match &task {
+        Some(id) => format!("/dispatch-task?task_id={id}"),
+        None => "/dispatch-task".to_string(),
+    };
+    let result = api.post(&path, json!({})).await;
+    spinner.finish_and_clear();
+    let data = result?;
+    print(json, &data, |d| {
+        let mut t = Table::new(&[
+            "TASK",
+            "NAME",
+            "FEEDS",
+            "CREATED",
+            "ALREADY OPEN",
+            "MISSING",
+        ]);
+        let tasks = d["tasks"]
+            .as_array()
+            .cloned()
+            .unwrap_or_else(|| vec![d.clone()]);
+        for x in &tasks {
+            t.row(vec![
+                text(&x["id"]),
+                text(&x["name"]),
+                text(&x["feed_count"]),
+                text(&x["created"]),
+                text(&x["skipped_open"]),
+                text(&x["missing"]),
+            ]);
+        }
+        t
+    });
+    Ok(())
+}
+
+/// `cascade allocations`
+pub async fn allocations(
+    api: &Api,
+    json: bool,
+    status: Option<String>,
+    node: Option<String>,
+    task: Option<String>,
+    limit: u32,
+) -> anyhow::Result<()> {
+    let mut query = vec![format!("limit={limit}")];
+    for (k, v) in [("status", status), ("node_id", node), ("task_id", task)] {
+        if let Some(v) = v {
+            query.push(format!("{k}={v}"));
+        }
+    }
+    let data = api
+        .get(&format!("/allocations?{}", query.join("&")))
+        .await?;
+    print(json, &data, |d| {
+        let mut t = Table::new(&[
+            "ID",
+            "TASK",
+            "NODE",
+            "STATUS",
+            "FEEDS",
+            "ATTEMPT",
+            "DISPATCHED",
+            "REASON",
+        ]);
+        for a in d["list"].as_array().into_iter().flatten() {
+            let node = if a["node_name"].is_null() {
+                &a["assigned_node_id"]
+            } else {
+                &a["node_name"]
+            };
+            t.row(vec![
+                text(&a["id"]),
+                text(&a["task_name"]),
+                text(node),
+                text(&a["status"]),
+                text(&a["feed_count"]),
+                format!("{}/{}", text(&a["attempt"]), text(&a["max_attempts"])),
+                text(&a["dispatched_at"]),
+                text(&a["reason"]),
+            ]);
+        }
+        t.footer(format!(
+            "{} of {} shown",
+            d["list"].as_array().map_or(0, Vec::len),
+            text(&d["total"])
+        ));
+        t
+    });
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! Flags and subcommands of the operator commands.
+
+use clap::Subcommand;
+use std::path::PathBuf;
+
+/// Where and how admin commands connect.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Target {
+    /// A running parent (http://host:port); without it, the local database of the config.
+    #[arg(long, global = true, value_name = "URL")]
+    pub url: Option<String>,
+    /// Admin username.
+    #[arg(long, global = true, default_value = "admin")]
+    pub user: String,
+    /// Admin password for --url (or env CASCADE_PASSWORD).
+    #[arg(long, global = true, env = "CASCADE_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// `cascade node …`
+#[derive(Debug, Subcommand)]
+pub enum NodeCmd {
+    /// Register a child node and print its credentials (shown once).
+    Add {
+        /// Node name.
+        name: String,
+        /// Feeds it may hold (sync_config.max_capacity).
+        #[arg(long)]
+        capacity: Option<u64>,
+        /// Free text.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List child nodes with their state and load.
+    List,
+    /// One node.
+    Show {
+        /// Node id.
+        id: String,
+    },
+    /// Issue new credentials (the old ones stop working).
+    Credentials {
+        /// Node id.
+        id: String,
+    },
+    /// Disable a node: its work returns to pending.
+    Disable {
+        /// Node id.
+        id: String,
+    },
+    /// Enable a node again (also clears its cooldown and session state).
+    Enable {
+        /// Node id.
+        id: String,
+    },
+    /// Delete a node; its work returns to pending, its history stays.
+    Remove {
+        /// Node id.
+        id: String,
+    },
+}
+
+/// `cascade feed …`
+#[derive(Debug, Subcommand)]
+pub enum FeedCmd {
+    /// Add a WeChat account (`--wechat MP_WXS_…` or `--faker-id`) or an RSS/Atom/JSON feed
+    /// (`--rss URL`).
+    Add {
+        /// WeChat feed id, `MP_WXS_<digits>`.
+        #[arg(long, conflicts_with = "rss")]
+        wechat: Option<String>,
+        /// WeChat faker_id (base64 of the biz id), instead of --wechat.
+        #[arg(long, conflicts_with = "rss")]
+        faker_id: Option<String>,
+        /// URL of an RSS, Atom or JSON feed.
+        #[arg(long)]
+        rss: Option<String>,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+    },
+    /// List feeds.
+    List,
+    /// Import feeds from an OPML file (WeChat `MP_WXS_` entries and RSS URLs).
+    ImportOpml {
+        /// The OPML file.
+        file: PathBuf,
+    },
+    /// Export the feeds as OPML (to stdout without a file).
+    ExportOpml {
+        /// Where to write.
+        file: Option<PathBuf>,
+    },
+}
+
+/// `cascade task …`
+#[derive(Debug, Subcommand)]
+pub enum TaskCmd {
+    /// Create a message task over feeds.
+    Add {
+        /// Task name.
+        name: String,
+        /// Feed ids, comma separated.
+        #[arg(long, value_delimiter = ',', required_unless_present = "all_feeds")]
+        feeds: Vec<String>,
+        /// Every feed there is now.
+        #[arg(long)]
+        all_feeds: bool,
+        /// Cron expression (5 or 6 fields), e.g. "*/30 * * * *".
+        #[arg(long, default_value = "")]
+        cron: String,
+        /// Webhook URL for new articles.
+        #[arg(long, default_value = "")]
+        webhook: String,
+        /// Message template (Jinja), e.g. "{{ article.title }}".
+        #[arg(long, default_value = "")]
+        template: String,
+        /// 0 message (WeCom/DingTalk/Feishu by URL), 1 custom webhook.
+        #[arg(long, default_value_t = 0)]
+        message_type: i64,
+        /// Create it disabled.
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// List message tasks.
+    List,
+    /// One task.
+    Show {
+        /// Task id.
+        id: String,
+    },
+    /// Delete a task; its pending work fails.
+    Remove {
+        /// Task id.
+        id: String,
+    },
+}

@@ -1,0 +1,92 @@
+//! Aligned plain-text tables for the operator commands.
+
+use serde_json::Value;
+use std::fmt;
+
+/// Rows under a header, each column as wide as its widest cell.
+pub struct Table {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+    footer: Option<String>,
+}
+
+impl Table {
+    /// A table with these column names.
+    pub fn new(header: &[&str]) -> Self {
+        Self {
+            header: header.iter().map(|h| (*h).to_string()).collect(),
+            rows: Vec::new(),
+            footer: None,
+        }
+    }
+
+    /// Adds a row (missing cells print empty).
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    /// A line printed under the rows.
+    pub fn footer(&mut self, line: String) {
+        self.footer = Some(line);
+    }
+
+    /// A two-column table of an object's fields (nested values as JSON).
+    pub fn pairs(object: &Value) -> Self {
+        let mut t = Self::new(&["FIELD", "VALUE"]);
+        for (k, v) in object.as_object().into_iter().flatten() {
+            let value = match v {
+                Value::String(s) => s.clone(),
+                Value::Null => "-".into(),
+                other => other.to_string(),
+            };
+            t.row(vec![k.clone(), value]);
+        }
+        t
+    }
+}
+
+impl fmt::Display for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let columns = self.header.len();
+        let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
+        for row in &self.rows {
+            for (i, cell) in row.iter().enumerate().take(columns) {
+                widths[i] = widths[i].max(cell.chars().count());
+            }
+        }
+        let line = |f: &mut fmt::Formatter<'_>, cells: &[String]| -> fmt::Result {
+            let mut out = String::new();
+            for (i, width) in widths.iter().enumerate() {
+                let cell = cells.get(i).map_or("", String::as_str);
+                if i + 1 == columns {
+                    out.push_str(cell);
+                } else {
+                    out.push_str(cell);
+                    out.push_str(&" ".repeat(width - cell.chars().count() + 2));
+                }
+            }
+            writeln!(f, "{}", out.trim_end())
+        };
+        line(f, &self.header)?;
+        for row in &self.rows {
+            line(f, row)?;
+        }
+        if let Some(footer) = &self.footer {
+            writeln!(f, "{footer}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_line_up_whatever_the_cell_widths() {
+        let mut t = Table::new(&["ID", "NAME"]);
+        t.row(vec!["1".into(), "short".into()]);
+        t.row(vec!["12345".into(), "公众号".into()]);
+        assert_eq!(t.to_string(), "ID     NAME\n1      short\n12345  公众号\n");
+    }
+}
