@@ -7,6 +7,7 @@ mod catalog;
 mod child;
 mod cli;
 mod compat;
+mod dashboard;
 mod engine;
 mod errors;
 mod fetch;

@@ -4,6 +4,7 @@
 mod admin;
 mod alloc;
 mod catalog;
+mod dashboard;
 mod login;
 mod monitor;
 mod node;
@@ -88,6 +89,9 @@ fn output_routes() -> Router<AppState> {
         .route("/feed/{file}", get(outputs::feed))
         .route("/feed/task/{file}", get(outputs::task_feed))
         .route("/opml", get(outputs::opml))
+        .route("/", get(dashboard::index))
+        .route("/assets/dashboard.js", get(dashboard::script))
+        .route("/assets/dashboard.css", get(dashboard::style))
 }
 
 /// Admin login; form bodies share the JSON body limit.

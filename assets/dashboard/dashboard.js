@@ -1,0 +1,206 @@
+// werss-cascade dashboard: plain JavaScript over the admin API, no external resources.
+"use strict";
+
+const API = "/api/v1/wx/cascade";
+const REFRESH_MS = 3000;
+const $ = (sel) => document.querySelector(sel);
+let token = sessionStorage.getItem("cascade.token");
+let timer = null;
+
+function cell(text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text === null || text === undefined || text === "" ? "-" : String(text);
+  if (cls) td.className = cls;
+  return td;
+}
+
+function fill(tableId, rows, render) {
+  const body = document.querySelector(`#${tableId} tbody`);
+  body.replaceChildren(...rows.map((row) => {
+    const tr = document.createElement("tr");
+    render(row).forEach((td) => tr.appendChild(td));
+    return tr;
+  }));
+}
+
+function when(t) {
+  return t ? t.replace("T", " ").slice(0, 19) : "-";
+}
+
+async function api(path, options = {}) {
+  const headers = Object.assign({ Authorization: `Bearer ${token}` }, options.headers || {});
+  const resp = await fetch(API + path, Object.assign({}, options, { headers }));
+  const body = await resp.json().catch(() => ({}));
+  if (resp.status === 401) {
+    logout();
+    throw new Error("session expired: log in again");
+  }
+  if (!resp.ok || body.code !== 0) {
+    throw new Error(body.message || `HTTP ${resp.status}`);
+  }
+  return body.data;
+}
+
+function nodeState(n) {
+  if (!n.is_active) return "disabled";
+  if (!n.online) return "offline";
+  if (n.cooldown_until && new Date(n.cooldown_until + "Z") > new Date()) return "cooling";
+  return "online";
+}
+
+async function refresh() {
+  try {
+    const status = $("#alloc-status").value;
+    const node = $("#alloc-node").value;
+    const query = new URLSearchParams({ limit: "50" });
+    if (status) query.set("status", status);
+    if (node) query.set("node_id", node);
+    const [counters, nodes, tasks, allocs, feeds, logs] = await Promise.all([
+      api("/pending-allocations"),
+      api("/nodes?node_type=1"),
+      api("/message-tasks"),
+      api(`/allocations?${query}`),
+      api("/feed-status?limit=50"),
+      api("/sync-logs?limit=20"),
+    ]);
+    renderCounters(counters);
+    renderNodes(nodes);
+    renderTasks(tasks);
+    fill("allocations", allocs.list, (a) => [
+      cell(a.task_name || a.task_id), cell(holder(a, nodes)),
+      cell(a.status, a.status), cell(a.feed_count), cell(`${a.attempt}/${a.max_attempts}`),
+      cell(when(a.dispatched_at)), cell(a.reason),
+    ]);
+    $("#alloc-total").textContent = `${allocs.list.length} of ${allocs.total} shown`;
+    fill("feeds", feeds.list, (f) => {
+      const last = f.last_task || {};
+      return [
+        cell(f.mp_name || f.id), cell(f.source), cell(f.article_count),
+        cell(f.update_status, f.update_status), cell(last.status, last.status), cell(last.node_name),
+        linkCell(`/feed/${encodeURIComponent(f.id)}.rss`, "RSS"),
+      ];
+    });
+    fill("logs", logs.list, (l) => [
+      cell(when(l.started_at)), cell(l.node_id), cell(l.operation), cell(l.status),
+      cell(l.data_count), cell(l.error_message),
+    ]);
+    $("#refreshed").textContent = `updated ${new Date().toLocaleTimeString()}`;
+    $("#error").textContent = "";
+  } catch (e) {
+    $("#error").textContent = e.message;
+  }
+}
+
+// The holder's name, or "→ name" for the node a pending allocation is assigned to.
+function holder(a, nodes) {
+  const name = (id) => (nodes.find((n) => n.id === id) || {}).name || id;
+  if (a.node_id) return a.node_name || name(a.node_id);
+  return a.assigned_node_id ? `→ ${name(a.assigned_node_id)}` : "";
+}
+
+function linkCell(href, text) {
+  const td = document.createElement("td");
+  const a = document.createElement("a");
+  a.href = href;
+  a.textContent = text;
+  td.appendChild(a);
+  return td;
+}
+
+function renderCounters(c) {
+  const cards = [
+    ["Pending", c.pending_tasks], ["Running", c.executing_tasks], ["Completed today", c.completed_today],
+    ["Failed today", c.failed_today], ["Nodes online", c.online_nodes], ["Held / capacity", `${c.held_feeds ?? 0}/${c.capacity_total ?? 0}`],
+    ["Cooling", c.cooling_nodes], ["Sessions expired", c.session_expired_nodes],
+  ];
+  $("#counters").replaceChildren(...cards.map(([label, value]) => {
+    const div = document.createElement("div");
+    div.className = "card";
+    const b = document.createElement("b");
+    b.textContent = value ?? 0;
+    div.append(b, label);
+    return div;
+  }));
+}
+
+function renderNodes(nodes) {
+  fill("nodes", nodes, (n) => {
+    const state = nodeState(n);
+    return [
+      cell(n.name), cell(state, state), cell(`${n.held_feeds}/${n.capacity}`),
+      cell(n.session_state), cell(when(n.cooldown_until)), cell(when(n.last_heartbeat_at)), cell(n.version),
+    ];
+  });
+  const select = $("#alloc-node");
+  const chosen = select.value;
+  const options = [new Option("all", "")].concat(nodes.map((n) => new Option(n.name, n.id)));
+  select.replaceChildren(...options);
+  select.value = chosen;
+}
+
+function renderTasks(tasks) {
+  fill("tasks", tasks, (t) => {
+    let feeds = 0;
+    try { feeds = JSON.parse(t.mps_id || "[]").length; } catch (_) { feeds = 0; }
+    const td = document.createElement("td");
+    const button = document.createElement("button");
+    button.textContent = "Dispatch";
+    button.className = "dispatch";
+    button.dataset.task = t.id;
+    button.disabled = t.status !== 1;
+    button.addEventListener("click", () => dispatch(t.id, button));
+    td.appendChild(button);
+    return [cell(t.name), cell(t.status === 1 ? "enabled" : "disabled"), cell(t.cron_exp),
+            cell(when(t.next_run_at)), cell(feeds), td];
+  });
+}
+
+async function dispatch(taskId, button) {
+  button.disabled = true;
+  try {
+    const d = await api(`/dispatch-task?task_id=${encodeURIComponent(taskId)}`, { method: "POST" });
+    $("#dispatch-result").textContent = `dispatched: ${d.allocations_created} allocation(s) created`;
+    await refresh();
+  } catch (e) {
+    $("#dispatch-result").textContent = `dispatch failed: ${e.message}`;
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function show(loggedIn) {
+  $("#login-view").hidden = loggedIn;
+  $("#app").hidden = !loggedIn;
+  $("#logout").hidden = !loggedIn;
+  clearInterval(timer);
+  if (loggedIn) {
+    refresh();
+    timer = setInterval(refresh, REFRESH_MS);
+  }
+}
+
+function logout() {
+  token = null;
+  sessionStorage.removeItem("cascade.token");
+  $("#who").textContent = "";
+  show(false);
+}
+
+$("#login-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  $("#login-error").textContent = "";
+  const form = new URLSearchParams({ username: $("#username").value, password: $("#password").value });
+  const resp = await fetch("/api/v1/wx/auth/login", { method: "POST", body: form });
+  const body = await resp.json().catch(() => ({}));
+  if (!resp.ok || body.code !== 0) {
+    $("#login-error").textContent = body.message || `HTTP ${resp.status}`;
+    return;
+  }
+  token = body.data.access_token;
+  sessionStorage.setItem("cascade.token", token);
+  $("#who").textContent = $("#username").value;
+  show(true);
+});
+$("#logout").addEventListener("click", logout);
+$("#alloc-filter").addEventListener("change", refresh);
+show(Boolean(token));

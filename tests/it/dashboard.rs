@@ -1,0 +1,230 @@
+//! The dashboard in real headless Chromium, driven over W3C WebDriver (chromedriver): log in,
+//! see a node come online, press dispatch, see the allocations appear. Skipped (said once on
+//! stderr) when chromedriver is missing, unless `CASCADE_REQUIRE_BROWSER=1`.
+
+use crate::helpers::{PASSWORD, TestParent};
+use serde_json::{Value, json};
+use std::io::Write;
+use std::process::Stdio;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// A chromedriver process and one browser session.
+struct Browser {
+    driver: Child,
+    http: reqwest::Client,
+    session: String,
+    _profile: tempfile::TempDir,
+}
+
+fn binary(var: &str, default: &str) -> Option<String> {
+    let path = std::env::var(var).unwrap_or_else(|_| default.to_string());
+    std::path::Path::new(&path).is_file().then_some(path)
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium session, or `None` when they are missing.
+    async fn start() -> Option<Self> {
+        let (Some(driver), Some(chromium)) = (
+            binary("CASCADE_CHROMEDRIVER", "/usr/bin/chromedriver"),
+            binary("CASCADE_CHROMIUM", "/usr/bin/chromium"),
+        ) else {
+            assert!(
+                std::env::var("CASCADE_REQUIRE_BROWSER").as_deref() != Ok("1"),
+                "CASCADE_REQUIRE_BROWSER=1 but chromium/chromedriver are not installed"
+            );
+            let _ = writeln!(
+                std::io::stderr(),
+                "note: browser test SKIPPED (apt-get install chromium chromium-driver to run it)"
+            );
+            return None;
+        };
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+            probe.local_addr().expect("addr").port()
+        };
+        let mut child = Command::new(driver)
+            .args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromedriver starts");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        loop {
+            let line = lines.next_line().await.expect("chromedriver output");
+            let line = line.expect("chromedriver exited before it was ready");
+            if line.contains("started successfully") {
+                break;
+            }
+        }
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let profile = tempfile::tempdir().expect("profile dir");
+        let http = crate::helpers::http_client();
+        let base = format!("http://127.0.0.1:{port}");
+        let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
+            "binary": chromium,
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--window-size=1400,1000", format!("--user-data-dir={}", profile.path().display())]}}}});
+        let created: Value = http
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send()
+            .await
+            .expect("session request")
+            .json()
+            .await
+            .expect("session json");
+        let session = created["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {created}"))
+            .to_string();
+        let browser = Self {
+            driver: child,
+            http,
+            session: format!("{base}/session/{session}"),
+            _profile: profile,
+        };
+        browser
+            .call("/timeouts", json!({"script": 30_000, "implicit": 10_000}))
+            .await;
+        Some(browser)
+    }
+
+    async fn call(&self, path: &str, body: Value) -> Value {
+        let r: Value = self
+            .http
+            .post(format!("{}{path}", self.session))
+            .json(&body)
+            .send()
+            .await
+            .expect("webdriver request")
+            .json()
+            .await
+            .expect("webdriver json");
+        assert!(r["value"]["error"].is_null(), "webdriver {path}: {r}");
+        r["value"].clone()
+    }
+
+    async fn goto(&self, url: &str) {
+        self.call("/url", json!({ "url": url })).await;
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let v = self
+            .call("/element", json!({"using": "css selector", "value": css}))
+            .await;
+        v[ELEMENT].as_str().expect("element id").to_string()
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let el = self.find(css).await;
+        self.call(&format!("/element/{el}/clear"), json!({})).await;
+        self.call(&format!("/element/{el}/value"), json!({ "text": text }))
+            .await;
+    }
+
+    async fn click(&self, css: &str) {
+        let el = self.find(css).await;
+        self.call(&format!("/element/{el}/click"), json!({})).await;
+    }
+
+    /// Waits, inside the page, until `condition` (a JS function body) returns a truthy
+    /// value, re-checking on every DOM change; returns that value.
+    async fn until(&self, condition: &str) -> Value {
+        let script = format!(
+            "const done = arguments[arguments.length - 1];
+             const test = () => {{ try {{ {condition} }} catch (e) {{ return null; }} }};
+             const first = test();
+             if (first) {{ done(first); return; }}
+             const watch = new MutationObserver(() => {{
+               const v = test();
+               if (v) {{ watch.disconnect(); done(v); }}
+             }});
+             watch.observe(document, {{subtree: true, childList: true, characterData: true, attributes: true}});"
+        );
+        self.call("/execute/async", json!({"script": script, "args": []}))
+            .await
+    }
+
+    /// Saves a PNG of the page (for people looking at a failed or new run).
+    async fn screenshot(&self, path: &std::path::Path) {
+        let r: Value = self
+            .http
+            .get(format!("{}/screenshot", self.session))
+            .send()
+            .await
+            .expect("screenshot request")
+            .json()
+            .await
+            .expect("screenshot json");
+        if let Some(png) = r["value"].as_str() {
+            use base64::Engine;
+            if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(png) {
+                let _ = std::fs::write(path, bytes);
+            }
+        }
+    }
+
+    async fn close(mut self) {
+        let _ = self.http.delete(&self.session).send().await;
+        let _ = self.driver.kill().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_logs_in_sees_a_node_come_online_and_dispatches() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let p = TestParent::spawn().await;
+    let feeds = p.feeds(11_000_000, 3).await;
+    p.task(&feeds).await;
+
+    browser.goto(&p.url("/")).await;
+    browser.type_into("#password", "wrong").await;
+    browser.click("#login").await;
+    let refused = browser
+        .until("return document.querySelector('#login-error').textContent;")
+        .await;
+    assert!(!refused.as_str().unwrap_or_default().is_empty());
+
+    browser.type_into("#password", PASSWORD).await;
+    browser.click("#login").await;
+    browser
+        .until("return !document.querySelector('#app').hidden && document.querySelectorAll('#tasks tbody tr').length === 1;")
+        .await;
+
+    // A node comes online: the live refresh shows it.
+    p.online_node("browser-node", json!({"capacity": 3, "version": "test-1"}))
+        .await;
+    let row = browser
+        .until("const r = [...document.querySelectorAll('#nodes tbody tr')].find(r => r.textContent.includes('browser-node')); return r && r.textContent.includes('online') ? r.textContent : null;")
+        .await;
+    assert!(row.as_str().unwrap_or_default().contains("0/3"), "{row}");
+
+    // Dispatch from the task's button: the allocations appear.
+    browser.click("#tasks button.dispatch").await;
+    let result = browser
+        .until("const t = document.querySelector('#dispatch-result').textContent; return t.includes('created') ? t : null;")
+        .await;
+    assert_eq!(result, "dispatched: 3 allocation(s) created");
+    let statuses = browser
+        .until("const rows = [...document.querySelectorAll('#allocations tbody tr')]; return rows.length === 3 ? rows.map(r => r.children[2].textContent) : null;")
+        .await;
+    assert_eq!(statuses, json!(["pending", "pending", "pending"]));
+
+    // Everything the page loaded came from the parent itself.
+    let origins = browser
+        .until("return [...new Set(performance.getEntriesByType('resource').map(e => new URL(e.name).origin).concat([location.origin]))];")
+        .await;
+    assert_eq!(origins, json!([p.url("")]));
+    browser
+        .screenshot(&std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png"))
+        .await;
+    browser.close().await;
+    p.shutdown().await;
+}
