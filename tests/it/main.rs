@@ -17,6 +17,7 @@ mod lifecycle;
 mod metrics;
 mod node_api;
 mod nodes;
+mod openapi;
 mod operator;
 mod outputs;
 mod parents;

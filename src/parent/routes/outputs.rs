@@ -196,6 +196,15 @@ pub(super) async fn opml(State(state): State<AppState>, headers: HeaderMap) -> A
         .into_response())
 }
 
+/// The same export under the admin API.
+pub(super) async fn opml_admin(
+    state: State<AppState>,
+    _: AdminAuth,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    opml(state, headers).await
+}
+
 /// The result of an OPML import.
 #[derive(Debug, Serialize)]
 pub(super) struct Imported {
