@@ -116,3 +116,17 @@ CREATE TABLE IF NOT EXISTS cascade_settings (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+
+-- Ours: webhooks waiting to be sent, one row per task and upload batch, written in the
+-- upload's transaction so a parent that stops loses none.
+CREATE TABLE IF NOT EXISTS cascade_webhook_outbox (
+    id VARCHAR(64) PRIMARY KEY,
+    task_id VARCHAR(255) NOT NULL,
+    article_ids TEXT NOT NULL,
+    status VARCHAR(20) NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at DATETIME NOT NULL,
+    last_error TEXT,
+    created_at DATETIME NOT NULL,
+    sent_at DATETIME
+);

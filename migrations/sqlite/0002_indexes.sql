@@ -19,3 +19,5 @@ CREATE INDEX IF NOT EXISTS ix_cascade_sync_logs_started
     ON we_cascade_sync_logs (started_at);
 CREATE INDEX IF NOT EXISTS ix_articles_mp_publish
     ON we_articles (mp_id, publish_time);
+CREATE INDEX IF NOT EXISTS ix_cascade_webhook_due
+    ON cascade_webhook_outbox (status, next_attempt_at);

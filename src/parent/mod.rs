@@ -48,6 +48,8 @@ pub struct AppState {
     pub notifier: Arc<notifier::Notifier>,
     /// Event metrics for `/metrics`.
     pub metrics: Arc<metrics::Metrics>,
+    /// Wakes the webhook sender when an upload queued webhooks.
+    pub webhook_wake: Arc<tokio::sync::Notify>,
     /// Whether cron firings dispatch (start/stop-scheduler).
     pub scheduler_running: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -92,6 +94,7 @@ impl AppState {
             dummy_hash: dummy_hash.into(),
             notifier: Arc::new(notifier::Notifier::new(store.clone())),
             metrics: Arc::default(),
+            webhook_wake: Arc::default(),
             scheduler_running: Arc::new(std::sync::atomic::AtomicBool::new(
                 config.cascade.scheduler,
             )),
@@ -113,11 +116,13 @@ impl AppState {
 pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()> {
     let shutdown = state.shutdown.clone();
     let peers = tokio::spawn(notifier::listen_to_peers(state.clone()));
+    let webhooks = tokio::spawn(webhooks::Sender::new(state.clone()).run(shutdown.clone()));
     let served = axum::serve(listener, routes::router(state))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;
     shutdown.cancel();
     let _ = peers.await;
+    let _ = webhooks.await;
     served
 }
 

@@ -1,7 +1,7 @@
-//! Webhooks (DESIGN §8, PROTOCOL §8.5): the new articles of an upload go, as one message per
-//! enabled task that has a `web_hook_url` and includes their feed, to that URL. The parent
-//! sends them (children need no outbound access), in the background, with a timeout and
-//! retries with doubling back-off.
+//! Webhooks (DESIGN §8, PROTOCOL §8.5): the new articles of an upload are queued (in the
+//! upload's transaction) as one message per enabled task that has a `web_hook_url` and
+//! includes their feed. The parent's [`Sender`] sends them (children need no outbound
+//! access), with a timeout and retries with doubling back-off.
 //!
 //! The message is `message_template` rendered with minijinja (WeRSS writes Jinja). A template
 //! that mentions `articles` is rendered once with the list; one that does not (WeRSS's
@@ -13,10 +13,8 @@
 //! The task's `headers` (a JSON object) are sent with each call.
 
 use super::AppState;
-use crate::parent::ops::alloc::task_feed_ids;
-use crate::store::{MessageTask, StoredArticle};
+use crate::store::{MessageTask, StoredArticle, WebhookJob, WebhookResult};
 use serde_json::{Value, json};
-use std::collections::HashMap;
 use std::time::Duration;
 
 /// Used when a task has no template.
@@ -119,57 +117,93 @@ pub fn render(task: &MessageTask, articles: &[StoredArticle]) -> Result<String, 
     Ok(parts.join("\n\n"))
 }
 
-/// Queues the webhooks for newly stored articles (after their upload committed).
-pub fn new_articles(state: &AppState, ids: Vec<String>) {
-    if ids.is_empty() {
-        return;
-    }
-    let state = state.clone();
-    tokio::spawn(async move {
-        if let Err(e) = deliver(&state, ids).await {
-            tracing::warn!(error = %e, "webhooks for new articles could not be prepared");
-        }
-    });
+/// The webhook sender: every parent runs one. It claims due outbox rows (written in the
+/// upload's transaction), sends each once, and records the outcome: sent, retry at a
+/// doubling back-off, or failed after `webhook_attempts`. A claimed row is leased for the
+/// call's timeout plus a margin, so a parent that stops mid-send leaves it to another.
+#[derive(Clone)]
+pub struct Sender {
+    state: AppState,
 }
 
-async fn deliver(state: &AppState, ids: Vec<String>) -> crate::store::Result<()> {
-    let tasks: Vec<MessageTask> = state
-        .store
-        .list_tasks(Some(1))
-        .await?
-        .into_iter()
-        .filter(|t| !t.fields.web_hook_url.trim().is_empty())
-        .collect();
-    if tasks.is_empty() {
-        return Ok(());
+/// Rows claimed per pass.
+const BATCH: i64 = 20;
+
+impl Sender {
+    /// A sender over `state`.
+    pub fn new(state: AppState) -> Self {
+        Self { state }
     }
-    let articles = state.store.get_articles(ids).await?;
-    let mut sends = tokio::task::JoinSet::new();
-    for task in tasks {
-        let feeds: std::collections::HashSet<String> = task_feed_ids(&task).into_iter().collect();
-        let mut by_feed: HashMap<&str, Vec<StoredArticle>> = HashMap::new();
-        for a in articles.iter().filter(|a| feeds.contains(&a.mp_id)) {
-            by_feed.entry(&a.mp_id).or_default().push(a.clone());
+
+    /// One pass at the state's clock: sends every due webhook; returns how many it tried.
+    ///
+    /// # Errors
+    /// Database failures (the loop logs them and carries on).
+    pub async fn run_once(&self) -> crate::store::Result<usize> {
+        let s = &self.state;
+        let c = &s.config.cascade;
+        let lease = i64::try_from(c.webhook_timeout.saturating_add(30)).unwrap_or(60);
+        let mut tried = 0;
+        loop {
+            let jobs = s.store.claim_webhooks(s.clock.now(), BATCH, lease).await?;
+            if jobs.is_empty() {
+                return Ok(tried);
+            }
+            tried += jobs.len();
+            let mut sends = tokio::task::JoinSet::new();
+            for job in jobs {
+                let state = s.clone();
+                sends.spawn(async move {
+                    let result = attempt(&state, &job).await;
+                    if let Err(e) = state
+                        .store
+                        .finish_webhook(&job.id, result, state.clock.now())
+                        .await
+                    {
+                        tracing::warn!(error = %e, "webhook outcome not recorded");
+                    }
+                });
+            }
+            while sends.join_next().await.is_some() {}
         }
-        let batch: Vec<StoredArticle> = by_feed.into_values().flatten().collect();
-        if batch.is_empty() {
-            continue;
-        }
-        let state = state.clone();
-        sends.spawn(async move { send(&state, &task, &batch).await });
     }
-    while sends.join_next().await.is_some() {}
-    Ok(())
+
+    /// Runs until `token` is cancelled: a pass when woken by an upload, else every second.
+    pub async fn run(self, token: tokio_util::sync::CancellationToken) {
+        loop {
+            if let Err(e) = self.run_once().await {
+                tracing::warn!(error = %e, "webhook pass failed");
+            }
+            tokio::select! {
+                () = self.state.webhook_wake.notified() => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = token.cancelled() => return,
+            }
+        }
+    }
 }
 
-/// Renders and posts one message, retrying failures (network, timeouts, non-2xx) with
-/// doubling back-off.
-async fn send(state: &AppState, task: &MessageTask, batch: &[StoredArticle]) {
-    let text = match render(task, batch) {
+/// One try of one job.
+async fn attempt(state: &AppState, job: &WebhookJob) -> WebhookResult {
+    let c = &state.config.cascade;
+    let task = match state.store.get_task(&job.task_id).await {
+        Ok(t) if t.fields.status == 1 && !t.fields.web_hook_url.trim().is_empty() => t,
+        Ok(_) => return WebhookResult::Failed("task disabled or without web_hook_url".into()),
+        Err(crate::store::Error::NotFound(_)) => {
+            return WebhookResult::Failed("task deleted".into());
+        }
+        Err(e) => return retry_or_fail(state, job, e.to_string()),
+    };
+    let batch = match state.store.get_articles(job.article_ids.clone()).await {
+        Ok(b) if !b.is_empty() => b,
+        Ok(_) => return WebhookResult::Failed("articles deleted".into()),
+        Err(e) => return retry_or_fail(state, job, e.to_string()),
+    };
+    let text = match render(&task, &batch) {
         Ok(text) => text,
         Err(e) => {
             tracing::warn!(task.id = %task.id, error = %e, "webhook not sent");
-            return;
+            return WebhookResult::Failed(e);
         }
     };
     let title = format!(
@@ -180,50 +214,47 @@ async fn send(state: &AppState, task: &MessageTask, batch: &[StoredArticle]) {
             .unwrap_or_else(|| task.fields.name.clone()),
         batch.len()
     );
-    let payload = body(task, &title, &text);
     let headers: serde_json::Map<String, Value> = task
         .fields
         .headers
         .as_deref()
         .and_then(|h| serde_json::from_str(h).ok())
         .unwrap_or_default();
-    let c = &state.config.cascade;
-    let attempts = c.webhook_attempts.max(1);
-    let mut backoff = Duration::from_millis(c.webhook_backoff_ms);
-    for attempt in 1..=attempts {
-        let mut req = state
-            .http
-            .post(&task.fields.web_hook_url)
-            .timeout(Duration::from_secs(c.webhook_timeout.max(1)))
-            .json(&payload);
-        for (k, v) in &headers {
-            if let Some(v) = v.as_str() {
-                req = req.header(k, v);
-            }
-        }
-        let outcome = match req.send().await {
-            Ok(r) if r.status().is_success() => Ok(()),
-            Ok(r) => Err(format!("status {}", r.status().as_u16())),
-            Err(e) => Err(e.without_url().to_string()),
-        };
-        match outcome {
-            Ok(()) => {
-                tracing::info!(task.id = %task.id, articles = batch.len(), attempt, "webhook sent");
-                return;
-            }
-            Err(e) if attempt == attempts => {
-                tracing::warn!(task.id = %task.id, attempt, error = %e, "webhook failed, giving up");
-            }
-            Err(e) => {
-                tracing::info!(task.id = %task.id, attempt, error = %e, "webhook failed, retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
-                    () = state.shutdown.cancelled() => return,
-                }
-                backoff *= 2;
-            }
+    let mut req = state
+        .http
+        .post(&task.fields.web_hook_url)
+        .timeout(Duration::from_secs(c.webhook_timeout.max(1)))
+        .json(&body(&task, &title, &text));
+    for (k, v) in &headers {
+        if let Some(v) = v.as_str() {
+            req = req.header(k, v);
         }
     }
+    let sent = match req.send().await {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => Err(format!("status {}", r.status().as_u16())),
+        Err(e) => Err(e.without_url().to_string()),
+    };
+    match sent {
+        Ok(()) => {
+            tracing::info!(task.id = %task.id, articles = batch.len(), attempt = job.attempts, "webhook sent");
+            WebhookResult::Sent
+        }
+        Err(e) => retry_or_fail(state, job, e),
+    }
+}
+
+fn retry_or_fail(state: &AppState, job: &WebhookJob, error: String) -> WebhookResult {
+    let c = &state.config.cascade;
+    if u64::try_from(job.attempts).unwrap_or(u64::MAX) >= c.webhook_attempts.max(1) {
+        tracing::warn!(task.id = %job.task_id, attempt = job.attempts, %error, "webhook failed, giving up");
+        return WebhookResult::Failed(error);
+    }
+    let exp = u32::try_from((job.attempts - 1).clamp(0, 16)).unwrap_or(16);
+    let wait = c.webhook_backoff_ms.saturating_mul(1 << exp);
+    let wait = chrono::TimeDelta::milliseconds(i64::try_from(wait).unwrap_or(i64::MAX / 2));
+    tracing::info!(task.id = %job.task_id, attempt = job.attempts, %error, "webhook failed, will retry");
+    WebhookResult::Retry(state.clock.now() + wait, error)
 }
 
 #[cfg(test)]

@@ -224,6 +224,11 @@ delegate! {
     fn list_articles(&self, feed_ids: Option<Vec<String>>, page: Page) -> Result<Vec<StoredArticle>>;
     /// The named articles, newest first.
     fn get_articles(&self, ids: Vec<String>) -> Result<Vec<StoredArticle>>;
+    /// Claims up to `limit` due webhooks for `lease_seconds` (another parent takes them after
+    /// that if this one stops), counting the try.
+    fn claim_webhooks(&self, now: NaiveDateTime, limit: i64, lease_seconds: i64) -> Result<Vec<WebhookJob>>;
+    /// Records how a webhook try ended.
+    fn finish_webhook(&self, id: &str, result: WebhookResult, now: NaiveDateTime) -> Result<()>;
     /// Returns held allocations to `pending` without spending an attempt.
     fn release(&self, node_id: &str, items: Vec<(String, Option<String>)>, now: NaiveDateTime) -> Result<(Vec<String>, Vec<(String, &'static str)>)>;
     /// Expires leases and takes work from silent nodes.

@@ -487,3 +487,51 @@ pub(crate) fn feed_status_from_row(r: &impl RowExt) -> Result<super::FeedStatus>
         last_error: r.opt_text("last_error")?,
     })
 }
+
+/// Enabled tasks with a webhook (id, `mps_id`), for queueing webhooks of new articles.
+pub(crate) const WEBHOOK_TASKS: &str = "SELECT id, mps_id FROM we_message_tasks
+    WHERE status = 1 AND web_hook_url IS NOT NULL AND web_hook_url <> ''";
+
+/// The outbox rows for new articles `(stored id, feed id)`: one per task (`(id, mps_id)`)
+/// that includes any of their feeds, with that task's articles.
+pub(crate) fn webhook_batches(
+    tasks: &[impl RowExt],
+    new: &[(String, String)],
+) -> Result<Vec<(String, Vec<String>)>> {
+    let mut out = Vec::new();
+    for t in tasks {
+        let feeds: std::collections::HashSet<String> = super::mps_feed_ids(&t.text("mps_id")?)
+            .into_iter()
+            .collect();
+        let ids: Vec<String> = new
+            .iter()
+            .filter(|(_, feed)| feeds.contains(feed))
+            .map(|(id, _)| id.clone())
+            .collect();
+        if !ids.is_empty() {
+            out.push((t.text("id")?, ids));
+        }
+    }
+    Ok(out)
+}
+
+/// An outbox row as claimed.
+pub(crate) fn webhook_job_from_row(r: &impl RowExt) -> Result<super::WebhookJob> {
+    Ok(super::WebhookJob {
+        id: r.text("id")?,
+        task_id: r.text("task_id")?,
+        article_ids: r.string_list("article_ids")?.unwrap_or_default(),
+        attempts: r.int("attempts")?,
+    })
+}
+
+/// `(status, sent_at set, next_attempt_at, last_error)` for a finished try.
+pub(crate) fn webhook_outcome(
+    result: super::WebhookResult,
+) -> (&'static str, bool, Option<NaiveDateTime>, Option<String>) {
+    match result {
+        super::WebhookResult::Sent => ("sent", true, None, None),
+        super::WebhookResult::Retry(at, e) => ("pending", false, Some(at), Some(e)),
+        super::WebhookResult::Failed(e) => ("failed", false, None, Some(e)),
+    }
+}

@@ -254,6 +254,34 @@ pub struct TaskFields {
     pub expose_to_nodes: bool,
 }
 
+impl TaskFields {
+    /// Feed ids named by `mps_id` (objects with `id`, or bare ids), in order.
+    pub fn feed_ids(&self) -> Vec<String> {
+        mps_feed_ids(&self.mps_id)
+    }
+}
+
+/// Feed ids of an `mps_id` text: a JSON list of `{"id", …}` objects or ids.
+pub fn mps_feed_ids(mps_id: &str) -> Vec<String> {
+    let list: Value = serde_json::from_str(mps_id).unwrap_or(Value::Null);
+    list.as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|item| match item {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Object(o) => match o.get("id") {
+                        Some(Value::String(s)) => Some(s.clone()),
+                        Some(Value::Number(n)) => Some(n.to_string()),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A message task (`we_message_tasks`).
 #[derive(Debug, Clone)]
 pub struct MessageTask {
@@ -397,4 +425,28 @@ pub struct StoredArticle {
     pub publish_time: Option<i64>,
     /// Last change, epoch milliseconds.
     pub updated_at_millis: Option<i64>,
+}
+
+/// A webhook waiting to be sent: one task, one batch of new articles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookJob {
+    /// Outbox row id.
+    pub id: String,
+    /// The message task.
+    pub task_id: String,
+    /// Stored ids of the batch's articles.
+    pub article_ids: Vec<String>,
+    /// Tries so far, this one included.
+    pub attempts: i64,
+}
+
+/// How a webhook try ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookResult {
+    /// Delivered.
+    Sent,
+    /// Failed; try again at this time.
+    Retry(NaiveDateTime, String),
+    /// Failed for good.
+    Failed(String),
 }

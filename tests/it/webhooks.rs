@@ -13,6 +13,11 @@ type Got = (HeaderMap, Value);
 
 /// A webhook receiver on 127.0.0.1 that fails its first `failures` calls with 503.
 async fn receiver(failures: usize) -> (String, mpsc::UnboundedReceiver<Got>) {
+    receiver_on(0, failures).await
+}
+
+/// The same on a given port (0: any).
+async fn receiver_on(port: u16, failures: usize) -> (String, mpsc::UnboundedReceiver<Got>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let calls = Arc::new(AtomicUsize::new(0));
     let app = axum::Router::new().route(
@@ -29,7 +34,7 @@ async fn receiver(failures: usize) -> (String, mpsc::UnboundedReceiver<Got>) {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .expect("bind");
     let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
@@ -42,6 +47,20 @@ async fn next(rx: &mut mpsc::UnboundedReceiver<Got>) -> Got {
         .await
         .expect("a webhook arrives")
         .expect("receiver open")
+}
+
+/// The next webhook of a retry: moves the parent's clock a second at a time (retries are
+/// due by that clock) until the sender's next pass delivers one.
+async fn next_retry(p: &TestParent, rx: &mut mpsc::UnboundedReceiver<Got>) -> Got {
+    for _ in 0..20 {
+        p.clock.advance(chrono::TimeDelta::seconds(1));
+        if let Ok(got) =
+            tokio::time::timeout(std::time::Duration::from_millis(1500), rx.recv()).await
+        {
+            return got.expect("receiver open");
+        }
+    }
+    panic!("no retry was delivered");
 }
 
 impl TestParent {
@@ -75,9 +94,9 @@ on_both! {
         p.dispatch(&task).await;
         let pkg = p.upload_titles(&node, &["one", "two"]).await;
 
-        // First call refused with 503, then retried with the same message.
+        // First call refused with 503, then retried with the same message once due.
         let (_, refused) = next(&mut rx).await;
-        let (headers, got) = next(&mut rx).await;
+        let (headers, got) = next_retry(&p, &mut rx).await;
         assert_eq!(refused, got);
         assert_eq!(headers["x-token"], "abc", "task headers sent");
         assert_eq!(got["feed"], format!("feed {}", feeds[0]));
@@ -129,4 +148,40 @@ async fn a_werss_style_template_renders_per_article_for_a_generic_receiver() {
     let name = format!("feed {}", feeds[0]);
     assert_eq!(parts, vec![format!("a ({name})"), format!("b ({name})")]);
     p.shutdown().await;
+}
+
+/// The queue is in the database: webhooks a stopped parent could not deliver are sent by
+/// another parent of the same database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_webhook_outlives_its_parent() {
+    // The database outlives both parents' folders.
+    let shared = tempfile::tempdir().expect("temp dir");
+    let config = || {
+        let mut c = crate::helpers::test_config(&shared);
+        c.cascade.webhook_backoff_ms = 10;
+        c.cascade.webhook_attempts = 50;
+        c
+    };
+    let a = TestParent::spawn_with(config(), tempfile::tempdir().expect("dir")).await;
+    let b =
+        TestParent::spawn_on_clock(config(), tempfile::tempdir().expect("dir"), a.clock.clone())
+            .await;
+    // Nothing listens on the webhook's port yet.
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+        probe.local_addr().expect("addr").port()
+    };
+    let node = a.online_node("n", json!({})).await;
+    let feeds = a.feeds(9_200_000, 1).await;
+    let t = a.post(&cascade("/message-tasks"), &a.admin(), json!({"name": "late", "message_template": "{{ article.title }}",
+        "web_hook_url": format!("http://127.0.0.1:{port}/hook"), "mps_id": [feeds[0]], "status": 1})).await;
+    let task = t.ok()["id"].as_str().expect("id").to_string();
+    a.dispatch(&task).await;
+    a.upload_titles(&node, &["kept"]).await;
+    a.shutdown().await;
+
+    let (_, mut rx) = receiver_on(port, 0).await;
+    let (_, got) = next_retry(&b, &mut rx).await;
+    assert_eq!(got["content"], "kept");
+    b.shutdown().await;
 }

@@ -47,23 +47,7 @@ fn claim_policy(state: &AppState) -> ClaimPolicy {
 
 /// Feed ids named by a task's `mps_id` (objects with `id`, or bare ids), in order.
 pub fn task_feed_ids(task: &MessageTask) -> Vec<String> {
-    let list: Value = serde_json::from_str(&task.fields.mps_id).unwrap_or(Value::Null);
-    list.as_array()
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|item| match item {
-                    Value::String(s) => Some(s.clone()),
-                    Value::Object(o) => match o.get("id") {
-                        Some(Value::String(s)) => Some(s.clone()),
-                        Some(Value::Number(n)) => Some(n.to_string()),
-                        _ => None,
-                    },
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+    task.fields.feed_ids()
 }
 
 /// `POST /dispatch-task`: one task (must be enabled) or every enabled task.

@@ -85,7 +85,9 @@ pub(super) async fn upload_articles(
             lease,
         )
         .await?;
-    crate::parent::webhooks::new_articles(&state, out.new_ids.clone());
+    if !out.new_ids.is_empty() {
+        state.webhook_wake.notify_one();
+    }
     Ok(axum::Json(Envelope::ok("文章数据上行成功", out)))
 }
 

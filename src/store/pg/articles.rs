@@ -5,8 +5,11 @@ use super::PgStore;
 use super::insert_sync_log;
 use super::lifecycle::load;
 use super::nodes::{lock, touch};
-use crate::store::rows::{ARTICLE_COLUMNS, article_from_row, check_article};
-use crate::store::{ArticleIn, Error, Rejected, Result, UploadOutcome};
+use crate::store::rows::{
+    ARTICLE_COLUMNS, WEBHOOK_TASKS, article_from_row, check_article, webhook_batches,
+    webhook_job_from_row, webhook_outcome,
+};
+use crate::store::{ArticleIn, Error, Rejected, Result, UploadOutcome, WebhookJob, WebhookResult};
 use chrono::{NaiveDateTime, TimeDelta};
 use serde_json::json;
 use sqlx::PgConnection;
@@ -78,6 +81,7 @@ impl PgStore {
             rejected: Vec::new(),
             new_ids: Vec::new(),
         };
+        let mut fresh: Vec<(String, String)> = Vec::new();
         for item in items {
             let checked = check_article(&item, &row.feed_ids);
             let (stored_id, mp_id) = match checked {
@@ -106,6 +110,7 @@ impl PgStore {
                 Upsert::Inserted => {
                     out.new_count += 1;
                     out.new_ids.push(stored_id.clone());
+                    fresh.push((stored_id.clone(), mp_id.clone()));
                 }
                 Upsert::Updated => out.updated_count += 1,
                 Upsert::Foreign => {
@@ -137,6 +142,7 @@ impl PgStore {
         .bind(now + TimeDelta::seconds(lease_seconds))
         .execute(&mut *tx)
         .await?;
+        enqueue_webhooks(&mut tx, &fresh, now).await?;
         let extra = json!({ "allocation_id": allocation_id, "task_id": row.task_id, "received": out.received,
                             "new_count": out.new_count, "updated_count": out.updated_count, "rejected": out.rejected.len() });
         insert_sync_log(
@@ -235,5 +241,77 @@ async fn upsert(
                 Upsert::Updated
             })
         }
+    }
+}
+
+/// Queues the webhooks of newly stored articles `(stored id, feed id)`, in the upload's
+/// transaction.
+async fn enqueue_webhooks(
+    tx: &mut PgConnection,
+    fresh: &[(String, String)],
+    now: NaiveDateTime,
+) -> Result<()> {
+    if fresh.is_empty() {
+        return Ok(());
+    }
+    let tasks = sqlx::query(WEBHOOK_TASKS).fetch_all(&mut *tx).await?;
+    for (task_id, ids) in webhook_batches(&tasks, fresh)? {
+        sqlx::query(
+            "INSERT INTO cascade_webhook_outbox (id, task_id, article_ids, status, attempts, next_attempt_at, created_at)
+             VALUES ($1, $2, $3, 'pending', 0, $4, $4)",
+        )
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(task_id)
+        .bind(json!(ids).to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+impl PgStore {
+    pub(crate) async fn claim_webhooks(
+        &self,
+        now: NaiveDateTime,
+        limit: i64,
+        lease_seconds: i64,
+    ) -> Result<Vec<WebhookJob>> {
+        let rows = sqlx::query(
+            "UPDATE cascade_webhook_outbox SET next_attempt_at = $2, attempts = attempts + 1
+              WHERE id IN (SELECT id FROM cascade_webhook_outbox WHERE status = 'pending' AND next_attempt_at <= $1
+                            ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+              RETURNING id, task_id, article_ids, attempts",
+        )
+        .bind(now)
+        .bind(now + TimeDelta::seconds(lease_seconds))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(webhook_job_from_row).collect()
+    }
+
+    pub(crate) async fn finish_webhook(
+        &self,
+        id: &str,
+        result: WebhookResult,
+        now: NaiveDateTime,
+    ) -> Result<()> {
+        let (status, sent, next, error) = webhook_outcome(result);
+        sqlx::query(
+            "UPDATE cascade_webhook_outbox SET status = $2,
+                sent_at = CASE WHEN $3 THEN $4 ELSE sent_at END,
+                next_attempt_at = COALESCE($5, next_attempt_at), last_error = COALESCE($6, last_error)
+              WHERE id = $1",
+        )
+        .bind(id)
+        .bind(status)
+        .bind(sent)
+        .bind(now)
+        .bind(next)
+        .bind(error)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 }
