@@ -5,7 +5,7 @@
 //! the API's JSON with `--json`.
 
 pub use super::admin_args::{FeedCmd, NodeCmd, Target, TaskCmd};
-use super::table::Table;
+use super::table::{Table, credentials, node_table, print, text};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::parent::{self, AppState};
@@ -137,63 +137,6 @@ async fn envelope(resp: reqwest::Response) -> anyhow::Result<Value> {
         status.as_u16(),
         body["message"].as_str().unwrap_or("request failed")
     )
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(s) if s.is_empty() => "-".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-fn print(json: bool, data: &Value, table: impl FnOnce(&Value) -> Table) {
-    if json {
-        println!("{}", serde_json::to_string_pretty(data).unwrap_or_default());
-    } else {
-        print!("{}", table(data));
-    }
-}
-
-fn node_table(list: &Value) -> Table {
-    let mut t = Table::new(&[
-        "ID",
-        "NAME",
-        "STATE",
-        "LOAD",
-        "SESSION",
-        "COOLING UNTIL",
-        "LAST HEARTBEAT",
-    ]);
-    for n in list.as_array().into_iter().flatten() {
-        let state = if n["is_active"] == false {
-            "disabled"
-        } else if n["online"] == true {
-            "online"
-        } else {
-            "offline"
-        };
-        t.row(vec![
-            text(&n["id"]),
-            text(&n["name"]),
-            state.into(),
-            format!("{}/{}", text(&n["held_feeds"]), text(&n["capacity"])),
-            text(&n["session_state"]),
-            text(&n["cooldown_until"]),
-            text(&n["last_heartbeat_at"]),
-        ]);
-    }
-    t
-}
-
-fn credentials(data: &Value) {
-    println!("node_id:    {}", text(&data["node_id"]));
-    println!("api_key:    {}", text(&data["api_key"]));
-    println!("api_secret: {}", text(&data["api_secret"]));
-    println!(
-        "(the secret is shown only now; put both in the child's cascade.api_key / api_secret)"
-    );
 }
 
 /// `cascade node …`

@@ -78,6 +78,67 @@ impl fmt::Display for Table {
     }
 }
 
+/// A cell's text: `-` for null or empty, strings bare, the rest as JSON.
+pub fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) if s.is_empty() => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The API's JSON with `--json`, else the table `table` makes of it.
+pub fn print(json: bool, data: &Value, table: impl FnOnce(&Value) -> Table) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(data).unwrap_or_default());
+    } else {
+        print!("{}", table(data));
+    }
+}
+
+/// Nodes as a table: state, load/capacity, session, cooldown, last heartbeat.
+pub fn node_table(list: &Value) -> Table {
+    let mut t = Table::new(&[
+        "ID",
+        "NAME",
+        "STATE",
+        "LOAD",
+        "SESSION",
+        "COOLING UNTIL",
+        "LAST HEARTBEAT",
+    ]);
+    for n in list.as_array().into_iter().flatten() {
+        let state = if n["is_active"] == false {
+            "disabled"
+        } else if n["online"] == true {
+            "online"
+        } else {
+            "offline"
+        };
+        t.row(vec![
+            text(&n["id"]),
+            text(&n["name"]),
+            state.into(),
+            format!("{}/{}", text(&n["held_feeds"]), text(&n["capacity"])),
+            text(&n["session_state"]),
+            text(&n["cooldown_until"]),
+            text(&n["last_heartbeat_at"]),
+        ]);
+    }
+    t
+}
+
+/// A node's new credentials, for a person to copy into the child's config.
+pub fn credentials(data: &Value) {
+    println!("node_id:    {}", text(&data["node_id"]));
+    println!("api_key:    {}", text(&data["api_key"]));
+    println!("api_secret: {}", text(&data["api_secret"]));
+    println!(
+        "(the secret is shown only now; put both in the child's cascade.api_key / api_secret)"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

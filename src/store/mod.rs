@@ -3,6 +3,7 @@
 //! knows nothing of HTTP.
 
 mod alloc_types;
+mod engine;
 mod pg;
 mod rows;
 mod schema;
