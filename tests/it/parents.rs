@@ -418,3 +418,54 @@ async fn simultaneous_dispatches_on_two_parents_open_each_feed_once() {
         assert!(created == 3000 || created == 0, "created {created}");
     }
 }
+
+/// Every parent runs the reaper: run at once on both, each expired lease and each silent
+/// node is handled exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reapers_on_both_parents_handle_each_expiry_once() {
+    let Some((_db, a, b)) = two_parents().await else {
+        return;
+    };
+    let mut nodes = Vec::new();
+    for i in 0..4 {
+        nodes.push(a.online_node(&format!("n{i}"), json!({})).await);
+    }
+    let feeds = a.feeds(6_000_000, 100).await;
+    let task = a.task(&feeds).await;
+    a.dispatch(&task).await;
+    let mut held = 0;
+    for node in &nodes {
+        held += b
+            .claim(node, "limit=10")
+            .await
+            .ok()
+            .as_array()
+            .expect("list")
+            .len();
+    }
+    assert_eq!(held, 40);
+
+    a.clock.advance(TimeDelta::seconds(301));
+    let (x, y) = tokio::join!(a.reap(), b.reap());
+    assert_eq!(
+        x.expired + y.expired,
+        40,
+        "each lease expired once: {x:?} {y:?}"
+    );
+    assert_eq!(
+        x.offline_nodes + y.offline_nodes,
+        4,
+        "each node marked offline once"
+    );
+    let logs = b
+        .get(
+            &cascade("/sync-logs?operation=lease_expired&limit=1"),
+            &b.admin(),
+        )
+        .await;
+    assert_eq!(logs.ok()["total"], 40, "one sync log per expiry");
+    let pending = b
+        .get(&cascade("/allocations?status=pending&limit=1"), &b.admin())
+        .await;
+    assert_eq!(pending.ok()["total"], 100);
+}
