@@ -13,7 +13,7 @@ where
 }
 
 /// `POST {P}/nodes`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct CreateNode {
     /// 0 parent record, 1 child.
     pub node_type: i64,
@@ -28,7 +28,7 @@ pub struct CreateNode {
 }
 
 /// `PUT {P}/nodes/{id}`.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, schemars::JsonSchema)]
 pub struct UpdateNode {
     /// New name.
     pub name: Option<String>,
@@ -47,7 +47,7 @@ pub struct UpdateNode {
 }
 
 /// `POST {P}/feeds`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct CreateFeed {
     /// Feed id (`MP_WXS_…`); derived from `faker_id` when absent.
     pub id: Option<String>,
@@ -68,7 +68,7 @@ pub struct CreateFeed {
 }
 
 /// `PUT {P}/feeds/{id}`.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, schemars::JsonSchema)]
 pub struct UpdateFeed {
     /// New name.
     pub mp_name: Option<String>,
@@ -83,7 +83,7 @@ pub struct UpdateFeed {
 }
 
 /// `POST`/`PUT {P}/message-tasks`: every field optional here; create checks the required ones.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, schemars::JsonSchema)]
 pub struct TaskBody {
     /// Display name.
     pub name: Option<String>,
@@ -110,7 +110,7 @@ pub struct TaskBody {
 }
 
 /// `POST {P}/heartbeat`; every field optional (WeRSS reads only `callback_url`).
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, schemars::JsonSchema)]
 pub struct Heartbeat {
     /// Where the parent may notify this node.
     pub callback_url: Option<String>,
@@ -133,7 +133,7 @@ pub struct Heartbeat {
 }
 
 /// `POST {P}/report-result`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct ReportResult {
     /// The message task.
     pub task_id: String,
@@ -144,7 +144,7 @@ pub struct ReportResult {
 }
 
 /// The login form.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct LoginForm {
     /// Required.
     pub username: Option<String>,
@@ -155,7 +155,7 @@ pub struct LoginForm {
 }
 
 /// A feed inside a task package: WeRSS's six keys, then ours.
-#[derive(Debug, Clone, serde::Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, serde::Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct PackageFeed {
     /// Feed id.
     pub id: String,
@@ -187,7 +187,7 @@ pub struct PackageFeed {
 }
 
 /// The task package a claim hands out (PROTOCOL §8.3).
-#[derive(Debug, Clone, serde::Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, serde::Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct TaskPackage {
     /// Allocation id.
     pub allocation_id: String,
@@ -232,7 +232,7 @@ pub struct TaskPackage {
 }
 
 /// Query of `claim-task` / `pending-tasks`.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, schemars::JsonSchema)]
 pub struct ClaimQuery {
     /// Must be the caller's id when given.
     pub node_id: Option<String>,
@@ -243,7 +243,7 @@ pub struct ClaimQuery {
 }
 
 /// `PUT {P}/task-status`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct TaskStatus {
     /// The allocation.
     pub allocation_id: String,
@@ -262,7 +262,7 @@ pub struct TaskStatus {
 }
 
 /// `POST {P}/upload-articles`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct UploadArticles {
     /// The allocation.
     pub allocation_id: String,
@@ -275,7 +275,7 @@ pub struct UploadArticles {
 }
 
 /// `POST {P}/report-completion`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct ReportCompletion {
     /// The allocation.
     pub allocation_id: String,
@@ -292,7 +292,7 @@ pub struct ReportCompletion {
 }
 
 /// One item of `POST {P}/release`.
-#[derive(Debug, Deserialize, serde::Serialize, Clone)]
+#[derive(Debug, Deserialize, serde::Serialize, Clone, schemars::JsonSchema)]
 pub struct ReleaseItem {
     /// The allocation.
     pub allocation_id: String,
@@ -301,7 +301,7 @@ pub struct ReleaseItem {
 }
 
 /// `POST {P}/release` (ours).
-#[derive(Debug, Deserialize, serde::Serialize)]
+#[derive(Debug, Deserialize, serde::Serialize, schemars::JsonSchema)]
 pub struct Release {
     /// What to give back.
     pub allocations: Vec<ReleaseItem>,

@@ -16,7 +16,35 @@ async fn every_documented_operation_is_routed_and_nothing_leaks() {
         .json()
         .await
         .expect("json");
-    assert_eq!(doc["openapi"], "3.0.3");
+    assert_eq!(doc["openapi"], "3.1.0");
+    // Request bodies carry the schema of the type the handler reads.
+    let body = |path: &str, method: &str, media: &str| {
+        doc["paths"][path][method]["requestBody"]["content"][media]["schema"].clone()
+    };
+    let node = body("/api/v1/wx/cascade/nodes", "post", "application/json");
+    assert!(node["properties"]["name"].is_object(), "{node}");
+    assert!(
+        node["required"]
+            .as_array()
+            .is_some_and(|r| r.contains(&"name".into())),
+        "{node}"
+    );
+    let status = body("/api/v1/cascade/task-status", "put", "application/json");
+    assert!(
+        status["properties"]["allocation_id"].is_object()
+            && status["properties"]["lease_token"].is_object(),
+        "{status}"
+    );
+    let login = body(
+        "/api/v1/wx/auth/login",
+        "post",
+        "application/x-www-form-urlencoded",
+    );
+    assert!(login["properties"]["password"].is_object(), "{login}");
+    assert!(
+        !doc.to_string().contains("#/$defs/"),
+        "subschemas are inlined"
+    );
     let paths = doc["paths"].as_object().expect("paths");
     assert!(paths.len() > 40, "both prefixes and the top-level routes");
     for prefix in ["/api/v1/wx/cascade", "/api/v1/cascade"] {

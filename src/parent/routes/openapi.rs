@@ -1,6 +1,6 @@
-//! `/api/openapi.json`: OpenAPI 3.0 generated from the endpoint table the router is built from.
+//! `/api/openapi.json`: OpenAPI 3.1 generated from the endpoint table the router is built from.
 
-use super::table::{self, Access, Doc};
+use super::table::{self, Access, Body, Doc};
 use crate::protocol::SERVER_VERSION;
 use axum::Json;
 use serde_json::{Map, Value, json};
@@ -51,12 +51,13 @@ fn operation(doc: &Doc, path: &str) -> Value {
         Access::Public => json!([]),
     };
     op["security"] = security;
-    if let Some(media) = doc.body {
-        let schema = if media == "application/json" {
-            json!({"type": "object"})
-        } else {
-            json!({"type": "string"})
-        };
+    let body = match &doc.body {
+        Body::None => None,
+        Body::Json(schema) => Some(("application/json", schema.clone())),
+        Body::Form(schema) => Some(("application/x-www-form-urlencoded", schema.clone())),
+        Body::Text(media) => Some((*media, json!({"type": "string"}))),
+    };
+    if let Some((media, schema)) = body {
         op["requestBody"] = json!({"required": true, "content": {media: {"schema": schema}}});
     }
     op
@@ -78,7 +79,7 @@ pub(super) fn document() -> Value {
         add(doc.path.to_string(), &doc);
     }
     json!({
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {"title": "werss-cascade", "version": SERVER_VERSION,
                  "description": "WeRSS-compatible cascade task dispatch: admin API, node API, feed outputs."},
         "paths": paths,

@@ -4,8 +4,13 @@
 
 use super::{admin, alloc, catalog, dashboard, login, monitor, node, outputs};
 use crate::parent::AppState;
+use crate::protocol::wire::{
+    CreateFeed, CreateNode, Heartbeat, LoginForm, Release, ReportCompletion, ReportResult,
+    TaskBody, TaskStatus, UpdateFeed, UpdateNode, UploadArticles,
+};
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{MethodRouter, delete, get, post, put};
+use serde_json::Value;
 
 /// Who may call an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +32,39 @@ pub(super) struct Doc {
     pub(super) access: Access,
     pub(super) summary: &'static str,
     pub(super) query: &'static [&'static str],
-    pub(super) body: Option<&'static str>,
+    pub(super) body: Body,
+}
+
+/// What an endpoint's request body is.
+pub(super) enum Body {
+    /// No body.
+    None,
+    /// JSON of this schema.
+    Json(Value),
+    /// A form of this schema.
+    Form(Value),
+    /// Text of this media type.
+    Text(&'static str),
+}
+
+/// The JSON Schema (2020-12, subschemas inlined) of a request type, from its serde shape.
+fn schema_of<T: schemars::JsonSchema>() -> Value {
+    let generator = schemars::generate::SchemaSettings::draft2020_12()
+        .with(|s| s.inline_subschemas = true)
+        .into_generator();
+    let mut schema = generator.into_root_schema_for::<T>().to_value();
+    if let Some(map) = schema.as_object_mut() {
+        map.remove("$schema");
+    }
+    schema
+}
+
+fn json<T: schemars::JsonSchema>() -> Body {
+    Body::Json(schema_of::<T>())
+}
+
+fn form<T: schemars::JsonSchema>() -> Body {
+    Body::Form(schema_of::<T>())
 }
 
 /// An endpoint: its description and its handler.
@@ -45,7 +82,7 @@ fn ep(
     access: Access,
     summary: &'static str,
     query: &'static [&'static str],
-    body: Option<&'static str>,
+    body: Body,
     route: MethodRouter<AppState>,
 ) -> Endpoint {
     let doc = Doc {
@@ -63,44 +100,43 @@ fn ep(
 #[rustfmt::skip]
 pub(super) fn cascade() -> Vec<Endpoint> {
     use Access::{Admin, Any, Node};
-    const JSON: Option<&str> = Some("application/json");
     vec![
-        ep("post", "/nodes", Admin, "Create a node record", &[], JSON, post(admin::create_node)),
-        ep("get", "/nodes", Admin, "List nodes", &["node_type"], None, get(admin::list_nodes)),
-        ep("get", "/nodes/{id}", Admin, "One node", &[], None, get(admin::get_node)),
-        ep("put", "/nodes/{id}", Admin, "Update a node (is_active false returns its work)", &[], JSON, put(admin::update_node)),
-        ep("delete", "/nodes/{id}", Admin, "Delete a node; its work returns to pending", &[], None, delete(admin::delete_node)),
-        ep("post", "/nodes/{id}/credentials", Admin, "Issue AK/SK (the secret is shown once)", &[], None, post(admin::credentials)),
-        ep("post", "/nodes/{id}/test-connection", Admin, "Ping the node's registered callback", &[], None, post(admin::test_connection)),
-        ep("get", "/sync-logs", Admin, "Sync logs, newest first", &["node_id", "operation", "limit", "offset"], None, get(admin::sync_logs)),
-        ep("get", "/feeds", Any, "List feeds", PAGE, None, get(catalog::list_feeds)),
-        ep("post", "/feeds", Admin, "Create a WeChat or RSS feed", &[], JSON, post(catalog::create_feed)),
-        ep("get", "/feeds/{id}", Admin, "One feed", &[], None, get(catalog::get_feed)),
-        ep("put", "/feeds/{id}", Admin, "Update a feed", &[], JSON, put(catalog::update_feed)),
-        ep("delete", "/feeds/{id}", Admin, "Delete a feed (its articles stay)", &[], None, delete(catalog::delete_feed)),
-        ep("post", "/feeds/import-opml", Admin, "Import feeds from OPML (WeChat MP_WXS_ entries and RSS URLs)", &[], Some("text/x-opml"), post(outputs::import_opml).layer(DefaultBodyLimit::max(OPML_LIMIT))),
-        ep("get", "/feeds/export-opml", Admin, "The feeds as OPML 2.0", &[], None, get(outputs::opml_admin)),
-        ep("get", "/message-tasks", Any, "List message tasks (nodes: enabled ones, without secrets)", &["status"], None, get(catalog::list_tasks)),
-        ep("post", "/message-tasks", Admin, "Create a message task", &[], JSON, post(catalog::create_task)),
-        ep("get", "/message-tasks/{id}", Any, "One message task", &[], None, get(catalog::get_task)),
-        ep("put", "/message-tasks/{id}", Admin, "Update a message task", &[], JSON, put(catalog::update_task)),
-        ep("delete", "/message-tasks/{id}", Admin, "Delete a message task; its pending work fails", &[], None, delete(catalog::delete_task)),
-        ep("post", "/dispatch-task", Admin, "Dispatch one task now, or every enabled task", &["task_id"], None, post(monitor::dispatch_task)),
-        ep("get", "/allocations", Admin, "Allocations, newest first", &[ "task_id", "node_id", "status", "schedule_run_id", "limit", "offset", ], None, get(monitor::allocations)),
-        ep("get", "/pending-allocations", Admin, "Counters: pending, running, done today, nodes, capacity", &[], None, get(monitor::pending_allocations)),
-        ep("get", "/feed-status", Admin, "Feed freshness, stalest first", &["feed_id", "limit", "offset"], None, get(monitor::feed_status)),
-        ep("post", "/start-scheduler", Admin, "Let cron firings dispatch", &[], None, post(monitor::start_scheduler)),
-        ep("post", "/stop-scheduler", Admin, "Hold cron firings", &[], None, post(monitor::stop_scheduler)),
-        ep("post", "/reload-scheduler", Admin, "Recompute every task's next run", &[], None, post(monitor::reload_scheduler)),
-        ep("post", "/claim-task", Node, "Claim allocations (limit, long-poll wait)", &["limit", "wait"], None, post(alloc::claim_task)),
-        ep("get", "/pending-tasks", Node, "What this node may claim", &[], None, get(alloc::pending_tasks)),
-        ep("put", "/task-status", Node, "Report executing, completed or failed", &[], JSON, put(alloc::task_status)),
-        ep("post", "/upload-articles", Node, "Upload crawled articles (idempotent)", &[], JSON, post(alloc::upload_articles)),
-        ep("post", "/report-completion", Node, "Report an allocation's per-feed results", &[], JSON, post(alloc::report_completion)),
-        ep("post", "/release", Node, "Give held allocations back without spending an attempt", &[], JSON, post(alloc::release)),
-        ep("post", "/heartbeat", Node, "Liveness, load, session state; renews leases", &[], JSON, post(node::heartbeat)),
-        ep("post", "/report-result", Node, "WeRSS result report (logged)", &[], JSON, post(node::report_result)),
-        ep("post", "/notify", Access::Public, "Always 400: a parent receives no notifications (PROTOCOL §3.3)", &[], JSON, post(node::notify)),
+        ep("post", "/nodes", Admin, "Create a node record", &[], json::<CreateNode>(), post(admin::create_node)),
+        ep("get", "/nodes", Admin, "List nodes", &["node_type"], Body::None, get(admin::list_nodes)),
+        ep("get", "/nodes/{id}", Admin, "One node", &[], Body::None, get(admin::get_node)),
+        ep("put", "/nodes/{id}", Admin, "Update a node (is_active false returns its work)", &[], json::<UpdateNode>(), put(admin::update_node)),
+        ep("delete", "/nodes/{id}", Admin, "Delete a node; its work returns to pending", &[], Body::None, delete(admin::delete_node)),
+        ep("post", "/nodes/{id}/credentials", Admin, "Issue AK/SK (the secret is shown once)", &[], Body::None, post(admin::credentials)),
+        ep("post", "/nodes/{id}/test-connection", Admin, "Ping the node's registered callback", &[], Body::None, post(admin::test_connection)),
+        ep("get", "/sync-logs", Admin, "Sync logs, newest first", &["node_id", "operation", "limit", "offset"], Body::None, get(admin::sync_logs)),
+        ep("get", "/feeds", Any, "List feeds", PAGE, Body::None, get(catalog::list_feeds)),
+        ep("post", "/feeds", Admin, "Create a WeChat or RSS feed", &[], json::<CreateFeed>(), post(catalog::create_feed)),
+        ep("get", "/feeds/{id}", Admin, "One feed", &[], Body::None, get(catalog::get_feed)),
+        ep("put", "/feeds/{id}", Admin, "Update a feed", &[], json::<UpdateFeed>(), put(catalog::update_feed)),
+        ep("delete", "/feeds/{id}", Admin, "Delete a feed (its articles stay)", &[], Body::None, delete(catalog::delete_feed)),
+        ep("post", "/feeds/import-opml", Admin, "Import feeds from OPML (WeChat MP_WXS_ entries and RSS URLs)", &[], Body::Text("text/x-opml"), post(outputs::import_opml).layer(DefaultBodyLimit::max(OPML_LIMIT))),
+        ep("get", "/feeds/export-opml", Admin, "The feeds as OPML 2.0", &[], Body::None, get(outputs::opml_admin)),
+        ep("get", "/message-tasks", Any, "List message tasks (nodes: enabled ones, without secrets)", &["status"], Body::None, get(catalog::list_tasks)),
+        ep("post", "/message-tasks", Admin, "Create a message task", &[], json::<TaskBody>(), post(catalog::create_task)),
+        ep("get", "/message-tasks/{id}", Any, "One message task", &[], Body::None, get(catalog::get_task)),
+        ep("put", "/message-tasks/{id}", Admin, "Update a message task", &[], json::<TaskBody>(), put(catalog::update_task)),
+        ep("delete", "/message-tasks/{id}", Admin, "Delete a message task; its pending work fails", &[], Body::None, delete(catalog::delete_task)),
+        ep("post", "/dispatch-task", Admin, "Dispatch one task now, or every enabled task", &["task_id"], Body::None, post(monitor::dispatch_task)),
+        ep("get", "/allocations", Admin, "Allocations, newest first", &[ "task_id", "node_id", "status", "schedule_run_id", "limit", "offset", ], Body::None, get(monitor::allocations)),
+        ep("get", "/pending-allocations", Admin, "Counters: pending, running, done today, nodes, capacity", &[], Body::None, get(monitor::pending_allocations)),
+        ep("get", "/feed-status", Admin, "Feed freshness, stalest first", &["feed_id", "limit", "offset"], Body::None, get(monitor::feed_status)),
+        ep("post", "/start-scheduler", Admin, "Let cron firings dispatch", &[], Body::None, post(monitor::start_scheduler)),
+        ep("post", "/stop-scheduler", Admin, "Hold cron firings", &[], Body::None, post(monitor::stop_scheduler)),
+        ep("post", "/reload-scheduler", Admin, "Recompute every task's next run", &[], Body::None, post(monitor::reload_scheduler)),
+        ep("post", "/claim-task", Node, "Claim allocations (limit, long-poll wait)", &["limit", "wait"], Body::None, post(alloc::claim_task)),
+        ep("get", "/pending-tasks", Node, "What this node may claim", &[], Body::None, get(alloc::pending_tasks)),
+        ep("put", "/task-status", Node, "Report executing, completed or failed", &[], json::<TaskStatus>(), put(alloc::task_status)),
+        ep("post", "/upload-articles", Node, "Upload crawled articles (idempotent)", &[], json::<UploadArticles>(), post(alloc::upload_articles)),
+        ep("post", "/report-completion", Node, "Report an allocation's per-feed results", &[], json::<ReportCompletion>(), post(alloc::report_completion)),
+        ep("post", "/release", Node, "Give held allocations back without spending an attempt", &[], json::<Release>(), post(alloc::release)),
+        ep("post", "/heartbeat", Node, "Liveness, load, session state; renews leases", &[], json::<Heartbeat>(), post(node::heartbeat)),
+        ep("post", "/report-result", Node, "WeRSS result report (logged)", &[], json::<ReportResult>(), post(node::report_result)),
+        ep("post", "/notify", Access::Public, "Always 400: a parent receives no notifications (PROTOCOL §3.3)", &[], json::<serde_json::Value>(), post(node::notify)),
     ]
 }
 
@@ -108,22 +144,21 @@ pub(super) fn cascade() -> Vec<Endpoint> {
 #[rustfmt::skip]
 pub(super) fn top() -> Vec<Endpoint> {
     use Access::Public;
-    const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
     vec![
-        ep("post", "/api/v1/wx/auth/login", Public, "Admin login (form: username, password)", &[], FORM, post(login::login)),
-        ep("post", "/api/v1/auth/login", Public, "Admin login (form: username, password)", &[], FORM, post(login::login)),
-        ep("post", "/api/v1/wx/auth/token", Public, "Admin login, OAuth2 password form", &[], FORM, post(login::token)),
-        ep("post", "/api/v1/auth/token", Public, "Admin login, OAuth2 password form", &[], FORM, post(login::token)),
-        ep("get", "/rss/{feed_id}", Public, "A feed as RSS 2.0", PAGE, None, get(outputs::rss)),
-        ep("get", "/feed/{file}", Public, "A feed ({id}.rss|xml|atom|json) or all feeds (all.{ext})", PAGE, None, get(outputs::feed)),
-        ep("get", "/feed/task/{file}", Public, "A message task's feeds ({task_id}.{ext})", PAGE, None, get(outputs::task_feed)),
-        ep("get", "/opml", Public, "The feeds as OPML 2.0", &[], None, get(outputs::opml)),
-        ep("get", "/", Public, "The dashboard", &[], None, get(dashboard::index)),
-        ep("get", "/assets/dashboard.js", Public, "Dashboard script", &[], None, get(dashboard::script)),
-        ep("get", "/assets/dashboard.css", Public, "Dashboard style", &[], None, get(dashboard::style)),
-        ep("get", "/healthz", Public, "Liveness", &[], None, get(super::healthz)),
-        ep("get", "/readyz", Public, "Readiness (database reachable, not shutting down)", &[], None, get(super::readyz)),
-        ep("get", "/metrics", Public, "Prometheus metrics (OpenMetrics text)", &[], None, get(super::metrics)),
-        ep("get", "/api/openapi.json", Public, "This description", &[], None, get(super::openapi::serve)),
+        ep("post", "/api/v1/wx/auth/login", Public, "Admin login (form: username, password)", &[], form::<LoginForm>(), post(login::login)),
+        ep("post", "/api/v1/auth/login", Public, "Admin login (form: username, password)", &[], form::<LoginForm>(), post(login::login)),
+        ep("post", "/api/v1/wx/auth/token", Public, "Admin login, OAuth2 password form", &[], form::<LoginForm>(), post(login::token)),
+        ep("post", "/api/v1/auth/token", Public, "Admin login, OAuth2 password form", &[], form::<LoginForm>(), post(login::token)),
+        ep("get", "/rss/{feed_id}", Public, "A feed as RSS 2.0", PAGE, Body::None, get(outputs::rss)),
+        ep("get", "/feed/{file}", Public, "A feed ({id}.rss|xml|atom|json) or all feeds (all.{ext})", PAGE, Body::None, get(outputs::feed)),
+        ep("get", "/feed/task/{file}", Public, "A message task's feeds ({task_id}.{ext})", PAGE, Body::None, get(outputs::task_feed)),
+        ep("get", "/opml", Public, "The feeds as OPML 2.0", &[], Body::None, get(outputs::opml)),
+        ep("get", "/", Public, "The dashboard", &[], Body::None, get(dashboard::index)),
+        ep("get", "/assets/dashboard.js", Public, "Dashboard script", &[], Body::None, get(dashboard::script)),
+        ep("get", "/assets/dashboard.css", Public, "Dashboard style", &[], Body::None, get(dashboard::style)),
+        ep("get", "/healthz", Public, "Liveness", &[], Body::None, get(super::healthz)),
+        ep("get", "/readyz", Public, "Readiness (database reachable, not shutting down)", &[], Body::None, get(super::readyz)),
+        ep("get", "/metrics", Public, "Prometheus metrics (OpenMetrics text)", &[], Body::None, get(super::metrics)),
+        ep("get", "/api/openapi.json", Public, "This description", &[], Body::None, get(super::openapi::serve)),
     ]
 }
