@@ -30,6 +30,7 @@ pub struct Metrics {
     dispatched: Counter,
     reaper: Family<Labels, Counter>,
     node_events: Family<Labels, Counter>,
+    webhooks: Family<Labels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -51,6 +52,7 @@ impl Default for Metrics {
             dispatched: Counter::default(),
             reaper: Family::default(),
             node_events: Family::default(),
+            webhooks: Family::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -87,6 +89,11 @@ impl Default for Metrics {
             "cascade_node_events",
             "Reports from nodes: rate_limited (WeChat 200013), session_expired (200003)",
             m.node_events.clone(),
+        );
+        r.register(
+            "cascade_webhook_attempts",
+            "Webhook calls by outcome: sent, retry, failed",
+            m.webhooks.clone(),
         );
         m
     }
@@ -132,6 +139,18 @@ impl Metrics {
         }
     }
 
+    /// One webhook try.
+    pub fn webhook(&self, result: &store::WebhookResult) {
+        let outcome = match result {
+            store::WebhookResult::Sent => "sent",
+            store::WebhookResult::Retry(..) => "retry",
+            store::WebhookResult::Failed(_) => "failed",
+        };
+        self.webhooks
+            .get_or_create(&label("outcome", outcome))
+            .inc();
+    }
+
     /// Rate-limit and session events in a report a node sent.
     pub fn report(&self, report: &Report) {
         let mut reasons = Vec::new();
@@ -165,6 +184,15 @@ impl Metrics {
             allocations.get_or_create(&label("status", &status)).set(n);
         }
         levels.register("cascade_allocations", "Allocations by status", allocations);
+        let outbox = Family::<Labels, Gauge>::default();
+        for (status, n) in state.store.webhook_counts().await? {
+            outbox.get_or_create(&label("status", &status)).set(n);
+        }
+        levels.register(
+            "cascade_webhook_outbox",
+            "Queued webhook messages by status (pending, sent, failed)",
+            outbox,
+        );
         let online = Gauge::<i64>::default();
         let in_use = Family::<Labels, Gauge>::default();
         let capacity = Family::<Labels, Gauge>::default();

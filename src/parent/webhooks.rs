@@ -155,6 +155,7 @@ impl Sender {
                 let state = s.clone();
                 sends.spawn(async move {
                     let result = attempt(&state, &job).await;
+                    state.metrics.webhook(&result);
                     if let Err(e) = state
                         .store
                         .finish_webhook(&job.id, result, state.clock.now())

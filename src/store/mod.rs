@@ -238,6 +238,8 @@ delegate! {
     fn list_allocations(&self, filter: AllocationFilter, page: Page) -> Result<(Vec<Allocation>, i64)>;
     /// Allocations by status.
     fn allocation_counts(&self) -> Result<Vec<(String, i64)>>;
+    /// Webhook outbox rows by status (`pending`, `sent`, `failed`).
+    fn webhook_counts(&self) -> Result<Vec<(String, i64)>>;
     /// The `pending-allocations` counters.
     fn counters(&self, now: NaiveDateTime, offline_after: i64, default_capacity: u64) -> Result<Counters>;
     /// Feed freshness, stalest first.

@@ -245,6 +245,10 @@ pub(crate) fn feed_status_from_row(r: &impl RowExt) -> Result<super::FeedStatus>
     })
 }
 
+/// Outbox rows by status (same text on both backends).
+pub(crate) const WEBHOOK_COUNTS: &str =
+    "SELECT status, COUNT(*) AS n FROM cascade_webhook_outbox GROUP BY status ORDER BY status";
+
 /// Enabled tasks with a webhook (id, `mps_id`), for queueing webhooks of new articles.
 pub(crate) const WEBHOOK_TASKS: &str = "SELECT id, mps_id FROM we_message_tasks
     WHERE status = 1 AND web_hook_url IS NOT NULL AND web_hook_url <> ''";

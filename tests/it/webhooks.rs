@@ -111,6 +111,12 @@ on_both! {
         p.post(&cascade("/upload-articles"), &node.auth(), replay).await.ok();
         let (_, third) = next(&mut rx).await;
         assert_eq!(third["text"], "three <https://example.com/three>;");
+        // The retry and the first delivery are counted (both were recorded before the next
+        // message could be claimed).
+        let metrics = p.get("/metrics", &crate::helpers::Auth::None).await.text;
+        assert!(metrics.contains("cascade_webhook_attempts_total{outcome=\"retry\"} 1"), "{metrics}");
+        assert!(metrics.contains("cascade_webhook_attempts_total{outcome=\"sent\"}"), "{metrics}");
+        assert!(metrics.contains("cascade_webhook_outbox{status=\"sent\"}"), "{metrics}");
         p.shutdown().await;
     }
 }

@@ -56,6 +56,15 @@ impl SqliteStore {
             .collect()
     }
 
+    pub(crate) async fn webhook_counts(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(crate::store::rows::WEBHOOK_COUNTS)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.text("status")?, r.int("n")?)))
+            .collect()
+    }
+
     pub(crate) async fn counters(
         &self,
         now: NaiveDateTime,
