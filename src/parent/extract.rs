@@ -29,6 +29,23 @@ impl<T: DeserializeOwned> FromRequest<AppState> for UploadJson<T> {
     }
 }
 
+/// A UTF-8 text body up to [`TEXT_LIMIT`] (OPML imports); over → 413, not UTF-8 → 400.
+pub struct TextBody(pub String);
+
+/// Limit of [`TextBody`]: OPML imports may name thousands of feeds.
+pub const TEXT_LIMIT: usize = 16 * 1024 * 1024;
+
+impl FromRequest<AppState> for TextBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &AppState) -> Result<Self, Self::Rejection> {
+        let bytes = read_body(req, TEXT_LIMIT).await?;
+        String::from_utf8(bytes.to_vec())
+            .map(TextBody)
+            .map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))
+    }
+}
+
 /// Query parameters of `T`; bad values → 400.
 pub struct QueryParams<T>(pub T);
 

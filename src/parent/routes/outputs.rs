@@ -5,7 +5,7 @@
 use crate::parent::AppState;
 use crate::parent::auth::AdminAuth;
 use crate::parent::error::{ApiError, ApiResult};
-use crate::parent::extract::QueryParams;
+use crate::parent::extract::{QueryParams, TextBody};
 use crate::parent::ops;
 use crate::parent::outputs::{Channel, Format, opml_export, opml_import, split_file};
 use crate::protocol::Envelope;
@@ -221,7 +221,7 @@ pub(super) struct Imported {
 pub(super) async fn import_opml(
     State(state): State<AppState>,
     _: AdminAuth,
-    body: String,
+    TextBody(body): TextBody,
 ) -> ApiResult<axum::Json<Envelope<Imported>>> {
     let (feeds, skipped) = opml_import(&body).map_err(ApiError::bad_request)?;
     let received = feeds.len();

@@ -70,9 +70,6 @@ fn form<T: schemars::JsonSchema>() -> Body {
 /// An endpoint: its description and its handler.
 pub(super) type Endpoint = (Doc, MethodRouter<AppState>);
 
-/// OPML imports may name thousands of feeds.
-const OPML_LIMIT: usize = 16 * 1024 * 1024;
-
 const PAGE: &[&str] = &["limit", "offset"];
 
 #[allow(clippy::too_many_arguments)]
@@ -114,7 +111,7 @@ pub(super) fn cascade() -> Vec<Endpoint> {
         ep("get", "/feeds/{id}", Admin, "One feed", &[], Body::None, get(catalog::get_feed)),
         ep("put", "/feeds/{id}", Admin, "Update a feed", &[], json::<UpdateFeed>(), put(catalog::update_feed)),
         ep("delete", "/feeds/{id}", Admin, "Delete a feed (its articles stay)", &[], Body::None, delete(catalog::delete_feed)),
-        ep("post", "/feeds/import-opml", Admin, "Import feeds from OPML (WeChat MP_WXS_ entries and RSS URLs)", &[], Body::Text("text/x-opml"), post(outputs::import_opml).layer(DefaultBodyLimit::max(OPML_LIMIT))),
+        ep("post", "/feeds/import-opml", Admin, "Import feeds from OPML (WeChat MP_WXS_ entries and RSS URLs)", &[], Body::Text("text/x-opml"), post(outputs::import_opml).layer(DefaultBodyLimit::disable())),
         ep("get", "/feeds/export-opml", Admin, "The feeds as OPML 2.0", &[], Body::None, get(outputs::opml_admin)),
         ep("get", "/message-tasks", Any, "List message tasks (nodes: enabled ones, without secrets)", &["status"], Body::None, get(catalog::list_tasks)),
         ep("post", "/message-tasks", Admin, "Create a message task", &[], json::<TaskBody>(), post(catalog::create_task)),
