@@ -270,6 +270,16 @@ impl SqliteStore {
         limit: i64,
         lease_seconds: i64,
     ) -> Result<Vec<WebhookJob>> {
+        // A read first: the single writer is not taken every second for an empty outbox.
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM cascade_webhook_outbox WHERE status = 'pending' AND next_attempt_at <= $1 LIMIT 1",
+        )
+        .bind(to_db(now))
+        .fetch_optional(&self.read)
+        .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
         let rows = sqlx::query(
             "UPDATE cascade_webhook_outbox SET next_attempt_at = $2, attempts = attempts + 1
               WHERE id IN (SELECT id FROM cascade_webhook_outbox WHERE status = 'pending' AND next_attempt_at <= $1
