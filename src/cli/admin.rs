@@ -23,6 +23,8 @@ pub struct Api {
     base: String,
     token: String,
     local: Option<CancellationToken>,
+    /// The parent's address as children should use it.
+    public: String,
 }
 
 impl Drop for Api {
@@ -63,6 +65,7 @@ impl Api {
                 .with_context(|| format!("login refused: {}", reply["message"]))?;
             return Ok(Self {
                 http,
+                public: base.clone(),
                 base,
                 token: token.to_string(),
                 local: None,
@@ -81,6 +84,7 @@ impl Api {
                 redact_url(&db)
             ),
         }
+        let public = format!("http://{}:{}", config.bind, config.port);
         let stop = CancellationToken::new();
         // Nobody logs in to this in-process parent: its timing-equaliser hash may be cheap.
         let config = Config {
@@ -100,6 +104,7 @@ impl Api {
             base,
             token,
             local: Some(stop),
+            public,
         })
     }
 
@@ -159,7 +164,7 @@ pub async fn node(api: &Api, json: bool, cmd: NodeCmd) -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&cred)?);
             } else {
-                credentials(&cred);
+                credentials(&cred, &api.public);
             }
         }
         NodeCmd::List => print(json, &api.get("/nodes?node_type=1").await?, node_table),
@@ -174,7 +179,7 @@ pub async fn node(api: &Api, json: bool, cmd: NodeCmd) -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&cred)?);
             } else {
-                credentials(&cred);
+                credentials(&cred, &api.public);
             }
         }
         NodeCmd::Disable { id } => set_active(api, &id, false).await?,

@@ -129,14 +129,20 @@ pub fn node_table(list: &Value) -> Table {
     t
 }
 
-/// A node's new credentials, for a person to copy into the child's config.
-pub fn credentials(data: &Value) {
+/// A node's new credentials, and the `cascade:` section of its child config (WeRSS layout),
+/// for a person to copy; `parent` is the address children use to reach the parent.
+pub fn credentials(data: &Value, parent: &str) {
     println!("node_id:    {}", text(&data["node_id"]));
     println!("api_key:    {}", text(&data["api_key"]));
     println!("api_secret: {}", text(&data["api_secret"]));
-    println!(
-        "(the secret is shown only now; put both in the child's cascade.api_key / api_secret)"
-    );
+    println!("(the secret is shown only now)\n");
+    println!("# the child's config.yaml (`cascade child --config config.yaml`)");
+    println!("cascade:");
+    println!("  enabled: true");
+    println!("  node_type: child");
+    println!("  parent_api_url: {parent}");
+    println!("  api_key: {}", text(&data["api_key"]));
+    println!("  api_secret: {}", text(&data["api_secret"]));
 }
 
 #[cfg(test)]

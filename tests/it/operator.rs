@@ -167,6 +167,16 @@ async fn commands_reach_a_running_parent_and_check_a_child_config() {
     let (ok, err) = run_err(e, &["--config", "bad.yaml", "check"]).await;
     assert!(!ok && err.contains("parent check failed"), "{err}");
 
+    // `node add` prints a child config that works as printed.
+    let added = run(e, &["--url", &url, "node", "add", "second"]).await;
+    let snippet = added
+        .split_once("# the child's config.yaml")
+        .map(|(_, rest)| rest.split_once('\n').map_or("", |(_, yaml)| yaml))
+        .expect("a config snippet");
+    std::fs::write(e.join("second.yaml"), snippet).expect("write");
+    let check = run(e, &["--config", "second.yaml", "check"]).await;
+    assert!(check.contains("parent    ok"), "{check}");
+
     let (ok, err) = run_err(e, &["--url", &url, "--password", "wrong", "node", "list"]).await;
     assert!(!ok && err.contains("login refused"), "{err}");
     assert!(p.terminate().await);
