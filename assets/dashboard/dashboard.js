@@ -126,9 +126,16 @@ function renderCounters(c) {
 function renderNodes(nodes) {
   fill("nodes", nodes, (n) => {
     const state = nodeState(n);
+    const td = document.createElement("td");
+    const button = document.createElement("button");
+    button.textContent = n.is_active ? "Disable" : "Enable";
+    button.className = "toggle";
+    button.dataset.node = n.id;
+    button.addEventListener("click", () => toggle(n, button));
+    td.appendChild(button);
     return [
       cell(n.name), cell(state, state), cell(`${n.held_feeds}/${n.capacity}`),
-      cell(n.session_state), cell(when(n.cooldown_until)), cell(when(n.last_heartbeat_at)), cell(n.version),
+      cell(n.session_state), cell(when(n.cooldown_until)), cell(when(n.last_heartbeat_at)), cell(n.version), td,
     ];
   });
   const select = $("#alloc-node");
@@ -153,6 +160,22 @@ function renderTasks(tasks) {
     return [cell(t.name), cell(t.status === 1 ? "enabled" : "disabled"), cell(t.cron_exp),
             cell(when(t.next_run_at)), cell(feeds), td];
   });
+}
+
+// Disabling returns the node's work to pending; enabling also clears its cooldown and session.
+async function toggle(node, button) {
+  button.disabled = true;
+  const body = node.is_active ? { is_active: false } : { is_active: true, reset_state: true };
+  try {
+    await api(`/nodes/${encodeURIComponent(node.id)}`, {
+      method: "PUT", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    });
+    await refresh();
+  } catch (e) {
+    $("#error").textContent = e.message;
+  } finally {
+    button.disabled = false;
+  }
 }
 
 async function dispatch(taskId, button) {

@@ -217,6 +217,14 @@ async fn dashboard_logs_in_sees_a_node_come_online_and_dispatches() {
         .await;
     assert_eq!(statuses, json!(["pending", "pending", "pending"]));
 
+    // Disable the node from its row: the parent records it and the row says so.
+    browser.click("#nodes button.toggle").await;
+    browser
+        .until("const r = document.querySelector('#nodes tbody tr'); return r && r.children[1].textContent === 'disabled';")
+        .await;
+    let nodes = p.get(&crate::helpers::cascade("/nodes"), &p.admin()).await;
+    assert_eq!(nodes.ok()[0]["is_active"], false);
+
     // Everything the page loaded came from the parent itself.
     let origins = browser
         .until("return [...new Set(performance.getEntriesByType('resource').map(e => new URL(e.name).origin).concat([location.origin]))];")
