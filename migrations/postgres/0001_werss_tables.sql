@@ -1,4 +1,6 @@
 -- WeRSS 1.4.9 tables, created only when missing so a stopped WeRSS database can be adopted.
+-- Free-text columns are TEXT here: PostgreSQL enforces VARCHAR(n) (SQLite does not), and a
+-- long article URL must not fail an upload. Adopted WeRSS databases keep their own types.
 -- Our extra columns are added by the migrator (see src/store/pg/migrate.rs), never by
 -- retyping or dropping a WeRSS column.
 CREATE TABLE IF NOT EXISTS we_users (
@@ -13,10 +15,10 @@ CREATE TABLE IF NOT EXISTS we_users (
 CREATE TABLE IF NOT EXISTS we_cascade_nodes (
     id VARCHAR(255) PRIMARY KEY,
     node_type INTEGER NOT NULL DEFAULT 1,
-    name VARCHAR(255) NOT NULL,
+    name TEXT NOT NULL,
     description TEXT,
-    api_url VARCHAR(500),
-    callback_url VARCHAR(500),
+    api_url TEXT,
+    callback_url TEXT,
     api_key VARCHAR(255),
     api_secret_hash VARCHAR(255),
     parent_id VARCHAR(255),
@@ -32,8 +34,8 @@ CREATE TABLE IF NOT EXISTS we_cascade_nodes (
 CREATE TABLE IF NOT EXISTS we_cascade_task_allocations (
     id VARCHAR(255) PRIMARY KEY,
     task_id VARCHAR(255) NOT NULL,
-    task_name VARCHAR(255),
-    cron_exp VARCHAR(255),
+    task_name TEXT,
+    cron_exp TEXT,
     node_id VARCHAR(255),
     feed_ids TEXT,
     status VARCHAR(20) NOT NULL DEFAULT 'pending',
@@ -65,9 +67,9 @@ CREATE TABLE IF NOT EXISTS we_cascade_sync_logs (
 
 CREATE TABLE IF NOT EXISTS we_feeds (
     id VARCHAR(255) PRIMARY KEY,
-    mp_name VARCHAR(255),
-    mp_cover VARCHAR(255),
-    mp_intro VARCHAR(255),
+    mp_name TEXT,
+    mp_cover TEXT,
+    mp_intro TEXT,
     status INTEGER DEFAULT 1,
     sync_time INTEGER,
     update_time INTEGER,
@@ -79,13 +81,13 @@ CREATE TABLE IF NOT EXISTS we_feeds (
 CREATE TABLE IF NOT EXISTS we_message_tasks (
     id VARCHAR(255) PRIMARY KEY,
     message_type INTEGER DEFAULT 0,
-    name VARCHAR(100),
+    name TEXT,
     message_template TEXT,
-    web_hook_url VARCHAR(500),
+    web_hook_url TEXT,
     headers TEXT,
     cookies TEXT,
     mps_id TEXT,
-    cron_exp VARCHAR(100),
+    cron_exp TEXT,
     status INTEGER DEFAULT 0,
     created_at TIMESTAMP,
     updated_at TIMESTAMP
@@ -94,9 +96,9 @@ CREATE TABLE IF NOT EXISTS we_message_tasks (
 CREATE TABLE IF NOT EXISTS we_articles (
     id VARCHAR(255) PRIMARY KEY,
     mp_id VARCHAR(255),
-    title VARCHAR(1000),
-    pic_url VARCHAR(500),
-    url VARCHAR(500),
+    title TEXT,
+    pic_url TEXT,
+    url TEXT,
     description TEXT,
     extinfo TEXT,
     status INTEGER DEFAULT 1,

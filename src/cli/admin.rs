@@ -98,7 +98,7 @@ impl Api {
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
-        tokio::spawn(parent::serve(listener, state));
+        tokio::spawn(parent::serve_routes(listener, state));
         Ok(Self {
             http,
             base,
@@ -240,10 +240,11 @@ pub async fn feed(api: &Api, json: bool, cmd: FeedCmd) -> anyhow::Result<()> {
         }
         FeedCmd::ImportOpml { file } => import_opml(api, json, &file).await?,
         FeedCmd::ExportOpml { file } => {
-            let url = format!("{}/opml", api.base);
+            let url = format!("{}/api/v1/wx/cascade/feeds/export-opml", api.base);
             let body = api
                 .http
                 .get(url)
+                .bearer_auth(&api.token)
                 .send()
                 .await?
                 .error_for_status()?

@@ -195,6 +195,14 @@ impl From<store::Error> for ApiError {
                 tracing::warn!(error = %db, "database busy");
                 Self::unavailable()
             }
+            // PostgreSQL refuses a value for its column: too long for a WeRSS VARCHAR, out of
+            // the integer's range, or not valid text. The client sent it.
+            store::Error::Database(sqlx::Error::Database(db))
+                if matches!(db.code().as_deref(), Some("22001" | "22003" | "22021" | "22P05")) =>
+            {
+                tracing::info!(error = %db, "value refused by the database");
+                Self::bad_request("a value is too long or out of range for its column")
+            }
             other => Self::internal(&other),
         }
     }

@@ -109,6 +109,18 @@ impl AppState {
     }
 }
 
+/// Serves only the HTTP routes (no webhook sender, no listener for other parents), for a
+/// short-lived in-process parent such as the operator commands' own.
+///
+/// # Errors
+/// I/O errors of the listener.
+pub async fn serve_routes(listener: TcpListener, state: AppState) -> std::io::Result<()> {
+    let shutdown = state.shutdown.clone();
+    axum::serve(listener, routes::router(state))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
 /// Serves HTTP on `listener` until `shutdown` is cancelled, then drains in-flight requests.
 ///
 /// # Errors

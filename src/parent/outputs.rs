@@ -234,7 +234,7 @@ impl Channel {
 
 fn published(a: &StoredArticle) -> Option<DateTime<FixedOffset>> {
     a.publish_time
-        .filter(|t| *t > 0)
+        .filter(|t| *t > 0 && *t <= crate::parent::ops::articles::LAST_SECOND)
         .and_then(|t| Utc.timestamp_opt(t, 0).single())
         .map(|t| t.fixed_offset())
 }
@@ -274,9 +274,10 @@ struct JsonAuthor<'a> {
     name: &'a str,
 }
 
-/// The feeds as OPML 2.0: each outline subscribes to this parent's RSS output; an RSS-sourced
-/// feed also names its upstream in `htmlUrl`.
-pub fn opml_export(feeds: &[Feed], base: &str) -> String {
+/// The feeds as OPML 2.0: each outline subscribes to this parent's RSS output. With
+/// `upstream` (admins only: upstream URLs may carry access keys) an RSS-sourced feed also
+/// names its upstream in `htmlUrl`, so the file re-imports elsewhere.
+pub fn opml_export(feeds: &[Feed], base: &str, upstream: bool) -> String {
     let mut doc = opml::OPML {
         version: "2.0".into(),
         head: Some(opml::Head {
@@ -292,7 +293,7 @@ pub fn opml_export(feeds: &[Feed], base: &str) -> String {
             title: Some(f.mp_name.clone()),
             r#type: Some("rss".into()),
             xml_url: Some(format!("{base}/feed/{}.rss", f.id)),
-            html_url: f.url.clone(),
+            html_url: f.url.clone().filter(|_| upstream),
             description: f.mp_intro.clone(),
             ..Default::default()
         });

@@ -231,8 +231,12 @@ async fn attempt(state: &AppState, job: &WebhookJob) -> WebhookResult {
             req = req.header(k, v);
         }
     }
+    let platform = Platform::of(&task.fields.web_hook_url);
     let sent = match req.send().await {
-        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) if r.status().is_success() => {
+            let reply = r.json::<Value>().await.unwrap_or(Value::Null);
+            refused_by_platform(platform, &reply).map_or(Ok(()), Err)
+        }
         Ok(r) => Err(format!("status {}", r.status().as_u16())),
         Err(e) => Err(e.without_url().to_string()),
     };
@@ -243,6 +247,22 @@ async fn attempt(state: &AppState, job: &WebhookJob) -> WebhookResult {
         }
         Err(e) => retry_or_fail(state, job, e),
     }
+}
+
+/// Chat platforms answer 200 with an error code in the body (bad key, rate limit, keyword
+/// rule): such a message was not delivered.
+fn refused_by_platform(platform: Platform, reply: &Value) -> Option<String> {
+    let code = match platform {
+        Platform::WeCom | Platform::DingTalk => reply.get("errcode"),
+        Platform::Feishu => reply.get("code").or_else(|| reply.get("StatusCode")),
+        Platform::Generic => None,
+    }?;
+    let ok = code.as_i64() == Some(0);
+    let message = ["errmsg", "msg", "StatusMessage"]
+        .iter()
+        .find_map(|k| reply.get(*k).and_then(Value::as_str))
+        .unwrap_or_default();
+    (!ok).then(|| format!("refused by the platform: {code} {message}"))
 }
 
 fn retry_or_fail(state: &AppState, job: &WebhookJob, error: String) -> WebhookResult {
@@ -318,6 +338,33 @@ mod tests {
         assert_eq!(
             body(&task(1, "http://h/"), "T", "plain"),
             json!({"content": "plain"})
+        );
+    }
+
+    #[test]
+    fn chat_platform_error_codes_are_failures() {
+        let refused = refused_by_platform(
+            Platform::WeCom,
+            &json!({"errcode": 93000, "errmsg": "invalid webhook url"}),
+        );
+        assert_eq!(
+            refused.as_deref(),
+            Some("refused by the platform: 93000 invalid webhook url")
+        );
+        assert_eq!(
+            refused_by_platform(Platform::DingTalk, &json!({"errcode": 0, "errmsg": "ok"})),
+            None
+        );
+        assert!(
+            refused_by_platform(
+                Platform::Feishu,
+                &json!({"code": 19024, "msg": "Key Words Not Found"})
+            )
+            .is_some()
+        );
+        assert_eq!(
+            refused_by_platform(Platform::Generic, &json!({"errcode": 1})),
+            None
         );
     }
 

@@ -150,3 +150,34 @@ async fn a_broken_database_gives_a_generic_500_without_sql() {
     .ok();
     p.shutdown().await;
 }
+
+/// PostgreSQL enforces column types that SQLite does not: a value out of a column's range
+/// gets 400 in the envelope, never a 500; long article text fits (our schema uses TEXT).
+#[tokio::test]
+async fn values_postgres_cannot_store_get_400_and_long_text_fits() {
+    let Some(backend) = crate::helpers::db::Backend::postgres() else {
+        return;
+    };
+    let p = TestParent::on(backend).await;
+    let node = p.online_node("n", json!({})).await;
+    let r = p
+        .post(
+            &cascade("/heartbeat"),
+            &node.auth(),
+            json!({"capacity": 3_000_000_000_u64}),
+        )
+        .await;
+    assert_eq!(r.err(400), "bad_request");
+    let feeds = p.feeds(13_000_000, 1).await;
+    let task = p.task(&feeds).await;
+    p.dispatch(&task).await;
+    let pkg = p.claim_one(&node).await;
+    let long = format!("https://mp.weixin.qq.com/s/{}", "x".repeat(3000));
+    let body = json!({"allocation_id": pkg["allocation_id"], "lease_token": pkg["lease_token"],
+                      "articles": [{"id": "1", "title": "t\u{0}itle", "url": long}]});
+    let up = p
+        .post(&cascade("/upload-articles"), &node.auth(), body)
+        .await;
+    assert_eq!(up.ok()["new_count"], 1, "{}", up.text);
+    p.shutdown().await;
+}

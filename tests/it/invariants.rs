@@ -302,3 +302,29 @@ on_both! {
         p.shutdown().await;
     }
 }
+
+on_both! {
+    /// Invariant 5 within one dispatch: two tasks that share feeds, dispatched together, open
+    /// each shared feed once.
+    #[tokio::test]
+    async fn tasks_sharing_feeds_open_each_feed_once(backend) {
+        let p = TestParent::on(backend.clone()).await;
+        p.online_node("n", json!({})).await;
+        let feeds = p.feeds(12_000_000, 4).await;
+        p.task(&feeds[..3]).await;
+        p.task(&feeds[1..]).await;
+        let all = p.post(&cascade("/dispatch-task"), &p.admin(), json!({})).await;
+        assert_eq!(all.ok()["allocations_created"], 4, "{}", all.text);
+        let open = p.get(&cascade("/allocations?status=pending&limit=200"), &p.admin()).await;
+        let mut opened: Vec<String> = open.ok()["list"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .flat_map(|a| a["feed_ids"].as_array().cloned().unwrap_or_default())
+            .filter_map(|f| f.as_str().map(str::to_string))
+            .collect();
+        opened.sort();
+        assert_eq!(opened, feeds, "every feed opened exactly once");
+        p.shutdown().await;
+    }
+}

@@ -161,7 +161,13 @@ on_both! {
         assert_eq!(urls.len(), 3);
         assert!(urls.contains(&p.url(&format!("/feed/{}.rss", feeds[0]))));
         let blog = doc.body.outlines.iter().find(|o| o.text == "Blog").expect("rss outline");
+        assert_eq!(blog.html_url, None, "the public export hides upstream URLs (they may carry keys)");
+        // The admin export names them, so it re-imports elsewhere.
+        let text = p.get(&cascade("/feeds/export-opml"), &p.admin()).await.text;
+        let doc = opml::OPML::from_str(&text).expect("OPML parses");
+        let blog = doc.body.outlines.iter().find(|o| o.text == "Blog").expect("rss outline");
         assert_eq!(blog.html_url.as_deref(), Some("https://blog.example/feed.xml"));
+        p.get(&cascade("/feeds/export-opml"), &crate::helpers::Auth::None).await.err(401);
 
         // Into a second parent: the same feeds come back, WeChat and RSS alike.
         let q = TestParent::on(backend.clone()).await;

@@ -7,6 +7,13 @@ use serde_json::Value;
 
 /// Epoch seconds from a number (ms when > 10¹²), a digit string, `YYYY-MM-DD HH:MM:SS` or ISO.
 pub fn publish_time(v: &Value) -> Option<i64> {
+    publish_time_any(v).filter(|t| (0..=LAST_SECOND).contains(t))
+}
+
+/// 9999-12-31 23:59:59 UTC: later times cannot be written in feeds (RFC 2822 has 4-digit years).
+pub const LAST_SECOND: i64 = 253_402_300_799;
+
+fn publish_time_any(v: &Value) -> Option<i64> {
     let from_number = |n: f64| {
         let n = if n > 1e12 { n / 1000.0 } else { n };
         (n.is_finite() && n >= 0.0).then_some(n as i64)
@@ -47,8 +54,9 @@ pub fn parse_articles(items: Vec<Value>) -> Vec<ArticleIn> {
                     ..ArticleIn::default()
                 };
             };
+            // NUL cannot be stored in PostgreSQL text and means nothing in an article.
             let text = |k: &str| match o.get(k) {
-                Some(Value::String(s)) => Some(s.clone()),
+                Some(Value::String(s)) => Some(s.replace('\0', "")),
                 Some(Value::Number(n)) => Some(n.to_string()),
                 _ => None,
             };
@@ -57,8 +65,8 @@ pub fn parse_articles(items: Vec<Value>) -> Vec<ArticleIn> {
                 .or_else(|| o.get("ext"))
                 .and_then(|v| match v {
                     Value::Null => None,
-                    Value::String(s) => Some(s.clone()),
-                    other => Some(other.to_string()),
+                    Value::String(s) => Some(s.replace('\0', "")),
+                    other => Some(other.to_string().replace("\\u0000", "")),
                 });
             ArticleIn {
                 index,
@@ -72,7 +80,10 @@ pub fn parse_articles(items: Vec<Value>) -> Vec<ArticleIn> {
                 content_html: text("content_html"),
                 content_markdown: text("content_markdown"),
                 publish_time: o.get("publish_time").and_then(publish_time),
-                status: o.get("status").and_then(Value::as_i64),
+                status: o
+                    .get("status")
+                    .and_then(Value::as_i64)
+                    .map(|s| s.clamp(0, i64::from(i32::MAX))),
                 extinfo,
             }
         })
@@ -92,6 +103,11 @@ mod tests {
             Some(1_795_358_591)
         );
         assert_eq!(publish_time(&json!("1795358591")), Some(1_795_358_591));
+        assert_eq!(
+            publish_time(&json!(999_999_999_999_i64)),
+            None,
+            "year 33658"
+        );
         assert_eq!(
             publish_time(&json!("2026-11-22 14:43:11")),
             Some(1_795_358_591)

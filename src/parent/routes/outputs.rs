@@ -181,8 +181,16 @@ async fn serve(
 }
 
 pub(super) async fn opml(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    opml_response(&state, &headers, false).await
+}
+
+async fn opml_response(
+    state: &AppState,
+    headers: &HeaderMap,
+    upstream: bool,
+) -> ApiResult<Response> {
     let feeds = state.store.list_feeds(None).await?;
-    let body = opml_export(&feeds, &base_url(&headers));
+    let body = opml_export(&feeds, &base_url(headers), upstream);
     Ok((
         [
             (header::CONTENT_TYPE, "text/x-opml; charset=utf-8"),
@@ -198,11 +206,11 @@ pub(super) async fn opml(State(state): State<AppState>, headers: HeaderMap) -> A
 
 /// The same export under the admin API.
 pub(super) async fn opml_admin(
-    state: State<AppState>,
+    State(state): State<AppState>,
     _: AdminAuth,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    opml(state, headers).await
+    opml_response(&state, &headers, true).await
 }
 
 /// The result of an OPML import.

@@ -223,7 +223,7 @@ impl PgStore {
                 SET status = 'failed', reason = 'not_found', error_message = '任务不存在',
                     completed_at = $2, updated_at = $2, assigned_node_id = NULL
               WHERE id IN (SELECT id FROM we_cascade_task_allocations
-                            WHERE task_id = $1 AND status = 'pending' FOR UPDATE SKIP LOCKED)
+                            WHERE task_id = $1 AND status = 'pending' ORDER BY id FOR UPDATE)
               RETURNING id",
         )
         .bind(id)

@@ -9,11 +9,27 @@ use sqlx::PgPool;
 const WERSS_TABLES: &str = include_str!("../../../migrations/postgres/0001_werss_tables.sql");
 const INDEXES: &str = include_str!("../../../migrations/postgres/0002_indexes.sql");
 
+/// Whether the schema is at [`SCHEMA_VERSION`] (an unreadable version means no).
+async fn current(pool: &PgPool) -> bool {
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT value FROM cascade_settings WHERE key = 'schema_version'")
+            .fetch_optional(pool)
+            .await
+            .ok()
+            .flatten();
+    stored.as_deref() == Some(SCHEMA_VERSION)
+}
+
 /// The advisory lock key migrations hold (any constant shared by every parent).
 const MIGRATION_LOCK: i64 = 0x0057_6552_5353_0001;
 
-/// Brings the schema up to date in one transaction.
+/// Brings the schema up to date in one transaction. A database already at this version is
+/// left alone: DDL takes exclusive table locks, which would stall the other parents of a
+/// rolling restart behind any long transaction.
 pub(super) async fn run(pool: &PgPool) -> Result<()> {
+    if current(pool).await {
+        return Ok(());
+    }
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(MIGRATION_LOCK)

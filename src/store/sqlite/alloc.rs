@@ -78,7 +78,7 @@ impl SqliteStore {
         for chunk in batch.allocations.chunks(DISPATCH_CHUNK) {
             let wanted: Vec<&String> = chunk.iter().flat_map(|a| a.feed_ids.iter()).collect();
             // Invariant 5: only feeds with no open allocation, read inside the write transaction.
-            let free: HashSet<String> = sqlx::query_scalar(
+            let mut free: HashSet<String> = sqlx::query_scalar(
                 "SELECT id FROM we_feeds WHERE id IN (SELECT value FROM json_each($1)) AND open_allocation_id IS NULL",
             )
             .bind(serde_json::json!(wanted).to_string())
@@ -92,7 +92,7 @@ impl SqliteStore {
                 let kept: Vec<&String> = a
                     .feed_ids
                     .iter()
-                    .filter(|f| free.contains(f.as_str()))
+                    .filter(|f| free.remove(f.as_str()))
                     .collect();
                 if kept.is_empty() {
                     continue;
