@@ -32,7 +32,6 @@ pub struct BenchOptions {
 struct Harness {
     /// One base URL per parent; admin calls go to the first.
     bases: Vec<String>,
-    base: String,
     http: reqwest::Client,
     token: String,
     store: Store,
@@ -106,7 +105,7 @@ impl Harness {
                 AppState::new(config.clone(), store, clock.clone(), shutdown.clone()).await?;
             tokio::spawn(parent::serve(listener, state));
         }
-        let base = bases[0].clone();
+        let base = &bases[0];
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
             .build()?;
@@ -123,7 +122,6 @@ impl Harness {
             .to_string();
         Ok(Self {
             bases,
-            base,
             http,
             token,
             store,
@@ -136,7 +134,7 @@ impl Harness {
     async fn admin(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         let r = self
             .http
-            .post(format!("{}{path}", self.base))
+            .post(format!("{}{path}", self.bases[0]))
             .bearer_auth(&self.token)
             .json(&body)
             .send()
@@ -167,7 +165,7 @@ impl Harness {
             cred["data"]["api_secret"].as_str().unwrap_or("")
         );
         self.http
-            .post(format!("{}/api/v1/wx/cascade/heartbeat", self.base))
+            .post(format!("{}/api/v1/wx/cascade/heartbeat", self.bases[0]))
             .header("Authorization", &auth)
             .json(&json!({}))
             .send()
@@ -321,7 +319,10 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
         );
         // Leave no open allocations behind for the dispatch runs.
         h.http
-            .delete(format!("{}/api/v1/wx/cascade/message-tasks/{task}", h.base))
+            .delete(format!(
+                "{}/api/v1/wx/cascade/message-tasks/{task}",
+                h.bases[0]
+            ))
             .bearer_auth(&h.token)
             .send()
             .await?;
@@ -337,7 +338,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
         let probe = {
             let (http, base, auth, stop) = (
                 h.http.clone(),
-                h.base.clone(),
+                h.bases[0].clone(),
                 beat_auth.clone(),
                 stop.clone(),
             );

@@ -29,7 +29,7 @@ impl Notifier {
     /// again if there is nothing for them). Call it after the change committed.
     pub fn wake_all(&self) {
         self.wake_local();
-        if let Some(store) = self.peers.clone().filter(|s| s.backend_name() != "sqlite") {
+        if let Some(store) = self.peers.clone().filter(Store::has_peers) {
             tokio::spawn(async move {
                 if let Err(e) = store.wake_peers().await {
                     tracing::warn!(error = %e, "cannot wake the other parents");

@@ -96,6 +96,11 @@ impl Store {
         }
     }
 
+    /// Whether other parents may share this database (PostgreSQL), so wake-ups must cross.
+    pub fn has_peers(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
     /// Tells the other parents on a shared database that work may have appeared (PostgreSQL
     /// `NOTIFY`); a no-op on SQLite, where there is only one parent.
     ///

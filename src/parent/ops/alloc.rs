@@ -45,11 +45,6 @@ fn claim_policy(state: &AppState) -> ClaimPolicy {
     }
 }
 
-/// Feed ids named by a task's `mps_id` (objects with `id`, or bare ids), in order.
-pub fn task_feed_ids(task: &MessageTask) -> Vec<String> {
-    task.fields.feed_ids()
-}
-
 /// `POST /dispatch-task`: one task (must be enabled) or every enabled task.
 ///
 /// # Errors
@@ -113,7 +108,7 @@ pub async fn dispatch_tasks(
     let mut allocations = Vec::new();
     let mut summaries = Vec::new();
     for task in &tasks {
-        let named = task_feed_ids(task);
+        let named = task.fields.feed_ids();
         let unique: Vec<String> = {
             let mut seen = HashSet::new();
             named

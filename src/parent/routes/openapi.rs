@@ -98,6 +98,9 @@ pub(super) fn document() -> Value {
     })
 }
 
+/// Built once: the table (and its request schemas) does not change while the process runs.
+static DOCUMENT: std::sync::LazyLock<Value> = std::sync::LazyLock::new(document);
+
 pub(super) async fn serve() -> Json<Value> {
-    Json(document())
+    Json(DOCUMENT.clone())
 }

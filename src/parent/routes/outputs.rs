@@ -121,7 +121,7 @@ async fn serve(
         ),
         Scope::Task(id) => {
             let task = state.store.get_task(&id).await?;
-            let ids = ops::alloc::task_feed_ids(&task);
+            let ids = task.fields.feed_ids();
             let name = task.fields.name;
             (
                 name.clone(),
