@@ -142,6 +142,18 @@ pub struct Failure {
     pub task_id: Option<String>,
 }
 
+impl Failure {
+    /// A failure the parent records itself (release, lease expiry, node offline).
+    pub fn by_parent(reason: Reason, message: Option<&str>) -> Self {
+        Self {
+            reason,
+            retry_after: None,
+            error_message: message.map(str::to_string),
+            task_id: None,
+        }
+    }
+}
+
 /// `report-completion` details.
 #[derive(Debug, Clone)]
 pub struct Completion {

@@ -248,3 +248,123 @@ pub(crate) fn sort_as<R: RowExt>(rows: &mut [R], ids: &[String]) {
             .unwrap_or(usize::MAX)
     });
 }
+
+/// What upserting one uploaded article did.
+pub(crate) enum Upsert {
+    /// A new row.
+    Inserted,
+    /// An existing row of the same feed, updated.
+    Updated,
+    /// The id exists under another feed: rejected.
+    Foreign,
+}
+
+/// The reply of an upload, item by item, and the new articles `(stored id, feed id)` that
+/// webhooks are queued for.
+pub(crate) struct UploadTally {
+    pub(crate) out: super::UploadOutcome,
+    pub(crate) fresh: Vec<(String, String)>,
+}
+
+impl UploadTally {
+    pub(crate) fn new(received: usize) -> Self {
+        Self {
+            out: super::UploadOutcome {
+                received,
+                new_count: 0,
+                updated_count: 0,
+                ids: Vec::with_capacity(received),
+                rejected: Vec::new(),
+                new_ids: Vec::new(),
+            },
+            fresh: Vec::new(),
+        }
+    }
+
+    /// An item refused before it reached the database.
+    pub(crate) fn reject(&mut self, item: &ArticleIn, error: String) {
+        self.out.ids.push(None);
+        self.out.rejected.push(super::Rejected {
+            index: item.index,
+            id: item.id.clone(),
+            error,
+        });
+    }
+
+    /// An item the database took (or refused as another feed's).
+    pub(crate) fn stored(&mut self, item: &ArticleIn, id: String, mp_id: String, upsert: Upsert) {
+        match upsert {
+            Upsert::Inserted => {
+                self.out.new_count += 1;
+                self.out.new_ids.push(id.clone());
+                self.fresh.push((id.clone(), mp_id));
+            }
+            Upsert::Updated => self.out.updated_count += 1,
+            Upsert::Foreign => {
+                return self.reject(item, format!("article {id} belongs to another feed"));
+            }
+        }
+        self.out.ids.push(Some(id));
+    }
+
+    /// `(received, inserted)` for the allocation's counters.
+    pub(crate) fn counts(&self) -> (i64, i64) {
+        let n = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+        (n(self.out.received), n(self.out.new_count))
+    }
+}
+
+/// How one feed of a completed allocation ended.
+pub(crate) struct FeedEnd {
+    pub(crate) feed_id: String,
+    pub(crate) ok: bool,
+    pub(crate) error: Option<String>,
+    pub(crate) etag: Option<String>,
+    pub(crate) last_modified: Option<String>,
+}
+
+/// What a completion does besides closing the allocation.
+pub(crate) struct CompletionEffects {
+    /// One per feed, in id order (the order rows are locked in).
+    pub(crate) feeds: Vec<FeedEnd>,
+    /// A WeChat fetch succeeded without a rate limit: the node's cooldown level resets.
+    pub(crate) reset_cooldown: bool,
+    /// A WeChat feed hit a rate limit: the node cools down (with the upstream's hint).
+    pub(crate) cooldown: Option<Option<i64>>,
+}
+
+/// The effects of a completion's per-feed results (a feed without a result succeeded).
+pub(crate) fn completion_effects(
+    row: &AllocRow,
+    results: &[super::FeedResult],
+) -> CompletionEffects {
+    let mut any_success = results.is_empty();
+    let mut feeds: Vec<&String> = row.feed_ids.iter().collect();
+    feeds.sort_unstable();
+    let feeds = feeds
+        .into_iter()
+        .map(|feed| {
+            let result = results
+                .iter()
+                .find(|r| r.feed_id.as_deref() == Some(feed.as_str()));
+            let ok = result.is_none_or(|r| r.success);
+            any_success |= ok && result.is_some();
+            FeedEnd {
+                feed_id: feed.clone(),
+                ok,
+                error: result.filter(|r| !r.success).and_then(|r| r.error.clone()),
+                etag: result.and_then(|r| r.etag.clone()),
+                last_modified: result.and_then(|r| r.last_modified.clone()),
+            }
+        })
+        .collect();
+    let limited = results
+        .iter()
+        .find(|r| !r.success && r.reason == crate::dispatch::retry::Reason::RateLimited);
+    let wechat = row.source == Source::Wechat;
+    CompletionEffects {
+        feeds,
+        reset_cooldown: wechat && any_success && limited.is_none(),
+        cooldown: limited.filter(|_| wechat).map(|l| l.retry_after),
+    }
+}

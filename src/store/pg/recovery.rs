@@ -22,12 +22,7 @@ impl PgStore {
         lock(&mut tx, node_id).await?;
         touch(&mut tx, node_id, now).await?;
         let (mut released, mut rejected) = (Vec::new(), Vec::new());
-        let failure = Failure {
-            reason: Reason::Released,
-            retry_after: None,
-            error_message: None,
-            task_id: None,
-        };
+        let failure = Failure::by_parent(Reason::Released, None);
         for (id, token) in items {
             let row = match load(&mut tx, &id).await {
                 Ok(row) => row,
@@ -74,12 +69,7 @@ impl PgStore {
         .bind(now)
         .fetch_all(&mut *tx)
         .await?;
-        let lease = Failure {
-            reason: Reason::LeaseExpired,
-            retry_after: None,
-            error_message: Some("lease expired".into()),
-            task_id: None,
-        };
+        let lease = Failure::by_parent(Reason::LeaseExpired, Some("lease expired"));
         for id in expired {
             let row = load(&mut tx, &id).await?;
             let holder = row.node_id.clone().unwrap_or_default();
@@ -102,12 +92,7 @@ impl PgStore {
         .fetch_all(&mut *tx)
         .await?;
         outcome.offline_nodes = offline.len();
-        let gone = Failure {
-            reason: Reason::NodeOffline,
-            retry_after: None,
-            error_message: Some("node offline".into()),
-            task_id: None,
-        };
+        let gone = Failure::by_parent(Reason::NodeOffline, Some("node offline"));
         for node in offline {
             let held: Vec<String> = sqlx::query_scalar(
                 "SELECT id FROM we_cascade_task_allocations

@@ -5,20 +5,15 @@ use super::insert_sync_log;
 use super::lifecycle::load;
 use super::nodes::touch;
 use crate::protocol::time::to_db;
+use crate::store::engine::{UploadTally, Upsert};
 use crate::store::rows::{
     ARTICLE_COLUMNS, WEBHOOK_TASKS, article_from_row, check_article, webhook_batches,
     webhook_job_from_row, webhook_outcome,
 };
-use crate::store::{ArticleIn, Error, Rejected, Result, UploadOutcome, WebhookJob, WebhookResult};
+use crate::store::{ArticleIn, Error, Result, UploadOutcome, WebhookJob, WebhookResult};
 use chrono::{NaiveDateTime, TimeDelta};
 use serde_json::json;
 use sqlx::SqliteConnection;
-
-enum Upsert {
-    Inserted,
-    Updated,
-    Foreign,
-}
 
 impl SqliteStore {
     pub(crate) async fn get_articles(
@@ -72,61 +67,26 @@ impl SqliteStore {
             return Err(Error::InvalidTransition(row.status));
         }
         touch(&mut tx, node_id, now).await?;
-        let mut out = UploadOutcome {
-            received: items.len(),
-            new_count: 0,
-            updated_count: 0,
-            ids: Vec::with_capacity(items.len()),
-            rejected: Vec::new(),
-            new_ids: Vec::new(),
-        };
-        let mut fresh: Vec<(String, String)> = Vec::new();
+        let mut tally = UploadTally::new(items.len());
         for item in items {
-            let checked = check_article(&item, &row.feed_ids);
-            let (stored_id, mp_id) = match checked {
-                Ok(v) => v,
-                Err(error) => {
-                    out.ids.push(None);
-                    out.rejected.push(Rejected {
-                        index: item.index,
-                        id: item.id.clone(),
-                        error,
-                    });
-                    continue;
-                }
-            };
-            match upsert(
-                &mut tx,
-                &stored_id,
-                &mp_id,
-                &item,
-                node_id,
-                allocation_id,
-                now,
-            )
-            .await?
-            {
-                Upsert::Inserted => {
-                    out.new_count += 1;
-                    out.new_ids.push(stored_id.clone());
-                    fresh.push((stored_id.clone(), mp_id.clone()));
-                }
-                Upsert::Updated => out.updated_count += 1,
-                Upsert::Foreign => {
-                    out.ids.push(None);
-                    let error = format!("article {stored_id} belongs to another feed");
-                    out.rejected.push(Rejected {
-                        index: item.index,
-                        id: item.id.clone(),
-                        error,
-                    });
-                    continue;
+            match check_article(&item, &row.feed_ids) {
+                Err(error) => tally.reject(&item, error),
+                Ok((stored_id, mp_id)) => {
+                    let done = upsert(
+                        &mut tx,
+                        &stored_id,
+                        &mp_id,
+                        &item,
+                        node_id,
+                        allocation_id,
+                        now,
+                    )
+                    .await?;
+                    tally.stored(&item, stored_id, mp_id, done);
                 }
             }
-            out.ids.push(Some(stored_id));
         }
-        let received = i64::try_from(out.received).unwrap_or(i64::MAX);
-        let inserted = i64::try_from(out.new_count).unwrap_or(i64::MAX);
+        let (received, inserted) = tally.counts();
         sqlx::query(
             "UPDATE we_cascade_task_allocations SET new_article_count = new_article_count + $2,
                 article_count = MAX(article_count, $3), updated_at = $4,
@@ -141,7 +101,8 @@ impl SqliteStore {
         .bind(to_db(now + TimeDelta::seconds(lease_seconds)))
         .execute(&mut *tx)
         .await?;
-        enqueue_webhooks(&mut tx, &fresh, now).await?;
+        enqueue_webhooks(&mut tx, &tally.fresh, now).await?;
+        let out = tally.out;
         let extra = json!({ "allocation_id": allocation_id, "task_id": row.task_id, "received": out.received,
                             "new_count": out.new_count, "updated_count": out.updated_count, "rejected": out.rejected.len() });
         insert_sync_log(

@@ -4,9 +4,9 @@
 use super::SqliteStore;
 use super::insert_sync_log;
 use super::nodes::touch;
-use crate::dispatch::Source;
 use crate::dispatch::retry::{self, Next, NodeEffect, Reason};
 use crate::protocol::time::to_db;
+use crate::store::engine::completion_effects;
 use crate::store::rows::{AllocRow, RowExt};
 use crate::store::{Completion, Error, Failure, LifecyclePolicy, Report, ReportOutcome, Result};
 use chrono::{NaiveDateTime, TimeDelta};
@@ -285,17 +285,9 @@ async fn complete(
     .await?;
     let article_count = after.int("article_count")?;
     let results = completion.map(|c| c.results).unwrap_or_default();
+    let effects = completion_effects(row, &results);
     let epoch = now.and_utc().timestamp();
-    let mut any_success = results.is_empty();
-    for feed in &row.feed_ids {
-        let result = results
-            .iter()
-            .find(|r| r.feed_id.as_deref() == Some(feed.as_str()));
-        let ok = result.is_none_or(|r| r.success);
-        any_success |= ok && result.is_some();
-        let error = result.filter(|r| !r.success).and_then(|r| r.error.clone());
-        let (etag, modified) =
-            result.map_or((None, None), |r| (r.etag.clone(), r.last_modified.clone()));
+    for feed in effects.feeds {
         // Also frees the feed for the next dispatch (invariant 5).
         sqlx::query(
             "UPDATE we_feeds SET last_allocation_id = $2, last_task_status = $3, last_task_at = $4,
@@ -307,23 +299,19 @@ async fn complete(
                 http_last_modified = CASE WHEN $7 THEN COALESCE($10, http_last_modified) ELSE http_last_modified END
               WHERE id = $1",
         )
-        .bind(feed)
+        .bind(feed.feed_id)
         .bind(&row.id)
-        .bind(if ok { "completed" } else { "failed" })
+        .bind(if feed.ok { "completed" } else { "failed" })
         .bind(to_db(now))
         .bind(node_id)
-        .bind(error)
-        .bind(ok)
+        .bind(feed.error)
+        .bind(feed.ok)
         .bind(epoch)
-        .bind(etag)
-        .bind(modified)
+        .bind(feed.etag)
+        .bind(feed.last_modified)
         .execute(&mut *tx)
         .await?;
     }
-    let limited = results
-        .iter()
-        .find(|r| !r.success && r.reason == Reason::RateLimited);
-    let wechat = row.source == Source::Wechat;
     // Liveness, last sync and (after a WeChat success) the cooldown level, in one statement.
     sqlx::query(
         "UPDATE we_cascade_nodes SET last_heartbeat_at = $2, status = 1, last_sync_at = $2,
@@ -332,14 +320,18 @@ async fn complete(
     )
     .bind(node_id)
     .bind(to_db(now))
-    .bind(wechat && any_success && limited.is_none())
+    .bind(effects.reset_cooldown)
     .execute(&mut *tx)
     .await?;
-    if let Some(limited) = limited.filter(|_| wechat) {
-        let effect = NodeEffect::Cooldown {
-            retry_after: limited.retry_after,
-        };
-        node_effect(tx, node_id, effect, now, policy).await?;
+    if let Some(retry_after) = effects.cooldown {
+        node_effect(
+            tx,
+            node_id,
+            NodeEffect::Cooldown { retry_after },
+            now,
+            policy,
+        )
+        .await?;
     }
     let extra = json!({ "allocation_id": row.id, "task_id": row.task_id, "article_count": article_count, "result_count": result_count });
     insert_sync_log(

@@ -21,12 +21,7 @@ impl SqliteStore {
         let mut tx = self.write.begin().await?;
         touch(&mut tx, node_id, now).await?;
         let (mut released, mut rejected) = (Vec::new(), Vec::new());
-        let failure = Failure {
-            reason: Reason::Released,
-            retry_after: None,
-            error_message: None,
-            task_id: None,
-        };
+        let failure = Failure::by_parent(Reason::Released, None);
         for (id, token) in items {
             let row = match load(&mut tx, &id).await {
                 Ok(row) => row,
@@ -70,12 +65,7 @@ impl SqliteStore {
         .bind(to_db(now))
         .fetch_all(&mut *tx)
         .await?;
-        let lease = Failure {
-            reason: Reason::LeaseExpired,
-            retry_after: None,
-            error_message: Some("lease expired".into()),
-            task_id: None,
-        };
+        let lease = Failure::by_parent(Reason::LeaseExpired, Some("lease expired"));
         for id in expired {
             let row = load(&mut tx, &id).await?;
             let holder = row.node_id.clone().unwrap_or_default();
@@ -92,12 +82,7 @@ impl SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         outcome.offline_nodes = offline.len();
-        let gone = Failure {
-            reason: Reason::NodeOffline,
-            retry_after: None,
-            error_message: Some("node offline".into()),
-            task_id: None,
-        };
+        let gone = Failure::by_parent(Reason::NodeOffline, Some("node offline"));
         for node in offline {
             let held: Vec<String> = sqlx::query_scalar(
                 "SELECT id FROM we_cascade_task_allocations WHERE node_id = $1 AND status IN ('claimed', 'executing')",
