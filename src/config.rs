@@ -79,6 +79,13 @@ const CASCADE_KEYS: &[&str] = &[
     "wechat_base_url",
     "wechat_gap_ms",
     "wechat_gap_jitter_ms",
+    "callback_allow",
+    "public_url",
+    "trusted_proxies",
+    "header_read_timeout",
+    "request_timeout",
+    "idle_timeout",
+    "max_connections",
 ];
 
 /// Top-level keys and the WeRSS env variable each falls back to when absent from the file.
@@ -229,6 +236,23 @@ cascade_config! {
     claim_wait: u64 = 25, "lenient_u64";
     /// Child: seconds to finish held work on shutdown before releasing it.
     shutdown_grace: u64 = 30, "lenient_u64";
+    /// Parent: hosts, addresses and CIDRs the parent may call back although they are
+    /// loopback, private, link-local or otherwise internal (`callback_url`, test-connection).
+    callback_allow: Vec<String> = Vec::new(), "string_list";
+    /// Parent: public base URL used in feed self-links; empty = the request's `Host` (and
+    /// forwarded headers only from a trusted proxy).
+    public_url: String = String::new(), "lenient_string";
+    /// Parent: addresses or CIDRs of reverse proxies whose `X-Forwarded-*` headers are
+    /// believed (client address for login throttling, self-links when `public_url` is empty).
+    trusted_proxies: Vec<String> = Vec::new(), "string_list";
+    /// Parent: seconds a client has to send a request's headers.
+    header_read_timeout: u64 = 10, "lenient_u64";
+    /// Parent: seconds one request may take (the long-poll claim has its own bound).
+    request_timeout: u64 = 60, "lenient_u64";
+    /// Parent: seconds an idle keep-alive connection is kept open.
+    idle_timeout: u64 = 75, "lenient_u64";
+    /// Parent: most connections open at once; more wait in the listen backlog.
+    max_connections: u64 = 1024, "lenient_u64";
 }
 
 /// Overrides given on the command line; they win over file and environment.
