@@ -17,6 +17,9 @@ use tokio_util::sync::CancellationToken;
 const ACCOUNTS: u64 = 300;
 const RSS_FEEDS: i64 = 30;
 
+/// Cooldown base of the demo's parent and children (seconds).
+const DEMO_COOLDOWN_SECS: u64 = 3;
+
 /// Runs the demo; with `exit_when_done` it returns after the summary, else it keeps the
 /// parent serving until `shutdown`.
 ///
@@ -27,6 +30,11 @@ pub async fn run(
     exit_when_done: bool,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // The demo's rate-limited login cools for seconds, on the parent and its child alike,
+    // not for the production 15 minutes.
+    let mut config = config;
+    config.cascade.cooldown_base = DEMO_COOLDOWN_SECS;
+    config.cascade.cooldown_max = 10 * DEMO_COOLDOWN_SECS;
     let clock = Clock::system();
     let store = Store::connect(&config.db)
         .await
@@ -129,7 +137,6 @@ pub async fn run(
         }
         c.cascade.wechat_gap_ms = 30;
         c.cascade.wechat_gap_jitter_ms = 20;
-        c.cascade.cooldown_base = 3;
         c.cascade.capacity = 8;
         c.cascade.claim_wait = 2;
         c.cascade.heartbeat_interval = 5;

@@ -42,6 +42,18 @@ impl ClientError {
     }
 }
 
+/// The longest `retry_after` a child believes from its parent.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// What a claim brought back.
+#[derive(Debug)]
+pub struct Claimed {
+    /// The packages handed out, in claim order.
+    pub packages: Vec<TaskPackage>,
+    /// When the parent says this node may not claim now: how long to wait before asking again.
+    pub retry_after: Option<Duration>,
+}
+
 /// A client bound to one parent and one node credential.
 pub struct ParentClient {
     http: reqwest::Client,
@@ -84,6 +96,18 @@ impl ParentClient {
     }
 
     async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        timeout: Duration,
+    ) -> Result<Value, ClientError> {
+        let mut envelope = self.call_envelope(method, path, body, timeout).await?;
+        Ok(envelope["data"].take())
+    }
+
+    /// Like `call`, with the whole success envelope (extensions such as `retry_after`).
+    async fn call_envelope(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -138,11 +162,17 @@ impl ParentClient {
         Ok(data)
     }
 
-    /// Claims up to `limit` packages, long-polling `wait` seconds when supported.
+    /// Claims up to `limit` packages, long-polling `wait` seconds and naming the `kinds` it
+    /// can take now, each only when the parent supports it.
     ///
     /// # Errors
     /// As [`ClientError`]; an unreadable package is a `Refused` with code 0.
-    pub async fn claim(&self, limit: usize, wait: u64) -> Result<Vec<TaskPackage>, ClientError> {
+    pub async fn claim(
+        &self,
+        limit: usize,
+        wait: u64,
+        kinds: &[&str],
+    ) -> Result<Claimed, ClientError> {
         let mut query = Vec::new();
         if limit >= 2 && self.has("limit") {
             query.push(format!("limit={limit}"));
@@ -150,25 +180,32 @@ impl ParentClient {
         if wait > 0 && self.has("wait") {
             query.push(format!("wait={wait}"));
         }
+        if self.has("kinds") {
+            query.push(format!("kinds={}", kinds.join(",")));
+        }
         let path = if query.is_empty() {
             "/claim-task".to_string()
         } else {
             format!("/claim-task?{}", query.join("&"))
         };
-        let data = self
-            .call(
+        let mut envelope = self
+            .call_envelope(
                 reqwest::Method::POST,
                 &path,
                 None,
                 Duration::from_secs(wait + 15),
             )
             .await?;
-        let items = match data {
+        let retry_after = envelope["retry_after"]
+            .as_f64()
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map(|s| Duration::from_secs_f64(s.min(MAX_RETRY_AFTER.as_secs_f64())));
+        let items = match envelope["data"].take() {
             Value::Null => Vec::new(),
             Value::Array(items) => items,
             obj => vec![obj],
         };
-        items
+        let packages = items
             .into_iter()
             .map(|v| {
                 serde_json::from_value(v).map_err(|e| ClientError::Refused {
@@ -178,7 +215,11 @@ impl ParentClient {
                     kind: None,
                 })
             })
-            .collect()
+            .collect::<Result<_, _>>()?;
+        Ok(Claimed {
+            packages,
+            retry_after,
+        })
     }
 
     /// `PUT task-status`.
@@ -306,7 +347,7 @@ async fn judge(resp: reqwest::Response) -> Result<Value, ClientError> {
     let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     let code = body["code"].as_i64();
     if (200..300).contains(&status) && code == Some(0) {
-        return Ok(body["data"].clone());
+        return Ok(body);
     }
     let message = body["message"]
         .as_str()

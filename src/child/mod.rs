@@ -192,6 +192,38 @@ impl Child {
 }
 
 impl Shared {
+    /// The WeChat login's block now (an ended cooldown is cleared).
+    fn wechat_block(&self) -> Option<WechatBlock> {
+        let mut block = self.block.lock().unwrap_or_else(|p| p.into_inner());
+        if matches!(*block, Some(WechatBlock::RateLimited(until)) if until <= tokio::time::Instant::now())
+        {
+            *block = None;
+        }
+        *block
+    }
+
+    /// The fetcher kinds to claim now, or `None` when this child should not claim at all.
+    /// A parent that takes `kinds` is told them; any other parent (a stock WeRSS parent hands
+    /// out WeChat work only and marks it completed whatever the results) is asked only while
+    /// the WeChat login, if this child reports one, is usable.
+    fn claimable_kinds(&self) -> Option<Vec<&'static str>> {
+        let wechat_ok = self.wechat.is_some() && self.wechat_block().is_none();
+        let mut kinds = Vec::new();
+        if wechat_ok {
+            kinds.push("wechat");
+        }
+        if self.rss.is_some() {
+            kinds.push("rss");
+        }
+        let reports_wechat = self.config.cascade.fetchers.iter().any(|f| f == "wechat");
+        let usable = if self.client.has("kinds") {
+            !kinds.is_empty()
+        } else {
+            wechat_ok || (!reports_wechat && !kinds.is_empty())
+        };
+        usable.then_some(kinds)
+    }
+
     fn in_use(&self) -> usize {
         self.held
             .lock()
@@ -262,9 +294,14 @@ async fn heartbeat_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
     }
 }
 
+/// Longest pause after a failed claim (the pause doubles from one second).
+const MAX_CLAIM_BACKOFF: Duration = Duration::from_secs(60);
+
 async fn claim_loop(shared: &Arc<Shared>, running: &mut JoinSet<()>, shutdown: &CancellationToken) {
     let c = &shared.config.cascade;
     let capacity = usize::try_from(c.capacity.max(1)).unwrap_or(1);
+    let mut backoff = Duration::from_secs(1);
+    let mut idle_since_logged = false;
     while !shutdown.is_cancelled() {
         while running.try_join_next().is_some() {}
         let free = capacity.saturating_sub(shared.in_use());
@@ -274,28 +311,62 @@ async fn claim_loop(shared: &Arc<Shared>, running: &mut JoinSet<()>, shutdown: &
                 () = shared.done.notified() => continue,
             }
         }
-        let claimed = shared.client.claim(free.min(10), c.claim_wait).await;
-        let got = match claimed {
-            Ok(packages) => packages,
+        let Some(kinds) = shared.claimable_kinds() else {
+            // No login or fetcher can take work now: ask for none, and look again when the
+            // WeChat block ends or running work changes it.
+            if !idle_since_logged {
+                tracing::warn!(block = ?shared.wechat_block(), "no usable source; not claiming");
+                idle_since_logged = true;
+            }
+            let until = match shared.wechat_block() {
+                Some(WechatBlock::RateLimited(until)) => until,
+                _ => tokio::time::Instant::now() + MAX_CLAIM_BACKOFF,
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = shared.done.notified() => {}
+                () = tokio::time::sleep_until(until) => {}
+            }
+            continue;
+        };
+        idle_since_logged = false;
+        let pause = match shared
+            .client
+            .claim(free.min(10), c.claim_wait, &kinds)
+            .await
+        {
+            Ok(claimed) => {
+                backoff = Duration::from_secs(1);
+                let empty = claimed.packages.is_empty();
+                for package in claimed.packages {
+                    shared
+                        .held
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(package.allocation_id.clone(), package.clone());
+                    running.spawn(execute(shared.clone(), package));
+                }
+                match claimed.retry_after {
+                    // The parent says this node may not claim now: ask again when it says.
+                    Some(after) if empty => Some(after),
+                    _ if empty && !shared.client.has("wait") => {
+                        Some(Duration::from_secs(c.task_poll_interval.max(1)))
+                    }
+                    _ => None,
+                }
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "claim failed");
-                Vec::new()
+                tracing::warn!(error = %e, retry_in = ?backoff, "claim failed");
+                let pause = backoff;
+                backoff = (backoff * 2).min(MAX_CLAIM_BACKOFF);
+                Some(pause)
             }
         };
-        let empty = got.is_empty();
-        for package in got {
-            shared
-                .held
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(package.allocation_id.clone(), package.clone());
-            running.spawn(execute(shared.clone(), package));
-        }
-        if empty && !shared.client.has("wait") {
+        if let Some(pause) = pause {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = shared.wake.notified() => {}
-                () = tokio::time::sleep(Duration::from_secs(c.task_poll_interval.max(1))) => {}
+                () = tokio::time::sleep(pause) => {}
             }
         }
     }

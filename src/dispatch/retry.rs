@@ -103,7 +103,8 @@ pub enum NodeEffect {
     SessionExpired,
 }
 
-/// The outcome of a failure at `attempt` (already counted for this claim).
+/// The outcome of a failure at `attempt` (already counted for this claim). The node's
+/// `retry_after` is capped at `retry_max`.
 #[allow(clippy::too_many_arguments)]
 pub fn after_failure(
     reason: Reason,
@@ -115,6 +116,8 @@ pub fn after_failure(
     jitter: f64,
     now: NaiveDateTime,
 ) -> (Next, NodeEffect) {
+    // A node's hint is believed only up to `retry_max`: a node cannot park work for years.
+    let retry_after = retry_after.map(|s| s.clamp(0, policy.retry_max));
     let now_pending = |spend| Next::Pending {
         available_at: now,
         spend_attempt: spend,

@@ -253,3 +253,60 @@ fn backoff_is_capped_and_jittered() {
     assert_eq!(cooldown(10, None, &POLICY), TimeDelta::seconds(21600));
     assert_eq!(cooldown(1, Some(5000), &POLICY), TimeDelta::seconds(5000));
 }
+
+#[test]
+fn a_nodes_retry_after_is_capped_at_retry_max() {
+    let now = t0();
+    let huge = Some(1_000_000_000_000);
+    let rss = after_failure(
+        Reason::RateLimited,
+        Source::Rss,
+        1,
+        5,
+        huge,
+        &POLICY,
+        1.0,
+        now,
+    );
+    assert_eq!(
+        rss.0,
+        Next::Pending {
+            available_at: now + TimeDelta::seconds(1800),
+            spend_attempt: false
+        }
+    );
+    let wechat = after_failure(
+        Reason::RateLimited,
+        Source::Wechat,
+        1,
+        5,
+        huge,
+        &POLICY,
+        1.0,
+        now,
+    );
+    assert_eq!(
+        wechat.1,
+        NodeEffect::Cooldown {
+            retry_after: Some(1800)
+        }
+    );
+    let negative = after_failure(
+        Reason::RateLimited,
+        Source::Rss,
+        1,
+        5,
+        Some(-5),
+        &POLICY,
+        1.0,
+        now,
+    );
+    assert_eq!(
+        negative.0,
+        Next::Pending {
+            available_at: now + TimeDelta::seconds(30),
+            spend_attempt: false
+        },
+        "a useless hint falls back to retry_base"
+    );
+}

@@ -166,6 +166,8 @@ impl From<store::Error> for ApiError {
                 other => other,
             }),
             store::Error::Conflict(message) => Self::conflict(message),
+            // Deactivated between authentication and the write: what authentication answers.
+            store::Error::NodeInactive => Self::unauthorized(),
             store::Error::LeaseLost => Self::new(
                 StatusCode::CONFLICT,
                 "lease_lost",

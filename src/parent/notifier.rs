@@ -6,14 +6,47 @@ use super::AppState;
 use crate::protocol::time::to_wire;
 use crate::store::{CreatedAllocation, Store};
 use serde_json::json;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 
-/// Wakes claims waiting in long-poll when work may have appeared.
+/// Wakes claims waiting in long-poll when work may have appeared, and the blocked claims of
+/// one node when its block may have ended.
 #[derive(Debug, Default)]
 pub struct Notifier {
     wake: Notify,
     peers: Option<Store>,
+    nodes: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+/// A blocked claim's registration: [`NodeWait::notified`] completes at the next
+/// [`Notifier::wake_node`] for its node; dropping it unregisters.
+pub struct NodeWait<'a> {
+    notifier: &'a Notifier,
+    node_id: String,
+    notify: Arc<Notify>,
+}
+
+impl NodeWait<'_> {
+    /// The node's wake-up signal.
+    pub fn notify(&self) -> &Notify {
+        &self.notify
+    }
+}
+
+impl Drop for NodeWait<'_> {
+    fn drop(&mut self) {
+        let mut nodes = self
+            .notifier
+            .nodes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        // Two references left: the map's and ours; no other waiter of this node.
+        if Arc::strong_count(&self.notify) <= 2 {
+            nodes.remove(&self.node_id);
+        }
+    }
 }
 
 impl Notifier {
@@ -22,6 +55,7 @@ impl Notifier {
         Self {
             wake: Notify::new(),
             peers: Some(store),
+            nodes: Mutex::default(),
         }
     }
 
@@ -46,6 +80,41 @@ impl Notifier {
     /// A future that completes at the next [`Notifier::wake_all`].
     pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
         self.wake.notified()
+    }
+
+    /// Registers a blocked claim of `node_id` (see [`NodeWait`]).
+    pub fn node_wait(&self, node_id: &str) -> NodeWait<'_> {
+        let notify = self
+            .nodes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(node_id.to_string())
+            .or_default()
+            .clone();
+        NodeWait {
+            notifier: self,
+            node_id: node_id.to_string(),
+            notify,
+        }
+    }
+
+    /// How many nodes have a claim held in long-poll here (for tests and metrics).
+    pub fn waiting_nodes(&self) -> usize {
+        self.nodes.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Wakes the blocked claims of one node on this parent (its capacity, cooldown or
+    /// session may have changed). Cheap when nothing waits.
+    pub fn wake_node(&self, node_id: &str) {
+        let notify = self
+            .nodes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(node_id)
+            .cloned();
+        if let Some(n) = notify {
+            n.notify_waiters();
+        }
     }
 }
 

@@ -240,6 +240,9 @@ pub struct ClaimQuery {
     pub limit: Option<i64>,
     /// Long-poll seconds, clamped to 0–`max_wait`.
     pub wait: Option<f64>,
+    /// Ours: comma-separated fetcher kinds the child can take now (a child whose WeChat
+    /// login is cooling asks for `rss` only); absent = every kind it reported.
+    pub kinds: Option<String>,
 }
 
 /// `PUT {P}/task-status`.

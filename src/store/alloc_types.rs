@@ -79,7 +79,7 @@ pub struct CreatedAllocation {
 }
 
 /// Lease and placement settings a claim needs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ClaimPolicy {
     /// Lease length.
     pub lease_seconds: i64,
@@ -91,6 +91,9 @@ pub struct ClaimPolicy {
     pub offline_after: i64,
     /// Capacity when `sync_config` names none.
     pub default_capacity: u64,
+    /// The fetcher kinds the claiming child can take now (its `kinds` query); `None` = every
+    /// kind it reported.
+    pub only_kinds: Option<Vec<String>>,
 }
 
 /// Why a claim returned nothing although work may exist.
@@ -107,6 +110,8 @@ pub enum ClaimBlock {
     Cooling(NaiveDateTime),
     /// WeChat session expired (and no other kind to fetch).
     SessionExpired,
+    /// The child asked only for kinds it may not take (its `kinds` query).
+    NoUsableKind,
 }
 
 /// What a claim handed out.

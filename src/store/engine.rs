@@ -120,16 +120,21 @@ impl ClaimGate {
         let free = capacity - node.held_feeds;
         let cooling = node.cooldown_until.filter(|t| *t > now);
         let parked = matches!(node.session_state.as_str(), "expired" | "none");
-        let kinds: Vec<String> = node
-            .fetcher_kinds()
-            .into_iter()
-            .filter(|k| k != "wechat" || (cooling.is_none() && !parked))
+        let reported = node.fetcher_kinds();
+        let wanted = |k: &String| policy.only_kinds.as_ref().is_none_or(|o| o.contains(k));
+        let kinds: Vec<String> = reported
+            .iter()
+            .filter(|k| wanted(k))
+            .filter(|k| *k != "wechat" || (cooling.is_none() && !parked))
+            .cloned()
             .collect();
         if free <= 0 {
             Err(ClaimBlock::AtCapacity {
                 held: node.held_feeds,
                 capacity,
             })
+        } else if kinds.is_empty() && !reported.iter().any(wanted) {
+            Err(ClaimBlock::NoUsableKind)
         } else if kinds.is_empty() {
             Err(match cooling {
                 Some(until) => ClaimBlock::Cooling(until),

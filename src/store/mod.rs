@@ -31,6 +31,9 @@ pub enum Error {
     /// The URL names a backend this build cannot use.
     #[error("{0}")]
     Unsupported(String),
+    /// The node was deactivated or removed after it authenticated.
+    #[error("node is deactivated")]
+    NodeInactive,
     /// The caller does not hold the allocation, or its lease token is stale.
     #[error("allocation is not held by this node")]
     LeaseLost,

@@ -276,16 +276,18 @@ async fn a_child_refuses_to_start_without_credentials_or_parent() {
 
 /// A stand-in for a stock WeRSS parent: only `/api/v1/wx/cascade`, no features, errors as
 /// HTTP 200 with `code` ≠ 0 (task-status here). Records each call as `(path, body)`. Claims
-/// answer `null` until `ready`; the first `fail_completions` completions get HTTP 500.
+/// answer `null` until `ready`, then `package` `handouts` times; the first
+/// `fail_completions` completions get HTTP 500.
 async fn stock_parent(
     package: Value,
     ready: Arc<AtomicBool>,
+    handouts: usize,
     fail_completions: usize,
 ) -> (String, Seen) {
     use axum::extract::OriginalUri;
     use axum::http::StatusCode;
     let seen: Seen = Arc::default();
-    let handed = Arc::new(AtomicBool::new(false));
+    let handed = Arc::new(AtomicUsize::new(handouts));
     let failures = Arc::new(AtomicUsize::new(fail_completions));
     let log = seen.clone();
     let app = axum::Router::new().fallback(
@@ -309,7 +311,12 @@ async fn stock_parent(
                 match uri.path() {
                     "/api/v1/wx/cascade/heartbeat" => ok(json!({"status": "alive"})),
                     "/api/v1/wx/cascade/claim-task"
-                        if ready.load(Ordering::SeqCst) && !handed.swap(true, Ordering::SeqCst) =>
+                        if ready.load(Ordering::SeqCst)
+                            && handed
+                                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                                    n.checked_sub(1)
+                                })
+                                .is_ok() =>
                     {
                         ok(package)
                     }
@@ -395,8 +402,13 @@ async fn our_child_completes_a_crawl_against_a_stock_parent() {
         limit: None,
     };
     fake.add_session(session.clone());
-    let (url, seen) =
-        stock_parent(stock_package(&account), Arc::new(AtomicBool::new(true)), 1).await;
+    let (url, seen) = stock_parent(
+        stock_package(&account),
+        Arc::new(AtomicBool::new(true)),
+        1,
+        1,
+    )
+    .await;
     let dir = tempfile::tempdir().expect("dir");
     let stop = CancellationToken::new();
     let running = tokio::spawn(
@@ -483,7 +495,7 @@ async fn a_notify_with_the_hash_header_wakes_the_claim_loop() {
     };
     fake.add_session(session.clone());
     let ready = Arc::new(AtomicBool::new(false));
-    let (url, seen) = stock_parent(stock_package(&account), ready.clone(), 0).await;
+    let (url, seen) = stock_parent(stock_package(&account), ready.clone(), 1, 0).await;
     let dir = tempfile::tempdir().expect("dir");
     let mut config = stock_child_config(&dir, url, &fake, &session);
     config.cascade.task_poll_interval = 3600; // only a notify can make it claim again soon
@@ -679,4 +691,71 @@ on_both! {
         fake.stop();
         p.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_stock_parent_a_dead_login_stops_claiming() {
+    let account = FakeAccount::generated(6_200_000_000, 1, NEWEST);
+    let fake = FakeWechat::start(vec![account.clone()])
+        .await
+        .expect("fake");
+    let session = FakeSession {
+        token: "stock-dead".into(),
+        slave_sid: "s-stock-dead".into(),
+        limit: None,
+    };
+    fake.add_session(session.clone());
+    fake.expire(&session.slave_sid);
+    // A stock parent hands out work on every claim and marks it completed whatever happened.
+    let (url, seen) = stock_parent(
+        stock_package(&account),
+        Arc::new(AtomicBool::new(true)),
+        usize::MAX,
+        0,
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("dir");
+    let mut config = stock_child_config(&dir, url, &fake, &session);
+    config.cascade.capacity = 1;
+    config.cascade.heartbeat_interval = 1;
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(Child::new(config).expect("child").run(stop.clone()));
+    until_seen(&seen, "/report-completion").await;
+    // Two heartbeats later the child has had every chance to claim again.
+    let settled = async {
+        loop {
+            let calls = seen.lock().expect("lock").clone();
+            let done_at = calls
+                .iter()
+                .position(|(p, _)| p.ends_with("/report-completion"))
+                .expect("completed");
+            let beats_after = calls[done_at..]
+                .iter()
+                .filter(|(p, _)| p.ends_with("/heartbeat"))
+                .count();
+            if beats_after >= 2 {
+                return calls;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    let calls = tokio::time::timeout(Duration::from_secs(30), settled)
+        .await
+        .expect("heartbeats go on");
+    stop.cancel();
+    running.await.expect("joined").expect("child exits");
+    let claims = calls
+        .iter()
+        .filter(|(p, _)| p.contains("/claim-task"))
+        .count();
+    let completions: Vec<&Value> = calls
+        .iter()
+        .filter(|(p, _)| p.ends_with("/report-completion"))
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(claims, 1, "no claim while the login is dead: {calls:?}");
+    assert_eq!(completions.len(), 1);
+    assert_eq!(completions[0]["results"][0]["success"], false);
+    assert_eq!(fake.log_for(&session.token).len(), 1, "one WeChat request");
+    fake.stop();
 }

@@ -3,6 +3,7 @@
 
 mod adopt;
 mod auth;
+mod blocked;
 mod catalog;
 mod child;
 mod cli;

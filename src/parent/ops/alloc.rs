@@ -42,6 +42,7 @@ fn claim_policy(state: &AppState) -> ClaimPolicy {
         steal_after: secs(c.steal_after),
         offline_after: secs(c.offline_after),
         default_capacity: c.default_max_capacity,
+        only_kinds: None,
     }
 }
 
@@ -190,16 +191,27 @@ pub async fn dispatch_tasks(
     }))
 }
 
+/// What a claim answers: whether it got work, the message suffix when it did not, `data`,
+/// and for a node that may not claim now, when to ask again.
+#[derive(Debug)]
+pub struct ClaimAnswer {
+    /// Some package was handed out.
+    pub got: bool,
+    /// Appended to `暂无待处理任务` when nothing was handed out.
+    pub suffix: String,
+    /// A package or `null` (limit 1), or an array of packages.
+    pub data: Value,
+    /// Seconds until the node should claim again, set when it is blocked.
+    pub retry_after: Option<u64>,
+}
+
 /// `claim-task` / `pending-tasks`: an atomic claim, held open up to `wait` seconds until work
-/// for this node appears. Returns the message suffix (if nothing) and `data`.
+/// for this node appears. A node that may not claim now (at capacity, cooling down, WeChat
+/// session parked) is held the same way until its block ends, and told when to ask again.
 ///
 /// # Errors
-/// 403 for another node's id, 400 for a bad `limit`.
-pub async fn claim(
-    state: &AppState,
-    node_id: &str,
-    q: ClaimQuery,
-) -> ApiResult<(bool, String, Value)> {
+/// 403 for another node's id, 400 for a bad `limit`, 401 for a node deactivated meanwhile.
+pub async fn claim(state: &AppState, node_id: &str, q: ClaimQuery) -> ApiResult<ClaimAnswer> {
     if q.node_id.as_deref().is_some_and(|id| id != node_id) {
         return Err(ApiError::forbidden("cannot claim for another node"));
     }
@@ -216,36 +228,75 @@ pub async fn claim(
         .filter(|w| w.is_finite())
         .unwrap_or(0.0)
         .clamp(0.0, c.max_wait as f64);
+    let mut policy = claim_policy(state);
+    policy.only_kinds = q.kinds.as_deref().map(|k| {
+        k.split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(str::to_string)
+            .collect()
+    });
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(wait);
+    let node_wait = state.notifier.node_wait(node_id);
     let outcome = loop {
         let notified = state.notifier.notified();
-        tokio::pin!(notified);
+        let node_notified = node_wait.notify().notified();
+        tokio::pin!(notified, node_notified);
         notified.as_mut().enable();
+        node_notified.as_mut().enable();
         let started = std::time::Instant::now();
+        let now = state.clock.now();
         let outcome = state
             .store
-            .claim(node_id, limit, state.clock.now(), claim_policy(state))
+            .claim(node_id, limit, now, policy.clone())
             .await?;
         state.metrics.claim(started.elapsed(), &outcome);
-        if !outcome.packages.is_empty()
-            || outcome.blocked.is_some()
-            || tokio::time::Instant::now() >= deadline
-        {
+        let instant = tokio::time::Instant::now();
+        if !outcome.packages.is_empty() || instant >= deadline {
             break outcome;
         }
+        // A cooling node is looked at again when its cooldown ends; other blocks end with a
+        // report, release or heartbeat of the node, which wake it.
+        let recheck = match &outcome.blocked {
+            Some(ClaimBlock::Cooling(until)) => {
+                let left = (*until - now).to_std().unwrap_or_default();
+                deadline.min(instant + left)
+            }
+            _ => deadline,
+        };
         tokio::select! {
             () = &mut notified => {}
-            () = tokio::time::sleep_until(deadline) => {}
+            () = &mut node_notified => {}
+            // The wait is over and nothing said the block ended: answer without another claim.
+            () = tokio::time::sleep_until(recheck) => if outcome.blocked.is_some() && recheck >= deadline {
+                break outcome;
+            },
             () = state.shutdown.cancelled() => break outcome,
         }
     };
-    let suffix = match &outcome.blocked {
-        None => String::new(),
-        Some(ClaimBlock::AtCapacity { held, capacity }) => {
-            format!(": node at capacity ({held}/{capacity} feeds)")
+    drop(node_wait);
+    let max_wait = c.max_wait.max(1);
+    let (suffix, retry_after) = match &outcome.blocked {
+        None => (String::new(), None),
+        Some(ClaimBlock::AtCapacity { held, capacity }) => (
+            format!(": node at capacity ({held}/{capacity} feeds)"),
+            Some(max_wait),
+        ),
+        Some(ClaimBlock::Cooling(until)) => {
+            let left = (*until - state.clock.now()).num_milliseconds().max(0);
+            let left = u64::try_from(left).unwrap_or(0).div_ceil(1000).max(1);
+            (
+                format!(": cooling down until {}", to_wire(*until)),
+                Some(left),
+            )
         }
-        Some(ClaimBlock::Cooling(until)) => format!(": cooling down until {}", to_wire(*until)),
-        Some(ClaimBlock::SessionExpired) => ": WeChat session expired".to_string(),
+        Some(ClaimBlock::SessionExpired) => {
+            (": WeChat session expired".to_string(), Some(max_wait))
+        }
+        Some(ClaimBlock::NoUsableKind) => (
+            ": no fetcher of this node can take work now".to_string(),
+            Some(max_wait),
+        ),
     };
     let got = !outcome.packages.is_empty();
     if got {
@@ -257,7 +308,12 @@ pub async fn claim(
         serde_json::to_value(outcome.packages.into_iter().next())
     }
     .map_err(|e| ApiError::internal(&e))?;
-    Ok((got, suffix, data))
+    Ok(ClaimAnswer {
+        got,
+        suffix,
+        data,
+        retry_after: if got { None } else { retry_after },
+    })
 }
 
 fn retry_after(v: Option<f64>) -> Option<i64> {
@@ -316,6 +372,8 @@ async fn apply_report(
     if requeued && outcome.status == "pending" {
         state.notifier.wake_all();
     }
+    // Capacity freed, or a cooldown or parked session begun: the node's blocked claims look again.
+    state.notifier.wake_node(node_id);
     Ok(outcome)
 }
 

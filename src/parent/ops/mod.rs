@@ -20,7 +20,15 @@ use anyhow::Context;
 use serde_json::{Value, json};
 
 /// Protocol extensions this parent implements, advertised in heartbeat responses.
-pub const FEATURES: &[&str] = &["wait", "limit", "lease_token", "release", "reason", "held"];
+pub const FEATURES: &[&str] = &[
+    "wait",
+    "limit",
+    "lease_token",
+    "release",
+    "reason",
+    "held",
+    "kinds",
+];
 
 /// Fetcher kinds a node may report.
 pub const FETCHER_KINDS: &[&str] = &["wechat", "rss"];
@@ -352,6 +360,8 @@ pub async fn heartbeat(state: &AppState, node_id: &str, beat: Heartbeat) -> ApiR
         .store
         .heartbeat(node_id, update, state.clock.now(), lease)
         .await?;
+    // Its session, capacity or holdings may have changed: its blocked claims look again.
+    state.notifier.wake_node(node_id);
     Ok(json!({
         "status": "alive",
         "node_id": node_id,

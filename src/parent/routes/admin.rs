@@ -81,6 +81,9 @@ pub(super) async fn update_node(
         .store
         .update_node(&id, ops::node_update(req)?, state.clock.now())
         .await?;
+    // Its held long-polls re-check (a disabled node is refused); returned work is claimable.
+    state.notifier.wake_node(&id);
+    state.notifier.wake_all();
     ok("节点更新成功", ())
 }
 
@@ -90,6 +93,8 @@ pub(super) async fn delete_node(
     Path(id): Path<String>,
 ) -> Reply<()> {
     state.store.delete_node(&id, state.clock.now()).await?;
+    state.notifier.wake_node(&id);
+    state.notifier.wake_all();
     tracing::info!(node.id = %id, "node deleted");
     ok("节点删除成功", ())
 }

@@ -11,25 +11,45 @@ use crate::protocol::time::to_wire;
 use crate::protocol::wire::{ClaimQuery, Release, ReportCompletion, TaskStatus, UploadArticles};
 use crate::store::{ReportOutcome, UploadOutcome};
 use axum::extract::State;
+use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
 type Reply<T> = ApiResult<axum::Json<Envelope<T>>>;
 
-async fn claim(state: &AppState, node: &NodeAuth, q: ClaimQuery, success: &str) -> Reply<Value> {
-    let (got, suffix, data) = ops::claim(state, &node.node_id, q).await?;
-    let message = if got {
+/// The claim's envelope; a blocked node also gets `retry_after` (seconds, an additive
+/// envelope field) and the same value as `Retry-After`.
+async fn claim(
+    state: &AppState,
+    node: &NodeAuth,
+    q: ClaimQuery,
+    success: &str,
+) -> ApiResult<axum::response::Response> {
+    let answer = ops::claim(state, &node.node_id, q).await?;
+    let message = if answer.got {
         success.to_string()
     } else {
-        format!("暂无待处理任务{suffix}")
+        format!("暂无待处理任务{}", answer.suffix)
     };
-    Ok(axum::Json(Envelope::ok(message, data)))
+    let mut body = serde_json::to_value(Envelope::ok(message, answer.data))
+        .map_err(|e| crate::parent::error::ApiError::internal(&e))?;
+    let response = match answer.retry_after {
+        Some(secs) => {
+            body["retry_after"] = json!(secs);
+            let mut r = axum::Json(body).into_response();
+            r.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+            r
+        }
+        None => axum::Json(body).into_response(),
+    };
+    Ok(response)
 }
 
 pub(super) async fn claim_task(
     State(state): State<AppState>,
     node: NodeAuth,
     QueryParams(q): QueryParams<ClaimQuery>,
-) -> Reply<Value> {
+) -> ApiResult<axum::response::Response> {
     claim(&state, &node, q, "认领任务成功").await
 }
 
@@ -37,7 +57,7 @@ pub(super) async fn pending_tasks(
     State(state): State<AppState>,
     node: NodeAuth,
     QueryParams(q): QueryParams<ClaimQuery>,
-) -> Reply<Value> {
+) -> ApiResult<axum::response::Response> {
     claim(&state, &node, q, "获取任务成功").await
 }
 
@@ -107,6 +127,7 @@ pub(super) async fn release(
         .await?;
     if !released.is_empty() {
         state.notifier.wake_all();
+        state.notifier.wake_node(&node.node_id);
     }
     let rejected: Vec<Value> = rejected
         .into_iter()

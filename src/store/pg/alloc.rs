@@ -2,7 +2,7 @@
 //! locked, candidates taken with `FOR UPDATE SKIP LOCKED`), safe with several parents.
 
 use super::PgStore;
-use super::nodes::{lock, node_in, touch};
+use super::nodes::{lock_self, node_in, touch};
 use crate::dispatch::Source;
 use crate::protocol::wire::TaskPackage;
 use crate::store::rows::{self, ClaimGate, RowExt, node_from_row, sort_as, take_fitting};
@@ -188,9 +188,9 @@ impl PgStore {
         let mut tx = self.pool.begin().await?;
         // Claims of one node are serialized (capacity holds across parents); claims of
         // different nodes run side by side and skip each other's candidates.
-        lock(&mut tx, node_id).await?;
-        let node = node_in(&mut tx, node_id).await?;
+        lock_self(&mut tx, node_id).await?;
         touch(&mut tx, node_id, now).await?;
+        let node = node_in(&mut tx, node_id).await?;
         let gate = match ClaimGate::of(&node, now, &policy) {
             Ok(gate) => gate,
             Err(block) => {

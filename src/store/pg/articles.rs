@@ -4,7 +4,7 @@
 use super::PgStore;
 use super::insert_sync_log;
 use super::lifecycle::load;
-use super::nodes::{lock, touch};
+use super::nodes::{lock_self, touch};
 use crate::store::engine::{UploadTally, Upsert};
 use crate::store::rows::{
     ARTICLE_COLUMNS, WEBHOOK_TASKS, article_from_row, check_article, webhook_batches,
@@ -61,7 +61,7 @@ impl PgStore {
         lease_seconds: i64,
     ) -> Result<UploadOutcome> {
         let mut tx = self.pool.begin().await?;
-        lock(&mut tx, node_id).await?;
+        lock_self(&mut tx, node_id).await?;
         let row = load(&mut tx, allocation_id).await?;
         row.check_holder(node_id, token.as_deref())?;
         if !row.is_held() && row.status != "completed" {

@@ -27,7 +27,7 @@ impl PgStore {
                 in_use = COALESCE($5, in_use), fetchers = COALESCE($6, fetchers),
                 session_state = COALESCE($7, session_state), version = COALESCE($8, version),
                 features = COALESCE($9, features)
-              WHERE id = $1
+              WHERE id = $1 AND is_active
               RETURNING session_state, cooldown_until",
         )
         .bind(node_id)
@@ -41,7 +41,7 @@ impl PgStore {
         .bind(list(&b.features))
         .fetch_optional(&mut *tx)
         .await?
-        .ok_or(Error::NotFound("node"))?;
+        .ok_or(Error::NodeInactive)?;
         let lease_end = now + TimeDelta::seconds(lease.lease_seconds);
         sqlx::query(
             "UPDATE we_cascade_task_allocations

@@ -4,7 +4,7 @@
 
 use super::PgStore;
 use super::insert_sync_log;
-use super::nodes::{lock, touch};
+use super::nodes::{lock_self, touch};
 use crate::dispatch::retry::{self, Next, NodeEffect, Reason};
 use crate::store::engine::completion_effects;
 use crate::store::rows::{AllocRow, RowExt};
@@ -38,7 +38,7 @@ impl PgStore {
         policy: LifecyclePolicy,
     ) -> Result<ReportOutcome> {
         let mut tx = self.pool.begin().await?;
-        lock(&mut tx, node_id).await?;
+        lock_self(&mut tx, node_id).await?;
         let row = load(&mut tx, allocation_id).await?;
         if let Some(done) = row.check_report(&report, node_id, token.as_deref())? {
             return Ok(done);

@@ -22,6 +22,14 @@ pub(super) async fn lock(tx: &mut PgConnection, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Locks the row of the node making a request; gone since it authenticated → `NodeInactive`.
+pub(super) async fn lock_self(tx: &mut PgConnection, id: &str) -> Result<()> {
+    match lock(tx, id).await {
+        Err(Error::NotFound(_)) => Err(Error::NodeInactive),
+        other => other,
+    }
+}
+
 /// Reads a node inside the caller's transaction.
 pub(super) async fn node_in(tx: &mut PgConnection, id: &str) -> Result<Node> {
     let sql = format!("{SELECT_NODE} WHERE n.id = $1");
@@ -35,15 +43,18 @@ pub(super) async fn node_in(tx: &mut PgConnection, id: &str) -> Result<Node> {
 
 /// Marks a node alive; part of every successful node write (PROTOCOL §4.4).
 pub(super) async fn touch(tx: &mut PgConnection, node_id: &str, now: NaiveDateTime) -> Result<()> {
-    sqlx::query(
+    let done = sqlx::query(
         "UPDATE we_cascade_nodes SET status = 1,
             last_heartbeat_at = GREATEST(last_heartbeat_at, $2)
-          WHERE id = $1",
+          WHERE id = $1 AND is_active",
     )
     .bind(node_id)
     .bind(now)
     .execute(tx)
     .await?;
+    if done.rows_affected() == 0 {
+        return Err(Error::NodeInactive);
+    }
     Ok(())
 }
 

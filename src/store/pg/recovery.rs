@@ -5,7 +5,7 @@
 use super::PgStore;
 use super::insert_sync_log;
 use super::lifecycle::{apply_failure, load, requeue_at};
-use super::nodes::{lock, touch};
+use super::nodes::{lock_self, touch};
 use crate::dispatch::retry::Reason;
 use crate::store::{Error, Failure, LifecyclePolicy, ReapOutcome, Result};
 use chrono::{NaiveDateTime, TimeDelta};
@@ -19,7 +19,7 @@ impl PgStore {
         now: NaiveDateTime,
     ) -> Result<(Vec<String>, Vec<(String, &'static str)>)> {
         let mut tx = self.pool.begin().await?;
-        lock(&mut tx, node_id).await?;
+        lock_self(&mut tx, node_id).await?;
         touch(&mut tx, node_id, now).await?;
         let (mut released, mut rejected) = (Vec::new(), Vec::new());
         let failure = Failure::by_parent(Reason::Released, None);

@@ -152,8 +152,8 @@ impl SqliteStore {
         policy: ClaimPolicy,
     ) -> Result<ClaimOutcome> {
         let mut tx = self.write.begin().await?;
-        let node = super::nodes::node_in(&mut tx, node_id).await?;
         touch(&mut tx, node_id, now).await?;
+        let node = super::nodes::node_in(&mut tx, node_id).await?;
         let gate = match ClaimGate::of(&node, now, &policy) {
             Ok(gate) => gate,
             Err(block) => {

@@ -81,7 +81,7 @@ async fn apply(tx: &mut SqliteConnection, node_id: &str, beat: &Beat) -> Result<
             in_use = COALESCE($5, in_use), fetchers = COALESCE($6, fetchers),
             session_state = COALESCE($7, session_state), version = COALESCE($8, version),
             features = COALESCE($9, features)
-          WHERE id = $1
+          WHERE id = $1 AND is_active <> 0
           RETURNING session_state, cooldown_until",
     )
     .bind(node_id)
@@ -95,7 +95,7 @@ async fn apply(tx: &mut SqliteConnection, node_id: &str, beat: &Beat) -> Result<
     .bind(list(&b.features))
     .fetch_optional(&mut *tx)
     .await?
-    .ok_or(Error::NotFound("node"))?;
+    .ok_or(Error::NodeInactive)?;
     let held = list(&b.held);
     let lease_end = to_db(beat.now + TimeDelta::seconds(beat.lease.lease_seconds));
     sqlx::query(
@@ -157,12 +157,14 @@ impl SqliteStore {
 
     /// What the heartbeat will have done once written, read without the writer.
     async fn outcome_from_read(&self, node_id: &str, beat: &Beat) -> Result<HeartbeatOutcome> {
-        let row =
-            sqlx::query("SELECT session_state, cooldown_until FROM we_cascade_nodes WHERE id = $1")
-                .bind(node_id)
-                .fetch_optional(&self.read)
-                .await?
-                .ok_or(Error::NotFound("node"))?;
+        let row = sqlx::query(
+            "SELECT session_state, cooldown_until FROM we_cascade_nodes
+              WHERE id = $1 AND is_active <> 0",
+        )
+        .bind(node_id)
+        .fetch_optional(&self.read)
+        .await?
+        .ok_or(Error::NodeInactive)?;
         let lost = match list(&beat.update.held) {
             None => Vec::new(),
             Some(held) => {
@@ -221,7 +223,7 @@ impl SqliteStore {
 async fn write_buffered(tx: &mut SqliteConnection, beats: Vec<(String, Beat)>) -> Result<()> {
     for (node_id, beat) in beats {
         match apply(tx, &node_id, &beat).await {
-            Ok(_) | Err(Error::NotFound(_)) => {}
+            Ok(_) | Err(Error::NotFound(_) | Error::NodeInactive) => {}
             Err(e) => return Err(e),
         }
     }

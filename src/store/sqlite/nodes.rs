@@ -23,17 +23,25 @@ pub(super) async fn node_in(tx: &mut SqliteConnection, id: &str) -> Result<Node>
     node_from_row(&row)
 }
 
-/// Marks a node alive; part of every successful node write (PROTOCOL §4.4).
+/// Marks a node alive; part of every successful node write (PROTOCOL §4.4). A node
+/// deactivated or removed since it authenticated is refused here, inside the write's
+/// transaction, so it neither gets work nor comes back online.
 pub(super) async fn touch(
     tx: &mut SqliteConnection,
     node_id: &str,
     now: NaiveDateTime,
 ) -> Result<()> {
-    sqlx::query("UPDATE we_cascade_nodes SET last_heartbeat_at = $2, status = 1 WHERE id = $1")
-        .bind(node_id)
-        .bind(to_db(now))
-        .execute(tx)
-        .await?;
+    let done = sqlx::query(
+        "UPDATE we_cascade_nodes SET last_heartbeat_at = $2, status = 1
+          WHERE id = $1 AND is_active <> 0",
+    )
+    .bind(node_id)
+    .bind(to_db(now))
+    .execute(tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(Error::NodeInactive);
+    }
     Ok(())
 }
 
