@@ -99,6 +99,22 @@ const TOP_LEVEL_ENV: &[(&str, &str)] = &[
 /// WeRSS's published default secrets; a parent configured with one warns.
 pub const WERSS_DEFAULT_SECRETS: &[&str] = &["we-mp-rss", "csol2025"];
 
+/// The sample AK/SK pair in WeRSS's `config-node.yaml` (its defaults for
+/// `CASCADE_API_KEY`/`CASCADE_API_SECRET`): published, so anyone can use it.
+pub const WERSS_SAMPLE_CREDENTIALS: (&str, &str) = (
+    "CNfst304B9L603OXjL9gW0F2R38sKr3-L1",
+    "CSWAKhQc-LvCxOow5Iu_e3Sqoyk3Ps1PeI",
+);
+
+/// The role a process runs as: its subcommand decides, whatever the config says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `cascade parent`.
+    Parent,
+    /// `cascade child`.
+    Child,
+}
+
 /// The whole configuration of a parent or child.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
@@ -253,6 +269,63 @@ cascade_config! {
     idle_timeout: u64 = 75, "lenient_u64";
     /// Parent: most connections open at once; more wait in the listen backlog.
     max_connections: u64 = 1024, "lenient_u64";
+}
+
+impl Config {
+    /// What the operator should fix in this configuration before running as `role`
+    /// (PROTOCOL §13), a sentence each: a `node_type` or `enabled` that contradicts the role,
+    /// WeRSS's published sample credentials, WeRSS's unread `CASCADE_PARENT_URL`. `env` is the
+    /// environment (tests pass a map). Secrets are never quoted.
+    pub fn warnings(&self, role: Role, env: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+        let c = &self.cascade;
+        let node_type = c.node_type.trim().to_ascii_lowercase();
+        let mut out = Vec::new();
+        if !matches!(node_type.as_str(), "" | "parent" | "child") {
+            out.push(format!(
+                "cascade.node_type is '{node_type}', neither 'parent' nor 'child'; \
+                 the subcommand decides the role"
+            ));
+        }
+        match role {
+            Role::Parent => {
+                if c.enabled && node_type == "child" {
+                    out.push(
+                        "cascade.node_type is 'child' and cascade.enabled is true (WeRSS would \
+                         run this config as a child), but this process runs as a parent"
+                            .into(),
+                    );
+                }
+            }
+            Role::Child => {
+                if node_type == "parent" {
+                    out.push(
+                        "cascade.node_type is 'parent', but this process runs as a child".into(),
+                    );
+                }
+                if !c.enabled {
+                    out.push("cascade.enabled is false; running as a child anyway".into());
+                }
+                let (key, secret) = WERSS_SAMPLE_CREDENTIALS;
+                if c.api_key.trim() == key || c.api_secret.expose().trim() == secret {
+                    out.push(
+                        "cascade.api_key/api_secret is the sample pair published in WeRSS's \
+                         config-node.yaml, which anyone can use: give this node credentials of \
+                         its own (`cascade node add` on the parent)"
+                            .into(),
+                    );
+                }
+                let set = |k: &str| env(k).is_some_and(|v| !v.trim().is_empty());
+                if set("CASCADE_PARENT_URL") && !set("CASCADE_PARENT_API_URL") {
+                    out.push(
+                        "CASCADE_PARENT_URL is set but never read (WeRSS does not read it \
+                         either); set CASCADE_PARENT_API_URL or cascade.parent_api_url"
+                            .into(),
+                    );
+                }
+            }
+        }
+        out
+    }
 }
 
 /// Overrides given on the command line; they win over file and environment.

@@ -5,6 +5,7 @@
 //! the API's JSON with `--json`.
 
 pub use super::admin_args::{FeedCmd, NodeCmd, Target, TaskCmd};
+use super::out::{out, outln};
 use super::table::{Table, credentials, node_table, print, text};
 use crate::clock::Clock;
 use crate::config::Config;
@@ -162,24 +163,24 @@ pub async fn node(api: &Api, json: bool, cmd: NodeCmd) -> anyhow::Result<()> {
                 .post(&format!("/nodes/{id}/credentials"), json!({}))
                 .await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&cred)?);
+                outln!("{}", serde_json::to_string_pretty(&cred)?)?;
             } else {
-                credentials(&cred, &api.public);
+                credentials(&cred, &api.public)?;
             }
         }
-        NodeCmd::List => print(json, &api.get("/nodes?node_type=1").await?, node_table),
+        NodeCmd::List => print(json, &api.get("/nodes?node_type=1").await?, node_table)?,
         NodeCmd::Show { id } => {
             let n = api.get(&format!("/nodes/{id}")).await?;
-            print(json, &n, Table::pairs);
+            print(json, &n, Table::pairs)?;
         }
         NodeCmd::Credentials { id } => {
             let cred = api
                 .post(&format!("/nodes/{id}/credentials"), json!({}))
                 .await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&cred)?);
+                outln!("{}", serde_json::to_string_pretty(&cred)?)?;
             } else {
-                credentials(&cred, &api.public);
+                credentials(&cred, &api.public)?;
             }
         }
         NodeCmd::Disable { id } => set_active(api, &id, false).await?,
@@ -187,7 +188,7 @@ pub async fn node(api: &Api, json: bool, cmd: NodeCmd) -> anyhow::Result<()> {
         NodeCmd::Remove { id } => {
             api.call(Method::DELETE, &format!("/nodes/{id}"), None)
                 .await?;
-            println!("node {id} removed; its work returns to pending");
+            outln!("node {id} removed; its work returns to pending")?;
         }
     }
     Ok(())
@@ -200,8 +201,7 @@ async fn set_active(api: &Api, id: &str, active: bool) -> anyhow::Result<()> {
     }
     api.call(Method::PUT, &format!("/nodes/{id}"), Some(body))
         .await?;
-    println!("node {id} {}", if active { "enabled" } else { "disabled" });
-    Ok(())
+    outln!("node {id} {}", if active { "enabled" } else { "disabled" })
 }
 
 /// `cascade feed …`
@@ -219,7 +219,7 @@ pub async fn feed(api: &Api, json: bool, cmd: FeedCmd) -> anyhow::Result<()> {
                 (None, id, faker) => json!({"id": id, "faker_id": faker, "mp_name": name}),
             };
             let f = api.post("/feeds", body).await?;
-            print(json, &f, Table::pairs);
+            print(json, &f, Table::pairs)?;
         }
         FeedCmd::List => {
             let list = api.get("/feeds").await?;
@@ -236,7 +236,7 @@ pub async fn feed(api: &Api, json: bool, cmd: FeedCmd) -> anyhow::Result<()> {
                     ]);
                 }
                 t
-            });
+            })?;
         }
         FeedCmd::ImportOpml { file } => import_opml(api, json, &file).await?,
         FeedCmd::ExportOpml { file } => {
@@ -256,7 +256,7 @@ pub async fn feed(api: &Api, json: bool, cmd: FeedCmd) -> anyhow::Result<()> {
                         .with_context(|| format!("while writing {}", path.display()))?;
                     eprintln!("wrote {}", path.display());
                 }
-                None => print!("{body}"),
+                None => out!("{body}")?,
             }
         }
     }
@@ -267,7 +267,8 @@ pub async fn feed(api: &Api, json: bool, cmd: FeedCmd) -> anyhow::Result<()> {
 async fn import_opml(api: &Api, json: bool, file: &std::path::Path) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("while reading {}", file.display()))?;
-    let doc = opml::OPML::from_str(&text).map_err(|e| anyhow::anyhow!("not OPML: {e}"))?;
+    let doc = crate::parent::outputs::parse_opml(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let outlines = doc.body.outlines.clone();
     let bar = ProgressBar::new(u64::try_from(outlines.len()).unwrap_or(0)).with_style(
         ProgressStyle::with_template("importing {bar:30} {pos}/{len} outlines")
@@ -295,8 +296,7 @@ async fn import_opml(api: &Api, json: bool, file: &std::path::Path) -> anyhow::R
         bar.inc(u64::try_from(slice.len()).unwrap_or(0));
     }
     bar.finish_and_clear();
-    print(json, &total, Table::pairs);
-    Ok(())
+    print(json, &total, Table::pairs)
 }
 
 /// `cascade task …`
@@ -325,7 +325,7 @@ pub async fn task(api: &Api, json: bool, cmd: TaskCmd) -> anyhow::Result<()> {
                               "message_template": template, "message_type": message_type,
                               "status": i64::from(!disabled)});
             let t = api.post("/message-tasks", body).await?;
-            print(json, &t, Table::pairs);
+            print(json, &t, Table::pairs)?;
         }
         TaskCmd::List => {
             let list = api.get("/message-tasks").await?;
@@ -355,16 +355,16 @@ pub async fn task(api: &Api, json: bool, cmd: TaskCmd) -> anyhow::Result<()> {
                     ]);
                 }
                 t
-            });
+            })?;
         }
         TaskCmd::Show { id } => {
             let t = api.get(&format!("/message-tasks/{id}")).await?;
-            print(json, &t, Table::pairs);
+            print(json, &t, Table::pairs)?;
         }
         TaskCmd::Remove { id } => {
             api.call(Method::DELETE, &format!("/message-tasks/{id}"), None)
                 .await?;
-            println!("task {id} removed");
+            outln!("task {id} removed")?;
         }
     }
     Ok(())
@@ -405,8 +405,7 @@ pub async fn dispatch(api: &Api, json: bool, task: Option<String>) -> anyhow::Re
             ]);
         }
         t
-    });
-    Ok(())
+    })
 }
 
 /// `cascade allocations`
@@ -461,6 +460,5 @@ pub async fn allocations(
             text(&d["total"])
         ));
         t
-    });
-    Ok(())
+    })
 }

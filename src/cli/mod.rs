@@ -3,6 +3,7 @@
 
 mod admin;
 mod admin_args;
+mod out;
 mod table;
 
 use crate::clock::Clock;
@@ -12,6 +13,7 @@ use crate::store::Store;
 use crate::store::redact_url;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use out::outln;
 use std::ffi::OsString;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -170,6 +172,8 @@ pub fn run(cli: Cli) -> ExitCode {
     };
     match runtime.block_on(dispatch(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`… | head`): nothing to report.
+        Err(e) if out::is_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -214,6 +218,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Check => check(config, cli.config.as_deref()).await,
         Command::Parent => {
+            warn_about(&config, config::Role::Parent);
             let shutdown = CancellationToken::new();
             tokio::spawn(cancel_on_signal(shutdown.clone()));
             parent::run(config, shutdown).await
@@ -224,9 +229,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             crate::demo::run(config, exit_when_done, shutdown).await
         }
         Command::Child => {
-            if !config.cascade.enabled {
-                tracing::warn!("cascade.enabled is false in the config; running as a child anyway");
-            }
+            warn_about(&config, config::Role::Child);
             let child = crate::child::Child::new(config)?;
             let shutdown = CancellationToken::new();
             tokio::spawn(cancel_on_signal(shutdown.clone()));
@@ -287,46 +290,60 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             )
             .await
             .with_context(|| format!("while creating admin '{admin_user}'"))?;
-            println!(
+            outln!(
                 "Database {} is ready; admin '{admin_user}' created.",
-                config.db
-            );
-            Ok(())
+                redact_url(&config.db)
+            )
         }
     }
 }
 
-/// `cascade check`: the config, the database (parent) or the parent (child), each on a line.
+/// Logs the configuration's warnings for `role` (PROTOCOL §13) at start.
+fn warn_about(config: &Config, role: config::Role) {
+    for w in config.warnings(role, &|k| std::env::var(k).ok()) {
+        tracing::warn!("{w}");
+    }
+}
+
+/// `cascade check`: the config (and its warnings), the database (parent) or the parent
+/// (child), each on a line.
 async fn check(config: Config, file: Option<&std::path::Path>) -> anyhow::Result<()> {
     let source = file.map_or_else(
         || "defaults and environment".into(),
         |f| f.display().to_string(),
     );
-    println!("config    ok   ({source})");
+    outln!("config    ok   ({source})")?;
     // A child config names its credentials (or is an enabled child); anything else is a parent.
     let child = !config.cascade.api_key.is_empty()
         || (config.cascade.enabled && config.cascade.node_type == "child");
+    let role = if child {
+        config::Role::Child
+    } else {
+        config::Role::Parent
+    };
+    for w in config.warnings(role, &|k| std::env::var(k).ok()) {
+        outln!("warning: {w}")?;
+    }
     if child {
         let check = crate::child::Child::new(config)?
             .check()
             .await
             .context("parent check failed")?;
-        println!("parent    ok   (credentials accepted: {check})");
-        return Ok(());
+        return outln!("parent    ok   (credentials accepted: {check})");
     }
     let store = Store::connect(&config.db)
         .await
         .with_context(|| format!("database {} is not usable", redact_url(&config.db)))?;
     store.ping().await?;
     let admins = store.count_users().await?;
-    println!(
+    outln!(
         "database  ok   ({} {}, {admins} admin account{})",
         store.backend_name(),
         redact_url(&config.db),
         if admins == 1 { "" } else { "s" }
-    );
+    )?;
     if admins == 0 {
-        println!("note: no admin yet; `cascade init` or the first `cascade parent` creates one");
+        outln!("note: no admin yet; `cascade init` or the first `cascade parent` creates one")?;
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! Aligned plain-text tables for the operator commands.
 
+use super::out::{out, outln};
 use serde_json::Value;
 use std::fmt;
 
@@ -89,11 +90,14 @@ pub fn text(v: &Value) -> String {
 }
 
 /// The API's JSON with `--json`, else the table `table` makes of it.
-pub fn print(json: bool, data: &Value, table: impl FnOnce(&Value) -> Table) {
+///
+/// # Errors
+/// Standard output closed or unwritable.
+pub fn print(json: bool, data: &Value, table: impl FnOnce(&Value) -> Table) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(data).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(data).unwrap_or_default())
     } else {
-        print!("{}", table(data));
+        out!("{}", table(data))
     }
 }
 
@@ -131,18 +135,22 @@ pub fn node_table(list: &Value) -> Table {
 
 /// A node's new credentials, and the `cascade:` section of its child config (WeRSS layout),
 /// for a person to copy; `parent` is the address children use to reach the parent.
-pub fn credentials(data: &Value, parent: &str) {
-    println!("node_id:    {}", text(&data["node_id"]));
-    println!("api_key:    {}", text(&data["api_key"]));
-    println!("api_secret: {}", text(&data["api_secret"]));
-    println!("(the secret is shown only now)\n");
-    println!("# the child's config.yaml (`cascade child --config config.yaml`)");
-    println!("cascade:");
-    println!("  enabled: true");
-    println!("  node_type: child");
-    println!("  parent_api_url: {parent}");
-    println!("  api_key: {}", text(&data["api_key"]));
-    println!("  api_secret: {}", text(&data["api_secret"]));
+///
+/// # Errors
+/// Standard output closed or unwritable.
+pub fn credentials(data: &Value, parent: &str) -> anyhow::Result<()> {
+    let (key, secret) = (text(&data["api_key"]), text(&data["api_secret"]));
+    outln!("node_id:    {}", text(&data["node_id"]))?;
+    outln!("api_key:    {key}")?;
+    outln!("api_secret: {secret}")?;
+    outln!("(the secret is shown only now)\n")?;
+    outln!("# the child's config.yaml (`cascade child --config config.yaml`)")?;
+    outln!("cascade:")?;
+    outln!("  enabled: true")?;
+    outln!("  node_type: child")?;
+    outln!("  parent_api_url: {parent}")?;
+    outln!("  api_key: {key}")?;
+    outln!("  api_secret: {secret}")
 }
 
 #[cfg(test)]

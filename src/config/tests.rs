@@ -122,3 +122,40 @@ fn secret_is_never_printed_in_debug() {
     let c = from_yaml_str("secret: hunter2\n", "t", &env_of(&[])).expect("loads");
     assert!(!format!("{c:?}").contains("hunter2"));
 }
+
+#[test]
+fn warnings_name_contradictions_and_published_credentials() {
+    let no_env = env_of(&[]);
+    let load = |yaml: &str| from_yaml_str(yaml, "t", &no_env).expect("config");
+    let (key, secret) = WERSS_SAMPLE_CREDENTIALS;
+    let child = load(
+        "cascade:\n  enabled: True\n  node_type: child\n  api_key: CNown\n  api_secret: CSown\n",
+    );
+    assert!(child.warnings(Role::Child, &no_env).is_empty());
+    assert!(child.warnings(Role::Parent, &no_env)[0].contains("runs as a parent"));
+    assert!(
+        Config::default().warnings(Role::Parent, &no_env).is_empty(),
+        "zero config"
+    );
+    let sample = load(&format!(
+        "cascade:\n  enabled: False\n  node_type: Parent\n  api_key: {key}\n  api_secret: {secret}\n"
+    ));
+    let w = sample.warnings(Role::Child, &no_env);
+    assert_eq!(w.len(), 3, "{w:?}");
+    assert!(w[0].contains("'parent', but this process runs as a child"));
+    assert!(w[1].contains("enabled is false"));
+    assert!(w[2].contains("sample pair") && !w[2].contains(secret));
+    assert!(sample.warnings(Role::Parent, &no_env).is_empty());
+    let odd = load("cascade:\n  node_type: master\n");
+    assert!(odd.warnings(Role::Parent, &no_env)[0].contains("neither"));
+    let only_old = env_of(&[("CASCADE_PARENT_URL", "http://p:8001")]);
+    assert!(
+        child.warnings(Role::Child, &only_old)[0]
+            .contains("CASCADE_PARENT_URL is set but never read")
+    );
+    let both = env_of(&[
+        ("CASCADE_PARENT_URL", "http://p:8001"),
+        ("CASCADE_PARENT_API_URL", "http://p:8001"),
+    ]);
+    assert!(child.warnings(Role::Child, &both).is_empty());
+}

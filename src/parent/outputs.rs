@@ -1,7 +1,10 @@
 //! What readers fetch (DESIGN §8): the stored articles as RSS 2.0 (the `rss` crate), Atom 1.0
 //! (`atom_syndication`) and JSON Feed 1.1 (typed serde), with validators for conditional GET;
-//! the feed list as OPML 2.0 (the `opml` crate), and OPML import.
+//! the feed list as OPML 2.0 (the `opml` crate), and OPML import. Every XML document leaves
+//! through [`xml::clean`]: text stored before it was checked (an adopted database) cannot make
+//! it ill-formed.
 
+use crate::protocol::xml;
 use crate::store::{Feed, NewFeed, StoredArticle};
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 use serde::Serialize;
@@ -80,11 +83,12 @@ impl Channel {
         format!("\"{}\"", &hex::encode(h.finalize())[..32])
     }
 
-    /// The document in `format`.
+    /// The document in `format`. The XML writers escape markup but pass characters XML
+    /// forbids through; those are dropped from the document (JSON escapes them itself).
     pub fn render(&self, format: Format) -> String {
         match format {
-            Format::Rss => self.rss(),
-            Format::Atom => self.atom(),
+            Format::Rss => xml::clean(self.rss()),
+            Format::Atom => xml::clean(self.atom()),
             Format::Json => self.json(),
         }
     }
@@ -298,7 +302,27 @@ pub fn opml_export(feeds: &[Feed], base: &str, upstream: bool) -> String {
             ..Default::default()
         });
     }
-    doc.to_string().unwrap_or_default()
+    xml::clean(doc.to_string().unwrap_or_default())
+}
+
+/// Deepest nesting of outlines (folders in folders) an imported document may have.
+pub const MAX_OUTLINE_DEPTH: usize = 64;
+
+/// Parses an OPML document. The `opml` crate's parser recurses once per nested element, so
+/// the nesting is checked first without recursion: a hostile document cannot overflow the
+/// stack.
+///
+/// # Errors
+/// Outlines nested deeper than [`MAX_OUTLINE_DEPTH`], or the text is not OPML.
+pub fn parse_opml(text: &str) -> Result<opml::OPML, String> {
+    // `<opml>` and `<body>` hold the outlines.
+    xml::check_depth(text, MAX_OUTLINE_DEPTH + 2).map_err(|e| match e {
+        xml::ScanError::TooDeep { .. } => {
+            format!("outlines nest deeper than {MAX_OUTLINE_DEPTH} levels")
+        }
+        xml::ScanError::Malformed(m) => format!("not an OPML document: {m}"),
+    })?;
+    opml::OPML::from_str(text).map_err(|e| format!("not an OPML document: {e}"))
 }
 
 /// Feeds named by an OPML document: an outline whose `xmlUrl` ends in a WeChat feed id
@@ -307,9 +331,9 @@ pub fn opml_export(feeds: &[Feed], base: &str, upstream: bool) -> String {
 /// Nested outlines (folders) are read too. Returns the feeds and how many outlines were skipped.
 ///
 /// # Errors
-/// The text is not OPML.
-pub fn opml_import(xml: &str) -> Result<(Vec<NewFeed>, usize), String> {
-    let doc = opml::OPML::from_str(xml).map_err(|e| format!("not an OPML document: {e}"))?;
+/// The text is not OPML, or nests too deep ([`parse_opml`]).
+pub fn opml_import(text: &str) -> Result<(Vec<NewFeed>, usize), String> {
+    let doc = parse_opml(text)?;
     let (mut feeds, mut skipped) = (Vec::new(), 0);
     let mut stack: Vec<&opml::Outline> = doc.body.outlines.iter().rev().collect();
     while let Some(o) = stack.pop() {
@@ -325,11 +349,12 @@ pub fn opml_import(xml: &str) -> Result<(Vec<NewFeed>, usize), String> {
             }
             continue;
         };
-        let name = o
-            .title
-            .clone()
-            .filter(|t| !t.trim().is_empty())
-            .unwrap_or_else(|| o.text.clone());
+        let name = xml::clean(
+            o.title
+                .clone()
+                .filter(|t| !t.trim().is_empty())
+                .unwrap_or_else(|| o.text.clone()),
+        );
         let last = xml_url
             .split(['?', '#'])
             .next()
@@ -355,7 +380,7 @@ pub fn opml_import(xml: &str) -> Result<(Vec<NewFeed>, usize), String> {
             skipped += 1;
             continue;
         }
-        feeds.push(NewFeed::rss(upstream, &name));
+        feeds.push(NewFeed::rss(&xml::xml_text(upstream), &name));
     }
     Ok((feeds, skipped))
 }

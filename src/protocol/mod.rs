@@ -6,6 +6,7 @@ pub mod cron;
 pub mod ids;
 pub mod time;
 pub mod wire;
+pub mod xml;
 
 use serde::{Deserialize, Serialize};
 

@@ -619,6 +619,67 @@ on_both! {
 
 on_both! {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn control_characters_from_an_rss_feed_never_reach_an_xml_output(backend) {
+        use werss_cascade::testkit::feeds::{FakeEntry, FakeFeeds, Format};
+        let p = TestParent::on(backend.clone()).await;
+        let feeds = FakeFeeds::start().await.expect("feeds");
+        // The fake writes text as given: raw U+0001 and ESC inside the RSS document.
+        let entries = vec![FakeEntry {
+            id: "g\u{1}1".into(),
+            title: "T\u{1}itle \u{1b}[1mbold".into(),
+            link: "https://e.org/\u{1b}1".into(),
+            published: NEWEST,
+        }];
+        let url = feeds.add_feed("hostile", Format::Rss, entries);
+        let created = p
+            .post(
+                &cascade("/feeds"),
+                &p.admin(),
+                json!({"mp_name": "hostile\u{1b}[31m blog", "mp_intro": "in\u{1}tro", "source": "rss", "url": url}),
+            )
+            .await;
+        let feed_id = created.ok()["id"].as_str().expect("id").to_string();
+        let task = p.task(std::slice::from_ref(&feed_id)).await;
+        let node = p.add_node("rss-reader").await;
+        let fake = FakeWechat::start(Vec::new()).await.expect("fake");
+        let session = FakeSession {
+            token: "unused".into(),
+            slave_sid: "unused".into(),
+            limit: None,
+        };
+        let mut config = child_config(&p, &node, &fake, &session, 0);
+        config.cascade.fetchers = vec!["rss".into()];
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(Child::new(config).expect("child").run(stop.clone()));
+        p.dispatch(&task).await;
+        until(&p, "the crawl", |c| c["completed_today"] == 1).await;
+        stop.cancel();
+        running.await.expect("joined").expect("child exits");
+
+        // (path, shows the feed's name as a title, shows the article)
+        for (path, named, article) in [
+            (format!("/rss/{feed_id}"), true, true),
+            (format!("/feed/{feed_id}.atom"), true, true),
+            ("/feed/all.atom".into(), false, true),
+            ("/feed/all.rss".into(), false, true),
+            ("/opml".into(), true, false),
+        ] {
+            let body = p.client.get(p.url(&path)).send().await.expect("sent").text().await.expect("body");
+            let titles = crate::outputs::strict_titles(&path, &body);
+            assert_eq!(titles.contains(&"hostile[31m blog".to_string()), named, "{path}: {titles:?}");
+            assert_eq!(titles.contains(&"Title [1mbold".to_string()), article, "{path}: {titles:?}");
+            // (feed-rs reads the link as a URL: the ESC arrives percent-encoded.)
+            assert_eq!(body.contains("https://e.org/"), article, "{path}: {body}");
+            assert!(!body.contains(['\u{1}', '\u{1b}']), "{path}: {body}");
+        }
+        feeds.stop();
+        fake.stop();
+        p.shutdown().await;
+    }
+}
+
+on_both! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_expired_session_parks_the_node_and_the_work_moves(backend) {
         let p = TestParent::on(backend.clone()).await;
         let accounts: Vec<FakeAccount> = (0..3)

@@ -141,3 +141,188 @@ async fn demo_runs_the_whole_cascade_and_summarises() {
     assert!(stdout.contains("total: 960 articles"), "{stdout}");
     assert!(dir.path().join("data/cascade.db").is_file());
 }
+
+/// A SQLite database in `dir` with an admin (made by `cascade init`); returns its URL.
+async fn initialised_db(dir: &tempfile::TempDir) -> String {
+    let db = format!("sqlite:///{}", dir.path().join("cascade.db").display());
+    let out = cascade_cmd(dir.path())
+        .args(["init", "--db", &db])
+        .env("CASCADE_ADMIN_PASSWORD", "s3cret-pass")
+        .output()
+        .await
+        .expect("init runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    db
+}
+
+#[tokio::test]
+async fn a_reader_that_stops_early_ends_a_listing_quietly() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = initialised_db(&dir).await;
+    let store = werss_cascade::store::Store::connect(&db)
+        .await
+        .expect("store");
+    let feeds = (0..500)
+        .map(|i| {
+            werss_cascade::store::NewFeed::wechat(
+                &format!("MP_WXS_{}", 8_000_000 + i),
+                &format!("feed {i}"),
+            )
+        })
+        .collect();
+    store
+        .create_feeds(feeds, chrono::Utc::now().naive_utc())
+        .await
+        .expect("feeds");
+    drop(store);
+    for extra in [None, Some("--json")] {
+        // `cascade feed list | head -0`: the read end is gone before the first line.
+        let mut cmd = cascade_cmd(dir.path());
+        cmd.args(["feed", "list", "--db", &db]).args(extra);
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("runs");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().await.expect("exit status");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{extra:?}: {stderr}");
+        assert!(!stderr.contains("error"), "{extra:?}: quiet: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{extra:?}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn cli_import_of_a_deeply_nested_opml_fails_with_a_message() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = initialised_db(&dir).await;
+    let deep = format!(
+        "<opml version=\"2.0\"><body>{}<outline text=\"x\" xmlUrl=\"https://x.example/f.xml\"/>{}</body></opml>",
+        "<outline text=\"folder\">".repeat(2_000),
+        "</outline>".repeat(2_000)
+    );
+    std::fs::write(dir.path().join("deep.opml"), deep).expect("written");
+    let out = cascade_cmd(dir.path())
+        .args(["feed", "import-opml", "deep.opml", "--db", &db])
+        .output()
+        .await
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an error exit, not an abort: {stderr}"
+    );
+    assert!(
+        stderr.contains("deep.opml: outlines nest deeper than 64 levels"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("overflow"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_parent_warns_when_its_config_describes_a_child() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("config.yaml"),
+        "cascade:\n  enabled: True\n  node_type: child\n",
+    )
+    .expect("written");
+    let mut cmd = cascade_cmd(dir.path());
+    cmd.args(["parent", "--port", "0"]);
+    let p = ParentProcess::start(cmd).await;
+    let warned = |p: &ParentProcess| {
+        p.stderr
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains("but this process runs as a parent"))
+    };
+    assert!(warned(&p), "{:?}", p.stderr);
+    assert!(p.terminate().await);
+
+    // WeRSS's own parent layout (node_type: parent) and no config at all: no warning.
+    std::fs::write(
+        dir.path().join("config.yaml"),
+        "cascade:\n  enabled: True\n  node_type: parent\n",
+    )
+    .expect("written");
+    for args in [
+        vec!["parent", "--port", "0"],
+        vec!["parent", "--port", "0", "-c", "/dev/null"],
+    ] {
+        let mut cmd = cascade_cmd(dir.path());
+        cmd.args(args);
+        let p = ParentProcess::start(cmd).await;
+        assert!(!warned(&p), "{:?}", p.stderr);
+        assert!(p.terminate().await);
+    }
+}
+
+/// A child config with WeRSS's published sample credentials and `node_type: parent`.
+const SAMPLE_CHILD_CONFIG: &str = "cascade:
+  enabled: True
+  node_type: parent
+  parent_api_url: http://127.0.0.1:9
+  api_key: ${CASCADE_API_KEY:-CNfst304B9L603OXjL9gW0F2R38sKr3-L1}
+  api_secret: ${CASCADE_API_SECRET:-CSWAKhQc-LvCxOow5Iu_e3Sqoyk3Ps1PeI}
+";
+
+#[tokio::test]
+async fn check_and_child_warn_about_sample_credentials_and_a_parent_node_type() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("config.yaml"), SAMPLE_CHILD_CONFIG).expect("written");
+    let out = cascade_cmd(dir.path())
+        .args(["check"])
+        .env("CASCADE_PARENT_URL", "http://127.0.0.1:9")
+        .output()
+        .await
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "warning: cascade.node_type is 'parent', but this process runs as a child",
+        "warning: cascade.api_key/api_secret is the sample pair published in WeRSS's config-node.yaml",
+        "warning: CASCADE_PARENT_URL is set but never read",
+    ] {
+        assert!(stdout.contains(expected), "{expected}\n{stdout}");
+    }
+    assert!(
+        !out.status.success(),
+        "the parent at 127.0.0.1:9 is unreachable"
+    );
+    assert!(
+        !format!("{stdout}{stderr}").contains("CSWAKhQc"),
+        "the secret is never printed"
+    );
+
+    // `cascade child` logs the same at start (then keeps trying its parent).
+    let mut child = cascade_cmd(dir.path())
+        .args(["child"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(
+        child.stderr.take().expect("stderr"),
+    ));
+    let mut seen = Vec::new();
+    let wanted = ["runs as a child", "sample pair"];
+    let read = async {
+        while let Some(line) = lines.next_line().await.expect("stderr readable") {
+            seen.push(line);
+            if wanted
+                .iter()
+                .all(|w| seen.iter().any(|l| l.contains("WARN") && l.contains(w)))
+            {
+                return;
+            }
+        }
+    };
+    let found = tokio::time::timeout(std::time::Duration::from_secs(60), read).await;
+    assert!(found.is_ok(), "{seen:?}");
+    child.kill().await.expect("killed");
+}

@@ -186,6 +186,36 @@ mod rss {
         }
     }
 
+    /// A hostile feed server nests elements 100,000 deep (in an item, in its description, in
+    /// Atom XHTML content, in JSON): feed-rs reads XML with a depth counter, not recursion,
+    /// and serde_json stops at 128, so the child answers a result, not a stack overflow.
+    #[test]
+    fn deeply_nested_feeds_do_not_overflow_the_stack() {
+        let deep = |open: &str, close: &str| (open.repeat(100_000), close.repeat(100_000));
+        let (o, c) = deep("<x>", "</x>");
+        let (d, e) = deep("<div>", "</div>");
+        let (j, k) = deep("[", "]");
+        let bodies = [
+            format!(
+                "<rss version=\"2.0\"><channel><title>t</title><item><title>i</title>{o}{c}</item></channel></rss>"
+            ),
+            format!(
+                "<rss version=\"2.0\"><channel><title>t</title><item><description>{o}{c}</description></item></channel></rss>"
+            ),
+            format!(
+                "<feed xmlns=\"http://www.w3.org/2005/Atom\"><title>t</title><entry><id>e</id><title>i</title><content type=\"xhtml\">{d}{e}</content></entry></feed>"
+            ),
+            format!("<rss version=\"2.0\"><channel><title>t</title><item><title>i</title>{o}"),
+            format!(
+                "{{\"version\": \"https://jsonfeed.org/version/1.1\", \"title\": \"t\", \"items\": {j}{k}}}"
+            ),
+        ];
+        for body in &bodies {
+            // Ok or a parse error: either way the process is still here.
+            let _ = werss_cascade::fetch::rss::parse_entries("RSS_0", body.as_bytes(), NEWEST);
+        }
+    }
+
     #[tokio::test]
     async fn all_three_formats_parse_with_stable_ids() {
         let feeds = FakeFeeds::start().await.expect("server");

@@ -206,3 +206,149 @@ on_both! {
         q.shutdown().await;
     }
 }
+
+/// An OPML document whose only feed sits `depth` outlines deep (folders in folders).
+fn nested_opml(depth: usize) -> String {
+    format!(
+        "<?xml version=\"1.0\"?><opml version=\"2.0\"><body><!-- <outline> --><![CDATA[<outline>]]>{}\
+         <outline text=\"deep &gt; folders\" type=\"rss\" xmlUrl=\"https://deep.example/feed.xml\"/>{}</body></opml>",
+        "<outline text=\"a > b\">".repeat(depth - 1),
+        "</outline>".repeat(depth - 1)
+    )
+}
+
+async fn import_opml(p: &TestParent, doc: String) -> crate::helpers::Reply {
+    let r = p
+        .client
+        .post(p.url(&cascade("/feeds/import-opml")))
+        .bearer_auth(&p.token)
+        .header("content-type", "text/x-opml")
+        .body(doc)
+        .send()
+        .await
+        .expect("sent");
+    TestParent::reply(r).await
+}
+
+on_both! {
+    #[tokio::test]
+    async fn deeply_nested_opml_is_refused_and_the_parent_keeps_serving(backend) {
+        let p = TestParent::on(backend.clone()).await;
+        let hostile = nested_opml(2_000);
+        assert!(hostile.len() > 50_000, "the reported 56 KB document");
+        let r = import_opml(&p, hostile).await;
+        r.err(400);
+        assert!(r.body["message"].as_str().is_some_and(|m| m.contains("deeper than 64")), "{}", r.text);
+        assert_eq!(p.get("/healthz", &crate::helpers::Auth::None).await.status, 200, "still serving");
+        import_opml(&p, nested_opml(65)).await.err(400);
+        assert_eq!(
+            import_opml(&p, nested_opml(64)).await.ok(),
+            &json!({"received": 1, "created": 1, "existing": 0, "skipped": 0}),
+            "64 levels of folders import"
+        );
+        p.shutdown().await;
+    }
+}
+
+/// Parses `body` with a strict XML 1.0 parser and returns the text of every `<title>`.
+pub(crate) fn strict_titles(what: &str, body: &str) -> Vec<String> {
+    let doc = roxmltree::Document::parse(body)
+        .unwrap_or_else(|e| panic!("{what} is not well-formed XML: {e}\n{body}"));
+    doc.descendants()
+        .filter(|n| n.has_tag_name("title") || n.has_tag_name("outline"))
+        .map(|n| {
+            n.attribute("title")
+                .or(n.text())
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+/// Runs `sql` on the parent's database behind its back, as an older program would have.
+async fn raw_sql(p: &TestParent, backend: &crate::helpers::db::Backend, sql: String) {
+    use sqlx::{Connection, Executor};
+    match backend {
+        crate::helpers::db::Backend::Sqlite => {
+            let options =
+                sqlx::sqlite::SqliteConnectOptions::new().filename(p.dir.path().join("cascade.db"));
+            let mut c = sqlx::SqliteConnection::connect_with(&options)
+                .await
+                .expect("sqlite");
+            c.execute(sqlx::AssertSqlSafe(sql)).await.expect("sql runs");
+        }
+        crate::helpers::db::Backend::Postgres(_) => {
+            let mut c = sqlx::PgConnection::connect(&p.state.config.db)
+                .await
+                .expect("pg");
+            c.execute(sqlx::AssertSqlSafe(sql)).await.expect("sql runs");
+        }
+    }
+}
+
+on_both! {
+    #[tokio::test]
+    async fn stored_text_with_control_characters_still_renders_well_formed_xml(backend) {
+        let p = TestParent::on(backend.clone()).await;
+        let feeds = p.feeds(7_400_000, 1).await;
+        let node = p.online_node("crawler", json!({})).await;
+        let task = p.crawl(&node, &feeds, 1).await;
+        // Rows written before text was checked (an adopted database).
+        raw_sql(&p, &backend, format!(
+            "UPDATE we_articles SET title = 'bad\u{1}title\u{1b}[1m', url = 'https://e.org/\u{1}x',
+                 description = 'sum\u{8}mary', content_html = '<p>\u{1f}body</p>';
+             UPDATE we_feeds SET mp_name = 'feed\u{1b}name', mp_intro = 'in\u{2}tro' WHERE id = '{}';
+             UPDATE we_message_tasks SET name = 'task\u{7}name'", feeds[0])).await;
+        let id = &feeds[0];
+        for path in [
+            format!("/rss/{id}"), format!("/feed/{id}.rss"), format!("/feed/{id}.atom"),
+            "/feed/all.rss".into(), "/feed/all.atom".into(),
+            format!("/feed/task/{task}.rss"), format!("/feed/task/{task}.atom"),
+        ] {
+            let body = p.fetch(&path, &[]).await.text().await.expect("body");
+            let titles = strict_titles(&path, &body);
+            assert!(titles.contains(&"badtitle[1m".to_string()), "{path}: {titles:?}");
+            assert!(!body.contains('\u{1}') && !body.contains('\u{1b}'), "{path}");
+        }
+        for (path, auth) in [("/opml".to_string(), crate::helpers::Auth::None), (cascade("/feeds/export-opml"), p.admin())] {
+            let body = p.get(&path, &auth).await.text;
+            assert_eq!(strict_titles(&path, &body), ["werss-cascade feeds", "feedname"], "{path}");
+        }
+        p.shutdown().await;
+    }
+}
+
+on_both! {
+    #[tokio::test]
+    async fn control_characters_are_dropped_where_text_enters(backend) {
+        let p = TestParent::on(backend.clone()).await;
+        let created = p.post(&cascade("/feeds"), &p.admin(), json!({
+            "mp_name": "wx\u{1}name", "mp_intro": "\u{1b}[31mred", "faker_id": "MzA3NTQxNjA4MA==", "mp_cover": "https://c.example/\u{0}x.png"})).await;
+        let id = created.ok()["id"].as_str().expect("id").to_string();
+        let feed = p.get(&cascade(&format!("/feeds/{id}")), &p.admin()).await;
+        assert_eq!((feed.ok()["mp_name"].as_str(), feed.ok()["mp_intro"].as_str()), (Some("wxname"), Some("[31mred")));
+        assert_eq!(feed.ok()["mp_cover"], "https://c.example/x.png");
+        p.put(&cascade(&format!("/feeds/{id}")), &p.admin(), json!({"mp_name": "re\u{7}named", "mp_intro": "\u{ffff}"})).await.ok();
+        let feed = p.get(&cascade(&format!("/feeds/{id}")), &p.admin()).await;
+        assert_eq!((feed.ok()["mp_name"].as_str(), feed.ok()["mp_intro"].as_str()), (Some("renamed"), Some("")));
+        p.put(&cascade(&format!("/feeds/{id}")), &p.admin(), json!({"mp_name": "\u{1}\u{2}"})).await.err(400);
+        let rss = p.post(&cascade("/feeds"), &p.admin(), json!({"mp_name": "blog", "source": "rss", "url": "https://b.example/\u{1b}feed.xml"})).await;
+        assert_eq!(rss.ok()["url"], "https://b.example/feed.xml");
+
+        let task = p.post(&cascade("/message-tasks"), &p.admin(), json!({"name": "morning\u{1}", "message_template": "{{ article.title }}", "mps_id": [id], "status": 1})).await;
+        assert_eq!(task.ok()["name"], "morning");
+        let task = task.ok()["id"].as_str().expect("task").to_string();
+        let node = p.online_node("crawler", json!({})).await;
+        p.dispatch(&task).await;
+        let pkg = p.claim_one(&node).await;
+        let body = json!({"allocation_id": pkg["allocation_id"], "lease_token": pkg["lease_token"], "articles": [
+            {"id": "a\u{1}1", "mp_id": id, "title": "T\u{1b}[0m", "url": "https://mp.example/s/\u{1}1", "description": "d\u{c}", "content_html": "<p>\u{1f}</p>", "publish_time": 1_795_000_000}]});
+        p.post(&cascade("/upload-articles"), &node.auth(), body).await.ok();
+        let doc: Value = serde_json::from_str(&p.fetch(&format!("/feed/{id}.json"), &[]).await.text().await.expect("body")).expect("json");
+        let item = &doc["items"][0];
+        assert_eq!(item["id"], format!("{}-a1", id.trim_start_matches("MP_WXS_")));
+        assert_eq!((item["title"].as_str(), item["url"].as_str()), (Some("T[0m"), Some("https://mp.example/s/1")));
+        assert_eq!((item["summary"].as_str(), item["content_html"].as_str()), (Some("d"), Some("<p></p>")));
+        p.shutdown().await;
+    }
+}

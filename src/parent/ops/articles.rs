@@ -1,6 +1,7 @@
 //! Reading uploaded article objects (PROTOCOL §8.5): ids as strings, `publish_time` in its
 //! several forms, `ext`/`extinfo` as JSON text. Checks against the allocation are the store's.
 
+use crate::protocol::xml::clean;
 use crate::store::ArticleIn;
 use chrono::{DateTime, NaiveDateTime};
 use serde_json::Value;
@@ -42,7 +43,9 @@ fn publish_time_any(v: &Value) -> Option<i64> {
     }
 }
 
-/// Reads each item; non-objects become items without an id (rejected by the store).
+/// Reads each item; non-objects become items without an id (rejected by the store). Text
+/// loses the characters XML forbids (NUL, which PostgreSQL text cannot hold, among them):
+/// they mean nothing in an article and would break every feed output.
 pub fn parse_articles(items: Vec<Value>) -> Vec<ArticleIn> {
     items
         .into_iter()
@@ -54,9 +57,8 @@ pub fn parse_articles(items: Vec<Value>) -> Vec<ArticleIn> {
                     ..ArticleIn::default()
                 };
             };
-            // NUL cannot be stored in PostgreSQL text and means nothing in an article.
             let text = |k: &str| match o.get(k) {
-                Some(Value::String(s)) => Some(s.replace('\0', "")),
+                Some(Value::String(s)) => Some(clean(s.clone())),
                 Some(Value::Number(n)) => Some(n.to_string()),
                 _ => None,
             };
@@ -65,7 +67,7 @@ pub fn parse_articles(items: Vec<Value>) -> Vec<ArticleIn> {
                 .or_else(|| o.get("ext"))
                 .and_then(|v| match v {
                     Value::Null => None,
-                    Value::String(s) => Some(s.replace('\0', "")),
+                    Value::String(s) => Some(clean(s.clone())),
                     other => Some(other.to_string().replace("\\u0000", "")),
                 });
             ArticleIn {

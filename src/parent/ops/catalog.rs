@@ -1,9 +1,11 @@
-//! Validation of feeds and message tasks as admins submit them (PROTOCOL §7).
+//! Validation of feeds and message tasks as admins submit them (PROTOCOL §7). Text that feed
+//! outputs show loses the characters XML forbids here, before it is stored.
 
 use crate::parent::error::{ApiError, ApiResult};
 use crate::protocol::cron;
 use crate::protocol::ids::{faker_id_from_feed_id, feed_id_from_faker_id, rss_feed_id};
 use crate::protocol::wire::{CreateFeed, TaskBody, UpdateFeed};
+use crate::protocol::xml::clean;
 use crate::store::{FeedUpdate, NewFeed, TaskFields};
 use serde_json::Value;
 
@@ -18,9 +20,9 @@ fn status01(field: &str, v: Option<i64>, default: i64) -> ApiResult<i64> {
 }
 
 fn http_url(field: &str, url: &str) -> ApiResult<String> {
-    let url = url.trim();
-    match reqwest::Url::parse(url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => Ok(url.to_string()),
+    let url = clean(url.trim().to_string());
+    match reqwest::Url::parse(&url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => Ok(url),
         _ => Err(ApiError::bad_field(
             field,
             format!("{field} must be an absolute http(s) URL"),
@@ -33,7 +35,7 @@ fn http_url(field: &str, url: &str) -> ApiResult<String> {
 /// # Errors
 /// 400 naming the field.
 pub fn new_feed(req: CreateFeed) -> ApiResult<NewFeed> {
-    let mp_name = req.mp_name.trim().to_string();
+    let mp_name = clean(req.mp_name).trim().to_string();
     if mp_name.is_empty() {
         return Err(ApiError::bad_field("mp_name", "missing field 'mp_name'"));
     }
@@ -75,8 +77,8 @@ pub fn new_feed(req: CreateFeed) -> ApiResult<NewFeed> {
         id,
         faker_id,
         mp_name,
-        mp_cover: req.mp_cover,
-        mp_intro: req.mp_intro,
+        mp_cover: req.mp_cover.map(clean),
+        mp_intro: req.mp_intro.map(clean),
         status,
         source,
         url,
@@ -109,13 +111,14 @@ fn wechat_ids(id: Option<&str>, faker_id: Option<&str>) -> ApiResult<(String, St
 /// # Errors
 /// 400 naming the field.
 pub fn feed_update(req: UpdateFeed) -> ApiResult<FeedUpdate> {
-    if req.mp_name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+    let mp_name = req.mp_name.map(|n| clean(n).trim().to_string());
+    if mp_name.as_deref().is_some_and(str::is_empty) {
         return Err(ApiError::bad_field("mp_name", "mp_name must not be empty"));
     }
     Ok(FeedUpdate {
-        mp_name: req.mp_name.map(|n| n.trim().to_string()),
-        mp_cover: req.mp_cover,
-        mp_intro: req.mp_intro,
+        mp_name,
+        mp_cover: req.mp_cover.map(clean),
+        mp_intro: req.mp_intro.map(clean),
         status: req
             .status
             .map(|s| status01("status", Some(s), 1))
@@ -132,11 +135,11 @@ pub fn feed_update(req: UpdateFeed) -> ApiResult<FeedUpdate> {
 pub fn task_fields(base: Option<TaskFields>, body: TaskBody) -> ApiResult<TaskFields> {
     let creating = base.is_none();
     let mut f = base.unwrap_or_default();
-    match body.name {
-        Some(n) if n.trim().is_empty() => {
+    match body.name.map(|n| clean(n).trim().to_string()) {
+        Some(n) if n.is_empty() => {
             return Err(ApiError::bad_field("name", "name must not be empty"));
         }
-        Some(n) => f.name = n.trim().to_string(),
+        Some(n) => f.name = n,
         None if creating => return Err(ApiError::bad_field("name", "missing field 'name'")),
         None => {}
     }

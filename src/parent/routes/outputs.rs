@@ -226,12 +226,24 @@ pub(super) struct Imported {
     skipped: usize,
 }
 
+/// OPML documents parsed at once: each parse runs on the blocking pool, off the async
+/// workers, and holds up to a body's worth of memory.
+static OPML_PARSES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 pub(super) async fn import_opml(
     State(state): State<AppState>,
     _: AdminAuth,
     TextBody(body): TextBody,
 ) -> ApiResult<axum::Json<Envelope<Imported>>> {
-    let (feeds, skipped) = opml_import(&body).map_err(ApiError::bad_request)?;
+    let permit = OPML_PARSES
+        .acquire()
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let parsed = tokio::task::spawn_blocking(move || opml_import(&body))
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    drop(permit);
+    let (feeds, skipped) = parsed.map_err(ApiError::bad_request)?;
     let received = feeds.len();
     let created = state.store.create_feeds(feeds, state.clock.now()).await?;
     let existing = u64::try_from(received).unwrap_or(u64::MAX) - created;
