@@ -263,18 +263,17 @@ pub async fn test_connection(state: &AppState, id: &str) -> ApiResult<(bool, Val
         return Ok((false, data));
     };
     let cred = match &node.api_key {
-        Some(key) => state
-            .store
-            .find_node_credential(key)
-            .await?
-            .map(|c| (key.clone(), c)),
+        Some(key) => state.store.find_node_credential(key).await?,
         None => None,
     };
-    let Some((key, cred)) = cred.filter(|(_, c)| !c.secret_hash.is_empty()) else {
+    let Some(cred) = cred.filter(|c| !c.secret_hash.is_empty()) else {
         data["error"] = json!("node has no credentials");
         return Ok((false, data));
     };
-    let auth = notify_authorization(&key, &cred.secret_hash);
+    let auth = notify_authorization(
+        node.api_key.as_deref().unwrap_or_default(),
+        &cred.secret_hash,
+    );
     let ping = json!({ "type": "ping", "timestamp": to_wire(now) });
     let error = match state.callbacks.post(&url, &auth, &ping).await {
         Ok(status) if status.is_success() => {
