@@ -127,7 +127,7 @@ impl ParentClient {
             match req.send().await {
                 Ok(resp) => return judge(resp).await,
                 Err(e) if attempt < 2 => {
-                    tracing::warn!(error = %e.without_url(), "parent call failed; retrying");
+                    tracing::warn!(error = %crate::telemetry::untrusted_error(&e.without_url()), "parent call failed; retrying");
                     tokio::time::sleep(delay).await;
                     delay *= 2;
                 }

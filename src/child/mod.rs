@@ -13,6 +13,7 @@ use crate::fetch::wechat::WechatFetcher;
 use crate::fetch::{Article, FetchError, Fetched};
 use crate::protocol::SERVER_VERSION;
 use crate::protocol::wire::{PackageFeed, TaskPackage};
+use crate::telemetry::{untrusted, untrusted_error};
 use anyhow::Context;
 use client::ParentClient;
 use serde_json::{Value, json};
@@ -183,7 +184,7 @@ impl Child {
             .map(|(_, p)| p)
             .collect();
         if let Err(e) = shared.client.release(&left).await {
-            tracing::warn!(error = %e, "could not release held work; its leases will expire");
+            tracing::warn!(error = %untrusted_error(&e), "could not release held work; its leases will expire");
         }
         helpers.abort_all();
         tracing::info!(released = left.len(), "child stopped");
@@ -289,7 +290,7 @@ async fn heartbeat_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
                         .remove(lost);
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+            Err(e) => tracing::warn!(error = %untrusted_error(&e), "heartbeat failed"),
         }
     }
 }
@@ -356,7 +357,7 @@ async fn claim_loop(shared: &Arc<Shared>, running: &mut JoinSet<()>, shutdown: &
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "claim failed");
+                tracing::warn!(error = %untrusted_error(&e), retry_in = ?backoff, "claim failed");
                 let pause = backoff;
                 backoff = (backoff * 2).min(MAX_CLAIM_BACKOFF);
                 Some(pause)
@@ -380,7 +381,7 @@ async fn execute(shared: Arc<Shared>, package: TaskPackage) {
         .task_status(&package, "executing", json!({}))
         .await
     {
-        tracing::info!(allocation.id = %id, error = %e, "cannot start");
+        tracing::info!(allocation.id = %untrusted(&id), error = %untrusted_error(&e), "cannot start");
         if e.is_lost() {
             forget(&shared, &id);
             return;
@@ -398,7 +399,7 @@ async fn execute(shared: Arc<Shared>, package: TaskPackage) {
     if !articles.is_empty()
         && let Err(e) = shared.client.upload(&package, &articles).await
     {
-        tracing::warn!(allocation.id = %id, error = %e, "upload failed");
+        tracing::warn!(allocation.id = %untrusted(&id), error = %untrusted_error(&e), "upload failed");
     }
     // Keep the result until it is delivered, while the lease may still be alive.
     let mut delay = Duration::from_millis(500);
@@ -411,7 +412,7 @@ async fn execute(shared: Arc<Shared>, package: TaskPackage) {
             Ok(_) => break,
             Err(e) if e.is_lost() => break,
             Err(e) => {
-                tracing::warn!(allocation.id = %id, error = %e, "completion not delivered; retrying");
+                tracing::warn!(allocation.id = %untrusted(&id), error = %untrusted_error(&e), "completion not delivered; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(30));
             }

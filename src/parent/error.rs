@@ -132,7 +132,7 @@ impl ApiError {
     /// 500 `internal`: logs `cause`, answers a generic message with the request id.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         let request_id = REQUEST_ID.try_with(Clone::clone).unwrap_or_default();
-        tracing::error!(error = %cause, request.id = %request_id, "internal error");
+        tracing::error!(error = %crate::telemetry::untrusted_error(cause), request.id = %crate::telemetry::untrusted(&request_id), "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",

@@ -2,6 +2,8 @@
 //! Handlers are thin (parse, authorize, one call into `ops` or the store, envelope).
 
 pub mod auth;
+pub mod callback;
+pub mod client_addr;
 pub mod error;
 pub mod extract;
 pub mod metrics;
@@ -38,8 +40,14 @@ pub struct AppState {
     pub jwt: Jwt,
     /// Login lockout, per process.
     pub lockout: Arc<Lockout>,
-    /// Outbound client (notify, test-connection): no redirects, short timeout.
+    /// Outbound client (webhooks): no redirects, short timeout.
     pub http: reqwest::Client,
+    /// Calls to node callbacks (notify, test-connection) under `cascade.callback_allow`.
+    pub callbacks: callback::Callbacks,
+    /// `cascade.trusted_proxies`: whose forwarded headers are believed.
+    pub trusted_proxies: Arc<client_addr::TrustedProxies>,
+    /// `cascade.public_url` without a trailing `/`, when set: the base of feed self-links.
+    pub public_url: Option<Arc<str>>,
     /// Cancelled when the parent shuts down.
     pub shutdown: CancellationToken,
     /// A bcrypt hash of a random value, checked for unknown users (equal timing).
@@ -89,6 +97,10 @@ impl AppState {
             .timeout(Duration::from_secs(config.cascade.notify_timeout.max(1)))
             .build()
             .context("while building the HTTP client")?;
+        let callbacks = callback::Callbacks::from_config(&config)?;
+        let trusted_proxies =
+            client_addr::TrustedProxies::from_config(&config.cascade.trusted_proxies)?;
+        let public_url = public_url(&config.cascade.public_url)?;
         let dummy_hash = ops::hash_password(random_token(), config.bcrypt_cost).await?;
         Ok(Self {
             dummy_hash: dummy_hash.into(),
@@ -104,9 +116,37 @@ impl AppState {
             clock,
             lockout: Arc::new(Lockout::default()),
             http,
+            callbacks,
+            trusted_proxies: Arc::new(trusted_proxies),
+            public_url,
             shutdown,
         })
     }
+}
+
+/// `cascade.public_url` checked (an absolute http(s) URL, no query) and without a trailing `/`.
+fn public_url(raw: &str) -> anyhow::Result<Option<Arc<str>>> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let url = reqwest::Url::parse(raw)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+        .filter(|u| u.query().is_none() && u.fragment().is_none() && u.username().is_empty())
+        .with_context(|| {
+            format!("config key 'cascade.public_url': '{raw}' is not an absolute http(s) URL")
+        })?;
+    Ok(Some(url.as_str().trim_end_matches('/').into()))
+}
+
+/// The application as served: the router, with each connection's peer address recorded
+/// (`ConnectInfo`) for login throttling and trusted-proxy checks.
+fn app(
+    state: AppState,
+) -> axum::extract::connect_info::IntoMakeServiceWithConnectInfo<axum::Router, std::net::SocketAddr>
+{
+    routes::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>()
 }
 
 /// Serves only the HTTP routes (no webhook sender, no listener for other parents), for a
@@ -116,7 +156,7 @@ impl AppState {
 /// I/O errors of the listener.
 pub async fn serve_routes(listener: TcpListener, state: AppState) -> std::io::Result<()> {
     let shutdown = state.shutdown.clone();
-    axum::serve(listener, routes::router(state))
+    axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
 }
@@ -129,7 +169,7 @@ pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()
     let shutdown = state.shutdown.clone();
     let peers = tokio::spawn(notifier::listen_to_peers(state.clone()));
     let webhooks = tokio::spawn(webhooks::Sender::new(state.clone()).run(shutdown.clone()));
-    let served = axum::serve(listener, routes::router(state))
+    let served = axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;
     shutdown.cancel();

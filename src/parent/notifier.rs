@@ -3,8 +3,10 @@
 //! in the background, after the dispatch committed.
 
 use super::AppState;
+use super::callback::CallError;
 use crate::protocol::time::to_wire;
 use crate::store::{CreatedAllocation, Store};
+use crate::telemetry::untrusted_error;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -195,20 +197,16 @@ pub fn notify_children(state: &AppState, runs: Vec<RunNotice>) {
                     "timestamp": to_wire(now), "task_id": run.task_id,
                     "schedule_run_id": run.schedule_run_id, "allocation_count": run.created.len(),
                 });
-                let request = state
-                    .http
-                    .post(&t.callback_url)
-                    .header(
-                        "Authorization",
-                        format!("AK-SK {}:{}", t.api_key, t.secret_hash),
-                    )
-                    .json(&body);
+                let auth = super::ops::notify_authorization(&t.api_key, &t.secret_hash);
+                let callbacks = state.callbacks.clone();
+                let url = t.callback_url.clone();
                 let node_id = t.node_id.clone();
                 sends.spawn(async move {
-                    match request.send().await {
-                        Ok(r) if r.status().is_success() => tracing::debug!(node.id = %node_id, "notified"),
-                        Ok(r) => tracing::info!(node.id = %node_id, status = r.status().as_u16(), "notify refused"),
-                        Err(e) => tracing::info!(node.id = %node_id, error = %e.without_url(), "notify failed"),
+                    match callbacks.post(&url, &auth, &body).await {
+                        Ok(s) if s.is_success() => tracing::debug!(node.id = %node_id, "notified"),
+                        Ok(s) => tracing::info!(node.id = %node_id, status = s.as_u16(), "notify refused"),
+                        Err(CallError::Refused(why)) => tracing::info!(node.id = %node_id, reason = %why, "notify not sent"),
+                        Err(CallError::Failed(e)) => tracing::info!(node.id = %node_id, error = %untrusted_error(&e), "notify failed"),
                     }
                 });
             }

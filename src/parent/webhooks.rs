@@ -14,6 +14,7 @@
 
 use super::AppState;
 use crate::store::{MessageTask, StoredArticle, WebhookJob, WebhookResult};
+use crate::telemetry::untrusted_error;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -203,7 +204,7 @@ async fn attempt(state: &AppState, job: &WebhookJob) -> WebhookResult {
     let text = match render(&task, &batch) {
         Ok(text) => text,
         Err(e) => {
-            tracing::warn!(task.id = %task.id, error = %e, "webhook not sent");
+            tracing::warn!(task.id = %task.id, error = %untrusted_error(&e), "webhook not sent");
             return WebhookResult::Failed(e);
         }
     };
@@ -268,13 +269,13 @@ fn refused_by_platform(platform: Platform, reply: &Value) -> Option<String> {
 fn retry_or_fail(state: &AppState, job: &WebhookJob, error: String) -> WebhookResult {
     let c = &state.config.cascade;
     if u64::try_from(job.attempts).unwrap_or(u64::MAX) >= c.webhook_attempts.max(1) {
-        tracing::warn!(task.id = %job.task_id, attempt = job.attempts, %error, "webhook failed, giving up");
+        tracing::warn!(task.id = %job.task_id, attempt = job.attempts, error = %untrusted_error(&error), "webhook failed, giving up");
         return WebhookResult::Failed(error);
     }
     let exp = u32::try_from((job.attempts - 1).clamp(0, 16)).unwrap_or(16);
     let wait = c.webhook_backoff_ms.saturating_mul(1 << exp);
     let wait = chrono::TimeDelta::milliseconds(i64::try_from(wait).unwrap_or(i64::MAX / 2));
-    tracing::info!(task.id = %job.task_id, attempt = job.attempts, %error, "webhook failed, will retry");
+    tracing::info!(task.id = %job.task_id, attempt = job.attempts, error = %untrusted_error(&error), "webhook failed, will retry");
     WebhookResult::Retry(state.clock.now() + wait, error)
 }
 

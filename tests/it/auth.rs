@@ -1,10 +1,12 @@
 //! Login, lockout, JWT checks and the role matrix (PROTOCOL §3, D1, D19).
 
 use crate::helpers::db::on_both;
-use crate::helpers::{ADMIN, Auth, PASSWORD, TestParent, cascade, cascade_doc};
+use crate::helpers::{ADMIN, Auth, PASSWORD, TestParent, cascade, cascade_doc, test_config};
 use chrono::TimeDelta;
 use reqwest::Method;
 use serde_json::json;
+use std::sync::{Arc, Mutex};
+use werss_cascade::parent::auth::MAX_FAILURES;
 
 on_both! {
     #[tokio::test]
@@ -350,4 +352,148 @@ on_both! {
         assert_eq!(r.body["message"], "用户名或密码错误，您还有4次机会");
         p.shutdown().await;
     }
+}
+
+/// Logs in as `user` through the test parent, claiming `forwarded_for` in `X-Forwarded-For`.
+async fn login_from(
+    p: &TestParent,
+    forwarded_for: Option<&str>,
+    user: &str,
+    password: &str,
+) -> crate::helpers::Reply {
+    let mut req = p
+        .client
+        .post(p.url("/api/v1/wx/auth/login"))
+        .form(&[("username", user), ("password", password)]);
+    if let Some(addr) = forwarded_for {
+        req = req.header("X-Forwarded-For", addr);
+    }
+    TestParent::reply(req.send().await.expect("login sent")).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_wrong_guesses_never_exceed_the_budget() {
+    let p = TestParent::spawn().await;
+    let guesses = (0..24).map(|i| {
+        let p = &p;
+        async move { login_from(p, None, ADMIN, &format!("guess {i}")).await }
+    });
+    let answers = futures::future::join_all(guesses).await;
+    let failed = answers.iter().filter(|r| r.status == 401).count();
+    let locked = answers.iter().filter(|r| r.status == 429).count();
+    assert_eq!(failed + locked, 24, "only 401 or 429");
+    assert!(
+        failed < MAX_FAILURES as usize,
+        "{failed} passwords were checked past a budget of {MAX_FAILURES}"
+    );
+    for r in &answers {
+        if r.status == 429 {
+            assert_eq!(r.err(429), "locked");
+            assert!(r.headers.contains_key("retry-after"));
+        }
+    }
+    let after = p.login(ADMIN, PASSWORD).await;
+    assert_eq!(after.err(429), "locked", "the budget was spent: locked");
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_lock_from_one_address_does_not_lock_the_admin_out_from_another() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut config = test_config(&dir);
+    config.cascade.trusted_proxies = vec!["127.0.0.1".into()];
+    let p = TestParent::spawn_with(config, dir).await;
+    let attacker = Some("203.0.113.5");
+    for _ in 0..MAX_FAILURES - 1 {
+        login_from(&p, attacker, ADMIN, "wrong").await.err(401);
+    }
+    assert_eq!(
+        login_from(&p, attacker, ADMIN, "wrong").await.err(429),
+        "locked"
+    );
+    assert_eq!(
+        login_from(&p, attacker, ADMIN, PASSWORD).await.err(429),
+        "locked",
+        "the attacker's address stays locked"
+    );
+    login_from(&p, Some("198.51.100.7"), ADMIN, PASSWORD)
+        .await
+        .ok();
+    // A forged left-most hop does not move the attacker elsewhere: the proxy's hop counts.
+    let forged = login_from(&p, Some("198.51.100.7, 203.0.113.5"), ADMIN, PASSWORD).await;
+    assert_eq!(forged.err(429), "locked");
+    // The proxy's own requests (no header) are a third client.
+    p.login(ADMIN, PASSWORD).await.ok();
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
+    let p = TestParent::spawn().await;
+    for _ in 0..MAX_FAILURES - 1 {
+        login_from(&p, Some("203.0.113.5"), ADMIN, "wrong")
+            .await
+            .err(401);
+    }
+    login_from(&p, Some("203.0.113.5"), ADMIN, "wrong")
+        .await
+        .err(429);
+    let r = login_from(&p, Some("198.51.100.7"), ADMIN, PASSWORD).await;
+    assert_eq!(
+        r.err(429),
+        "locked",
+        "a header from an untrusted peer does not make it another client"
+    );
+    p.shutdown().await;
+}
+
+/// A log sink for one test: every line the subscriber writes.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_hostile_username_cannot_forge_log_lines() {
+    let logs = LogBuffer::default();
+    let sink = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || sink.clone())
+        .finish();
+    // The test's runtime runs the server's tasks on this thread.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let p = TestParent::spawn().await;
+    let hostile = "x\n2026-11-22T14:42:27.700112Z  INFO forged: admin logged in\x1b[31m";
+    login_from(&p, None, hostile, "wrong").await.err(401);
+    p.shutdown().await;
+    let text = String::from_utf8(logs.0.lock().expect("log lock").clone()).expect("utf-8");
+    let failed: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("login failed"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{text}");
+    assert!(
+        failed[0].contains(r"x\n2026-11-22T14:42:27.700112Z"),
+        "{}",
+        failed[0]
+    );
+    assert!(failed[0].contains(r"\u{1b}[31m"), "{}", failed[0]);
+    assert!(!text.contains('\x1b'), "raw ESC in the log: {text:?}");
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with("2026-11-22T14:42:27.700112Z")),
+        "a forged line: {text}"
+    );
 }

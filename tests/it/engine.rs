@@ -187,7 +187,10 @@ on_both! {
 on_both! {
     #[tokio::test]
     async fn dispatch_notifies_children_with_the_hash_header(backend) {
-        let p = TestParent::on(backend.clone()).await;
+        let p = TestParent::on_with(backend.clone(), |c| {
+            c.cascade.callback_allow = vec!["127.0.0.1".into()];
+        })
+        .await;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Value)>();
         let app = axum::Router::new().route(
             "/api/v1/wx/cascade/notify",

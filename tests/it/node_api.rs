@@ -7,7 +7,10 @@ use serde_json::{Value, json};
 on_both! {
     #[tokio::test]
     async fn heartbeat_stores_online_state_and_every_extra(backend) {
-        let p = TestParent::on(backend.clone()).await;
+        let p = TestParent::on_with(backend.clone(), |c| {
+            c.cascade.callback_allow = vec!["127.0.0.1".into()];
+        })
+        .await;
         let node = p.add_node("child").await;
         let beat = json!({
             "callback_url": "http://127.0.0.1:8002/api/v1/wx/cascade/notify", "capacity": 4, "in_use": 1,

@@ -352,3 +352,96 @@ on_both! {
         p.shutdown().await;
     }
 }
+
+/// A parent on SQLite with `change` applied to its test config.
+async fn parent_with(change: impl FnOnce(&mut werss_cascade::config::Config)) -> TestParent {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut config = crate::helpers::test_config(&dir);
+    change(&mut config);
+    TestParent::spawn_with(config, dir).await
+}
+
+const HOSTILE: [(&str, &str); 3] = [
+    ("Host", "evil.example"),
+    ("X-Forwarded-Host", "evil.example"),
+    ("X-Forwarded-Proto", "https"),
+];
+
+#[tokio::test]
+async fn self_links_use_public_url_whatever_the_request_says() {
+    let p = parent_with(|c| c.cascade.public_url = "https://feeds.example.org/werss/".into()).await;
+    let r = p.fetch("/feed/all.atom", &HOSTILE).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "public, max-age=60");
+    let body = r.text().await.expect("body");
+    assert!(
+        body.contains("https://feeds.example.org/werss/feed/all.atom"),
+        "{body}"
+    );
+    assert!(!body.contains("evil.example"), "{body}");
+    let feeds = p.feeds(7_100_000, 1).await;
+    let opml = p.fetch("/opml", &HOSTILE).await.text().await.expect("opml");
+    assert!(
+        opml.contains(&format!(
+            "https://feeds.example.org/werss/feed/{}.rss",
+            feeds[0]
+        )),
+        "{opml}"
+    );
+    assert!(!opml.contains("evil.example"), "{opml}");
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn forwarded_headers_count_only_from_a_trusted_proxy() {
+    let p = parent_with(|_| {}).await;
+    let r = p
+        .fetch(
+            "/feed/all.atom",
+            &[
+                ("X-Forwarded-Host", "evil.example"),
+                ("X-Forwarded-Proto", "https"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        r.headers()["cache-control"],
+        "private, max-age=60",
+        "links taken from the request are not for shared caches"
+    );
+    let body = r.text().await.expect("body");
+    assert!(!body.contains("evil.example"), "{body}");
+    assert!(
+        body.contains(&format!("http://{}/feed/all.atom", p.addr)),
+        "{body}"
+    );
+    // A Host that is not a bare host[:port] is not used at all.
+    let odd = p
+        .fetch("/feed/all.atom", &[("Host", "evil.example/x?y")])
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(!odd.contains("evil.example"), "{odd}");
+    p.shutdown().await;
+
+    let p = parent_with(|c| c.cascade.trusted_proxies = vec!["127.0.0.0/8".into()]).await;
+    let body = p
+        .fetch(
+            "/feed/all.atom",
+            &[
+                ("X-Forwarded-Host", "forged.example, feeds.example.org"),
+                ("X-Forwarded-Proto", "https"),
+            ],
+        )
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        body.contains("https://feeds.example.org/feed/all.atom"),
+        "{body}"
+    );
+    assert!(!body.contains("forged.example"), "{body}");
+    p.shutdown().await;
+}

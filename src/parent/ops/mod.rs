@@ -8,6 +8,7 @@ mod catalog;
 pub use catalog::{feed_update, new_feed, task_fields};
 
 use super::AppState;
+use super::callback::{self, CallError, Refused};
 use super::error::{ApiError, ApiResult};
 use crate::clock::Clock;
 use crate::config::Config;
@@ -16,6 +17,7 @@ use crate::protocol::credentials::{Secret, generate_pair, random_token, sha256_h
 use crate::protocol::time::to_wire;
 use crate::protocol::wire::{CreateNode, Heartbeat, LoginForm, UpdateNode};
 use crate::store::{HeartbeatUpdate, LeasePolicy, NewNode, NodeUpdate, Page, Store};
+use crate::telemetry::{untrusted, untrusted_error};
 use anyhow::Context;
 use serde_json::{Value, json};
 
@@ -83,7 +85,7 @@ pub async fn ensure_admin(store: &Store, config: &Config, clock: &Clock) -> anyh
         _ => (random_token()[..20].to_string(), true),
     };
     create_admin(store, &username, &password, config.bcrypt_cost, clock).await?;
-    tracing::info!(user = %username, "created the first admin account");
+    tracing::info!(user = %untrusted(&username), "created the first admin account");
     if generated {
         // Shown once, to the operator's terminal only (never to the log).
         eprintln!(
@@ -93,11 +95,16 @@ pub async fn ensure_admin(store: &Store, config: &Config, clock: &Clock) -> anyh
     Ok(())
 }
 
-/// Checks a login and issues a JWT; `(token, expires_in)`.
+/// Checks a login from the client address `client` (its throttling key) and issues a JWT;
+/// `(token, expires_in)`.
 ///
 /// # Errors
 /// 400 missing fields, 401/40101 wrong credentials, 429 locked.
-pub async fn login(state: &AppState, form: LoginForm) -> ApiResult<(String, i64)> {
+pub async fn login(
+    state: &AppState,
+    form: LoginForm,
+    client: std::net::IpAddr,
+) -> ApiResult<(String, i64)> {
     let username = form
         .username
         .filter(|u| !u.is_empty())
@@ -113,7 +120,8 @@ pub async fn login(state: &AppState, form: LoginForm) -> ApiResult<(String, i64)
         return Err(ApiError::invalid_field("grant_type"));
     }
     let now = state.clock.now();
-    state.lockout.check(&username, now)?;
+    // Reserved before the (slow) check, so concurrent guesses cannot outrun the budget.
+    let attempt = state.lockout.reserve(&username, client, now)?;
     let user = state.store.find_user(&username).await?;
     // Unknown and inactive users are checked against a dummy hash of the same cost, so the
     // answer's timing does not tell which usernames exist.
@@ -127,10 +135,10 @@ pub async fn login(state: &AppState, form: LoginForm) -> ApiResult<(String, i64)
             .unwrap_or(false);
     let ok = known && matches;
     if !ok {
-        tracing::info!(user = %username, "login failed");
-        return Err(state.lockout.fail(&username, now));
+        tracing::info!(user = %untrusted(&username), client = %client, "login failed");
+        return Err(attempt.failed(now));
     }
-    state.lockout.succeed(&username);
+    attempt.succeeded();
     let token = state.jwt.issue(&username, now)?;
     Ok((token, state.jwt.lifetime_seconds()))
 }
@@ -242,7 +250,9 @@ pub async fn generate_credentials(state: &AppState, id: &str) -> ApiResult<Value
     Ok(json!({ "node_id": id, "api_key": key, "api_secret": secret.expose() }))
 }
 
-/// Pings the node's registered `callback_url` (never any other URL).
+/// Pings the node's registered `callback_url` (never any other URL), under the callback
+/// policy. `data` says whether the callback accepted the ping, never the remote status or
+/// timing (that would make this a probe of other hosts); the details go to the log.
 ///
 /// # Errors
 /// 404 unknown node.
@@ -268,40 +278,38 @@ pub async fn test_connection(state: &AppState, id: &str) -> ApiResult<(bool, Val
         data["error"] = json!("node has no credentials");
         return Ok((false, data));
     };
-    let auth = format!(
-        "AK-SK {}:{}",
-        node.api_key.unwrap_or_default(),
-        cred.secret_hash
+    let auth = notify_authorization(
+        node.api_key.as_deref().unwrap_or_default(),
+        &cred.secret_hash,
     );
-    let started = std::time::Instant::now();
-    let sent = state
-        .http
-        .post(&url)
-        .header("Authorization", auth)
-        .json(&json!({ "type": "ping", "timestamp": to_wire(now) }))
-        .send()
-        .await;
-    match sent {
-        Ok(resp) => {
-            let ok = resp.status().is_success();
-            data["connected"] = json!(ok);
-            data["http_status"] = json!(resp.status().as_u16());
-            data["latency_ms"] =
-                json!(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
-            Ok((ok, data))
+    let ping = json!({ "type": "ping", "timestamp": to_wire(now) });
+    let error = match state.callbacks.post(&url, &auth, &ping).await {
+        Ok(status) if status.is_success() => {
+            data["connected"] = json!(true);
+            return Ok((true, data));
         }
-        Err(e) => {
-            let reason = if e.is_timeout() {
-                "timed out"
-            } else if e.is_connect() {
-                "connection refused or unreachable"
-            } else {
-                "request failed"
-            };
-            data["error"] = json!(reason);
-            Ok((false, data))
+        Err(CallError::Refused(why)) => why.to_string(),
+        Ok(status) => {
+            tracing::info!(node.id = %id, status = status.as_u16(), "test-connection: callback refused the ping");
+            UNREACHABLE.into()
         }
-    }
+        Err(CallError::Failed(e)) => {
+            tracing::info!(node.id = %id, error = %untrusted_error(&e), "test-connection: callback not reachable");
+            UNREACHABLE.into()
+        }
+    };
+    data["error"] = json!(error);
+    Ok((false, data))
+}
+
+/// What test-connection says of any failure past the policy.
+const UNREACHABLE: &str = "callback not reachable or did not accept the ping";
+
+/// The header of a call to a node's callback (PROTOCOL §3.4): WeRSS's form, the key and the
+/// SHA-256 of the secret the parent keeps. It authenticates nothing on the parent (a node
+/// presents its secret, not the hash) and is only ever sent to a callback the policy allows.
+pub fn notify_authorization(api_key: &str, secret_hash: &str) -> String {
+    format!("AK-SK {api_key}:{secret_hash}")
 }
 
 /// Records a heartbeat and answers with the parent's settings and features.
@@ -310,18 +318,8 @@ pub async fn test_connection(state: &AppState, id: &str) -> ApiResult<(bool, Val
 /// Database failures (the node exists: it just authenticated).
 pub async fn heartbeat(state: &AppState, node_id: &str, beat: Heartbeat) -> ApiResult<Value> {
     let mut warnings = Vec::new();
-    let callback_url = match beat.callback_url.as_deref().map(str::trim) {
-        Some(u) if !u.is_empty() => match reqwest::Url::parse(u) {
-            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.has_host() => {
-                Some(u.to_string())
-            }
-            _ => {
-                warnings.push(format!(
-                    "callback_url '{u}' is not an absolute http(s) URL; ignored"
-                ));
-                None
-            }
-        },
+    let callback_url = match beat.callback_url.as_deref() {
+        Some(u) if !u.trim().is_empty() => callback_url(state, u, &mut warnings)?,
         _ => None,
     };
     let fetchers = beat.fetchers.map(|list| {
@@ -376,6 +374,34 @@ pub async fn heartbeat(state: &AppState, node_id: &str, beat: Heartbeat) -> ApiR
         "cooldown_until": outcome.cooldown_until.map(to_wire),
         "warnings": warnings,
     }))
+}
+
+/// A heartbeat's `callback_url`, normalised for storage. An unusable URL is only a warning (a
+/// stock child still comes online), an internal address too (stored: the operator may allow
+/// it later); control characters and userinfo are refused outright.
+fn callback_url(
+    state: &AppState,
+    raw: &str,
+    warnings: &mut Vec<String>,
+) -> ApiResult<Option<String>> {
+    match callback::normalise(raw) {
+        Ok(url) => {
+            if let Err(why) = state.callbacks.policy().check(url.as_str()) {
+                warnings.push(format!("{why}; notifications will not be sent to it"));
+            }
+            Ok(Some(url.to_string()))
+        }
+        Err(why @ (Refused::ControlCharacters | Refused::UserInfo)) => {
+            Err(ApiError::bad_field("callback_url", why.to_string()))
+        }
+        Err(_) => {
+            let shown: String = raw.trim().chars().take(200).collect();
+            warnings.push(format!(
+                "callback_url '{shown}' is not an absolute http(s) URL; ignored"
+            ));
+            Ok(None)
+        }
+    }
 }
 
 /// Validates `limit` (1–200, default 50) and `offset` (≥ 0).

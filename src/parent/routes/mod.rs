@@ -15,6 +15,7 @@ mod table;
 use super::AppState;
 use super::error::{ApiError, REQUEST_ID};
 use super::extract::BODY_LIMIT;
+use crate::telemetry::untrusted;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::HeaderValue;
@@ -58,7 +59,7 @@ pub(super) fn router(state: AppState) -> Router {
                     .get("x-request-id")
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default();
-                tracing::info_span!("request", method = %req.method(), route, request.id = id, node.id = tracing::field::Empty)
+                tracing::info_span!("request", method = %untrusted(req.method().as_str()), route, request.id = %untrusted(id), node.id = tracing::field::Empty)
             }),
         )
         .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {

@@ -4,6 +4,7 @@
 
 use crate::parent::AppState;
 use crate::parent::auth::AdminAuth;
+use crate::parent::client_addr::{ClientAddr, forwarded_last};
 use crate::parent::error::{ApiError, ApiResult};
 use crate::parent::extract::{QueryParams, TextBody};
 use crate::parent::ops;
@@ -27,33 +28,65 @@ enum Scope {
     Task(String),
 }
 
-/// The public base URL of this request (`X-Forwarded-Proto` and `Host`).
-fn base_url(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    let scheme = headers
-        .get("x-forwarded-proto")
-        .and_then(|h| h.to_str().ok())
-        .filter(|p| *p == "https")
-        .unwrap_or("http");
-    format!("{scheme}://{host}")
+/// The base of self-links: `cascade.public_url` when set; else from the request: the
+/// `X-Forwarded-Host`/`-Proto` a trusted proxy wrote, or the `Host` header over plain http.
+/// `from_request` says that the base came from the request, so shared caches must not keep
+/// the document for others.
+struct LinkBase {
+    url: String,
+    from_request: bool,
+}
+
+fn link_base(state: &AppState, client: ClientAddr, headers: &HeaderMap) -> LinkBase {
+    if let Some(public) = &state.public_url {
+        return LinkBase {
+            url: public.to_string(),
+            from_request: false,
+        };
+    }
+    let forwarded = |name| {
+        client
+            .via_trusted_proxy
+            .then(|| forwarded_last(headers, name))
+            .flatten()
+    };
+    let host = forwarded("x-forwarded-host")
+        .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()));
+    let scheme = match forwarded("x-forwarded-proto") {
+        Some(p) if p.eq_ignore_ascii_case("https") => "https",
+        _ => "http",
+    };
+    // Only a bare host[:port] is used; anything else falls back to `localhost`.
+    let url = host
+        .and_then(|h| reqwest::Url::parse(&format!("{scheme}://{h}/")).ok())
+        .filter(|u| u.path() == "/" && u.username().is_empty() && u.password().is_none())
+        .filter(|u| u.query().is_none() && u.fragment().is_none())
+        .map_or_else(
+            || format!("{scheme}://localhost"),
+            |u| u.origin().ascii_serialization(),
+        );
+    LinkBase {
+        url,
+        from_request: true,
+    }
 }
 
 pub(super) async fn rss(
     State(state): State<AppState>,
+    client: ClientAddr,
     Path(feed_id): Path<String>,
     QueryParams(q): QueryParams<OutputQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let path = format!("/rss/{feed_id}");
+    let base = link_base(&state, client, &headers);
     serve(
         &state,
         Scope::Feed(feed_id),
         Format::Rss,
         q,
         &headers,
+        &base,
         &path,
     )
     .await
@@ -61,6 +94,7 @@ pub(super) async fn rss(
 
 pub(super) async fn feed(
     State(state): State<AppState>,
+    client: ClientAddr,
     Path(file): Path<String>,
     QueryParams(q): QueryParams<OutputQuery>,
     headers: HeaderMap,
@@ -72,11 +106,22 @@ pub(super) async fn feed(
     } else {
         Scope::Feed(name.to_string())
     };
-    serve(&state, scope, format, q, &headers, &format!("/feed/{file}")).await
+    let base = link_base(&state, client, &headers);
+    serve(
+        &state,
+        scope,
+        format,
+        q,
+        &headers,
+        &base,
+        &format!("/feed/{file}"),
+    )
+    .await
 }
 
 pub(super) async fn task_feed(
     State(state): State<AppState>,
+    client: ClientAddr,
     Path(file): Path<String>,
     QueryParams(q): QueryParams<OutputQuery>,
     headers: HeaderMap,
@@ -84,12 +129,14 @@ pub(super) async fn task_feed(
     let (name, format) = split_file(&file)
         .ok_or_else(|| ApiError::not_found("use /feed/task/{id}.rss|xml|atom|json"))?;
     let scope = Scope::Task(name.to_string());
+    let base = link_base(&state, client, &headers);
     serve(
         &state,
         scope,
         format,
         q,
         &headers,
+        &base,
         &format!("/feed/task/{file}"),
     )
     .await
@@ -101,10 +148,10 @@ async fn serve(
     format: Format,
     q: OutputQuery,
     headers: &HeaderMap,
+    base: &LinkBase,
     path: &str,
 ) -> ApiResult<Response> {
     let page = ops::page(Some(q.limit.unwrap_or(20)), q.offset)?;
-    let base = base_url(headers);
     let (title, description, feed_ids) = match scope {
         Scope::Feed(id) => {
             let feed = state.store.get_feed(&id).await?;
@@ -133,8 +180,8 @@ async fn serve(
     let channel = Channel {
         title,
         description,
-        self_url: format!("{base}{path}"),
-        home_url: format!("{base}/"),
+        self_url: format!("{}{path}", base.url),
+        home_url: format!("{}/", base.url),
         articles: state.store.list_articles(feed_ids, page).await?,
     };
     let etag = channel.etag(format);
@@ -175,22 +222,26 @@ async fn serve(
     }
     h.insert(
         header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=60"),
+        HeaderValue::from_static(if base.from_request {
+            "private, max-age=60"
+        } else {
+            "public, max-age=60"
+        }),
     );
     Ok(response)
 }
 
-pub(super) async fn opml(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
-    opml_response(&state, &headers, false).await
+pub(super) async fn opml(
+    State(state): State<AppState>,
+    client: ClientAddr,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    opml_response(&state, &link_base(&state, client, &headers), false).await
 }
 
-async fn opml_response(
-    state: &AppState,
-    headers: &HeaderMap,
-    upstream: bool,
-) -> ApiResult<Response> {
+async fn opml_response(state: &AppState, base: &LinkBase, upstream: bool) -> ApiResult<Response> {
     let feeds = state.store.list_feeds(None).await?;
-    let body = opml_export(&feeds, &base_url(headers), upstream);
+    let body = opml_export(&feeds, &base.url, upstream);
     Ok((
         [
             (header::CONTENT_TYPE, "text/x-opml; charset=utf-8"),
@@ -208,9 +259,10 @@ async fn opml_response(
 pub(super) async fn opml_admin(
     State(state): State<AppState>,
     _: AdminAuth,
+    client: ClientAddr,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    opml_response(&state, &headers, true).await
+    opml_response(&state, &link_base(&state, client, &headers), true).await
 }
 
 /// The result of an OPML import.
