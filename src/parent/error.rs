@@ -129,6 +129,15 @@ impl ApiError {
         )
     }
 
+    /// 503 `timeout`: the request was not answered within its deadline.
+    pub fn timeout(seconds: u64) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!("the request was not answered within {seconds} s"),
+        )
+    }
+
     /// 500 `internal`: logs `cause`, answers a generic message with the request id.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         let request_id = REQUEST_ID.try_with(Clone::clone).unwrap_or_default();

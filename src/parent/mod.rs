@@ -11,6 +11,7 @@ pub mod outputs;
 pub mod reaper;
 mod routes;
 pub mod scheduler;
+pub mod server;
 pub mod views;
 pub mod webhooks;
 
@@ -115,13 +116,13 @@ impl AppState {
 /// # Errors
 /// I/O errors of the listener.
 pub async fn serve_routes(listener: TcpListener, state: AppState) -> std::io::Result<()> {
+    let limits = server::Limits::from_config(&state.config.cascade);
     let shutdown = state.shutdown.clone();
-    axum::serve(listener, routes::router(state))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    server::serve(listener, routes::router(state), limits, shutdown).await
 }
 
-/// Serves HTTP on `listener` until `shutdown` is cancelled, then drains in-flight requests.
+/// Serves HTTP on `listener` until `shutdown` is cancelled, then drains in-flight requests
+/// (connection limits and timeouts: [`server`]).
 ///
 /// # Errors
 /// I/O errors of the listener.
@@ -129,9 +130,8 @@ pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()
     let shutdown = state.shutdown.clone();
     let peers = tokio::spawn(notifier::listen_to_peers(state.clone()));
     let webhooks = tokio::spawn(webhooks::Sender::new(state.clone()).run(shutdown.clone()));
-    let served = axum::serve(listener, routes::router(state))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await;
+    let limits = server::Limits::from_config(&state.config.cascade);
+    let served = server::serve(listener, routes::router(state), limits, shutdown.clone()).await;
     shutdown.cancel();
     let _ = peers.await;
     let _ = webhooks.await;

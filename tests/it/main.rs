@@ -21,4 +21,5 @@ mod openapi;
 mod operator;
 mod outputs;
 mod parents;
+mod server;
 mod webhooks;

@@ -47,7 +47,11 @@ pub(super) fn router(state: AppState) -> Router {
         .merge(top_routes().layer(DefaultBodyLimit::max(BODY_LIMIT)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
-    api.layer(
+    api.layer(middleware::from_fn_with_state(
+            state.clone(),
+            super::server::request_deadline,
+        ))
+        .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request| {
                 let route = req
                     .extensions()
