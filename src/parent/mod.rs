@@ -53,6 +53,8 @@ pub struct AppState {
     pub webhook_wake: Arc<tokio::sync::Notify>,
     /// Whether cron firings dispatch (start/stop-scheduler).
     pub scheduler_running: Arc<std::sync::atomic::AtomicBool>,
+    /// KiB of upload bodies being read or stored at once (see [`extract::upload_budget`]).
+    pub upload_budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -99,6 +101,7 @@ impl AppState {
             scheduler_running: Arc::new(std::sync::atomic::AtomicBool::new(
                 config.cascade.scheduler,
             )),
+            upload_budget: extract::upload_budget(config.cascade.max_upload_bytes),
             jwt: Jwt::new(&secret, config.token_expire_minutes),
             store,
             config: Arc::new(config),

@@ -5,11 +5,11 @@
 use crate::parent::AppState;
 use crate::parent::auth::AdminAuth;
 use crate::parent::error::{ApiError, ApiResult};
-use crate::parent::extract::{QueryParams, TextBody};
+use crate::parent::extract::{Path, QueryParams, TextBody};
 use crate::parent::ops;
 use crate::parent::outputs::{Channel, Format, opml_export, opml_import, split_file};
 use crate::protocol::Envelope;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
