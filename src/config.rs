@@ -228,8 +228,8 @@ cascade_config! {
     webhook_attempts: u64 = 4, "lenient_u64";
     /// Wait before the first webhook retry; doubles each time.
     webhook_backoff_ms: u64 = 2000, "lenient_u64";
-    /// Body limit of `upload-articles`.
-    max_upload_bytes: u64 = 32 * 1024 * 1024, "lenient_u64";
+    /// Body limit of `upload-articles`; twice this many bytes of uploads are read at once.
+    max_upload_bytes: u64 = 8 * 1024 * 1024, "lenient_u64";
     /// Whether the cron scheduler starts running.
     scheduler: bool = true, "lenient_bool";
     /// Zone cron expressions are evaluated in; empty = process local zone.

@@ -244,24 +244,77 @@ impl ParentClient {
         .await
     }
 
-    /// `POST upload-articles`.
+    /// `POST upload-articles`, in requests of at most [`UPLOAD_BATCH`] articles and
+    /// [`UPLOAD_BYTES`] bytes; a batch the parent finds too large (413) is halved, a busy
+    /// parent (503) is asked again after a pause. Answers the summed reply (`received`,
+    /// `new_count`, `updated_count`, `ids`, `rejected` with indexes into `articles`).
     ///
     /// # Errors
-    /// As [`ClientError`].
+    /// As [`ClientError`]; the first batch that fails ends the upload.
     pub async fn upload(
+        &self,
+        package: &TaskPackage,
+        articles: &[crate::fetch::Article],
+    ) -> Result<Value, ClientError> {
+        let sizes: Vec<usize> = articles
+            .iter()
+            .map(|a| serde_json::to_vec(a).map_or(0, |v| v.len()) + 1)
+            .collect();
+        let (mut max_items, mut max_bytes) = (UPLOAD_BATCH, UPLOAD_BYTES);
+        let mut total = UploadTotal::default();
+        let mut start = 0;
+        while start < articles.len() {
+            let end = start + batch_len(&sizes[start..], max_items, max_bytes);
+            match self.upload_batch(package, &articles[start..end]).await {
+                Ok(data) => {
+                    total.add(&data, start);
+                    start = end;
+                }
+                Err(ClientError::Refused { status: 413, .. }) if end - start > 1 => {
+                    max_items = (end - start) / 2;
+                    max_bytes = sizes[start..end].iter().sum::<usize>() / 2;
+                    tracing::info!(
+                        articles = max_items,
+                        "upload too large for the parent; splitting"
+                    );
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(total.into_value())
+    }
+
+    async fn upload_batch(
         &self,
         package: &TaskPackage,
         articles: &[crate::fetch::Article],
     ) -> Result<Value, ClientError> {
         let mut body = json!({"allocation_id": package.allocation_id, "articles": articles, "timestamp": now()});
         self.add_token(&mut body, package);
-        self.call(
-            reqwest::Method::POST,
-            "/upload-articles",
-            Some(&body),
-            Duration::from_secs(60),
-        )
-        .await
+        let mut delay = Duration::from_secs(1);
+        loop {
+            let sent = self
+                .call(
+                    reqwest::Method::POST,
+                    "/upload-articles",
+                    Some(&body),
+                    Duration::from_secs(60),
+                )
+                .await;
+            match sent {
+                Err(ClientError::Refused { status: 503, .. })
+                    if delay <= Duration::from_secs(8) =>
+                {
+                    tracing::info!(
+                        seconds = delay.as_secs(),
+                        "parent busy with uploads; retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// `POST report-completion` with per-feed results.
@@ -327,6 +380,62 @@ impl ParentClient {
     }
 }
 
+/// Articles per upload request.
+pub const UPLOAD_BATCH: usize = 100;
+
+/// JSON bytes of articles per upload request: half the parent's default `max_upload_bytes`.
+pub const UPLOAD_BYTES: usize = 4 * 1024 * 1024;
+
+/// How many of the articles of `sizes` (JSON bytes each) go into the next request: at least
+/// one, at most `max_items` and `max_bytes`.
+fn batch_len(sizes: &[usize], max_items: usize, max_bytes: usize) -> usize {
+    let mut bytes = 0;
+    let mut n = 0;
+    for size in sizes.iter().take(max_items.max(1)) {
+        if n > 0 && bytes + size > max_bytes {
+            break;
+        }
+        bytes += size;
+        n += 1;
+    }
+    n.max(1).min(sizes.len())
+}
+
+/// The replies of an upload's requests, summed.
+#[derive(Default)]
+struct UploadTotal {
+    received: u64,
+    new_count: u64,
+    updated_count: u64,
+    ids: Vec<Value>,
+    rejected: Vec<Value>,
+}
+
+impl UploadTotal {
+    /// Adds one request's reply; its items started at `offset` of the whole upload.
+    fn add(&mut self, data: &Value, offset: usize) {
+        let count = |k: &str| data[k].as_u64().unwrap_or(0);
+        self.received += count("received");
+        self.new_count += count("new_count");
+        self.updated_count += count("updated_count");
+        if let Some(ids) = data["ids"].as_array() {
+            self.ids.extend(ids.iter().cloned());
+        }
+        for r in data["rejected"].as_array().into_iter().flatten() {
+            let mut r = r.clone();
+            if let Some(i) = r["index"].as_u64() {
+                r["index"] = json!(i + offset as u64);
+            }
+            self.rejected.push(r);
+        }
+    }
+
+    fn into_value(self) -> Value {
+        json!({"received": self.received, "new_count": self.new_count,
+               "updated_count": self.updated_count, "ids": self.ids, "rejected": self.rejected})
+    }
+}
+
 fn merge(body: &mut Value, extra: Value) {
     if let (Some(b), Value::Object(e)) = (body.as_object_mut(), extra) {
         b.extend(e);
@@ -370,4 +479,22 @@ async fn judge(resp: reqwest::Response) -> Result<Value, ClientError> {
         message,
         kind,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::batch_len;
+
+    #[test]
+    fn batches_respect_count_and_bytes_and_take_at_least_one() {
+        assert_eq!(batch_len(&[10; 250], 100, 1_000_000), 100);
+        assert_eq!(batch_len(&[10; 50], 100, 1_000_000), 50);
+        assert_eq!(batch_len(&[400, 400, 400], 100, 1000), 2);
+        assert_eq!(
+            batch_len(&[5000, 10], 100, 1000),
+            1,
+            "an oversized article goes alone"
+        );
+        assert_eq!(batch_len(&[10; 3], 0, 0), 1);
+    }
 }

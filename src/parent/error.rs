@@ -111,13 +111,9 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, "conflict", message)
     }
 
-    /// 413 `too_large`.
-    pub fn too_large() -> Self {
-        Self::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            "request body too large",
-        )
+    /// 413 `too_large`; the message states the limit.
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
     }
 
     /// 503 `unavailable`.
@@ -127,6 +123,40 @@ impl ApiError {
             "unavailable",
             "service unavailable",
         )
+    }
+
+    /// 503 `busy`: come back after `retry_after` seconds (`Retry-After`).
+    pub fn busy(message: impl Into<String>, retry_after: u64) -> Self {
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message);
+        e.0.retry_after = Some(retry_after.max(1));
+        e
+    }
+
+    /// 503 `timeout`: the request was not answered within its deadline.
+    pub fn timeout(seconds: u64) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!("the request was not answered within {seconds} s"),
+        )
+    }
+
+    /// An error of `status` with `message`, for rejections made outside our extractors.
+    pub fn from_status(status: StatusCode, message: impl Into<String>) -> Self {
+        let kind = match status.as_u16() {
+            401 => "unauthorized",
+            403 => "forbidden",
+            404 => "not_found",
+            405 => "method_not_allowed",
+            408 => "timeout",
+            409 => "conflict",
+            413 => "too_large",
+            429 => "locked",
+            503 => "unavailable",
+            500..=599 => "internal",
+            _ => "bad_request",
+        };
+        Self::new(status, kind, message)
     }
 
     /// 500 `internal`: logs `cause`, answers a generic message with the request id.

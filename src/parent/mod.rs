@@ -13,6 +13,7 @@ pub mod outputs;
 pub mod reaper;
 mod routes;
 pub mod scheduler;
+pub mod server;
 pub mod views;
 pub mod webhooks;
 
@@ -60,6 +61,8 @@ pub struct AppState {
     pub webhook_wake: Arc<tokio::sync::Notify>,
     /// Whether cron firings dispatch (start/stop-scheduler).
     pub scheduler_running: Arc<std::sync::atomic::AtomicBool>,
+    /// KiB of upload bodies being read or stored at once (see [`extract::upload_budget`]).
+    pub upload_budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -110,6 +113,7 @@ impl AppState {
             scheduler_running: Arc::new(std::sync::atomic::AtomicBool::new(
                 config.cascade.scheduler,
             )),
+            upload_budget: extract::upload_budget(config.cascade.max_upload_bytes),
             jwt: Jwt::new(&secret, config.token_expire_minutes),
             store,
             config: Arc::new(config),
@@ -140,28 +144,19 @@ fn public_url(raw: &str) -> anyhow::Result<Option<Arc<str>>> {
     Ok(Some(url.as_str().trim_end_matches('/').into()))
 }
 
-/// The application as served: the router, with each connection's peer address recorded
-/// (`ConnectInfo`) for login throttling and trusted-proxy checks.
-fn app(
-    state: AppState,
-) -> axum::extract::connect_info::IntoMakeServiceWithConnectInfo<axum::Router, std::net::SocketAddr>
-{
-    routes::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>()
-}
-
 /// Serves only the HTTP routes (no webhook sender, no listener for other parents), for a
 /// short-lived in-process parent such as the operator commands' own.
 ///
 /// # Errors
 /// I/O errors of the listener.
 pub async fn serve_routes(listener: TcpListener, state: AppState) -> std::io::Result<()> {
+    let limits = server::Limits::from_config(&state.config.cascade);
     let shutdown = state.shutdown.clone();
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    server::serve(listener, routes::router(state), limits, shutdown).await
 }
 
-/// Serves HTTP on `listener` until `shutdown` is cancelled, then drains in-flight requests.
+/// Serves HTTP on `listener` until `shutdown` is cancelled, then drains in-flight requests
+/// (connection limits and timeouts: [`server`]).
 ///
 /// # Errors
 /// I/O errors of the listener.
@@ -169,9 +164,8 @@ pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()
     let shutdown = state.shutdown.clone();
     let peers = tokio::spawn(notifier::listen_to_peers(state.clone()));
     let webhooks = tokio::spawn(webhooks::Sender::new(state.clone()).run(shutdown.clone()));
-    let served = axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await;
+    let limits = server::Limits::from_config(&state.config.cascade);
+    let served = server::serve(listener, routes::router(state), limits, shutdown.clone()).await;
     shutdown.cancel();
     let _ = peers.await;
     let _ = webhooks.await;

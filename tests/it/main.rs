@@ -22,4 +22,5 @@ mod openapi;
 mod operator;
 mod outputs;
 mod parents;
+mod server;
 mod webhooks;

@@ -3,14 +3,14 @@
 use crate::parent::AppState;
 use crate::parent::auth::AdminAuth;
 use crate::parent::error::ApiResult;
-use crate::parent::extract::{Json, QueryParams};
+use crate::parent::extract::{Json, Path, QueryParams};
 use crate::parent::ops;
 use crate::parent::views::{NodeView, Paged, SyncLogView};
 use crate::protocol::Envelope;
 use crate::protocol::time::to_wire;
 use crate::protocol::wire::{CreateNode, UpdateNode};
 use crate::store::SyncLogFilter;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 

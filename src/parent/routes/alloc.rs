@@ -2,8 +2,8 @@
 
 use crate::parent::AppState;
 use crate::parent::auth::NodeAuth;
-use crate::parent::error::ApiResult;
-use crate::parent::extract::{Json, QueryParams, UploadJson};
+use crate::parent::error::{ApiError, ApiResult};
+use crate::parent::extract::{Json, MAX_UPLOAD_ARTICLES, QueryParams, UploadJson};
 use crate::parent::ops::alloc as ops;
 use crate::parent::ops::articles::parse_articles;
 use crate::protocol::Envelope;
@@ -90,8 +90,14 @@ pub(super) async fn report_completion(
 pub(super) async fn upload_articles(
     State(state): State<AppState>,
     node: NodeAuth,
-    UploadJson(req): UploadJson<UploadArticles>,
+    UploadJson(req, _budget): UploadJson<UploadArticles>,
 ) -> Reply<UploadOutcome> {
+    if req.articles.len() > MAX_UPLOAD_ARTICLES {
+        return Err(ApiError::too_large(format!(
+            "too many articles in one upload: {} (the limit is {MAX_UPLOAD_ARTICLES}); split it",
+            req.articles.len()
+        )));
+    }
     let items = parse_articles(req.articles);
     let lease = i64::try_from(state.config.cascade.lease_seconds).unwrap_or(300);
     let out = state

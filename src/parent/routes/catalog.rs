@@ -3,12 +3,12 @@
 use crate::parent::AppState;
 use crate::parent::auth::{AdminAuth, AnyAuth};
 use crate::parent::error::ApiResult;
-use crate::parent::extract::{Json, QueryParams};
+use crate::parent::extract::{Json, Path, QueryParams};
 use crate::parent::ops;
 use crate::parent::views::{FeedView, TaskView};
 use crate::protocol::Envelope;
 use crate::protocol::wire::{CreateFeed, TaskBody, UpdateFeed};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Deserialize;
 
 type Reply<T> = ApiResult<axum::Json<Envelope<T>>>;

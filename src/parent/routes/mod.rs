@@ -14,7 +14,7 @@ mod table;
 
 use super::AppState;
 use super::error::{ApiError, REQUEST_ID};
-use super::extract::BODY_LIMIT;
+use super::extract::{BODY_LIMIT, envelope_rejections};
 use crate::telemetry::untrusted;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -48,7 +48,12 @@ pub(super) fn router(state: AppState) -> Router {
         .merge(top_routes().layer(DefaultBodyLimit::max(BODY_LIMIT)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
-    api.layer(
+    api.layer(middleware::map_response(envelope_rejections))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            super::server::request_deadline,
+        ))
+        .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request| {
                 let route = req
                     .extensions()
