@@ -5,7 +5,6 @@ use crate::helpers::{ADMIN, Auth, PASSWORD, TestParent, cascade, cascade_doc, te
 use chrono::TimeDelta;
 use reqwest::Method;
 use serde_json::json;
-use std::sync::{Arc, Mutex};
 use werss_cascade::parent::auth::MAX_FAILURES;
 
 on_both! {
@@ -447,41 +446,20 @@ async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
     p.shutdown().await;
 }
 
-/// A log sink for one test: every line the subscriber writes.
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn a_hostile_username_cannot_forge_log_lines() {
-    let logs = LogBuffer::default();
-    let sink = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .with_writer(move || sink.clone())
-        .finish();
-    // The test's runtime runs the server's tasks on this thread.
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let p = TestParent::spawn().await;
+    // A real parent process: what reaches its log is what an operator reads.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cmd = crate::helpers::process::cascade_cmd(dir.path());
+    cmd.args(["parent", "--port", "0"]);
+    let p = crate::helpers::process::ParentProcess::start(cmd).await;
     let hostile = "x\n2026-11-22T14:42:27.700112Z  INFO forged: admin logged in\x1b[31m";
-    login_from(&p, None, hostile, "wrong").await.err(401);
-    p.shutdown().await;
-    let text = String::from_utf8(logs.0.lock().expect("log lock").clone()).expect("utf-8");
-    let failed: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("login failed"))
-        .collect();
+    let r =
+        crate::helpers::process::login(&reqwest::Client::new(), &p.base, hostile, "wrong").await;
+    assert_eq!(r.status(), 401);
+    let (_, log) = p.terminate_with_log().await;
+    let text = log.join("\n");
+    let failed: Vec<&String> = log.iter().filter(|l| l.contains("login failed")).collect();
     assert_eq!(failed.len(), 1, "{text}");
     assert!(
         failed[0].contains(r"x\n2026-11-22T14:42:27.700112Z"),
@@ -491,8 +469,7 @@ async fn a_hostile_username_cannot_forge_log_lines() {
     assert!(failed[0].contains(r"\u{1b}[31m"), "{}", failed[0]);
     assert!(!text.contains('\x1b'), "raw ESC in the log: {text:?}");
     assert!(
-        !text
-            .lines()
+        !log.iter()
             .any(|l| l.starts_with("2026-11-22T14:42:27.700112Z")),
         "a forged line: {text}"
     );

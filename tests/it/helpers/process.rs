@@ -11,6 +11,8 @@ pub struct ParentProcess {
     pub base: String,
     /// Every stderr line read up to readiness.
     pub stderr: Vec<String>,
+    /// Reads the stderr lines after readiness until the process closes it.
+    rest: tokio::task::JoinHandle<Vec<String>>,
 }
 
 /// A command for the binary with a clean environment (no stray `CASCADE_*` or WeRSS vars).
@@ -57,12 +59,28 @@ impl ParentProcess {
             }
             seen.push(line);
         };
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let rest = tokio::spawn(async move {
+            let mut rest = Vec::new();
+            while let Ok(Some(line)) = lines.next_line().await {
+                rest.push(line);
+            }
+            rest
+        });
         Self {
             child,
             base,
             stderr: seen,
+            rest,
         }
+    }
+
+    /// Sends SIGTERM; returns whether it exited with status 0 and every stderr line it wrote.
+    pub async fn terminate_with_log(mut self) -> (bool, Vec<String>) {
+        let rest = std::mem::replace(&mut self.rest, tokio::spawn(async { Vec::new() }));
+        let mut log = self.stderr.clone();
+        let ok = self.terminate().await;
+        log.extend(rest.await.expect("stderr reader"));
+        (ok, log)
     }
 
     /// Sends SIGTERM and returns whether the process exited with status 0.
