@@ -2,6 +2,7 @@
 //! SQL text lives only in the backend modules; transactions never leave the store. The store
 //! knows nothing of HTTP.
 
+mod adopt;
 mod alloc_types;
 mod engine;
 mod pg;
