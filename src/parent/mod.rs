@@ -50,8 +50,6 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Wakes the webhook sender when an upload queued webhooks.
     pub webhook_wake: Arc<tokio::sync::Notify>,
-    /// Whether cron firings dispatch (start/stop-scheduler).
-    pub scheduler_running: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AppState {
@@ -95,9 +93,6 @@ impl AppState {
             notifier: Arc::new(notifier::Notifier::new(store.clone())),
             metrics: Arc::default(),
             webhook_wake: Arc::default(),
-            scheduler_running: Arc::new(std::sync::atomic::AtomicBool::new(
-                config.cascade.scheduler,
-            )),
             jwt: Jwt::new(&secret, config.token_expire_minutes),
             store,
             config: Arc::new(config),

@@ -317,6 +317,8 @@ delegate! {
     fn list_tasks(&self, status: Option<i64>) -> Result<Vec<MessageTask>>;
     /// One message task.
     fn get_task(&self, id: &str) -> Result<MessageTask>;
+    /// Enabled tasks with a cron expression: only what the scheduler needs.
+    fn cron_jobs(&self) -> Result<Vec<CronJob>>;
     /// Replaces a task's fields.
     fn update_task(&self, id: &str, task: TaskFields, now: NaiveDateTime) -> Result<MessageTask>;
     /// Deletes a task; its pending allocations fail with `not_found`.
@@ -326,8 +328,9 @@ delegate! {
     fn dispatch_snapshot(&self) -> Result<Vec<NodeLoad>>;
     /// The named feeds with their kind, status and open state.
     fn dispatch_feeds(&self, ids: Vec<String>) -> Result<Vec<DispatchFeed>>;
-    /// Inserts a dispatch in one transaction, skipping feeds that already have an open allocation.
-    fn apply_dispatch(&self, batch: DispatchBatch, now: NaiveDateTime) -> Result<Vec<CreatedAllocation>>;
+    /// Inserts a dispatch in one transaction, skipping feeds that already have an open
+    /// allocation. `None` when the batch is a cron firing another pass already claimed.
+    fn apply_dispatch(&self, batch: DispatchBatch, now: NaiveDateTime) -> Result<Option<Vec<CreatedAllocation>>>;
     /// Atomically claims up to `limit` allocations for a node within its free capacity.
     fn claim(&self, node_id: &str, limit: i64, now: NaiveDateTime, policy: ClaimPolicy) -> Result<ClaimOutcome>;
     /// Applies a holder's report (status, completion, failure) by the state machine.
