@@ -20,6 +20,8 @@
 //!   first), then the earliest dispatch, then the smallest id. Other rows drop the feeds
 //!   they do not own; a row left with none is closed `failed` (nothing was lost: its feeds
 //!   run in their owners). `open_allocation_id` then names each feed's owner.
+//! * An open row whose `feed_ids` is not a JSON list can never be packaged: it is closed
+//!   `failed`.
 //!
 //! On a database that already keeps our invariants nothing changes, so running it at every
 //! migration is safe.
@@ -129,27 +131,34 @@ pub(crate) fn plan(
             fix.lease_expires_at = fix.lease_expires_at.or(Some(now));
             fix.attempt = fix.attempt.max(1);
         }
-        if let Some(feeds) = &row.feed_ids {
-            let unique = unique(feeds);
-            let kept: Vec<&str> = unique
-                .iter()
-                .copied()
-                .filter(|f| owners.get(f) == Some(&row.id.as_str()))
-                .collect();
-            if kept.is_empty() && !unique.is_empty() {
-                let owner = owners.get(unique[0]).copied().unwrap_or_default();
-                fix.status = "failed".into();
-                fix.assigned_node_id = None;
-                fix.lease_expires_at = None;
-                fix.closed = Some(format!(
-                    "duplicate: its feeds are open in allocation {owner} (adopted from WeRSS)"
-                ));
-            } else {
-                if kept.len() < feeds.len() {
-                    fix.feed_ids = Some(serde_json::json!(kept).to_string());
-                }
-                fix.feed_count = i64::try_from(kept.len().max(1)).unwrap_or(i64::MAX);
+        let Some(feeds) = &row.feed_ids else {
+            // Not a JSON list: no claim could package it; it can only be closed.
+            fix.status = "failed".into();
+            fix.assigned_node_id = None;
+            fix.lease_expires_at = None;
+            fix.closed = Some("feed_ids is not a JSON list (adopted from WeRSS)".into());
+            out.rows.push(fix);
+            continue;
+        };
+        let unique = unique(feeds);
+        let kept: Vec<&str> = unique
+            .iter()
+            .copied()
+            .filter(|f| owners.get(f) == Some(&row.id.as_str()))
+            .collect();
+        if kept.is_empty() && !unique.is_empty() {
+            let owner = owners.get(unique[0]).copied().unwrap_or_default();
+            fix.status = "failed".into();
+            fix.assigned_node_id = None;
+            fix.lease_expires_at = None;
+            fix.closed = Some(format!(
+                "duplicate: its feeds are open in allocation {owner} (adopted from WeRSS)"
+            ));
+        } else {
+            if kept.len() < feeds.len() {
+                fix.feed_ids = Some(serde_json::json!(kept).to_string());
             }
+            fix.feed_count = i64::try_from(kept.len().max(1)).unwrap_or(i64::MAX);
         }
         let unchanged = fix.status == row.status
             && fix.node_id == row.node_id
@@ -283,6 +292,20 @@ mod tests {
             assert_eq!(by_id["c"].lease_expires_at, Some(now));
             assert_eq!(by_id["c"].attempt, 1);
         }
+    }
+
+    #[test]
+    fn an_unreadable_feed_list_is_closed() {
+        let mut broken = row("x", "pending", &[], "2025-01-01 00:00:00");
+        broken.feed_ids = None;
+        let out = plan(
+            &[broken],
+            &HashMap::new(),
+            &HashSet::new(),
+            t("2026-01-01 00:00:00"),
+        );
+        assert_eq!(out.rows[0].status, "failed");
+        assert!(out.rows[0].closed.is_some());
     }
 
     #[test]

@@ -127,7 +127,8 @@ on_both! {
 /// more feeds, two more tasks, and allocations in every state as WeRSS leaves them: `pending`
 /// rows with and without the `node_id` WeRSS writes at dispatch, held rows without leases,
 /// feeds open in several rows (WeRSS re-dispatches open feeds), terminal rows, one
-/// several-feed row naming a feed that is gone. Naive timestamps, JSON in text.
+/// several-feed row naming a feed that is gone, one whose `feed_ids` is not JSON. Naive
+/// timestamps, JSON in text.
 const WERSS_HISTORY: &str = r#"
 INSERT INTO we_cascade_nodes (id, node_type, name, status, sync_config, is_active, last_heartbeat_at,
     created_at, updated_at)
@@ -177,7 +178,9 @@ INSERT INTO we_cascade_task_allocations (id, task_id, task_name, node_id, feed_i
   ('a11-timeout', 'task-a', 'a', 'werss-node', '["MP_WXS_1003"]', 'timeout', NULL, 'timed out',
     '2024-12-30 03:00:00.000000', '2024-12-30 03:00:01.000000', NULL, NULL, 'run-0', 0, 0, '2024-12-30 03:00:00', '2024-12-30 03:40:00'),
   ('a12-claimed-two', 'task-b', 'b', 'werss-node-b', '["MP_WXS_3892772220", "MP_WXS_1007"]', 'claimed', NULL, NULL,
-    '2025-01-02 03:00:06.000000', '2025-01-02 03:01:00.000000', NULL, NULL, 'run-2', 0, 0, '2025-01-02 03:00:06', '2025-01-02 03:01:00');
+    '2025-01-02 03:00:06.000000', '2025-01-02 03:01:00.000000', NULL, NULL, 'run-2', 0, 0, '2025-01-02 03:00:06', '2025-01-02 03:01:00'),
+  ('a13-unreadable', 'task-a', 'a', NULL, 'MP_WXS_1001,MP_WXS_1002', 'pending', NULL, NULL,
+    '2025-01-02 03:00:07.000000', NULL, NULL, NULL, 'run-2', 0, 0, '2025-01-02 03:00:07', '2025-01-02 03:00:07');
 "#;
 
 /// Runs `sql` (with `{true}` per backend) on the test database.
@@ -244,6 +247,7 @@ on_both! {
         let dup = alloc("a07-dup-of-held").await;
         assert_eq!(dup["status"], "failed", "a held row keeps its feed over an older pending one");
         assert!(dup["error_message"].as_str().unwrap_or_default().contains("a04-claimed"), "{dup}");
+        assert_eq!(alloc("a13-unreadable").await["status"], "failed", "no claim could package it");
         let mixed = alloc("a08-mixed").await;
         assert_eq!(mixed["status"], "pending");
         assert_eq!(mixed["feed_ids"], json!(["MP_WXS_1006"]));

@@ -81,9 +81,11 @@ impl SqliteStore {
     }
 
     pub(crate) async fn setting(&self, key: &str) -> Result<Option<String>> {
+        // The read pool: the scheduler reads a setting every second, never queued behind a
+        // write.
         let value = sqlx::query_scalar("SELECT value FROM cascade_settings WHERE key = $1")
             .bind(key)
-            .fetch_optional(&self.write)
+            .fetch_optional(&self.read)
             .await?;
         Ok(value)
     }
