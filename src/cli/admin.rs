@@ -24,6 +24,8 @@ pub struct Api {
     base: String,
     token: String,
     local: Option<CancellationToken>,
+    /// The local database URL, when serving it in-process.
+    local_db: Option<String>,
     /// The parent's address as children should use it.
     public: String,
 }
@@ -70,12 +72,21 @@ impl Api {
                 base,
                 token: token.to_string(),
                 local: None,
+                local_db: None,
             });
         }
         let db = config.db.clone();
-        let store = Store::connect(&db)
-            .await
-            .with_context(|| format!("while opening the database {}", redact_url(&db)))?;
+        let public = format!("http://{}:{}", config.bind, config.port);
+        let store = match Store::connect(&db).await {
+            Ok(store) => store,
+            Err(e) => {
+                let e = anyhow::Error::new(e);
+                return Err(match busy_hint(&e, &db, &public) {
+                    Some(hint) => anyhow::anyhow!(hint),
+                    None => e.context(format!("while opening the database {}", redact_url(&db))),
+                });
+            }
+        };
         let clock = Clock::system();
         match store.find_user(&target.user).await? {
             Some(u) if u.is_active => {}
@@ -85,14 +96,21 @@ impl Api {
                 redact_url(&db)
             ),
         }
-        let public = format!("http://{}:{}", config.bind, config.port);
         let stop = CancellationToken::new();
         // Nobody logs in to this in-process parent: its timing-equaliser hash may be cheap.
         let config = Config {
             bcrypt_cost: 4,
             ..config
         };
-        let state = AppState::new(config, store, clock.clone(), stop.clone()).await?;
+        let state = match AppState::new(config, store, clock.clone(), stop.clone()).await {
+            Ok(state) => state,
+            Err(e) => {
+                return Err(match busy_hint(&e, &db, &public) {
+                    Some(hint) => anyhow::anyhow!(hint),
+                    None => e,
+                });
+            }
+        };
         let token = state
             .jwt
             .issue(&target.user, clock.now())
@@ -105,6 +123,7 @@ impl Api {
             base,
             token,
             local: Some(stop),
+            local_db: Some(db),
             public,
         })
     }
@@ -116,7 +135,20 @@ impl Api {
         if let Some(body) = body {
             req = req.json(&body);
         }
-        envelope(req.send().await?).await
+        let resp = req.send().await?;
+        if let Some(db) = &self.local_db
+            && resp.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE
+        {
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            if body["data"]["reason"] == crate::store::Unavailable::Busy.as_str() {
+                bail!(busy_message(db, &self.public));
+            }
+            bail!(
+                "503: {}",
+                body["message"].as_str().unwrap_or("service unavailable")
+            );
+        }
+        envelope(resp).await
     }
 
     async fn get(&self, path: &str) -> anyhow::Result<Value> {
@@ -126,6 +158,25 @@ impl Api {
     async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         self.call(Method::POST, path, Some(body)).await
     }
+}
+
+/// The advice for a local database another process keeps busy (`public`: the parent's
+/// address from the configuration).
+fn busy_message(db: &str, public: &str) -> String {
+    format!(
+        "the database {} stayed busy: another process (a running parent?) is writing to it. \
+         Run the command through that parent instead: --url {public} (with --user and \
+         --password or CASCADE_PASSWORD)",
+        redact_url(db)
+    )
+}
+
+/// [`busy_message`] when `e` comes from a busy database.
+pub(super) fn busy_hint(e: &anyhow::Error, db: &str, public: &str) -> Option<String> {
+    e.chain()
+        .filter_map(|cause| cause.downcast_ref::<crate::store::Error>())
+        .any(|e| e.unavailable() == Some(crate::store::Unavailable::Busy))
+        .then(|| busy_message(db, public))
 }
 
 async fn envelope(resp: reqwest::Response) -> anyhow::Result<Value> {

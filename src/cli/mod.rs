@@ -331,11 +331,17 @@ async fn check(config: Config, file: Option<&std::path::Path>) -> anyhow::Result
             .context("parent check failed")?;
         return outln!("parent    ok   (credentials accepted: {check})");
     }
-    let store = Store::connect(&config.db)
-        .await
-        .with_context(|| format!("database {} is not usable", redact_url(&config.db)))?;
-    store.ping().await?;
-    let admins = store.count_users().await?;
+    let public = format!("http://{}:{}", config.bind, config.port);
+    let busy = |e: crate::store::Error| {
+        let e = anyhow::Error::new(e);
+        match admin::busy_hint(&e, &config.db, &public) {
+            Some(hint) => anyhow::anyhow!(hint),
+            None => e.context(format!("database {} is not usable", redact_url(&config.db))),
+        }
+    };
+    let store = Store::connect(&config.db).await.map_err(busy)?;
+    store.ping().await.map_err(busy)?;
+    let admins = store.count_users().await.map_err(busy)?;
     outln!(
         "database  ok   ({} {}, {admins} admin account{})",
         store.backend_name(),

@@ -159,6 +159,17 @@ impl ApiError {
         Self::new(status, kind, message)
     }
 
+    /// 503 `unavailable` for a database that cannot do the work now, with `data.reason`
+    /// (`database_busy`, `disk_full`, `read_only`, `io_error`, `database_unreachable`).
+    pub fn database_unavailable(why: store::Unavailable) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            why.message(),
+        )
+        .with("reason", why.as_str())
+    }
+
     /// 500 `internal`: logs `cause`, answers a generic message with the request id.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         let request_id = REQUEST_ID.try_with(Clone::clone).unwrap_or_default();
@@ -187,6 +198,12 @@ impl ApiError {
 
 impl From<store::Error> for ApiError {
     fn from(e: store::Error) -> Self {
+        // Busy, full, read-only, failing or unreachable: the database's condition, not the
+        // request's; the message names it, never the SQL.
+        if let Some(why) = e.unavailable() {
+            tracing::warn!(error = %e, reason = why.as_str(), "database unavailable");
+            return Self::database_unavailable(why);
+        }
         match e {
             store::Error::NotFound(what) => Self::not_found(match what {
                 "node" => "节点不存在",
@@ -210,27 +227,13 @@ impl From<store::Error> for ApiError {
             )
             .with("status", &status),
             store::Error::Invalid(message) => Self::bad_request(message),
-            store::Error::Database(
-                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
-            ) => {
-                tracing::warn!(error = %e, "database unavailable");
-                Self::unavailable()
-            }
-            store::Error::Database(sqlx::Error::Database(db))
-                // SQLite busy/locked; PostgreSQL serialization failure, deadlock, lock timeout,
-                // server shutting down or out of connections: all worth a retry.
-                if matches!(
-                    db.code().as_deref(),
-                    Some("5" | "6" | "517" | "40001" | "40P01" | "55P03" | "57P01" | "53300")
-                ) =>
-            {
-                tracing::warn!(error = %db, "database busy");
-                Self::unavailable()
-            }
             // PostgreSQL refuses a value for its column: too long for a WeRSS VARCHAR, out of
             // the integer's range, or not valid text. The client sent it.
             store::Error::Database(sqlx::Error::Database(db))
-                if matches!(db.code().as_deref(), Some("22001" | "22003" | "22021" | "22P05")) =>
+                if matches!(
+                    db.code().as_deref(),
+                    Some("22001" | "22003" | "22021" | "22P05")
+                ) =>
             {
                 tracing::info!(error = %db, "value refused by the database");
                 Self::bad_request("a value is too long or out of range for its column")

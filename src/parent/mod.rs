@@ -60,7 +60,6 @@ pub struct AppState {
     /// Wakes the webhook sender when an upload queued webhooks.
     pub webhook_wake: Arc<tokio::sync::Notify>,
     /// Whether cron firings dispatch (start/stop-scheduler).
-    pub scheduler_running: Arc<std::sync::atomic::AtomicBool>,
     /// KiB of upload bodies being read or stored at once (see [`extract::upload_budget`]).
     pub upload_budget: Arc<tokio::sync::Semaphore>,
 }
@@ -110,9 +109,6 @@ impl AppState {
             notifier: Arc::new(notifier::Notifier::new(store.clone())),
             metrics: Arc::default(),
             webhook_wake: Arc::default(),
-            scheduler_running: Arc::new(std::sync::atomic::AtomicBool::new(
-                config.cascade.scheduler,
-            )),
             upload_budget: extract::upload_budget(config.cascade.max_upload_bytes),
             jwt: Jwt::new(&secret, config.token_expire_minutes),
             store,

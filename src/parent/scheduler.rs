@@ -1,14 +1,15 @@
 //! Cron scheduler (PROTOCOL §9.3): each enabled task with a `cron_exp` fires a dispatch at its
 //! `next_run_at`, which is persisted, so a restart neither skips nor doubles a firing; each
-//! firing is claimed by a conditional update, so several parents fire it once.
+//! firing is claimed by a conditional update inside its dispatch's transaction, so several
+//! parents fire it once and a failed dispatch is retried. Whether firings dispatch
+//! (start/stop-scheduler) is kept in the database, for every parent and across restarts.
 
 use super::AppState;
 use super::error::ApiResult;
-use super::ops::alloc::dispatch_tasks;
+use super::ops::alloc::dispatch_firing;
 use crate::protocol::cron;
-use crate::store::MessageTask;
+use crate::store::Firing;
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -43,8 +44,31 @@ pub fn next_after(
     Ok(next(Some(found.with_timezone(&Utc))))
 }
 
-fn has_job(t: &MessageTask) -> bool {
-    t.fields.status == 1 && !t.fields.cron_exp.trim().is_empty()
+/// The setting that holds whether cron firings dispatch, shared by every parent on the
+/// database and kept across restarts.
+const RUNNING_KEY: &str = "scheduler_running";
+
+/// Whether cron firings dispatch: the state last set by start/stop-scheduler on any parent,
+/// or `cascade.scheduler` until one was used.
+///
+/// # Errors
+/// Database failures.
+pub async fn running(state: &AppState) -> ApiResult<bool> {
+    Ok(match state.store.setting(RUNNING_KEY).await?.as_deref() {
+        Some(stored) => stored == "true",
+        None => state.config.cascade.scheduler,
+    })
+}
+
+/// Starts or stops cron dispatch on every parent of the database.
+///
+/// # Errors
+/// Database failures.
+pub async fn set_running(state: &AppState, on: bool) -> ApiResult<()> {
+    let value = if on { "true" } else { "false" };
+    state.store.set_setting(RUNNING_KEY, value).await?;
+    tracing::info!(running = on, "scheduler state changed");
+    Ok(())
 }
 
 /// Number of jobs: enabled tasks with a cron expression.
@@ -52,13 +76,7 @@ fn has_job(t: &MessageTask) -> bool {
 /// # Errors
 /// Database failures.
 pub async fn jobs(state: &AppState) -> ApiResult<usize> {
-    Ok(state
-        .store
-        .list_tasks(Some(1))
-        .await?
-        .iter()
-        .filter(|t| has_job(t))
-        .count())
+    Ok(state.store.cron_jobs().await?.len())
 }
 
 /// Recomputes every job's `next_run_at` from now (new `a~b` draws).
@@ -67,17 +85,11 @@ pub async fn jobs(state: &AppState) -> ApiResult<usize> {
 /// Database failures.
 pub async fn reload(state: &AppState) -> ApiResult<()> {
     let now = state.clock.now();
-    for task in state
-        .store
-        .list_tasks(Some(1))
-        .await?
-        .into_iter()
-        .filter(has_job)
-    {
-        if let Ok(next) = next_after(&task.fields.cron_exp, &state.config.cascade.timezone, now) {
+    for job in state.store.cron_jobs().await? {
+        if let Ok(next) = next_after(&job.cron_exp, &state.config.cascade.timezone, now) {
             state
                 .store
-                .set_next_run(&task.id, task.next_run_at, next, None)
+                .set_next_run(&job.id, job.next_run_at, next, None)
                 .await?;
         }
     }
@@ -106,51 +118,70 @@ impl Scheduler {
     }
 
     /// One pass at the state's clock: schedules new jobs and fires due ones (when running).
+    /// Each pass reads the shared running state and, of each job, only its id, cron
+    /// expression and next firing; a task is loaded whole only when it fires. A firing is
+    /// claimed in its dispatch's transaction: one that fails stays due and is retried by the
+    /// next pass, of this parent or another.
     ///
     /// # Errors
-    /// Database failures (the loop logs them and carries on).
+    /// Database failures (the loop logs them and carries on); a failed firing does not stop
+    /// the other due firings of the pass, the first failure is returned after them.
     pub async fn run_once(&self) -> ApiResult<Outcome> {
         let s = &self.state;
         let now = s.clock.now();
         let zone = &s.config.cascade.timezone;
+        let running = running(s).await?;
         let mut out = Outcome::default();
-        for task in s
-            .store
-            .list_tasks(Some(1))
-            .await?
-            .into_iter()
-            .filter(has_job)
-        {
-            let next = match next_after(&task.fields.cron_exp, zone, now) {
+        let mut failure = None;
+        for job in s.store.cron_jobs().await? {
+            let next = match next_after(&job.cron_exp, zone, now) {
                 Ok(next) => next,
                 Err(e) => {
-                    tracing::warn!(task.id = %task.id, error = %e, "cannot schedule task");
+                    tracing::warn!(task.id = %job.id, error = %e, "cannot schedule task");
                     continue;
                 }
             };
-            match task.next_run_at {
+            match job.next_run_at {
                 None => {
-                    if s.store.set_next_run(&task.id, None, next, None).await? {
+                    if s.store.set_next_run(&job.id, None, next, None).await? {
                         out.scheduled += 1;
                     }
                 }
-                Some(due) if due <= now && s.scheduler_running.load(Ordering::SeqCst) => {
-                    if !s
-                        .store
-                        .set_next_run(&task.id, Some(due), next, Some(now))
-                        .await?
-                    {
-                        continue; // another parent took this firing
+                Some(due) if due <= now && running => match self.fire(&job.id, due, next).await {
+                    Ok(true) => out.fired.push(job.id),
+                    Ok(false) => {} // another pass took this firing
+                    Err(e) => {
+                        tracing::warn!(task.id = %job.id, status = %e.status(), "cron dispatch failed; the firing stays due");
+                        failure.get_or_insert(e);
                     }
-                    let run_id = format!("cron_{}_{}", due.format("%Y%m%d%H%M%S"), task.id);
-                    let id = task.id.clone();
-                    dispatch_tasks(s, vec![task], run_id).await?;
-                    out.fired.push(id);
-                }
+                },
                 Some(_) => {}
             }
         }
-        Ok(out)
+        failure.map_or(Ok(out), Err)
+    }
+
+    /// Dispatches the firing of `task_id` due at `due`; false when it was taken meanwhile.
+    async fn fire(
+        &self,
+        task_id: &str,
+        due: NaiveDateTime,
+        next: Option<NaiveDateTime>,
+    ) -> ApiResult<bool> {
+        let s = &self.state;
+        let task = match s.store.get_task(task_id).await {
+            Ok(task) => task,
+            Err(crate::store::Error::NotFound(_)) => return Ok(false), // deleted meanwhile
+            Err(e) => return Err(e.into()),
+        };
+        let firing = Firing {
+            task_id: task.id.clone(),
+            due,
+            next,
+            fired_at: s.clock.now(),
+        };
+        let run_id = format!("cron_{}_{}", due.format("%Y%m%d%H%M%S"), task.id);
+        Ok(dispatch_firing(s, task, firing, run_id).await?.is_some())
     }
 
     /// Runs until `token` is cancelled, one pass a second; errors are logged, never fatal.

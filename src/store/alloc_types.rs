@@ -63,6 +63,24 @@ pub struct DispatchBatch {
     pub max_attempts: i64,
     /// What to insert.
     pub allocations: Vec<NewAllocation>,
+    /// The cron firing this dispatch is, claimed in the same transaction: the dispatch
+    /// happens only if the firing is still unclaimed, and a dispatch that fails leaves it
+    /// unclaimed, so the next pass (of any parent) retries it.
+    pub firing: Option<Firing>,
+}
+
+/// A cron firing: moves the task's `next_run_at` from `due` to `next` (and records
+/// `last_run_at`) only if it is still `due`.
+#[derive(Debug, Clone)]
+pub struct Firing {
+    /// The task.
+    pub task_id: String,
+    /// The `next_run_at` this firing is for.
+    pub due: NaiveDateTime,
+    /// The following firing.
+    pub next: Option<NaiveDateTime>,
+    /// When it fired.
+    pub fired_at: NaiveDateTime,
 }
 
 /// An allocation that was created.

@@ -2,6 +2,7 @@
 //! SQL text lives only in the backend modules; transactions never leave the store. The store
 //! knows nothing of HTTP.
 
+mod adopt;
 mod alloc_types;
 mod engine;
 mod pg;
@@ -49,6 +50,108 @@ pub enum Error {
     /// A migration failed.
     #[error("migration failed: {0}")]
     Migrate(String),
+}
+
+/// Why the database refuses work for now: conditions that are not the request's fault and
+/// that time (or an operator) may clear. See [`Error::unavailable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unavailable {
+    /// Another writer holds the database, or a transaction lost a race: retry shortly
+    /// (SQLite `SQLITE_BUSY`/`SQLITE_LOCKED`; PostgreSQL 40001, 40P01, 55P03; a pool that
+    /// found no free connection in time).
+    Busy,
+    /// The disk or the database is full (SQLite 13 `SQLITE_FULL`; PostgreSQL 53100).
+    DiskFull,
+    /// The database takes no writes (SQLite 8 `SQLITE_READONLY`; PostgreSQL 25006).
+    ReadOnly,
+    /// The storage failed to read or write (SQLite 10 `SQLITE_IOERR`; PostgreSQL 58030).
+    Io,
+    /// The database cannot be reached: connection lost or refused, server shutting down or
+    /// out of connections, the pool closed.
+    Unreachable,
+}
+
+impl Unavailable {
+    /// A short machine-readable name (`database_busy`, `disk_full`, `read_only`, `io_error`,
+    /// `database_unreachable`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Busy => "database_busy",
+            Self::DiskFull => "disk_full",
+            Self::ReadOnly => "read_only",
+            Self::Io => "io_error",
+            Self::Unreachable => "database_unreachable",
+        }
+    }
+
+    /// A sentence for people; names the condition, never SQL.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::Busy => "the database is busy; retry shortly",
+            Self::DiskFull => {
+                "the database's disk is full; writes are refused until space is freed"
+            }
+            Self::ReadOnly => "the database is read-only; writes are refused",
+            Self::Io => "the database's storage reported an I/O error",
+            Self::Unreachable => "the database cannot be reached",
+        }
+    }
+}
+
+impl Error {
+    /// Whether this failure is a condition of the database rather than of the request:
+    /// busy, full, read-only, failing storage or unreachable. Such failures are answered
+    /// 503, never 500.
+    pub fn unavailable(&self) -> Option<Unavailable> {
+        let Self::Database(e) = self else {
+            return None;
+        };
+        match e {
+            sqlx::Error::PoolTimedOut => Some(Unavailable::Busy),
+            sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+                Some(Unavailable::Unreachable)
+            }
+            sqlx::Error::Database(db) => {
+                let code = db.code()?;
+                if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                    sqlite_unavailable(&code)
+                } else if db
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .is_some()
+                {
+                    pg_unavailable(&code)
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
+/// SQLite's (extended) result code: the primary code is its low byte.
+fn sqlite_unavailable(code: &str) -> Option<Unavailable> {
+    let primary = code.parse::<i64>().ok()? & 0xff;
+    match primary {
+        5 | 6 => Some(Unavailable::Busy),
+        13 => Some(Unavailable::DiskFull),
+        8 => Some(Unavailable::ReadOnly),
+        10 => Some(Unavailable::Io),
+        _ => None,
+    }
+}
+
+/// PostgreSQL's SQLSTATE.
+fn pg_unavailable(code: &str) -> Option<Unavailable> {
+    match code {
+        "40001" | "40P01" | "55P03" => Some(Unavailable::Busy),
+        "53100" => Some(Unavailable::DiskFull),
+        "25006" => Some(Unavailable::ReadOnly),
+        "58030" => Some(Unavailable::Io),
+        "57P01" | "57P02" | "57P03" | "53300" => Some(Unavailable::Unreachable),
+        c if c.starts_with("08") => Some(Unavailable::Unreachable),
+        _ => None,
+    }
 }
 
 /// `Result` with the store's error.
@@ -166,8 +269,13 @@ delegate! {
     fn ping(&self) -> Result<()>;
     /// Reads a parent setting.
     fn setting(&self, key: &str) -> Result<Option<String>>;
-    /// Stores `value` under `key` unless one exists; returns the value now stored.
+    /// Stores `value` under `key` unless one exists; returns the value now stored. Writes
+    /// only when the key is missing.
     fn setting_or_insert(&self, key: &str, value: &str) -> Result<String>;
+    /// Stores `value` under `key`, replacing any.
+    fn set_setting(&self, key: &str, value: &str) -> Result<()>;
+    /// Writes one tiny row (the readiness probe): fails when the database cannot write.
+    fn probe_write(&self, now: NaiveDateTime) -> Result<()>;
 
     /// Number of admin accounts.
     fn count_users(&self) -> Result<i64>;
@@ -212,6 +320,8 @@ delegate! {
     fn list_tasks(&self, status: Option<i64>) -> Result<Vec<MessageTask>>;
     /// One message task.
     fn get_task(&self, id: &str) -> Result<MessageTask>;
+    /// Enabled tasks with a cron expression: only what the scheduler needs.
+    fn cron_jobs(&self) -> Result<Vec<CronJob>>;
     /// Replaces a task's fields.
     fn update_task(&self, id: &str, task: TaskFields, now: NaiveDateTime) -> Result<MessageTask>;
     /// Deletes a task; its pending allocations fail with `not_found`.
@@ -221,8 +331,9 @@ delegate! {
     fn dispatch_snapshot(&self) -> Result<Vec<NodeLoad>>;
     /// The named feeds with their kind, status and open state.
     fn dispatch_feeds(&self, ids: Vec<String>) -> Result<Vec<DispatchFeed>>;
-    /// Inserts a dispatch in one transaction, skipping feeds that already have an open allocation.
-    fn apply_dispatch(&self, batch: DispatchBatch, now: NaiveDateTime) -> Result<Vec<CreatedAllocation>>;
+    /// Inserts a dispatch in one transaction, skipping feeds that already have an open
+    /// allocation. `None` when the batch is a cron firing another pass already claimed.
+    fn apply_dispatch(&self, batch: DispatchBatch, now: NaiveDateTime) -> Result<Option<Vec<CreatedAllocation>>>;
     /// Atomically claims up to `limit` allocations for a node within its free capacity.
     fn claim(&self, node_id: &str, limit: i64, now: NaiveDateTime, policy: ClaimPolicy) -> Result<ClaimOutcome>;
     /// Applies a holder's report (status, completion, failure) by the state machine.

@@ -1,8 +1,8 @@
 //! The schema both backends share: our columns on WeRSS tables and the schema version.
 
 /// Schema version written after a successful migration.
-/// 2: `cascade_webhook_outbox`.
-pub(crate) const SCHEMA_VERSION: &str = "2";
+/// 2: `cascade_webhook_outbox`. 3: adopted allocations backfilled (`store::adopt`).
+pub(crate) const SCHEMA_VERSION: &str = "3";
 
 /// Our columns added to WeRSS tables: (table, column, SQLite declaration). PostgreSQL takes
 /// the same list through [`pg_declaration`].

@@ -450,3 +450,14 @@ pub enum WebhookResult {
     /// Failed for good.
     Failed(String),
 }
+
+/// What the scheduler reads of a task each pass.
+#[derive(Debug, Clone)]
+pub struct CronJob {
+    /// Task id.
+    pub id: String,
+    /// Its cron expression (non-empty).
+    pub cron_exp: String,
+    /// Its next firing, once scheduled.
+    pub next_run_at: Option<NaiveDateTime>,
+}

@@ -326,3 +326,89 @@ async fn check_and_child_warn_about_sample_credentials_and_a_parent_node_type() 
     assert!(found.is_ok(), "{seen:?}");
     child.kill().await.expect("killed");
 }
+
+/// Local-mode commands beside another process that holds the SQLite write lock (as a busy
+/// parent does): reads (`node list`, `check`) work, since a current schema is not migrated
+/// and nothing is written; a write (`dispatch`) waits the busy timeout, then fails with
+/// advice to use `--url`, not "database is locked" and not a panic.
+#[tokio::test]
+async fn local_commands_beside_a_writer_read_and_advise_url_when_they_must_write() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = "sqlite:///cascade.db";
+    let run = |args: &[&str]| {
+        let mut cmd = cascade_cmd(dir.path());
+        cmd.args(args).args(["--db", db]).env("RUST_LOG", "warn");
+        async move { cmd.output().await.expect("runs") }
+    };
+    let init = cascade_cmd(dir.path())
+        .args(["init", "--db", db, "--admin-user", "admin"])
+        .env("CASCADE_ADMIN_PASSWORD", "s3cret-pass")
+        .output()
+        .await
+        .expect("init runs");
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    for args in [
+        &["feed", "add", "--wechat", "MP_WXS_1", "--name", "one"][..],
+        &["task", "add", "morning", "--feeds", "MP_WXS_1"],
+        &["node", "add", "worker"],
+    ] {
+        let out = run(args).await;
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(dir.path().join("cascade.db"));
+    let mut writer = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .expect("sqlite");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut writer)
+        .await
+        .expect("write lock held");
+
+    let list = run(&["node", "list"]).await;
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    assert!(String::from_utf8_lossy(&list.stdout).contains("worker"));
+    let check = run(&["check"]).await;
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    let dispatch = run(&["dispatch"]).await;
+    let stderr = String::from_utf8_lossy(&dispatch.stderr);
+    assert_eq!(dispatch.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // The error line (after the in-process parent's log lines) gives the advice.
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_default();
+    assert!(error.contains("stayed busy"), "{stderr}");
+    assert!(error.contains("--url http://127.0.0.1:8001"), "{stderr}");
+    assert!(!error.contains("database is locked"), "{stderr}");
+
+    sqlx::query("ROLLBACK")
+        .execute(&mut writer)
+        .await
+        .expect("released");
+    let dispatch = run(&["dispatch"]).await;
+    assert!(
+        dispatch.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dispatch.stderr)
+    );
+}

@@ -499,3 +499,106 @@ on_both! {
         p.shutdown().await;
     }
 }
+
+/// Creates a `*/5` cron task over two new feeds on `p` and returns its id.
+async fn cron_task(p: &TestParent, prefix: u64) -> String {
+    let feeds = p.feeds(prefix, 2).await;
+    let mps: Vec<Value> = feeds.iter().map(|f| json!({"id": f})).collect();
+    let t = p.post(&cascade("/message-tasks"), &p.admin(), json!({"name": "cron", "message_template": "", "mps_id": mps, "status": 1, "cron_exp": "*/5 * * * *"})).await;
+    t.ok()["id"].as_str().expect("id").to_string()
+}
+
+/// The task's `next_run_at` as the admin API shows it.
+async fn next_run(p: &TestParent, task: &str) -> Value {
+    let t = p
+        .get(&cascade(&format!("/message-tasks/{task}")), &p.admin())
+        .await;
+    t.ok()["next_run_at"].clone()
+}
+
+on_both! {
+    #[tokio::test]
+    async fn stop_scheduler_on_one_parent_stops_every_parent_and_survives_a_restart(backend) {
+        let a = TestParent::on_with(backend.clone(), |c| c.cascade.timezone = "UTC".into()).await;
+        let b = TestParent::join(&a).await;
+        let task = cron_task(&a, 124_000).await;
+        let (on_a, on_b) = (Scheduler::new(a.state.clone()), Scheduler::new(b.state.clone()));
+        assert_eq!(on_a.run_once().await.expect("pass").scheduled, 1);
+
+        let stop = a.post(&cascade("/stop-scheduler"), &a.admin(), json!({})).await;
+        assert_eq!(stop.ok(), &json!({"running": false, "jobs": 1}));
+        a.clock.advance(TimeDelta::minutes(6));
+        assert!(on_b.run_once().await.expect("pass").fired.is_empty(), "the other parent obeys");
+        assert!(on_a.run_once().await.expect("pass").fired.is_empty());
+        // A restarted parent (a new process on the database, `cascade.scheduler` true)
+        // remembers.
+        let restarted = TestParent::join(&a).await;
+        assert!(restarted.state.config.cascade.scheduler);
+        let on_restarted = Scheduler::new(restarted.state.clone());
+        assert!(on_restarted.run_once().await.expect("pass").fired.is_empty());
+        let reload = restarted.post(&cascade("/reload-scheduler"), &restarted.admin(), json!({})).await;
+        assert_eq!(reload.ok()["running"], false);
+
+        // Started through the other parent: the due firing happens once, anywhere.
+        let start = b.post(&cascade("/start-scheduler"), &b.admin(), json!({})).await;
+        assert_eq!(start.ok()["running"], true);
+        let due = next_run(&a, &task).await;
+        a.clock.advance(TimeDelta::minutes(6));
+        let fired = on_restarted.run_once().await.expect("pass").fired.len()
+            + on_a.run_once().await.expect("pass").fired.len()
+            + on_b.run_once().await.expect("pass").fired.len();
+        assert_eq!(fired, 1);
+        assert_ne!(next_run(&a, &task).await, due);
+        restarted.shutdown().await;
+        b.shutdown().await;
+        a.shutdown().await;
+    }
+}
+
+on_both! {
+    #[tokio::test]
+    async fn a_cron_firing_whose_dispatch_fails_is_retried_on_the_next_pass(backend) {
+        let p = TestParent::on_with(backend.clone(), |c| c.cascade.timezone = "UTC".into()).await;
+        let task = cron_task(&p, 125_000).await;
+        let scheduler = Scheduler::new(p.state.clone());
+        assert_eq!(scheduler.run_once().await.expect("pass").scheduled, 1);
+        // The allocations table refuses inserts while `fail_inserts` has a row (as a full
+        // disk or a lost connection would fail the dispatch).
+        let trigger = match backend {
+            crate::helpers::db::Backend::Sqlite => "
+                CREATE TABLE fail_inserts (x INTEGER); INSERT INTO fail_inserts VALUES (1);
+                CREATE TRIGGER fail_inserts BEFORE INSERT ON we_cascade_task_allocations
+                  WHEN EXISTS (SELECT 1 FROM fail_inserts)
+                  BEGIN SELECT RAISE(ABORT, 'inserts refused'); END;",
+            crate::helpers::db::Backend::Postgres(_) => "
+                CREATE TABLE fail_inserts (x INTEGER); INSERT INTO fail_inserts VALUES (1);
+                CREATE FUNCTION fail_inserts() RETURNS trigger LANGUAGE plpgsql AS $$
+                  BEGIN IF EXISTS (SELECT 1 FROM fail_inserts) THEN
+                    RAISE EXCEPTION 'inserts refused'; END IF; RETURN NEW; END $$;
+                CREATE TRIGGER fail_inserts BEFORE INSERT ON we_cascade_task_allocations
+                  FOR EACH ROW EXECUTE FUNCTION fail_inserts();",
+        };
+        crate::helpers::db::execute(&p.state.config.db, trigger).await;
+        let due = next_run(&p, &task).await;
+        p.clock.advance(TimeDelta::minutes(6));
+        assert!(scheduler.run_once().await.is_err(), "the dispatch failed");
+        assert_eq!(next_run(&p, &task).await, due, "the firing is still due");
+        let none = p.get(&cascade(&format!("/allocations?task_id={task}")), &p.admin()).await;
+        assert_eq!(none.ok()["total"], 0);
+
+        crate::helpers::db::execute(&p.state.config.db, "DELETE FROM fail_inserts").await;
+        assert_eq!(scheduler.run_once().await.expect("pass").fired, vec![task.clone()]);
+        assert_ne!(next_run(&p, &task).await, due);
+        assert!(scheduler.run_once().await.expect("pass").fired.is_empty(), "once");
+        let runs = p.get(&cascade(&format!("/allocations?task_id={task}")), &p.admin()).await;
+        assert_eq!(runs.ok()["total"], 2);
+        let due = chrono::NaiveDateTime::parse_from_str(due.as_str().expect("due"), "%Y-%m-%dT%H:%M:%S%.f")
+            .expect("time");
+        assert_eq!(
+            runs.ok()["list"][0]["schedule_run_id"],
+            format!("cron_{}_{task}", due.format("%Y%m%d%H%M%S")),
+            "the run of the original due time"
+        );
+        p.shutdown().await;
+    }
+}

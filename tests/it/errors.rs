@@ -181,3 +181,275 @@ async fn values_postgres_cannot_store_get_400_and_long_text_fits() {
     assert_eq!(up.ok()["new_count"], 1, "{}", up.text);
     p.shutdown().await;
 }
+
+/// The parent binary under a file-size limit (`prlimit --fsize`, SIGXFSZ ignored so a write
+/// past it fails instead of killing the process): the database's files cannot grow, as on a
+/// full disk. Writes answer 503 naming the condition, without SQL; `/readyz` turns 503 too;
+/// reads keep working.
+#[tokio::test]
+async fn a_database_that_cannot_grow_answers_503_and_is_not_ready() {
+    use crate::helpers::process::{ParentProcess, cascade_cmd, login};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = "sqlite:///cascade.db";
+    let init = cascade_cmd(dir.path())
+        .args(["init", "--db", db, "--admin-user", "admin"])
+        .env("CASCADE_ADMIN_PASSWORD", crate::helpers::PASSWORD)
+        .output()
+        .await
+        .expect("init runs");
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    {
+        // Fold the WAL into the database file, so the limit below counts from an empty WAL.
+        use sqlx::Connection;
+        let options =
+            sqlx::sqlite::SqliteConnectOptions::new().filename(dir.path().join("cascade.db"));
+        let mut c = sqlx::SqliteConnection::connect_with(&options)
+            .await
+            .expect("sqlite");
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut c)
+            .await
+            .expect("checkpoint");
+        c.close().await.expect("closed");
+    }
+    // 64 KiB: room for the WAL index (32 KiB) and a few WAL frames, then every file is full.
+    let mut cmd = tokio::process::Command::new("bash");
+    cmd.current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("RUST_LOG", "info")
+        .kill_on_drop(true)
+        .args([
+            "-c",
+            "trap '' XFSZ; exec prlimit --fsize=65536 \"$@\"",
+            "limited",
+        ])
+        .arg(env!("CARGO_BIN_EXE_cascade"))
+        .args(["parent", "--db", db, "--port", "0"]);
+    let p = ParentProcess::start(cmd).await;
+    let client = crate::helpers::http_client();
+    let reply = login(&client, &p.base, "admin", crate::helpers::PASSWORD).await;
+    let token = reply.json::<serde_json::Value>().await.expect("json")["data"]["access_token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    let mut refused = None;
+    for i in 0..200 {
+        let r = client
+            .post(format!("{}{}", p.base, cascade("/nodes")))
+            .bearer_auth(&token)
+            .json(&json!({"node_type": 1, "name": format!("node {i} {}", "x".repeat(200))}))
+            .send()
+            .await
+            .expect("sent");
+        let r = TestParent::reply(r).await;
+        if r.status.is_success() {
+            continue;
+        }
+        assert_eq!(r.err(503), "unavailable", "{}", r.text);
+        refused.get_or_insert(r);
+        let ready = client
+            .get(format!("{}/readyz", p.base))
+            .send()
+            .await
+            .expect("sent");
+        if ready.status() == 503 {
+            let ready = TestParent::reply(ready).await;
+            assert_eq!(ready.err(503), "unavailable");
+            break;
+        }
+    }
+    let refused = refused.expect("a write was refused once the files could not grow");
+    let reason = refused.body["data"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        matches!(reason, "disk_full" | "io_error"),
+        "{}",
+        refused.text
+    );
+    let message = refused.body["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("the database"), "{message}");
+    assert!(
+        !refused.text.contains("INSERT") && !refused.text.contains("we_cascade"),
+        "{}",
+        refused.text
+    );
+    assert_eq!(
+        client
+            .get(format!("{}/readyz", p.base))
+            .send()
+            .await
+            .expect("sent")
+            .status(),
+        503,
+        "a store that cannot write is not ready"
+    );
+    let nodes = client
+        .get(format!("{}{}", p.base, cascade("/nodes")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(nodes.status(), 200, "reads still work");
+    assert!(p.terminate().await);
+}
+
+/// A PostgreSQL database switched to read-only (as a standby or `default_transaction_read_only`
+/// makes it): writes answer 503 `read_only`, `/readyz` 503, reads still work.
+#[tokio::test]
+async fn a_read_only_postgres_database_answers_503_and_is_not_ready() {
+    use sqlx::Connection;
+    let Some(backend) = crate::helpers::db::Backend::postgres() else {
+        return;
+    };
+    let first = TestParent::on(backend).await;
+    let name = first
+        .state
+        .config
+        .db
+        .rsplit('/')
+        .next()
+        .expect("db name")
+        .to_string();
+    let mut admin = sqlx::PgConnection::connect(&first.state.config.db)
+        .await
+        .expect("pg");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE \"{name}\" SET default_transaction_read_only = on"
+    )))
+    .execute(&mut admin)
+    .await
+    .expect("read-only");
+    // A parent started now gets read-only sessions (its start-up only reads).
+    let p = TestParent::join(&first).await;
+    let r = p
+        .post(
+            &cascade("/nodes"),
+            &p.admin(),
+            json!({"node_type": 1, "name": "x"}),
+        )
+        .await;
+    assert_eq!(r.err(503), "unavailable");
+    assert_eq!(r.body["data"]["reason"], "read_only");
+    assert_eq!(
+        r.body["message"],
+        "the database is read-only; writes are refused"
+    );
+    let ready = p.get("/readyz", &crate::helpers::Auth::None).await;
+    assert_eq!(ready.err(503), "unavailable");
+    assert_eq!(ready.body["data"]["reason"], "read_only");
+    p.get(&cascade("/nodes"), &p.admin()).await.ok();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE \"{name}\" RESET default_transaction_read_only"
+    )))
+    .execute(&mut admin)
+    .await
+    .expect("writable again");
+    p.shutdown().await;
+    first.shutdown().await;
+}
+
+/// Real database errors of each condition, from real connections, through the store's error
+/// and the API's mapping: 503 with a message naming the condition, never 500, never SQL.
+#[tokio::test]
+async fn full_read_only_and_io_errors_of_both_backends_map_to_503() {
+    use axum::response::IntoResponse;
+    use sqlx::Connection;
+    use werss_cascade::parent::error::ApiError;
+    async fn answer(e: sqlx::Error) -> (u16, serde_json::Value) {
+        let response = ApiError::from(werss_cascade::store::Error::from(e)).into_response();
+        let status = response.status().as_u16();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        (status, serde_json::from_slice(&body).expect("json"))
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("small.db");
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true);
+    let mut c = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .expect("sqlite");
+    sqlx::query("CREATE TABLE t (v BLOB)")
+        .execute(&mut c)
+        .await
+        .expect("table");
+    let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+        .fetch_one(&mut c)
+        .await
+        .expect("pages");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "PRAGMA max_page_count = {pages}"
+    )))
+    .execute(&mut c)
+    .await
+    .expect("cap");
+    let full = sqlx::query("INSERT INTO t VALUES (zeroblob(100000))")
+        .execute(&mut c)
+        .await
+        .expect_err("SQLITE_FULL");
+    let mut ro = sqlx::SqliteConnection::connect_with(&options.clone().read_only(true))
+        .await
+        .expect("read-only connection");
+    let read_only = sqlx::query("INSERT INTO t VALUES (1)")
+        .execute(&mut ro)
+        .await
+        .expect_err("SQLITE_READONLY");
+    let mut cases = vec![
+        (
+            full,
+            "disk_full",
+            "the database's disk is full; writes are refused until space is freed",
+        ),
+        (
+            read_only,
+            "read_only",
+            "the database is read-only; writes are refused",
+        ),
+    ];
+    if let Some(crate::helpers::db::Backend::Postgres(server)) =
+        crate::helpers::db::Backend::postgres()
+    {
+        let mut pg = sqlx::PgConnection::connect(&server).await.expect("pg");
+        for (state, reason, message) in [
+            (
+                "disk_full",
+                "disk_full",
+                "the database's disk is full; writes are refused until space is freed",
+            ),
+            (
+                "read_only_sql_transaction",
+                "read_only",
+                "the database is read-only; writes are refused",
+            ),
+            (
+                "io_error",
+                "io_error",
+                "the database's storage reported an I/O error",
+            ),
+        ] {
+            let e = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DO $$ BEGIN RAISE EXCEPTION 'raised' USING ERRCODE = '{state}'; END $$"
+            )))
+            .execute(&mut pg)
+            .await
+            .expect_err("raised");
+            cases.push((e, reason, message));
+        }
+    }
+    for (e, reason, message) in cases {
+        let shown = e.to_string();
+        let (status, body) = answer(e).await;
+        assert_eq!(status, 503, "{shown}: {body}");
+        assert_eq!(body["code"], 503);
+        assert_eq!(body["data"]["error"], "unavailable");
+        assert_eq!(body["data"]["reason"], reason, "{shown}");
+        assert_eq!(body["message"], message);
+        assert!(!body.to_string().contains("INSERT"), "{body}");
+    }
+}

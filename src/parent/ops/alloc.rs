@@ -9,8 +9,8 @@ use crate::parent::notifier::{RunNotice, notify_children};
 use crate::protocol::time::to_wire;
 use crate::protocol::wire::{ClaimQuery, ReportCompletion, TaskStatus};
 use crate::store::{
-    ClaimBlock, ClaimPolicy, Completion, DispatchBatch, Failure, FeedResult, LifecyclePolicy,
-    MessageTask, NewAllocation, Report, ReportOutcome,
+    ClaimBlock, ClaimPolicy, Completion, DispatchBatch, Failure, FeedResult, Firing,
+    LifecyclePolicy, MessageTask, NewAllocation, Report, ReportOutcome,
 };
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
@@ -74,6 +74,33 @@ pub async fn dispatch_tasks(
     tasks: Vec<MessageTask>,
     run_id: String,
 ) -> ApiResult<Value> {
+    // Without a firing to claim, the store always applies the batch.
+    Ok(dispatch_batch(state, tasks, run_id, None)
+        .await?
+        .unwrap_or_default())
+}
+
+/// Dispatches one cron firing of `task`: the firing is claimed in the dispatch's own
+/// transaction, so exactly one pass of one parent dispatches it, and a dispatch that fails
+/// leaves it due for the next pass. `None` when another pass already took it.
+///
+/// # Errors
+/// Database failures (the firing stays due).
+pub async fn dispatch_firing(
+    state: &AppState,
+    task: MessageTask,
+    firing: Firing,
+    run_id: String,
+) -> ApiResult<Option<Value>> {
+    dispatch_batch(state, vec![task], run_id, Some(firing)).await
+}
+
+async fn dispatch_batch(
+    state: &AppState,
+    tasks: Vec<MessageTask>,
+    run_id: String,
+    firing: Option<Firing>,
+) -> ApiResult<Option<Value>> {
     let started = std::time::Instant::now();
     let now = state.clock.now();
     let c = &state.config.cascade;
@@ -158,8 +185,11 @@ pub async fn dispatch_tasks(
         schedule_run_id: run_id.clone(),
         max_attempts: secs(c.max_attempts),
         allocations,
+        firing,
     };
-    let created = state.store.apply_dispatch(batch, now).await?;
+    let Some(created) = state.store.apply_dispatch(batch, now).await? else {
+        return Ok(None);
+    };
     state.metrics.dispatch(started.elapsed(), created.len());
     state.notifier.wake_all();
     let total_created = created.len();
@@ -185,10 +215,10 @@ pub async fn dispatch_tasks(
     }
     tracing::info!(run.id = %run_id, allocations = total_created, "dispatched");
     notify_children(state, notices);
-    Ok(json!({
+    Ok(Some(json!({
         "online_nodes": online_nodes, "task_count": tasks.len(), "tasks": per_task,
         "allocations_created": total_created, "schedule_run_id": run_id,
-    }))
+    })))
 }
 
 /// What a claim answers: whether it got work, the message suffix when it did not, `data`,

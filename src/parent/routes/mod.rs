@@ -99,14 +99,29 @@ async fn healthz() -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({ "code": 0, "message": "success", "data": { "status": "up" } }))
 }
 
+/// How long `/readyz` waits for its write probe.
+const READY_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 async fn readyz(State(state): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
     if state.shutdown.is_cancelled() {
         return Err(ApiError::unavailable());
     }
-    state.store.ping().await.map_err(|e| {
-        tracing::warn!(error = %e, "database not reachable");
-        ApiError::unavailable()
-    })?;
+    // Ready means able to write: a tiny upsert, bounded in time (a full disk, a read-only
+    // or failing database, or a writer stuck for seconds all answer 503).
+    let probe = tokio::time::timeout(
+        READY_PROBE_TIMEOUT,
+        state.store.probe_write(state.clock.now()),
+    )
+    .await
+    .unwrap_or(Err(crate::store::Error::Database(
+        sqlx::Error::PoolTimedOut,
+    )));
+    if let Err(e) = probe {
+        tracing::warn!(error = %e, "database cannot write; not ready");
+        return Err(e
+            .unavailable()
+            .map_or_else(ApiError::unavailable, ApiError::database_unavailable));
+    }
     Ok(axum::Json(
         serde_json::json!({ "code": 0, "message": "success", "data": { "status": "ready" } }),
     ))

@@ -11,7 +11,6 @@ use crate::store::{AllocationFilter, Counters, STATUSES};
 use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::sync::atomic::Ordering;
 
 type Reply<T> = ApiResult<axum::Json<Envelope<T>>>;
 
@@ -103,11 +102,12 @@ pub(super) async fn feed_status(
 
 async fn scheduler_state(state: &AppState) -> ApiResult<Value> {
     let jobs = crate::parent::scheduler::jobs(state).await?;
-    Ok(json!({ "running": state.scheduler_running.load(Ordering::SeqCst), "jobs": jobs }))
+    let running = crate::parent::scheduler::running(state).await?;
+    Ok(json!({ "running": running, "jobs": jobs }))
 }
 
 pub(super) async fn start_scheduler(State(state): State<AppState>, _: AdminAuth) -> Reply<Value> {
-    state.scheduler_running.store(true, Ordering::SeqCst);
+    crate::parent::scheduler::set_running(&state, true).await?;
     Ok(axum::Json(Envelope::ok(
         "定时调度服务已启动",
         scheduler_state(&state).await?,
@@ -115,7 +115,7 @@ pub(super) async fn start_scheduler(State(state): State<AppState>, _: AdminAuth)
 }
 
 pub(super) async fn stop_scheduler(State(state): State<AppState>, _: AdminAuth) -> Reply<Value> {
-    state.scheduler_running.store(false, Ordering::SeqCst);
+    crate::parent::scheduler::set_running(&state, false).await?;
     Ok(axum::Json(Envelope::ok(
         "定时调度服务已停止",
         scheduler_state(&state).await?,

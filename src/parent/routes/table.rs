@@ -154,7 +154,7 @@ pub(super) fn top() -> Vec<Endpoint> {
         ep("get", "/assets/dashboard.js", Public, "Dashboard script", &[], Body::None, get(dashboard::script)),
         ep("get", "/assets/dashboard.css", Public, "Dashboard style", &[], Body::None, get(dashboard::style)),
         ep("get", "/healthz", Public, "Liveness", &[], Body::None, get(super::healthz)),
-        ep("get", "/readyz", Public, "Readiness (database reachable, not shutting down)", &[], Body::None, get(super::readyz)),
+        ep("get", "/readyz", Public, "Readiness (database accepts a write, not shutting down)", &[], Body::None, get(super::readyz)),
         ep("get", "/metrics", Public, "Prometheus metrics (OpenMetrics text)", &[], Body::None, get(super::metrics)),
         ep("get", "/api/openapi.json", Public, "This description", &[], Body::None, get(super::openapi::serve)),
     ]

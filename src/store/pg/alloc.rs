@@ -84,8 +84,25 @@ impl PgStore {
         &self,
         batch: DispatchBatch,
         now: NaiveDateTime,
-    ) -> Result<Vec<CreatedAllocation>> {
+    ) -> Result<Option<Vec<CreatedAllocation>>> {
         let mut tx = self.pool.begin().await?;
+        // The firing first: a parent racing for it waits on the task row, then finds it
+        // moved and dispatches nothing.
+        if let Some(firing) = &batch.firing {
+            let claimed = sqlx::query(
+                "UPDATE we_message_tasks SET next_run_at = $3, last_run_at = $4
+                  WHERE id = $1 AND next_run_at = $2",
+            )
+            .bind(&firing.task_id)
+            .bind(firing.due)
+            .bind(firing.next)
+            .bind(firing.fired_at)
+            .execute(&mut *tx)
+            .await?;
+            if claimed.rows_affected() == 0 {
+                return Ok(None); // another parent took this firing
+            }
+        }
         // Invariant 5 across parents: lock every wanted feed that has no open allocation, in
         // id order. A concurrent dispatch of the same feeds waits here, then sees them open.
         let mut wanted: Vec<&String> = batch
@@ -175,7 +192,7 @@ impl PgStore {
             .await?;
         }
         tx.commit().await?;
-        Ok(created)
+        Ok(Some(created))
     }
 
     pub(crate) async fn claim(

@@ -1,10 +1,15 @@
 //! Embedded, idempotent migrations for PostgreSQL, the same steps as SQLite's: create missing
-//! WeRSS tables, add our columns (`ADD COLUMN IF NOT EXISTS`), create our indexes. Parents that
-//! start together serialize on an advisory lock, so each step runs once at a time.
+//! WeRSS tables, add our columns (`ADD COLUMN IF NOT EXISTS`), create our indexes, bring
+//! adopted allocations under our state machine ([`crate::store::adopt`]). Parents that start
+//! together serialize on an advisory lock, so each step runs once at a time.
 
+use crate::clock::Clock;
+use crate::store::adopt;
 use crate::store::schema::{OUR_COLUMNS, SCHEMA_VERSION, pg_declaration};
 use crate::store::{Error, Result};
-use sqlx::PgPool;
+use chrono::NaiveDateTime;
+use sqlx::{PgConnection, PgPool};
+use std::collections::{HashMap, HashSet};
 
 const WERSS_TABLES: &str = include_str!("../../../migrations/postgres/0001_werss_tables.sql");
 const INDEXES: &str = include_str!("../../../migrations/postgres/0002_indexes.sql");
@@ -53,6 +58,7 @@ pub(super) async fn run(pool: &PgPool) -> Result<()> {
         .execute(&mut *tx)
         .await
         .map_err(|e| Error::Migrate(format!("creating indexes: {e}")))?;
+    backfill(&mut tx, Clock::system().now()).await?;
     sqlx::query(
         "INSERT INTO cascade_settings (key, value) VALUES ('schema_version', $1)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -61,5 +67,67 @@ pub(super) async fn run(pool: &PgPool) -> Result<()> {
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    Ok(())
+}
+
+/// Applies [`adopt::plan`] to the open allocations and feed pointers (the rows locked, so a
+/// parent still running the previous version cannot move them meanwhile).
+async fn backfill(tx: &mut PgConnection, now: NaiveDateTime) -> Result<()> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{} ORDER BY id FOR UPDATE",
+        adopt::OPEN_ROWS
+    )))
+    .fetch_all(&mut *tx)
+    .await?;
+    let open = rows
+        .iter()
+        .map(adopt::open_row)
+        .collect::<Result<Vec<_>>>()?;
+    let pointers: HashMap<String, String> = sqlx::query_as(
+        "SELECT id, open_allocation_id FROM we_feeds WHERE open_allocation_id IS NOT NULL",
+    )
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+    let children: HashSet<String> =
+        sqlx::query_scalar("SELECT id FROM we_cascade_nodes WHERE node_type = 1")
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+    let plan = adopt::plan(&open, &pointers, &children, now);
+    for fix in plan.rows {
+        sqlx::query(
+            "UPDATE we_cascade_task_allocations
+                SET status = $2, node_id = $3, assigned_node_id = $4,
+                    feed_ids = COALESCE($5, feed_ids), feed_count = $6, attempt = $7,
+                    available_at = $8, lease_expires_at = $9,
+                    error_message = COALESCE($10, error_message),
+                    completed_at = CASE WHEN $10::text IS NULL THEN completed_at ELSE $11 END,
+                    updated_at = CASE WHEN $10::text IS NULL THEN updated_at ELSE $11 END
+              WHERE id = $1",
+        )
+        .bind(&fix.id)
+        .bind(&fix.status)
+        .bind(&fix.node_id)
+        .bind(&fix.assigned_node_id)
+        .bind(&fix.feed_ids)
+        .bind(fix.feed_count)
+        .bind(fix.attempt)
+        .bind(fix.available_at)
+        .bind(fix.lease_expires_at)
+        .bind(&fix.closed)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    for (feed, allocation) in plan.pointers {
+        sqlx::query("UPDATE we_feeds SET open_allocation_id = $2 WHERE id = $1")
+            .bind(feed)
+            .bind(allocation)
+            .execute(&mut *tx)
+            .await?;
+    }
     Ok(())
 }

@@ -73,6 +73,9 @@ impl PgStore {
     }
 
     pub(crate) async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String> {
+        if let Some(stored) = self.setting(key).await? {
+            return Ok(stored);
+        }
         sqlx::query(
             "INSERT INTO cascade_settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
         )
@@ -86,6 +89,23 @@ impl PgStore {
                 .fetch_one(&self.pool)
                 .await?;
         Ok(stored)
+    }
+
+    pub(crate) async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO cascade_settings (key, value) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn probe_write(&self, now: NaiveDateTime) -> Result<()> {
+        self.set_setting("readiness_probe", &crate::protocol::time::to_db(now))
+            .await
     }
 
     pub(crate) async fn count_users(&self) -> Result<i64> {

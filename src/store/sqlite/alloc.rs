@@ -71,9 +71,25 @@ impl SqliteStore {
         &self,
         batch: DispatchBatch,
         now: NaiveDateTime,
-    ) -> Result<Vec<CreatedAllocation>> {
+    ) -> Result<Option<Vec<CreatedAllocation>>> {
         let now_db = to_db(now);
-        let mut tx = self.write.begin().await?;
+        // The writer from the start: another process's commit cannot stale what it reads.
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+        if let Some(firing) = &batch.firing {
+            let claimed = sqlx::query(
+                "UPDATE we_message_tasks SET next_run_at = $3, last_run_at = $4
+                  WHERE id = $1 AND next_run_at = $2",
+            )
+            .bind(&firing.task_id)
+            .bind(to_db(firing.due))
+            .bind(firing.next.map(to_db))
+            .bind(to_db(firing.fired_at))
+            .execute(&mut *tx)
+            .await?;
+            if claimed.rows_affected() == 0 {
+                return Ok(None); // another pass took this firing
+            }
+        }
         let mut created = Vec::with_capacity(batch.allocations.len());
         for chunk in batch.allocations.chunks(DISPATCH_CHUNK) {
             let wanted: Vec<&String> = chunk.iter().flat_map(|a| a.feed_ids.iter()).collect();
@@ -141,7 +157,7 @@ impl SqliteStore {
             .await?;
         }
         tx.commit().await?;
-        Ok(created)
+        Ok(Some(created))
     }
 
     pub(crate) async fn claim(

@@ -2,8 +2,10 @@
 
 use super::SqliteStore;
 use crate::protocol::time::to_db;
-use crate::store::rows::{feed_from_row, task_from_row};
-use crate::store::{Error, Feed, FeedUpdate, MessageTask, NewFeed, Page, Result, TaskFields};
+use crate::store::rows::{RowExt, feed_from_row, task_from_row};
+use crate::store::{
+    CronJob, Error, Feed, FeedUpdate, MessageTask, NewFeed, Page, Result, TaskFields,
+};
 use chrono::NaiveDateTime;
 
 impl SqliteStore {
@@ -142,6 +144,25 @@ impl SqliteStore {
         .fetch_all(&self.read)
         .await?;
         rows.iter().map(task_from_row).collect()
+    }
+
+    pub(crate) async fn cron_jobs(&self) -> Result<Vec<CronJob>> {
+        let rows = sqlx::query(
+            "SELECT id, cron_exp, next_run_at FROM we_message_tasks
+              WHERE status = 1 AND cron_exp IS NOT NULL AND TRIM(cron_exp) <> ''
+              ORDER BY created_at, id",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CronJob {
+                    id: r.text("id")?,
+                    cron_exp: r.text("cron_exp")?,
+                    next_run_at: r.time("next_run_at")?,
+                })
+            })
+            .collect()
     }
 
     pub(crate) async fn get_task(&self, id: &str) -> Result<MessageTask> {

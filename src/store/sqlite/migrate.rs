@@ -1,16 +1,38 @@
 //! Embedded, idempotent migrations: create missing WeRSS tables, add our columns to tables that
-//! lack them (an adopted WeRSS database), then create our indexes. Safe to run at every start.
+//! lack them (an adopted WeRSS database), create our indexes, then bring adopted allocations
+//! under our state machine ([`crate::store::adopt`]). A database already at this version is
+//! only read, so a local command beside a running parent takes no write lock.
 
+use crate::clock::Clock;
+use crate::protocol::time::to_db;
+use crate::store::adopt;
 use crate::store::schema::{OUR_COLUMNS, SCHEMA_VERSION};
 use crate::store::{Error, Result};
-use sqlx::SqlitePool;
+use chrono::NaiveDateTime;
+use sqlx::{SqliteConnection, SqlitePool};
+use std::collections::{HashMap, HashSet};
 
 const WERSS_TABLES: &str = include_str!("../../../migrations/sqlite/0001_werss_tables.sql");
 const INDEXES: &str = include_str!("../../../migrations/sqlite/0002_indexes.sql");
 
-/// Brings the schema up to date in one transaction.
+/// Whether the schema is at [`SCHEMA_VERSION`] (an unreadable version means no).
+async fn current(pool: &SqlitePool) -> bool {
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT value FROM cascade_settings WHERE key = 'schema_version'")
+            .fetch_optional(pool)
+            .await
+            .ok()
+            .flatten();
+    stored.as_deref() == Some(SCHEMA_VERSION)
+}
+
+/// Brings the schema up to date in one transaction, taken as the writer from its start
+/// (`BEGIN IMMEDIATE`, so it waits for another process's writer instead of failing).
 pub(super) async fn run(pool: &SqlitePool) -> Result<()> {
-    let mut tx = pool.begin().await?;
+    if current(pool).await {
+        return Ok(());
+    }
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     sqlx::raw_sql(WERSS_TABLES)
         .execute(&mut *tx)
         .await
@@ -34,6 +56,7 @@ pub(super) async fn run(pool: &SqlitePool) -> Result<()> {
         .execute(&mut *tx)
         .await
         .map_err(|e| Error::Migrate(format!("creating indexes: {e}")))?;
+    backfill(&mut tx, Clock::system().now()).await?;
     sqlx::query(
         "INSERT INTO cascade_settings (key, value) VALUES ('schema_version', $1)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -42,5 +65,61 @@ pub(super) async fn run(pool: &SqlitePool) -> Result<()> {
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    Ok(())
+}
+
+/// Applies [`adopt::plan`] to the open allocations and feed pointers.
+async fn backfill(tx: &mut SqliteConnection, now: NaiveDateTime) -> Result<()> {
+    let rows = sqlx::query(adopt::OPEN_ROWS).fetch_all(&mut *tx).await?;
+    let open = rows
+        .iter()
+        .map(adopt::open_row)
+        .collect::<Result<Vec<_>>>()?;
+    let pointers: HashMap<String, String> = sqlx::query_as(
+        "SELECT id, open_allocation_id FROM we_feeds WHERE open_allocation_id IS NOT NULL",
+    )
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+    let children: HashSet<String> =
+        sqlx::query_scalar("SELECT id FROM we_cascade_nodes WHERE node_type = 1")
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+    let plan = adopt::plan(&open, &pointers, &children, now);
+    for fix in plan.rows {
+        sqlx::query(
+            "UPDATE we_cascade_task_allocations
+                SET status = $2, node_id = $3, assigned_node_id = $4,
+                    feed_ids = COALESCE($5, feed_ids), feed_count = $6, attempt = $7,
+                    available_at = $8, lease_expires_at = $9,
+                    error_message = COALESCE($10, error_message),
+                    completed_at = CASE WHEN $10 IS NULL THEN completed_at ELSE $11 END,
+                    updated_at = CASE WHEN $10 IS NULL THEN updated_at ELSE $11 END
+              WHERE id = $1",
+        )
+        .bind(&fix.id)
+        .bind(&fix.status)
+        .bind(&fix.node_id)
+        .bind(&fix.assigned_node_id)
+        .bind(&fix.feed_ids)
+        .bind(fix.feed_count)
+        .bind(fix.attempt)
+        .bind(fix.available_at.map(to_db))
+        .bind(fix.lease_expires_at.map(to_db))
+        .bind(&fix.closed)
+        .bind(to_db(now))
+        .execute(&mut *tx)
+        .await?;
+    }
+    for (feed, allocation) in plan.pointers {
+        sqlx::query("UPDATE we_feeds SET open_allocation_id = $2 WHERE id = $1")
+            .bind(feed)
+            .bind(allocation)
+            .execute(&mut *tx)
+            .await?;
+    }
     Ok(())
 }

@@ -81,15 +81,22 @@ impl SqliteStore {
     }
 
     pub(crate) async fn setting(&self, key: &str) -> Result<Option<String>> {
+        // The read pool: the scheduler reads a setting every second, never queued behind a
+        // write.
         let value = sqlx::query_scalar("SELECT value FROM cascade_settings WHERE key = $1")
             .bind(key)
-            .fetch_optional(&self.write)
+            .fetch_optional(&self.read)
             .await?;
         Ok(value)
     }
 
     pub(crate) async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String> {
-        let mut tx = self.write.begin().await?;
+        // Read first: a database at rest (another process writing, a local command beside a
+        // running parent) is not written to for a key that exists.
+        if let Some(stored) = self.setting(key).await? {
+            return Ok(stored);
+        }
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query("INSERT INTO cascade_settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
             .bind(key)
             .bind(value)
@@ -102,6 +109,23 @@ impl SqliteStore {
                 .await?;
         tx.commit().await?;
         Ok(stored)
+    }
+
+    pub(crate) async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO cascade_settings (key, value) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn probe_write(&self, now: NaiveDateTime) -> Result<()> {
+        self.set_setting("readiness_probe", &crate::protocol::time::to_db(now))
+            .await
     }
 
     pub(crate) async fn count_users(&self) -> Result<i64> {

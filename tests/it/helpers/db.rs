@@ -94,3 +94,27 @@ macro_rules! on_both {
     };
 }
 pub(crate) use on_both;
+
+/// Runs `sql` (several statements allowed) on the database at `url`, on a connection of its
+/// own, as another program would.
+pub async fn execute(url: &str, sql: &str) {
+    use sqlx::{Connection, Executor};
+    match werss_cascade::store::parse_db_url(url).expect("database URL") {
+        werss_cascade::store::DbUrl::Sqlite(Some(path)) => {
+            let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+            let mut c = sqlx::SqliteConnection::connect_with(&options)
+                .await
+                .expect("sqlite");
+            c.execute(sqlx::AssertSqlSafe(sql.to_string()))
+                .await
+                .expect("statements run");
+        }
+        werss_cascade::store::DbUrl::Sqlite(None) => panic!("an in-memory database is private"),
+        werss_cascade::store::DbUrl::Postgres(url) => {
+            let mut c = sqlx::PgConnection::connect(&url).await.expect("pg");
+            c.execute(sqlx::AssertSqlSafe(sql.to_string()))
+                .await
+                .expect("statements run");
+        }
+    }
+}
