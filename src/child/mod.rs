@@ -66,6 +66,9 @@ impl Child {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
+            // Below the parent's `idle_timeout` (75 s), so a pooled connection is not reused
+            // just as the parent closes it.
+            .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .context("while building the HTTP client")?;
         let client = ParentClient::new(

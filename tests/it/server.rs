@@ -115,10 +115,13 @@ async fn stalled_and_idle_connections_are_closed_while_healthz_answers() {
         closed_within(&mut idle, SOON).await,
         "idle keep-alive still open"
     );
-    assert_eq!(
-        p.get("/healthz", &crate::helpers::Auth::None).await.ok()["status"],
-        "up"
-    );
+    // A new connection (the test client's pooled one was closed as idle, too).
+    let mut fresh = connect(&p).await;
+    fresh
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .expect("sent");
+    assert_eq!(read_response(&mut fresh).await.0, 200);
     p.shutdown().await;
 }
 
