@@ -5,17 +5,6 @@ use crate::helpers::db::on_both;
 use crate::helpers::{TestNode, TestParent, cascade};
 use chrono::TimeDelta;
 use serde_json::{Value, json};
-use werss_cascade::protocol::time;
-
-/// A node holding the only allocation of a fresh one-feed task.
-async fn one_claimed(p: &TestParent, prefix: u64) -> (TestNode, Value) {
-    let node = p.online_node(&format!("holder-{prefix}"), json!({})).await;
-    let feeds = p.feeds(prefix, 1).await;
-    let task = p.task(&feeds).await;
-    p.dispatch(&task).await;
-    let pkg = p.claim_one(&node).await;
-    (node, pkg)
-}
 
 /// Spawns a claim with `query` on a clone of the parent's client.
 fn spawn_claim(p: &TestParent, node: &TestNode, query: &str) -> tokio::task::JoinHandle<Value> {
@@ -56,7 +45,7 @@ on_both! {
     #[tokio::test]
     async fn a_cooling_node_is_told_when_to_ask_again(backend) {
         let p = TestParent::on(backend.clone()).await;
-        let (node, pkg) = one_claimed(&p, 7100).await;
+        let (node, pkg) = p.one_claimed(7100).await;
         p.status(&node, &pkg, "failed", json!({"reason": "rate_limited"}))
             .await
             .ok();
@@ -94,7 +83,7 @@ on_both! {
     #[tokio::test]
     async fn a_blocked_long_poll_is_held_until_the_cooldown_ends(backend) {
         let p = TestParent::on(backend.clone()).await;
-        let (node, pkg) = one_claimed(&p, 7200).await;
+        let (node, pkg) = p.one_claimed(7200).await;
         p.status(&node, &pkg, "failed", json!({"reason": "rate_limited"}))
             .await
             .ok();
@@ -121,7 +110,7 @@ on_both! {
     #[tokio::test]
     async fn a_parked_session_long_poll_resumes_when_the_session_is_valid_again(backend) {
         let p = TestParent::on(backend.clone()).await;
-        let (node, pkg) = one_claimed(&p, 7300).await;
+        let (node, pkg) = p.one_claimed(7300).await;
         p.status(&node, &pkg, "failed", json!({"reason": "session_expired"}))
             .await
             .ok();
@@ -252,41 +241,6 @@ on_both! {
         assert_eq!(r.body["retry_after"], 25);
         let r = p.claim(&node, "kinds=wechat,rss").await;
         assert!(r.ok().is_object(), "{}", r.text);
-        p.shutdown().await;
-    }
-}
-
-on_both! {
-    #[tokio::test]
-    async fn a_nodes_retry_after_cannot_park_a_feed_for_years(backend) {
-        let p = TestParent::on(backend.clone()).await;
-        let node = p.online_node("rss", json!({"fetchers": ["rss"]})).await;
-        let r = p
-            .post(
-                &cascade("/feeds"),
-                &p.admin(),
-                json!({"mp_name": "Blog", "source": "rss", "url": "https://blog.example/feed.xml"}),
-            )
-            .await;
-        let feed = r.ok()["id"].as_str().expect("id").to_string();
-        let task = p.task(&[feed]).await;
-        p.dispatch(&task).await;
-        let pkg = p.claim_one(&node).await;
-        let r = p
-            .status(
-                &node,
-                &pkg,
-                "failed",
-                json!({"reason": "rate_limited", "retry_after": 1e12}),
-            )
-            .await;
-        let available =
-            time::parse(r.ok()["available_at"].as_str().expect("time")).expect("time");
-        assert_eq!(
-            available,
-            p.clock.now() + TimeDelta::seconds(1800),
-            "capped at retry_max"
-        );
         p.shutdown().await;
     }
 }

@@ -1,19 +1,10 @@
 //! The state machine of PROTOCOL §4.1 and the reasons of §4.2, row by row.
 
 use crate::helpers::db::on_both;
-use crate::helpers::{TestNode, TestParent, cascade};
+use crate::helpers::{TestParent, cascade};
 use chrono::TimeDelta;
 use serde_json::{Value, json};
 use werss_cascade::protocol::time;
-
-async fn one_claimed(p: &TestParent, prefix: u64) -> (TestNode, Value) {
-    let node = p.online_node(&format!("holder-{prefix}"), json!({})).await;
-    let feeds = p.feeds(prefix, 1).await;
-    let task = p.task(&feeds).await;
-    p.dispatch(&task).await;
-    let pkg = p.claim_one(&node).await;
-    (node, pkg)
-}
 
 fn id(pkg: &Value) -> &str {
     pkg["allocation_id"].as_str().expect("id")
@@ -114,7 +105,7 @@ on_both! {
     #[tokio::test]
     async fn bad_reports_are_refused_without_change(backend) {
         let p = TestParent::on(backend.clone()).await;
-        let (node, pkg) = one_claimed(&p, 200).await;
+        let (node, pkg) = p.one_claimed(200).await;
         for status in ["pending", "claimed", "done", ""] {
             let r = p.status(&node, &pkg, status, json!({})).await;
             assert_eq!(r.err(400), "bad_request", "{status}");
@@ -153,7 +144,7 @@ on_both! {
     #[tokio::test]
     async fn retryable_failures_back_off_and_exhaust_into_failed(backend) {
         let p = TestParent::on(backend.clone()).await;
-        let (node, pkg) = one_claimed(&p, 300).await;
+        let (node, pkg) = p.one_claimed(300).await;
         let r = p
             .status(
                 &node,
@@ -215,7 +206,7 @@ on_both! {
     #[tokio::test]
     async fn rate_limited_wechat_cools_the_node_and_moves_the_work(backend) {
         let p = TestParent::on(backend.clone()).await;
-        let (limited, pkg) = one_claimed(&p, 400).await;
+        let (limited, pkg) = p.one_claimed(400).await;
         let r = p
             .status(
                 &limited,
@@ -286,6 +277,19 @@ on_both! {
             .get(&cascade(&format!("/nodes/{}", node.id)), &p.admin())
             .await;
         assert_eq!(n.ok()["cooldown_until"], Value::Null);
+        // A node cannot park a feed for years: its hint is believed up to retry_max.
+        p.clock.advance(TimeDelta::seconds(121));
+        let again = p.claim_one(&node).await;
+        let r = p
+            .status(
+                &node,
+                &again,
+                "failed",
+                json!({"reason": "rate_limited", "retry_after": 1e12}),
+            )
+            .await;
+        let available = time::parse(r.ok()["available_at"].as_str().expect("time")).expect("time");
+        assert_eq!(available, p.clock.now() + TimeDelta::seconds(1800), "capped at retry_max");
         p.shutdown().await;
     }
 }
@@ -294,7 +298,7 @@ on_both! {
     #[tokio::test]
     async fn session_expired_parks_the_node_until_a_valid_heartbeat(backend) {
         let p = TestParent::on(backend.clone()).await;
-        let (node, pkg) = one_claimed(&p, 500).await;
+        let (node, pkg) = p.one_claimed(500).await;
         let r = p
             .status(&node, &pkg, "failed", json!({"reason": "session_expired"}))
             .await;
@@ -324,7 +328,7 @@ on_both! {
     #[tokio::test]
     async fn not_found_fails_at_once_and_unknown_reasons_retry(backend) {
         let p = TestParent::on(backend.clone()).await;
-        let (node, pkg) = one_claimed(&p, 600).await;
+        let (node, pkg) = p.one_claimed(600).await;
         let r = p
             .status(&node, &pkg, "failed", json!({"reason": "not_found"}))
             .await;
@@ -347,7 +351,7 @@ on_both! {
     #[tokio::test]
     async fn completion_with_every_result_failed_acts_as_failure(backend) {
         let p = TestParent::on(backend.clone()).await;
-        let (node, pkg) = one_claimed(&p, 800).await;
+        let (node, pkg) = p.one_claimed(800).await;
         let body = json!({"allocation_id": pkg["allocation_id"], "task_id": pkg["task_id"], "article_count": 0,
                           "results": [{"mp_id": pkg["feeds"][0]["id"], "status": "failed", "error": "gone", "reason": "not_found"}]});
         let r = p
@@ -363,7 +367,7 @@ on_both! {
     #[tokio::test]
     async fn release_returns_work_without_spending_an_attempt(backend) {
         let p = TestParent::on(backend.clone()).await;
-        let (node, pkg) = one_claimed(&p, 900).await;
+        let (node, pkg) = p.one_claimed(900).await;
         let body = json!({"allocations": [{"allocation_id": pkg["allocation_id"], "lease_token": pkg["lease_token"]},
                                           {"allocation_id": "unknown", "lease_token": "x"}], "reason": "shutdown"});
         let r = p
@@ -394,7 +398,7 @@ on_both! {
     #[tokio::test]
     async fn deactivating_the_holder_requeues_its_work(backend) {
         let p = TestParent::on(backend.clone()).await;
-        let (node, pkg) = one_claimed(&p, 1000).await;
+        let (node, pkg) = p.one_claimed(1000).await;
         p.put(
             &cascade(&format!("/nodes/{}", node.id)),
             &p.admin(),
@@ -414,7 +418,7 @@ on_both! {
     #[tokio::test]
     async fn offline_holder_loses_its_work_to_the_reaper(backend) {
         let p = TestParent::on(backend.clone()).await;
-        let (node, pkg) = one_claimed(&p, 1100).await;
+        let (node, pkg) = p.one_claimed(1100).await;
         p.status(&node, &pkg, "executing", json!({})).await.ok();
         p.clock.advance(TimeDelta::seconds(181));
         let reaped = p.reap().await;
@@ -440,7 +444,7 @@ on_both! {
     #[tokio::test]
     async fn heartbeats_renew_only_live_leases_and_report_lost_work(backend) {
         let p = TestParent::on(backend.clone()).await;
-        let (node, pkg) = one_claimed(&p, 1200).await;
+        let (node, pkg) = p.one_claimed(1200).await;
         p.clock.advance(TimeDelta::seconds(200));
         let hb = p
             .post(

@@ -55,6 +55,19 @@ impl TestParent {
             .await
     }
 
+    /// A new online node holding the only allocation of a fresh one-feed task (feed ids
+    /// from `prefix`).
+    pub async fn one_claimed(&self, prefix: u64) -> (TestNode, Value) {
+        let node = self
+            .online_node(&format!("holder-{prefix}"), json!({}))
+            .await;
+        let feeds = self.feeds(prefix, 1).await;
+        let task = self.task(&feeds).await;
+        self.dispatch(&task).await;
+        let pkg = self.claim_one(&node).await;
+        (node, pkg)
+    }
+
     /// Claims one allocation and returns its package.
     pub async fn claim_one(&self, node: &TestNode) -> Value {
         let r = self.claim(node, "").await;
