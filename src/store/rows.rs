@@ -296,3 +296,20 @@ pub(crate) fn webhook_outcome(
         super::WebhookResult::Failed(e) => ("failed", false, None, Some(e)),
     }
 }
+
+/// Enabled tasks with a cron expression: what the scheduler reads each pass.
+pub(crate) const CRON_JOBS: &str = "SELECT id, cron_exp, next_run_at FROM we_message_tasks
+    WHERE status = 1 AND cron_exp IS NOT NULL AND TRIM(cron_exp) <> ''
+    ORDER BY created_at, id";
+
+pub(crate) fn cron_job_from_row(r: &impl RowExt) -> Result<super::CronJob> {
+    Ok(super::CronJob {
+        id: r.text("id")?,
+        cron_exp: r.text("cron_exp")?,
+        next_run_at: r.time("next_run_at")?,
+    })
+}
+
+/// Upserts one `cascade_settings` row (`$1` key, `$2` value).
+pub(crate) const SET_SETTING: &str = "INSERT INTO cascade_settings (key, value) VALUES ($1, $2)
+    ON CONFLICT (key) DO UPDATE SET value = excluded.value";

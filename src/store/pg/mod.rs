@@ -14,7 +14,7 @@ mod nodes;
 mod recovery;
 mod row;
 
-use super::rows::{RowExt, sync_log_from_row};
+use super::rows::{self, RowExt, sync_log_from_row};
 use super::{Error, Page, Result, SyncLog, SyncLogFilter, User};
 use chrono::NaiveDateTime;
 use sqlx::PgConnection;
@@ -92,14 +92,11 @@ impl PgStore {
     }
 
     pub(crate) async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO cascade_settings (key, value) VALUES ($1, $2)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(key)
-        .bind(value)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(rows::SET_SETTING)
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

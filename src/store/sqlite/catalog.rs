@@ -2,7 +2,7 @@
 
 use super::SqliteStore;
 use crate::protocol::time::to_db;
-use crate::store::rows::{RowExt, feed_from_row, task_from_row};
+use crate::store::rows::{self, feed_from_row, task_from_row};
 use crate::store::{
     CronJob, Error, Feed, FeedUpdate, MessageTask, NewFeed, Page, Result, TaskFields,
 };
@@ -147,22 +147,8 @@ impl SqliteStore {
     }
 
     pub(crate) async fn cron_jobs(&self) -> Result<Vec<CronJob>> {
-        let rows = sqlx::query(
-            "SELECT id, cron_exp, next_run_at FROM we_message_tasks
-              WHERE status = 1 AND cron_exp IS NOT NULL AND TRIM(cron_exp) <> ''
-              ORDER BY created_at, id",
-        )
-        .fetch_all(&self.read)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(CronJob {
-                    id: r.text("id")?,
-                    cron_exp: r.text("cron_exp")?,
-                    next_run_at: r.time("next_run_at")?,
-                })
-            })
-            .collect()
+        let rows = sqlx::query(rows::CRON_JOBS).fetch_all(&self.read).await?;
+        rows.iter().map(rows::cron_job_from_row).collect()
     }
 
     pub(crate) async fn get_task(&self, id: &str) -> Result<MessageTask> {

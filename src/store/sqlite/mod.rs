@@ -14,7 +14,7 @@ mod row;
 
 use super::{Error, Page, Result, SyncLog, SyncLogFilter, User};
 use crate::protocol::time::to_db;
-use crate::store::rows::{RowExt, sync_log_from_row};
+use crate::store::rows::{self, RowExt, sync_log_from_row};
 use chrono::NaiveDateTime;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -112,14 +112,11 @@ impl SqliteStore {
     }
 
     pub(crate) async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO cascade_settings (key, value) VALUES ($1, $2)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(key)
-        .bind(value)
-        .execute(&self.write)
-        .await?;
+        sqlx::query(rows::SET_SETTING)
+            .bind(key)
+            .bind(value)
+            .execute(&self.write)
+            .await?;
         Ok(())
     }
 
