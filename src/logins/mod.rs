@@ -502,9 +502,19 @@ impl LoginStore {
         self.lock().iter().find(|l| l.id == id).cloned()
     }
 
-    /// Every login without secrets.
+    /// Every login without secrets; a login past its known expiry shows as `expired`.
     pub fn views(&self) -> Vec<LoginView> {
-        self.lock().iter().map(Login::view).collect()
+        let now = Utc::now();
+        self.lock()
+            .iter()
+            .map(|l| {
+                let mut v = l.view();
+                if l.expires_at.is_some_and(|t| t <= now) {
+                    v.state = LoginState::Expired;
+                }
+                v
+            })
+            .collect()
     }
 
     /// Whether any login of `kind` is held at all.
