@@ -263,9 +263,7 @@ impl Metrics {
             }
         }
         for (kind, left) in soonest {
-            next_expiry
-                .get_or_create(&label("kind", &kind))
-                .set(left);
+            next_expiry.get_or_create(&label("kind", &kind)).set(left);
         }
         levels.register(
             "cascade_logins",

@@ -340,9 +340,7 @@ pub async fn heartbeat(state: &AppState, node_id: &str, beat: Heartbeat) -> ApiR
             None
         }
     };
-    let logins = beat
-        .logins
-        .map(|list| reported_logins(list, &mut warnings));
+    let logins = beat.logins.map(|list| reported_logins(list, &mut warnings));
     let update = HeartbeatUpdate {
         callback_url,
         capacity: beat.capacity.map(i64::from),
@@ -407,9 +405,7 @@ fn reported_logins(list: Vec<Value>, warnings: &mut Vec<String>) -> Vec<Reported
     }
     for (i, l) in list.iter().take(MAX_REPORTED_LOGINS).enumerate() {
         let id = text(&l["id"], 255).filter(|s| !s.trim().is_empty());
-        let kind = l["kind"]
-            .as_str()
-            .and_then(crate::logins::LoginKind::parse);
+        let kind = l["kind"].as_str().and_then(crate::logins::LoginKind::parse);
         let state = l["state"]
             .as_str()
             .and_then(crate::logins::LoginState::parse);
