@@ -340,3 +340,99 @@ on_both! {
         p.shutdown().await;
     }
 }
+
+/// Runs `cascade ARGS` in `dir`, asserts success and returns stdout.
+async fn run(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = crate::helpers::process::cascade_cmd(dir)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env("CASCADE_PASSWORD", "operator-pass")
+        .output()
+        .await
+        .expect("binary runs");
+    assert!(
+        out.status.success(),
+        "cascade {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_logins_prints_what_children_report_locally_and_over_url_and_no_log_has_a_secret() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let mut cmd = crate::helpers::process::cascade_cmd(d);
+    cmd.args(["parent", "--port", "0"])
+        .env("CASCADE_ADMIN_PASSWORD", "operator-pass")
+        .env("RUST_LOG", "debug");
+    let parent = crate::helpers::process::ParentProcess::start(cmd).await;
+    let url = parent.base.clone();
+    let elsewhere = tempfile::tempdir().expect("another dir");
+    let e = elsewhere.path();
+    let created: Value =
+        serde_json::from_str(&run(e, &["--url", &url, "node", "add", "scanner", "--json"]).await)
+            .expect("json");
+    let node_id = created["node_id"].as_str().expect("id").to_string();
+
+    let fake = FakeWechat::start(Vec::new()).await.expect("fake");
+    let (a, b) = (session("CLI-A", None), session("CLI-B", None));
+    let mut config = test_config(&elsewhere);
+    let data = e.join("child-data");
+    config.cascade.data_dir = data.display().to_string();
+    let store = LoginStore::open(&data).expect("store");
+    store.upsert(b.login("second")).expect("saved");
+    a.configure(&mut config.cascade, &fake);
+    config.cascade.parent_api_url = url.clone();
+    config.cascade.api_key = created["api_key"].as_str().expect("key").into();
+    config.cascade.api_secret = Secret::new(created["api_secret"].as_str().expect("secret"));
+    Child::new(config)
+        .expect("child")
+        .check()
+        .await
+        .expect("heartbeat");
+
+    let table = run(e, &["--url", &url, "node", "logins"]).await;
+    let header = table.lines().next().expect("header");
+    assert!(
+        header.starts_with("NODE") && header.contains("STATE") && header.contains("EXPIRES"),
+        "{table}"
+    );
+    assert!(
+        table.contains("config-mp") && table.contains("second") && table.contains("scanner"),
+        "{table}"
+    );
+    let listed: Value =
+        serde_json::from_str(&run(e, &["--url", &url, "node", "logins", &node_id, "--json"]).await)
+            .expect("json");
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+    assert_eq!(listed[0]["node_id"], node_id.as_str());
+    let none: Value =
+        serde_json::from_str(&run(e, &["--url", &url, "node", "logins", "nobody", "--json"]).await)
+            .expect("json");
+    assert_eq!(none, json!([]));
+    // Local mode, on the parent's own database beside it.
+    let local = run(d, &["node", "logins"]).await;
+    assert!(
+        local.contains("config-mp") && local.contains("second"),
+        "{local}"
+    );
+
+    let (ok, log) = parent.terminate_with_log().await;
+    assert!(ok);
+    let log = log.join("\n");
+    for (what, text) in [
+        ("the table", &table),
+        ("the local table", &local),
+        ("the parent's log", &log),
+    ] {
+        assert_no_secret(what, text, &[&a, &b]);
+    }
+    let db = std::fs::read(d.join("data/cascade.db")).expect("db file");
+    assert_no_secret(
+        "the database file",
+        &String::from_utf8_lossy(&db),
+        &[&a, &b],
+    );
+    fake.stop();
+}
