@@ -284,6 +284,10 @@ async fn heartbeat_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(Duration::from_secs(period)) => {}
         }
+        // Logins another process saved (`cascade child login`) are served from now on.
+        if let Err(e) = shared.logins.reload() {
+            tracing::warn!(error = %e, "could not re-read the login store");
+        }
         match shared.heartbeat().await {
             Ok(data) => {
                 if let Some(advertised) = data["heartbeat_interval"].as_u64() {

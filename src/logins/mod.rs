@@ -296,6 +296,9 @@ struct StoredLogin {
 #[derive(Serialize, Deserialize)]
 struct StoreFile {
     version: u32,
+    /// Random per write: another process wrote the file when it differs from ours.
+    #[serde(default)]
+    revision: String,
     logins: Vec<StoredLogin>,
 }
 
@@ -349,10 +352,22 @@ impl From<StoredLogin> for Login {
 /// A child's logins, in memory and in `<data_dir>/logins.json`. Every change that matters
 /// after a restart (a login added or replaced, a state change, an error) is written at once;
 /// `last_used_at` and `last_ok_at` alone are kept in memory until the next write.
+///
+/// Another process may write the file too (`cascade child login` beside a running child):
+/// before each write, and on [`LoginStore::reload`], logins another process added, replaced
+/// (new secrets) or removed since this store last read or wrote the file are taken over.
 #[derive(Debug)]
 pub struct LoginStore {
     path: PathBuf,
     logins: Mutex<Vec<Login>>,
+    sync: Mutex<SyncState>,
+}
+
+/// What this store last read or wrote: the file's revision and each login's secrets.
+#[derive(Debug, Default)]
+struct SyncState {
+    revision: String,
+    synced: std::collections::HashMap<String, LoginSecrets>,
 }
 
 impl LoginStore {
@@ -361,29 +376,69 @@ impl LoginStore {
     /// # Errors
     /// An unreadable or malformed file.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        let path = data_dir.join(STORE_FILE);
-        let logins = match std::fs::read(&path) {
-            Ok(bytes) => {
-                let file: StoreFile =
-                    serde_json::from_slice(&bytes).map_err(|e| StoreError::Format {
-                        path: path.display().to_string(),
-                        // serde_json's messages name positions and types, never values.
-                        message: e.to_string(),
-                    })?;
-                file.logins.into_iter().map(Login::from).collect()
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(source) => {
-                return Err(StoreError::Io {
-                    path: path.display().to_string(),
-                    source,
-                });
-            }
+        let store = Self {
+            path: data_dir.join(STORE_FILE),
+            logins: Mutex::default(),
+            sync: Mutex::default(),
         };
-        Ok(Self {
-            path,
-            logins: Mutex::new(logins),
-        })
+        store.reload()?;
+        Ok(store)
+    }
+
+    /// Takes over what another process changed in the file since this store last read or
+    /// wrote it.
+    ///
+    /// # Errors
+    /// An unreadable or malformed file (the logins in memory stay as they are).
+    pub fn reload(&self) -> Result<(), StoreError> {
+        let mut logins = self.lock();
+        self.merge(&mut logins)
+    }
+
+    fn read_file(&self) -> Result<Option<StoreFile>, StoreError> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| StoreError::Format {
+                    path: self.path.display().to_string(),
+                    // serde_json's messages name positions and types, never values.
+                    message: e.to_string(),
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::Io {
+                path: self.path.display().to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// Merges the file into `logins` when another process wrote it: its new logins are
+    /// added, logins whose secrets it changed are replaced, logins it removed are dropped;
+    /// the rest keep this process's state.
+    fn merge(&self, logins: &mut Vec<Login>) -> Result<(), StoreError> {
+        let Some(file) = self.read_file()? else {
+            return Ok(());
+        };
+        let mut sync = self.sync.lock().unwrap_or_else(|p| p.into_inner());
+        if !sync.revision.is_empty() && file.revision == sync.revision {
+            return Ok(());
+        }
+        let disk: Vec<Login> = file.logins.into_iter().map(Login::from).collect();
+        logins.retain(|l| !sync.synced.contains_key(&l.id) || disk.iter().any(|d| d.id == l.id));
+        for d in disk {
+            let known = sync.synced.get(&d.id);
+            match logins.iter_mut().find(|l| l.id == d.id) {
+                Some(mine) if known != Some(&d.secrets) && mine.secrets != d.secrets => {
+                    *mine = d.clone();
+                }
+                Some(_) => {}
+                None if known.is_none() => logins.push(d.clone()),
+                None => {}
+            }
+            sync.synced.insert(d.id, d.secrets);
+        }
+        sync.revision = file.revision;
+        Ok(())
     }
 
     /// The store file's path.
@@ -396,8 +451,11 @@ impl LoginStore {
     }
 
     /// Writes `logins` atomically: a temp file in the same directory (0600), fsync, rename,
-    /// then the directory is synced.
-    fn write(&self, logins: &[Login]) -> Result<(), StoreError> {
+    /// then the directory is synced. Another process's changes are merged in first.
+    fn write(&self, logins: &mut Vec<Login>) -> Result<(), StoreError> {
+        if let Err(e) = self.merge(logins) {
+            tracing::warn!(error = %e, "login store unreadable; writing this process's logins");
+        }
         let io = |source| StoreError::Io {
             path: self.path.display().to_string(),
             source,
@@ -408,8 +466,10 @@ impl LoginStore {
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(io)?;
+        let revision = crate::protocol::credentials::random_token();
         let file = StoreFile {
             version: 1,
+            revision: revision.clone(),
             logins: logins.iter().map(StoredLogin::from).collect(),
         };
         let bytes = serde_json::to_vec_pretty(&file).map_err(|e| io(std::io::Error::other(e)))?;
@@ -431,6 +491,12 @@ impl LoginStore {
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
         }
+        let mut sync = self.sync.lock().unwrap_or_else(|p| p.into_inner());
+        sync.revision = revision;
+        sync.synced = logins
+            .iter()
+            .map(|l| (l.id.clone(), l.secrets.clone()))
+            .collect();
         Ok(())
     }
 
@@ -439,7 +505,7 @@ impl LoginStore {
     fn update<R>(&self, change: impl FnOnce(&mut Vec<Login>) -> (R, bool)) -> R {
         let mut logins = self.lock();
         let (out, persist) = change(&mut logins);
-        if persist && let Err(e) = self.write(&logins) {
+        if persist && let Err(e) = self.write(&mut logins) {
             tracing::warn!(error = %e, "could not save the login store");
         }
         out
@@ -455,7 +521,7 @@ impl LoginStore {
             Some(slot) => *slot = login,
             None => logins.push(login),
         }
-        self.write(&logins)
+        self.write(&mut logins)
     }
 
     /// Removes a login; whether it existed.
@@ -468,7 +534,7 @@ impl LoginStore {
         logins.retain(|l| l.id != id);
         let removed = logins.len() != before;
         if removed {
-            self.write(&logins)?;
+            self.write(&mut logins)?;
         }
         Ok(removed)
     }
@@ -623,8 +689,8 @@ impl LoginStore {
     /// # Errors
     /// The file could not be written.
     pub fn flush(&self) -> Result<(), StoreError> {
-        let logins = self.lock();
-        self.write(&logins)
+        let mut logins = self.lock();
+        self.write(&mut logins)
     }
 }
 

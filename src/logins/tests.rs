@@ -195,3 +195,41 @@ fn secrets_never_show_in_debug_or_views() {
     );
     assert!(view.contains(r#""kind":"mp""#) && view.contains(r#""state":"valid""#));
 }
+
+#[test]
+fn logins_another_process_saved_are_taken_over_not_overwritten() {
+    let dir = tempfile::tempdir().expect("dir");
+    let running = LoginStore::open(dir.path()).expect("open");
+    running.upsert(mp("a", "1")).expect("save");
+    running.upsert(mp("gone", "2")).expect("save");
+    // Another process (`cascade child login`) adds one, replaces one, removes one.
+    let other = LoginStore::open(dir.path()).expect("open");
+    other.upsert(mp("b", "3")).expect("save");
+    other.upsert(mp("a", "new-a")).expect("save");
+    assert!(other.remove("gone").expect("removed"));
+    // The running child writes a state change of its own: nothing of the other's is lost.
+    running.mark_error("a", "network");
+    let again = LoginStore::open(dir.path()).expect("reopen");
+    let mut ids: Vec<String> = again.views().into_iter().map(|v| v.id).collect();
+    ids.sort();
+    assert_eq!(ids, ["a", "b"]);
+    assert_eq!(
+        again.get("a").expect("a").secrets.cookie("slave_sid"),
+        Some(&Secret::new("new-a"))
+    );
+    // A reload alone makes the new login usable in the running process.
+    other.upsert(mp("c", "4")).expect("save");
+    running.reload().expect("reload");
+    assert!(running.get("c").is_some());
+    assert_eq!(running.views().len(), 3);
+    // And the running process's own removal sticks.
+    assert!(running.remove("c").expect("removed"));
+    running.reload().expect("reload");
+    assert!(running.get("c").is_none());
+    assert!(
+        LoginStore::open(dir.path())
+            .expect("open")
+            .get("c")
+            .is_none()
+    );
+}
