@@ -491,7 +491,14 @@ async fn fetch_feed(shared: &Shared, feed: &PackageFeed) -> Result<Fetched, Fetc
         );
         let outcome = fetcher.fetch(feed).await;
         let now = chrono::Utc::now();
+        // Another process may have replaced this login meanwhile (a new scan): the outcome
+        // concerns the secrets used, so it is recorded only while they are still the login's.
+        let same = shared
+            .logins
+            .get(&login.id)
+            .is_some_and(|l| l.secrets == login.secrets);
         match &outcome {
+            _ if !same => {}
             Ok(_) => shared.logins.mark_ok(&login.id, now),
             Err(e @ FetchError::SessionExpired(_)) => {
                 tracing::warn!(login.id = %login.id, error = %e, "WeChat login expired");
