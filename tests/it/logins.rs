@@ -128,6 +128,36 @@ async fn database_text(p: &TestParent, backend: &Backend) -> String {
     }
 }
 
+/// Rows of `cascade_node_logins` of one node, read from the database itself.
+async fn login_rows(p: &TestParent, backend: &Backend, node_id: &str) -> i64 {
+    use sqlx::Connection;
+    const SQL: &str = "SELECT COUNT(*) FROM cascade_node_logins WHERE node_id = $1";
+    match backend {
+        Backend::Sqlite => {
+            let options =
+                sqlx::sqlite::SqliteConnectOptions::new().filename(p.dir.path().join("cascade.db"));
+            let mut c = sqlx::SqliteConnection::connect_with(&options)
+                .await
+                .expect("open");
+            sqlx::query_scalar(SQL)
+                .bind(node_id)
+                .fetch_one(&mut c)
+                .await
+                .expect("count")
+        }
+        Backend::Postgres(_) => {
+            let mut c = sqlx::PgConnection::connect(&p.state.config.db)
+                .await
+                .expect("connect");
+            sqlx::query_scalar(SQL)
+                .bind(node_id)
+                .fetch_one(&mut c)
+                .await
+                .expect("count")
+        }
+    }
+}
+
 fn assert_no_secret(what: &str, text: &str, sessions: &[&FakeSession]) {
     for s in sessions {
         for secret in [&s.token, &s.slave_sid] {
@@ -337,6 +367,12 @@ on_both! {
         let list = allocs.ok()["list"].as_array().expect("list").clone();
         assert!(!list.is_empty());
         assert!(list.iter().all(|a| a["assigned_node_id"] == stock.id.as_str()), "{}", allocs.text);
+        // A deleted node's logins go with it.
+        beat(&p, &alive, json!({"logins": [login("w", "valid")]})).await;
+        p.delete(&cascade(&format!("/nodes/{}", alive.id)), &p.admin()).await.ok();
+        assert_eq!(p.get(&cascade("/logins"), &p.admin()).await.ok(), &json!([]));
+        assert_eq!(login_rows(&p, &backend, &alive.id).await, 0, "its rows are deleted");
+        assert_eq!(login_rows(&p, &backend, &dead.id).await, 0);
         p.shutdown().await;
     }
 }

@@ -236,6 +236,10 @@ impl PgStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM cascade_node_logins WHERE node_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         requeue_holdings(&mut tx, id, "node_disabled", now).await?;
         tx.commit().await?;
         Ok(())

@@ -236,6 +236,10 @@ impl SqliteStore {
         if result.rows_affected() == 0 {
             return Err(Error::NotFound("node"));
         }
+        sqlx::query("DELETE FROM cascade_node_logins WHERE node_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         requeue_holdings(&mut tx, id, "node_disabled", now).await?;
         tx.commit().await?;
         Ok(())
