@@ -86,6 +86,7 @@ const CASCADE_KEYS: &[&str] = &[
     "request_timeout",
     "idle_timeout",
     "max_connections",
+    "data_dir",
 ];
 
 /// Top-level keys and the WeRSS env variable each falls back to when absent from the file.
@@ -269,6 +270,8 @@ cascade_config! {
     idle_timeout: u64 = 75, "lenient_u64";
     /// Parent: most connections open at once; more wait in the listen backlog.
     max_connections: u64 = 1024, "lenient_u64";
+    /// Child: directory of the child's own files (the login store `logins.json`).
+    data_dir: String = "./data".into(), "lenient_string";
 }
 
 impl Config {

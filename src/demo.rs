@@ -103,6 +103,8 @@ pub async fn run(
         .await?;
 
     let mut children = Vec::new();
+    // The children's own files (their login stores) live only as long as the demo.
+    let child_data = tempfile::tempdir()?;
     for (i, limit) in [
         (1, None),
         (2, None),
@@ -132,6 +134,11 @@ pub async fn run(
         c.cascade.api_key = key;
         c.cascade.api_secret = secret;
         session.configure(&mut c.cascade, &fake);
+        c.cascade.data_dir = child_data
+            .path()
+            .join(format!("child-{i}"))
+            .display()
+            .to_string();
         if i == 1 {
             c.cascade.fetchers = vec!["wechat".into(), "rss".into()];
         }

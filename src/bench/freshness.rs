@@ -84,6 +84,8 @@ async fn scenario(o: &FreshnessOptions, kill: bool) -> anyhow::Result<Outcome> {
     let window = Duration::from_millis(o.window_ms);
     let gap = window.mul_f64(1.02 / o.rate.max(1) as f64);
     let mut children = Vec::new();
+    // The children's own files (their login stores) live only as long as the run.
+    let child_data = tempfile::tempdir()?;
     for i in 0..o.children {
         let node = store
             .create_node(
@@ -110,6 +112,11 @@ async fn scenario(o: &FreshnessOptions, kill: bool) -> anyhow::Result<Outcome> {
         k.api_key = key;
         k.api_secret = secret;
         session.configure(k, &fake);
+        k.data_dir = child_data
+            .path()
+            .join(format!("child-{i}"))
+            .display()
+            .to_string();
         k.wechat_gap_ms = u64::try_from(gap.as_millis()).unwrap_or(u64::MAX);
         k.wechat_gap_jitter_ms = 0;
         (

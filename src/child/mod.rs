@@ -11,6 +11,7 @@ use crate::fetch::pacer::Pacer;
 use crate::fetch::rss::RssFetcher;
 use crate::fetch::wechat::WechatFetcher;
 use crate::fetch::{Article, FetchError, Fetched};
+use crate::logins::{LoginKind, LoginState, LoginStore};
 use crate::protocol::SERVER_VERSION;
 use crate::protocol::wire::{PackageFeed, TaskPackage};
 use crate::telemetry::{untrusted, untrusted_error};
@@ -27,20 +28,18 @@ use tokio_util::sync::CancellationToken;
 /// Extensions this child understands (sent in heartbeats).
 const FEATURES: &[&str] = &["wait", "limit", "lease_token", "release", "reason", "held"];
 
-/// Why WeChat work is paused on this node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum WechatBlock {
-    RateLimited(tokio::time::Instant),
-    SessionExpired,
-}
-
 struct Shared {
     client: ParentClient,
     config: Config,
-    wechat: Option<WechatFetcher>,
+    http: reqwest::Client,
+    /// Whether `wechat` is among the configured fetchers.
+    wechat: bool,
+    /// The child's logins; WeChat fetches take one per feed from here.
+    logins: Arc<LoginStore>,
+    /// One pacer per login id: WeChat limits each account, not the node.
+    pacers: Mutex<HashMap<String, Arc<Pacer>>>,
     rss: Option<RssFetcher>,
     held: Mutex<HashMap<String, TaskPackage>>,
-    block: Mutex<Option<WechatBlock>>,
     done: Notify,
     wake: Arc<Notify>,
 }
@@ -55,7 +54,8 @@ impl Child {
     /// Builds a child from configuration.
     ///
     /// # Errors
-    /// Missing AK/SK, or an HTTP client that cannot be built.
+    /// Missing AK/SK, an HTTP client that cannot be built, or an unreadable login store
+    /// (`<data_dir>/logins.json`).
     pub fn new(config: Config) -> anyhow::Result<Self> {
         let c = &config.cascade;
         if c.api_key.trim().is_empty() || c.api_secret.is_empty() {
@@ -82,27 +82,17 @@ impl Child {
             .iter()
             .any(|f| f == "rss")
             .then(|| RssFetcher::new(http.clone()));
-        let wechat =
-            (c.fetchers.iter().any(|f| f == "wechat") && !c.wechat_token.is_empty()).then(|| {
-                let pacer = Arc::new(Pacer::new(
-                    Duration::from_millis(c.wechat_gap_ms),
-                    Duration::from_millis(c.wechat_gap_jitter_ms),
-                ));
-                WechatFetcher::new(
-                    http,
-                    &c.wechat_base_url,
-                    c.wechat_token.clone(),
-                    c.wechat_cookie.clone(),
-                    pacer,
-                )
-            });
+        let logins = LoginStore::open(std::path::Path::new(&c.data_dir))?;
+        logins.adopt_config(&c.wechat_token, &c.wechat_cookie);
         let shared = Shared {
             client,
+            http,
+            wechat: c.fetchers.iter().any(|f| f == "wechat"),
+            logins: Arc::new(logins),
+            pacers: Mutex::default(),
             config,
-            wechat,
             rss,
             held: Mutex::default(),
-            block: Mutex::default(),
             done: Notify::new(),
             wake: Arc::new(Notify::new()),
         };
@@ -110,6 +100,11 @@ impl Child {
             shared: Arc::new(shared),
             listener: None,
         })
+    }
+
+    /// The child's login store (QR flows add logins to it).
+    pub fn logins(&self) -> Arc<LoginStore> {
+        self.shared.logins.clone()
     }
 
     /// Serves the notify listener on `listener` instead of binding `port` (tests bind port 0
@@ -190,20 +185,43 @@ impl Child {
             tracing::warn!(error = %untrusted_error(&e), "could not release held work; its leases will expire");
         }
         helpers.abort_all();
+        if let Err(e) = shared.logins.flush() {
+            tracing::warn!(error = %e, "could not save the login store");
+        }
         tracing::info!(released = left.len(), "child stopped");
         Ok(())
     }
 }
 
 impl Shared {
-    /// The WeChat login's block now (an ended cooldown is cleared).
-    fn wechat_block(&self) -> Option<WechatBlock> {
-        let mut block = self.block.lock().unwrap_or_else(|p| p.into_inner());
-        if matches!(*block, Some(WechatBlock::RateLimited(until)) if until <= tokio::time::Instant::now())
-        {
-            *block = None;
+    /// Whether a WeChat (`mp`) login is usable now.
+    fn wechat_usable(&self) -> bool {
+        self.wechat && self.logins.any_usable(LoginKind::Mp, chrono::Utc::now())
+    }
+
+    /// When a cooling `mp` login may serve again, while none is usable.
+    fn wechat_cooldown_end(&self) -> Option<tokio::time::Instant> {
+        let until = self.logins.next_cooldown_end(LoginKind::Mp)?;
+        let left = (until - chrono::Utc::now()).to_std().unwrap_or_default();
+        Some(tokio::time::Instant::now() + left)
+    }
+
+    /// The node-level WeChat session state reported in heartbeats: `none` without any `mp`
+    /// login, `valid` while one is not expired (a cooling one included), else `expired`.
+    fn wechat_session(&self) -> &'static str {
+        let now = chrono::Utc::now();
+        let views = self.logins.views();
+        let mut mp = views.iter().filter(|l| l.kind == LoginKind::Mp).peekable();
+        if !self.wechat || mp.peek().is_none() {
+            return "none";
         }
-        *block
+        let alive = mp.any(|l| {
+            matches!(
+                l.state,
+                LoginState::Valid | LoginState::Expiring | LoginState::Cooling
+            ) && l.expires_at.is_none_or(|t| t > now)
+        });
+        if alive { "valid" } else { "expired" }
     }
 
     /// The fetcher kinds to claim now, or `None` when this child should not claim at all.
@@ -211,7 +229,7 @@ impl Shared {
     /// out WeChat work only and marks it completed whatever the results) is asked only while
     /// the WeChat login, if this child reports one, is usable.
     fn claimable_kinds(&self) -> Option<Vec<&'static str>> {
-        let wechat_ok = self.wechat.is_some() && self.wechat_block().is_none();
+        let wechat_ok = self.wechat_usable();
         let mut kinds = Vec::new();
         if wechat_ok {
             kinds.push("wechat");
@@ -246,16 +264,12 @@ impl Shared {
             .keys()
             .cloned()
             .collect();
-        let session = match (
-            *self.block.lock().unwrap_or_else(|p| p.into_inner()),
-            &self.wechat,
-        ) {
-            (_, None) => "none",
-            (Some(WechatBlock::SessionExpired), _) => "expired",
-            _ => "valid",
-        };
+        let session = self.wechat_session();
+        // `logins`: every login without its secrets (an additive field; a stock parent
+        // ignores it).
         let mut body = json!({"capacity": c.capacity, "in_use": self.in_use(), "fetchers": c.fetchers, "wechat_session": session,
-                              "held": held, "version": SERVER_VERSION, "features": FEATURES});
+                              "held": held, "version": SERVER_VERSION, "features": FEATURES,
+                              "logins": self.logins.views()});
         if !c.callback_url.is_empty() {
             body["callback_url"] = json!(c.callback_url);
         }
@@ -269,6 +283,10 @@ async fn heartbeat_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(Duration::from_secs(period)) => {}
+        }
+        // Logins another process saved (`cascade child login`) are served from now on.
+        if let Err(e) = shared.logins.reload() {
+            tracing::warn!(error = %e, "could not re-read the login store");
         }
         match shared.heartbeat().await {
             Ok(data) => {
@@ -319,13 +337,16 @@ async fn claim_loop(shared: &Arc<Shared>, running: &mut JoinSet<()>, shutdown: &
             // No login or fetcher can take work now: ask for none, and look again when the
             // WeChat block ends or running work changes it.
             if !idle_since_logged {
-                tracing::warn!(block = ?shared.wechat_block(), "no usable source; not claiming");
+                tracing::warn!(
+                    wechat_session = shared.wechat_session(),
+                    "no usable source; not claiming"
+                );
                 idle_since_logged = true;
             }
-            let until = match shared.wechat_block() {
-                Some(WechatBlock::RateLimited(until)) => until,
-                _ => tokio::time::Instant::now() + MAX_CLAIM_BACKOFF,
-            };
+            let until = shared
+                .wechat_cooldown_end()
+                .unwrap_or_else(|| tokio::time::Instant::now() + MAX_CLAIM_BACKOFF)
+                .min(tokio::time::Instant::now() + MAX_CLAIM_BACKOFF);
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = shared.done.notified() => {}
@@ -443,40 +464,100 @@ async fn fetch_feed(shared: &Shared, feed: &PackageFeed) -> Result<Fetched, Fetc
             )));
         }
     }
-    let Some(fetcher) = &shared.wechat else {
-        return Err(FetchError::SessionExpired(
-            "no WeChat session configured".into(),
+    if !shared.wechat {
+        return Err(FetchError::Network(
+            "this node has no fetcher for wechat".into(),
         ));
-    };
-    let blocked = *shared.block.lock().unwrap_or_else(|p| p.into_inner());
-    match blocked {
-        Some(WechatBlock::SessionExpired) => {
-            return Err(FetchError::SessionExpired("session expired earlier".into()));
+    }
+    // Each usable login gets at most one try at this feed: a rate-limited or dead login hands
+    // the feed to the next; the last login's failure is the feed's.
+    let mut tried = Vec::new();
+    let mut last = None;
+    loop {
+        let now = chrono::Utc::now();
+        let Some(login) = shared.logins.pick(LoginKind::Mp, now) else {
+            break;
+        };
+        if tried.contains(&login.id) {
+            break;
         }
-        Some(WechatBlock::RateLimited(until)) if tokio::time::Instant::now() < until => {
-            let left = until
-                .saturating_duration_since(tokio::time::Instant::now())
-                .as_secs();
-            return Err(FetchError::RateLimited {
+        tried.push(login.id.clone());
+        let fetcher = WechatFetcher::new(
+            shared.http.clone(),
+            &shared.config.cascade.wechat_base_url,
+            login.secrets.token.clone().unwrap_or_default(),
+            login.secrets.cookie_header(),
+            shared.pacer(&login.id),
+        );
+        let outcome = fetcher.fetch(feed).await;
+        let now = chrono::Utc::now();
+        // Another process may have replaced this login meanwhile (a new scan): the outcome
+        // concerns the secrets used, so it is recorded only while they are still the login's.
+        let same = shared
+            .logins
+            .get(&login.id)
+            .is_some_and(|l| l.secrets == login.secrets);
+        match &outcome {
+            _ if !same => {}
+            Ok(_) => shared.logins.mark_ok(&login.id, now),
+            Err(e @ FetchError::SessionExpired(_)) => {
+                tracing::warn!(login.id = %login.id, error = %e, "WeChat login expired");
+                shared.logins.mark_expired(&login.id, &e.to_string());
+            }
+            Err(e @ FetchError::RateLimited { retry_after }) => {
+                let base = shared.config.cascade.cooldown_base;
+                let secs = retry_after
+                    .and_then(|s| u64::try_from(s).ok())
+                    .unwrap_or(base)
+                    .max(1);
+                let until =
+                    now + chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000));
+                tracing::warn!(login.id = %login.id, cooldown_s = secs, "WeChat login rate limited; cooling");
+                shared.logins.mark_cooling(&login.id, until, &e.to_string());
+            }
+            Err(e) => shared.logins.mark_error(&login.id, &e.to_string()),
+        }
+        match outcome {
+            Err(e @ (FetchError::SessionExpired(_) | FetchError::RateLimited { .. })) => {
+                last = Some(e);
+            }
+            other => return other,
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        if shared.logins.next_cooldown_end(LoginKind::Mp).is_some() {
+            let left = shared
+                .wechat_cooldown_end()
+                .map(|t| {
+                    t.saturating_duration_since(tokio::time::Instant::now())
+                        .as_secs()
+                })
+                .unwrap_or(0);
+            FetchError::RateLimited {
                 retry_after: Some(i64::try_from(left).unwrap_or(0)),
-            });
+            }
+        } else {
+            FetchError::SessionExpired("no usable WeChat login".into())
         }
-        _ => {}
+    }))
+}
+
+impl Shared {
+    /// The pacer of one login, made on first use.
+    fn pacer(&self, login_id: &str) -> Arc<Pacer> {
+        let c = &self.config.cascade;
+        self.pacers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(login_id.to_string())
+            .or_insert_with(|| {
+                Arc::new(Pacer::new(
+                    Duration::from_millis(c.wechat_gap_ms),
+                    Duration::from_millis(c.wechat_gap_jitter_ms),
+                ))
+            })
+            .clone()
     }
-    let outcome = fetcher.fetch(feed).await;
-    let mut block = shared.block.lock().unwrap_or_else(|p| p.into_inner());
-    match &outcome {
-        Err(FetchError::SessionExpired(_)) => *block = Some(WechatBlock::SessionExpired),
-        Err(FetchError::RateLimited { .. }) => {
-            let cooldown = Duration::from_secs(shared.config.cascade.cooldown_base);
-            *block = Some(WechatBlock::RateLimited(
-                tokio::time::Instant::now() + cooldown,
-            ));
-        }
-        Ok(_) => *block = None,
-        Err(_) => {}
-    }
-    outcome
 }
 
 fn result_item(feed: &PackageFeed, outcome: &Result<Fetched, FetchError>) -> Value {

@@ -6,7 +6,7 @@
 
 pub use super::admin_args::{FeedCmd, NodeCmd, Target, TaskCmd};
 use super::out::{out, outln};
-use super::table::{Table, credentials, node_table, print, text};
+use super::table::{Table, credentials, login_table, node_table, print, text};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::parent::{self, AppState};
@@ -220,6 +220,16 @@ pub async fn node(api: &Api, json: bool, cmd: NodeCmd) -> anyhow::Result<()> {
             }
         }
         NodeCmd::List => print(json, &api.get("/nodes?node_type=1").await?, node_table)?,
+        NodeCmd::Logins { id } => {
+            let path = match id {
+                Some(id) => format!(
+                    "/logins?{}",
+                    serde_urlencoded::to_string([("node_id", id.as_str())])?
+                ),
+                None => "/logins".to_string(),
+            };
+            print(json, &api.get(&path).await?, login_table)?;
+        }
         NodeCmd::Show { id } => {
             let n = api.get(&format!("/nodes/{id}")).await?;
             print(json, &n, Table::pairs)?;

@@ -36,6 +36,11 @@ pub enum NodeCmd {
     },
     /// List child nodes with their state and load.
     List,
+    /// The logins nodes report (kind, account, state, expiry), of one node when given.
+    Logins {
+        /// Node id (all nodes when omitted).
+        id: Option<String>,
+    },
     /// One node.
     Show {
         /// Node id.

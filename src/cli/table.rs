@@ -133,6 +133,35 @@ pub fn node_table(list: &Value) -> Table {
     t
 }
 
+/// Logins the nodes report, as a table (times in UTC).
+pub fn login_table(list: &Value) -> Table {
+    let mut t = Table::new(&[
+        "NODE",
+        "LOGIN",
+        "KIND",
+        "NAME",
+        "STATE",
+        "EXPIRES (UTC)",
+        "COOLING UNTIL",
+        "LAST OK",
+        "LAST ERROR",
+    ]);
+    for l in list.as_array().into_iter().flatten() {
+        t.row(vec![
+            text(&l["node_name"]),
+            text(&l["login_id"]),
+            text(&l["kind"]),
+            text(&l["name"]),
+            text(&l["state"]),
+            text(&l["expires_at"]),
+            text(&l["cooldown_until"]),
+            text(&l["last_ok_at"]),
+            text(&l["last_error"]),
+        ]);
+    }
+    t
+}
+
 /// A node's new credentials, and the `cascade:` section of its child config (WeRSS layout),
 /// for a person to copy; `parent` is the address children use to reach the parent.
 ///

@@ -236,6 +236,45 @@ impl Metrics {
             "1 while a node's WeChat login cools down after a rate limit",
             cooling,
         );
+        let logins = Family::<Labels, Gauge>::default();
+        let next_expiry = Family::<Labels, Gauge>::default();
+        for kind in ["mp", "weread"] {
+            for st in crate::logins::LoginState::ALL {
+                let l = vec![
+                    ("kind".to_string(), kind.to_string()),
+                    ("state".to_string(), st.as_str().to_string()),
+                ];
+                logins.get_or_create(&l).set(0);
+            }
+        }
+        let mut soonest: std::collections::BTreeMap<String, i64> = Default::default();
+        for login in state.store.list_node_logins(None).await? {
+            let l = vec![
+                ("kind".to_string(), login.kind.clone()),
+                ("state".to_string(), login.state.clone()),
+            ];
+            logins.get_or_create(&l).inc();
+            if login.state != "expired"
+                && let Some(t) = login.expires_at.filter(|t| *t > now)
+            {
+                let left = (t - now).num_seconds();
+                let e = soonest.entry(login.kind).or_insert(left);
+                *e = (*e).min(left);
+            }
+        }
+        for (kind, left) in soonest {
+            next_expiry.get_or_create(&label("kind", &kind)).set(left);
+        }
+        levels.register(
+            "cascade_logins",
+            "Logins the nodes report, by kind and state",
+            logins,
+        );
+        levels.register(
+            "cascade_login_next_expiry_seconds",
+            "Seconds until the next known expiry of a login not yet expired, by kind",
+            next_expiry,
+        );
         let mut out = String::new();
         let rendered = encode_registry(&mut out, &self.registry)
             .and_then(|()| encode_registry(&mut out, &levels))

@@ -128,6 +128,9 @@ pub struct Heartbeat {
     pub version: Option<String>,
     /// Extensions the node supports.
     pub features: Option<Vec<String>>,
+    /// The node's logins without secrets: `[{id, kind, name, state, expires_at,
+    /// cooldown_until, last_ok_at, last_error}]`; replaces the set the parent knows.
+    pub logins: Option<Vec<Value>>,
     /// WeRSS's timestamp string, not parsed.
     pub timestamp: Option<Value>,
 }

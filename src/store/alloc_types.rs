@@ -35,6 +35,9 @@ pub struct NodeLoad {
     pub node: super::Node,
     /// Feeds assigned to it in pending allocations.
     pub assigned_pending: i64,
+    /// Its `mp` logins not expired nor waiting for a scan, when it reports logins at all
+    /// (`None`: a node that never reported them, e.g. a stock WeRSS child).
+    pub usable_mp_logins: Option<i64>,
 }
 
 /// One allocation to insert.

@@ -288,6 +288,8 @@ delegate! {
     fn create_node(&self, node: NewNode, now: NaiveDateTime) -> Result<Node>;
     /// Lists nodes, optionally of one type.
     fn list_nodes(&self, node_type: Option<i64>) -> Result<Vec<Node>>;
+    /// The logins nodes reported (of one node when given), by node name, kind and id.
+    fn list_node_logins(&self, node_id: Option<String>) -> Result<Vec<NodeLogin>>;
     /// One node.
     fn get_node(&self, id: &str) -> Result<Node>;
     /// Applies an admin update; deactivation returns holdings to `pending`.

@@ -2,7 +2,8 @@
 
 /// Schema version written after a successful migration.
 /// 2: `cascade_webhook_outbox`. 3: adopted allocations backfilled (`store::adopt`).
-pub(crate) const SCHEMA_VERSION: &str = "3";
+/// 4: `cascade_node_logins` and `we_cascade_nodes.reports_logins`.
+pub(crate) const SCHEMA_VERSION: &str = "4";
 
 /// Our columns added to WeRSS tables: (table, column, SQLite declaration). PostgreSQL takes
 /// the same list through [`pg_declaration`].
@@ -23,6 +24,11 @@ pub(crate) const OUR_COLUMNS: &[(&str, &str, &str)] = &[
         "INTEGER NOT NULL DEFAULT 0",
     ),
     ("we_cascade_nodes", "version", "VARCHAR(100)"),
+    (
+        "we_cascade_nodes",
+        "reports_logins",
+        "BOOLEAN NOT NULL DEFAULT 0",
+    ),
     (
         "we_cascade_task_allocations",
         "assigned_node_id",

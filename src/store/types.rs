@@ -144,6 +144,60 @@ pub struct HeartbeatUpdate {
     pub features: Option<Vec<String>>,
     /// Allocation ids the node believes it holds; `None` renews everything it holds.
     pub held: Option<Vec<String>>,
+    /// The node's logins (no secrets); `Some` replaces its whole set.
+    pub logins: Option<Vec<ReportedLogin>>,
+}
+
+/// A login as a node reported it in a heartbeat: never its secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportedLogin {
+    /// Id on its node.
+    pub login_id: String,
+    /// `mp` or `weread`.
+    pub kind: String,
+    /// Account name.
+    pub name: String,
+    /// `valid`, `expiring`, `expired`, `cooling` or `pending_scan`.
+    pub state: String,
+    /// Session end, when known (UTC).
+    pub expires_at: Option<NaiveDateTime>,
+    /// End of its cooldown (UTC).
+    pub cooldown_until: Option<NaiveDateTime>,
+    /// Last success (UTC).
+    pub last_ok_at: Option<NaiveDateTime>,
+    /// Last error text.
+    pub last_error: Option<String>,
+}
+
+/// A login of a node, as `GET {P}/logins` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+pub struct NodeLogin {
+    /// The node.
+    pub node_id: String,
+    /// Its name.
+    pub node_name: String,
+    /// Id on the node.
+    pub login_id: String,
+    /// `mp` or `weread`.
+    pub kind: String,
+    /// Account name.
+    pub name: String,
+    /// `valid`, `expiring`, `expired`, `cooling` or `pending_scan`.
+    pub state: String,
+    /// Session end (UTC), when known.
+    #[serde(serialize_with = "crate::protocol::time::ser_opt")]
+    #[schemars(with = "Option<String>")]
+    pub expires_at: Option<NaiveDateTime>,
+    /// End of its cooldown (UTC).
+    #[serde(serialize_with = "crate::protocol::time::ser_opt")]
+    #[schemars(with = "Option<String>")]
+    pub cooldown_until: Option<NaiveDateTime>,
+    /// Last success (UTC).
+    #[serde(serialize_with = "crate::protocol::time::ser_opt")]
+    #[schemars(with = "Option<String>")]
+    pub last_ok_at: Option<NaiveDateTime>,
+    /// Last error text.
+    pub last_error: Option<String>,
 }
 
 /// Lease lengths used when renewing.

@@ -98,6 +98,18 @@ impl FakeSession {
         c.wechat_base_url = fake.base_url().to_string();
     }
 
+    /// This session as a child's `mp` login with id `id`.
+    pub fn login(&self, id: &str) -> crate::logins::Login {
+        use crate::logins::{Login, LoginKind, LoginSecrets};
+        use crate::protocol::credentials::Secret;
+        Login::new(
+            id,
+            LoginKind::Mp,
+            &format!("fake {id}"),
+            LoginSecrets::from_cookie_header(Some(Secret::new(&self.token)), &self.cookie()),
+        )
+    }
+
     /// The `Cookie` header a client sends for this session.
     pub fn cookie(&self) -> String {
         format!(

@@ -23,6 +23,12 @@ fn child_config(
     gap_ms: u64,
 ) -> werss_cascade::config::Config {
     let mut c = test_config(&p.dir);
+    c.cascade.data_dir = p
+        .dir
+        .path()
+        .join(format!("child-{}", node.id))
+        .display()
+        .to_string();
     c.cascade.parent_api_url = p.url("");
     c.cascade.api_key = node.key.clone();
     c.cascade.api_secret = Secret::new(&node.secret);

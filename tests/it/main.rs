@@ -15,6 +15,7 @@ mod fetch;
 mod helpers;
 mod invariants;
 mod lifecycle;
+mod logins;
 mod metrics;
 mod node_api;
 mod nodes;

@@ -125,7 +125,10 @@ async fn dispatch_batch(
                 id: n.id.clone(),
                 online: n.is_online(now, c.offline_after),
                 cooling: n.cooldown_until.is_some_and(|t| t > now),
-                session_parked: matches!(n.session_state.as_str(), "expired" | "none"),
+                // A node that reports logins counts for WeChat feeds only with a usable `mp`
+                // login; one that never reported them keeps the session rule alone.
+                session_parked: matches!(n.session_state.as_str(), "expired" | "none")
+                    || load.usable_mp_logins == Some(0),
                 fetchers: n.fetcher_kinds().iter().map(|k| Source::parse(k)).collect(),
                 free: n.capacity(c.default_max_capacity) - n.held_feeds - load.assigned_pending,
                 quota,

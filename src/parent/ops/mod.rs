@@ -16,7 +16,7 @@ use crate::protocol::SERVER_VERSION;
 use crate::protocol::credentials::{Secret, generate_pair, random_token, sha256_hex};
 use crate::protocol::time::to_wire;
 use crate::protocol::wire::{CreateNode, Heartbeat, LoginForm, UpdateNode};
-use crate::store::{HeartbeatUpdate, LeasePolicy, NewNode, NodeUpdate, Page, Store};
+use crate::store::{HeartbeatUpdate, LeasePolicy, NewNode, NodeUpdate, Page, ReportedLogin, Store};
 use crate::telemetry::{untrusted, untrusted_error};
 use anyhow::Context;
 use serde_json::{Value, json};
@@ -340,6 +340,7 @@ pub async fn heartbeat(state: &AppState, node_id: &str, beat: Heartbeat) -> ApiR
             None
         }
     };
+    let logins = beat.logins.map(|list| reported_logins(list, &mut warnings));
     let update = HeartbeatUpdate {
         callback_url,
         capacity: beat.capacity.map(i64::from),
@@ -349,6 +350,7 @@ pub async fn heartbeat(state: &AppState, node_id: &str, beat: Heartbeat) -> ApiR
         version: beat.version,
         features: beat.features,
         held: beat.held,
+        logins,
     };
     let c = &state.config.cascade;
     let lease = LeasePolicy {
@@ -374,6 +376,61 @@ pub async fn heartbeat(state: &AppState, node_id: &str, beat: Heartbeat) -> ApiR
         "cooldown_until": outcome.cooldown_until.map(to_wire),
         "warnings": warnings,
     }))
+}
+
+/// Most logins kept per node from one heartbeat.
+const MAX_REPORTED_LOGINS: usize = 100;
+
+/// A heartbeat's `logins`, checked: entries without a usable id, kind or state are dropped
+/// with a warning; text is bounded; times are read as UTC. Nothing but these fields is kept,
+/// whatever else an entry carries.
+fn reported_logins(list: Vec<Value>, warnings: &mut Vec<String>) -> Vec<ReportedLogin> {
+    fn text(v: &Value, max: usize) -> Option<String> {
+        v.as_str()
+            .map(|s| s.chars().filter(|c| !c.is_control()).take(max).collect())
+    }
+    fn time(v: &Value) -> Option<chrono::NaiveDateTime> {
+        let s = v.as_str()?;
+        chrono::DateTime::parse_from_rfc3339(s)
+            .map(|t| t.naive_utc())
+            .ok()
+            .or_else(|| crate::protocol::time::parse(s))
+            .map(crate::protocol::time::truncate_micros)
+    }
+    let mut out: Vec<ReportedLogin> = Vec::new();
+    if list.len() > MAX_REPORTED_LOGINS {
+        warnings.push(format!(
+            "only the first {MAX_REPORTED_LOGINS} logins are kept"
+        ));
+    }
+    for (i, l) in list.iter().take(MAX_REPORTED_LOGINS).enumerate() {
+        let id = text(&l["id"], 255).filter(|s| !s.trim().is_empty());
+        let kind = l["kind"].as_str().and_then(crate::logins::LoginKind::parse);
+        let state = l["state"]
+            .as_str()
+            .and_then(crate::logins::LoginState::parse);
+        let (Some(id), Some(kind), Some(state)) = (id, kind, state) else {
+            warnings.push(format!(
+                "logins[{i}] ignored: it needs an id, a kind (mp, weread) and a state"
+            ));
+            continue;
+        };
+        if out.iter().any(|o| o.login_id == id) {
+            warnings.push(format!("logins[{i}] ignored: duplicate id"));
+            continue;
+        }
+        out.push(ReportedLogin {
+            login_id: id,
+            kind: kind.as_str().to_string(),
+            name: text(&l["name"], 255).unwrap_or_default(),
+            state: state.as_str().to_string(),
+            expires_at: time(&l["expires_at"]),
+            cooldown_until: time(&l["cooldown_until"]),
+            last_ok_at: time(&l["last_ok_at"]),
+            last_error: text(&l["last_error"], 500),
+        });
+    }
+    out
 }
 
 /// A heartbeat's `callback_url`, normalised for storage. An unusable URL is only a warning (a

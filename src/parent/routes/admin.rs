@@ -62,6 +62,21 @@ pub(super) async fn list_nodes(
     )
 }
 
+#[derive(Deserialize)]
+pub(super) struct LoginFilter {
+    node_id: Option<String>,
+}
+
+/// `GET {P}/logins`: every login the nodes reported in their heartbeats, secrets never kept.
+pub(super) async fn list_logins(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    QueryParams(q): QueryParams<LoginFilter>,
+) -> Reply<Vec<crate::store::NodeLogin>> {
+    let node_id = q.node_id.filter(|s| !s.trim().is_empty());
+    ok("success", state.store.list_node_logins(node_id).await?)
+}
+
 pub(super) async fn get_node(
     State(state): State<AppState>,
     _: AdminAuth,

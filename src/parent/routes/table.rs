@@ -101,6 +101,7 @@ pub(super) fn cascade() -> Vec<Endpoint> {
         ep("post", "/nodes", Admin, "Create a node record", &[], json::<CreateNode>(), post(admin::create_node)),
         ep("get", "/nodes", Admin, "List nodes", &["node_type"], Body::None, get(admin::list_nodes)),
         ep("get", "/nodes/{id}", Admin, "One node", &[], Body::None, get(admin::get_node)),
+        ep("get", "/logins", Admin, "Every login the nodes report (never their secrets)", &["node_id"], Body::None, get(admin::list_logins)),
         ep("put", "/nodes/{id}", Admin, "Update a node (is_active false returns its work)", &[], json::<UpdateNode>(), put(admin::update_node)),
         ep("delete", "/nodes/{id}", Admin, "Delete a node; its work returns to pending", &[], Body::None, delete(admin::delete_node)),
         ep("post", "/nodes/{id}/credentials", Admin, "Issue AK/SK (the secret is shown once)", &[], Body::None, post(admin::credentials)),

@@ -43,7 +43,11 @@ impl PgStore {
                (SELECT COALESCE(SUM(a.feed_count), 0)::bigint FROM we_cascade_task_allocations a
                  WHERE a.node_id = n.id AND a.status IN ('claimed', 'executing')) AS held_feeds,
                (SELECT COALESCE(SUM(a.feed_count), 0)::bigint FROM we_cascade_task_allocations a
-                 WHERE a.assigned_node_id = n.id AND a.status = 'pending') AS assigned_pending
+                 WHERE a.assigned_node_id = n.id AND a.status = 'pending') AS assigned_pending,
+               CASE WHEN n.reports_logins THEN
+                 (SELECT COUNT(*) FROM cascade_node_logins l
+                   WHERE l.node_id = n.id AND l.kind = 'mp'
+                     AND l.state IN ('valid', 'expiring', 'cooling')) END AS usable_mp_logins
              FROM we_cascade_nodes n WHERE n.node_type = 1 ORDER BY n.id",
         )
         .fetch_all(&self.pool)
@@ -53,6 +57,7 @@ impl PgStore {
                 Ok(NodeLoad {
                     node: node_from_row(r)?,
                     assigned_pending: r.int("assigned_pending")?,
+                    usable_mp_logins: r.opt_int("usable_mp_logins")?,
                 })
             })
             .collect()

@@ -42,6 +42,36 @@ impl PgStore {
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(Error::NodeInactive)?;
+        if let Some(logins) = &b.logins {
+            sqlx::query("UPDATE we_cascade_nodes SET reports_logins = TRUE WHERE id = $1")
+                .bind(node_id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM cascade_node_logins WHERE node_id = $1")
+                .bind(node_id)
+                .execute(&mut *tx)
+                .await?;
+            for l in logins {
+                sqlx::query(
+                    "INSERT INTO cascade_node_logins (node_id, login_id, kind, name, state,
+                            expires_at, cooldown_until, last_ok_at, last_error, reported_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                     ON CONFLICT (node_id, login_id) DO NOTHING",
+                )
+                .bind(node_id)
+                .bind(&l.login_id)
+                .bind(&l.kind)
+                .bind(&l.name)
+                .bind(&l.state)
+                .bind(l.expires_at)
+                .bind(l.cooldown_until)
+                .bind(l.last_ok_at)
+                .bind(&l.last_error)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
         let lease_end = now + TimeDelta::seconds(lease.lease_seconds);
         sqlx::query(
             "UPDATE we_cascade_task_allocations

@@ -147,6 +147,37 @@ impl PgStore {
         rows.iter().map(node_from_row).collect()
     }
 
+    pub(crate) async fn list_node_logins(
+        &self,
+        node_id: Option<String>,
+    ) -> Result<Vec<crate::store::NodeLogin>> {
+        let rows = sqlx::query(
+            "SELECT l.*, n.name AS node_name FROM cascade_node_logins l
+               JOIN we_cascade_nodes n ON n.id = l.node_id
+              WHERE $1::text IS NULL OR l.node_id = $1
+              ORDER BY n.name, l.node_id, l.kind, l.login_id",
+        )
+        .bind(node_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(crate::store::NodeLogin {
+                    node_id: r.text("node_id")?,
+                    node_name: r.opt_text("node_name")?.unwrap_or_default(),
+                    login_id: r.text("login_id")?,
+                    kind: r.text("kind")?,
+                    name: r.opt_text("name")?.unwrap_or_default(),
+                    state: r.text("state")?,
+                    expires_at: r.time("expires_at")?,
+                    cooldown_until: r.time("cooldown_until")?,
+                    last_ok_at: r.time("last_ok_at")?,
+                    last_error: r.opt_text("last_error")?,
+                })
+            })
+            .collect()
+    }
+
     pub(crate) async fn get_node(&self, id: &str) -> Result<Node> {
         let mut conn = self.pool.acquire().await?;
         node_in(&mut conn, id).await
@@ -202,6 +233,10 @@ impl PgStore {
         let mut tx = self.pool.begin().await?;
         lock(&mut tx, id).await?;
         sqlx::query("DELETE FROM we_cascade_nodes WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM cascade_node_logins WHERE node_id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;

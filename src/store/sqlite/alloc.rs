@@ -30,7 +30,11 @@ impl SqliteStore {
                (SELECT COALESCE(SUM(a.feed_count), 0) FROM we_cascade_task_allocations a
                  WHERE a.node_id = n.id AND a.status IN ('claimed', 'executing')) AS held_feeds,
                (SELECT COALESCE(SUM(a.feed_count), 0) FROM we_cascade_task_allocations a
-                 WHERE a.assigned_node_id = n.id AND a.status = 'pending') AS assigned_pending
+                 WHERE a.assigned_node_id = n.id AND a.status = 'pending') AS assigned_pending,
+               CASE WHEN n.reports_logins <> 0 THEN
+                 (SELECT COUNT(*) FROM cascade_node_logins l
+                   WHERE l.node_id = n.id AND l.kind = 'mp'
+                     AND l.state IN ('valid', 'expiring', 'cooling')) END AS usable_mp_logins
              FROM we_cascade_nodes n WHERE n.node_type = 1 ORDER BY n.id",
         )
         .fetch_all(&self.read)
@@ -40,6 +44,7 @@ impl SqliteStore {
                 Ok(NodeLoad {
                     node: node_from_row(r)?,
                     assigned_pending: r.int("assigned_pending")?,
+                    usable_mp_logins: r.opt_int("usable_mp_logins")?,
                 })
             })
             .collect()

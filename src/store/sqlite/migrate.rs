@@ -14,6 +14,7 @@ use std::collections::{HashMap, HashSet};
 
 const WERSS_TABLES: &str = include_str!("../../../migrations/sqlite/0001_werss_tables.sql");
 const INDEXES: &str = include_str!("../../../migrations/sqlite/0002_indexes.sql");
+const NODE_LOGINS: &str = include_str!("../../../migrations/sqlite/0003_node_logins.sql");
 
 /// Whether the schema is at [`SCHEMA_VERSION`] (an unreadable version means no).
 async fn current(pool: &SqlitePool) -> bool {
@@ -52,6 +53,10 @@ pub(super) async fn run(pool: &SqlitePool) -> Result<()> {
                 .map_err(|e| Error::Migrate(format!("adding {table}.{column}: {e}")))?;
         }
     }
+    sqlx::raw_sql(NODE_LOGINS)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| Error::Migrate(format!("creating cascade_node_logins: {e}")))?;
     sqlx::raw_sql(INDEXES)
         .execute(&mut *tx)
         .await

@@ -115,6 +115,8 @@ pub fn test_config(dir: &TempDir) -> Config {
         ..Config::default()
     };
     config.cascade.notify_timeout = 2;
+    // A child's own files (its login store) stay in the test's directory.
+    config.cascade.data_dir = dir.path().join("child-data").display().to_string();
     config
 }
 
