@@ -86,6 +86,9 @@ const CASCADE_KEYS: &[&str] = &[
     "request_timeout",
     "idle_timeout",
     "max_connections",
+    "login_poll_ms",
+    "login_qr_refreshes",
+    "login_timeout",
 ];
 
 /// Top-level keys and the WeRSS env variable each falls back to when absent from the file.
@@ -269,6 +272,12 @@ cascade_config! {
     idle_timeout: u64 = 75, "lenient_u64";
     /// Parent: most connections open at once; more wait in the listen backlog.
     max_connections: u64 = 1024, "lenient_u64";
+    /// Child: milliseconds between two polls of a QR login (`ask`).
+    login_poll_ms: u64 = 2000, "lenient_u64";
+    /// Child: new QR codes fetched after an expired one before a QR login gives up.
+    login_qr_refreshes: u64 = 3, "lenient_u64";
+    /// Child: seconds a QR login may take, scan included.
+    login_timeout: u64 = 600, "lenient_u64";
 }
 
 impl Config {

@@ -16,6 +16,7 @@ mod helpers;
 mod invariants;
 mod lifecycle;
 mod metrics;
+mod mp_login;
 mod node_api;
 mod nodes;
 mod openapi;
