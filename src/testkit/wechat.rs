@@ -833,14 +833,15 @@ fn live_session(inner: &Inner, headers: &HeaderMap, token: Option<&str>) -> Opti
     (alive && Some(session.token.as_str()) == token).then_some(sid)
 }
 
-/// `GET /cgi-bin/home`: the nickname of a live session, else the login page.
+/// `GET /cgi-bin/home`: the nickname of a live session asked like a browser, else the login
+/// page.
 async fn home(
     State(Shared { inner, .. }): State<Shared>,
     Query(q): Query<TokenQuery>,
     headers: HeaderMap,
 ) -> axum::response::Html<String> {
     let inner = inner.lock().unwrap_or_else(|p| p.into_inner());
-    if live_session(&inner, &headers, q.token.as_deref()).is_none() {
+    if !browser_like(&headers) || live_session(&inner, &headers, q.token.as_deref()).is_none() {
         return axum::response::Html(
             "<!DOCTYPE html><html><title>微信公众平台</title></html>".into(),
         );
