@@ -248,6 +248,8 @@ pub struct MpLoginSettings {
     /// Play the phone: `after` the QR is first downloaded, scan it (with an account); another
     /// `after` later, do the action (usually [`ScanAction::Confirm`]). Every new flow again.
     pub auto: Option<(Duration, ScanAction)>,
+    /// The next this many `ask` polls are held this long before they are answered.
+    pub slow_asks: (u32, Duration),
 }
 
 impl Default for MpLoginSettings {
@@ -257,6 +259,7 @@ impl Default for MpLoginSettings {
             session_ttl: Duration::from_secs(96 * 3600),
             qr_ttl: Duration::from_secs(150),
             auto: None,
+            slow_asks: (0, Duration::ZERO),
         }
     }
 }
@@ -774,6 +777,19 @@ async fn scanloginqrcode(
     use axum::response::IntoResponse;
     if !browser_like(&headers) {
         return err(200_040, "invalid referer or user agent").into_response();
+    }
+    if q.action.as_deref() == Some("ask") {
+        let hold = {
+            let mut inner = inner.lock().unwrap_or_else(|p| p.into_inner());
+            let (left, hold) = &mut inner.mp.slow_asks;
+            (*left > 0).then(|| {
+                *left -= 1;
+                *hold
+            })
+        };
+        if let Some(hold) = hold {
+            tokio::time::sleep(hold).await;
+        }
     }
     let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
     let inner = &mut *guard;

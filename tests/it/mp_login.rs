@@ -410,3 +410,71 @@ async fn child_login_exits_non_zero_with_a_message_when_the_phone_cancels() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("no bound email"), "{stderr}");
 }
+
+#[tokio::test]
+async fn child_login_interrupted_while_waiting_for_the_scan_exits_non_zero() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    let (fake, _) = fake().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    child_yaml(&dir, &fake, "");
+    let mut child = cascade_cmd(dir.path())
+        .args(["child", "login", "--config", "child.yaml"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    // Wait until the QR code is on screen: the flow is polling for a scan.
+    while let Some(line) = lines.next_line().await.expect("stdout line") {
+        if line.contains('▀') || line.contains('▄') {
+            break;
+        }
+    }
+    let pid = child.id().expect("running").to_string();
+    let sent = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill runs");
+    assert!(sent.success());
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .await
+        .expect("stderr read");
+    let status = child.wait().await.expect("exit status");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("the login was cancelled"), "{stderr}");
+    assert_eq!(fake.mp_flows(), (Some(0), 1), "never scanned, one flow");
+}
+
+#[tokio::test]
+async fn each_call_is_bounded_and_a_few_failed_polls_are_tolerated() {
+    let (fake, _) = fake().await;
+    let bounded = MpQrOptions {
+        step_timeout: Duration::from_millis(200),
+        ..options()
+    };
+    // Two polls time out, the third is answered: the flow goes on to the login.
+    fake.mp_login_settings(|s| s.slow_asks = (2, Duration::from_secs(5)));
+    let mut flow = Running::start(&fake, bounded.clone());
+    flow.qr_url().await;
+    assert!(fake.mp_confirm());
+    assert_eq!(flow.next().await, MpEvent::Confirmed);
+    flow.result()
+        .await
+        .expect("logged in despite two lost polls");
+
+    // Three in a row: the flow ends with the step named, long before its deadline.
+    fake.mp_login_settings(|s| s.slow_asks = (3, Duration::from_secs(5)));
+    let mut flow = Running::start(&fake, bounded);
+    flow.qr_url().await;
+    let err = flow.result().await.expect_err("gives up");
+    assert!(
+        matches!(err, MpLoginError::Network { step: "ask", .. }),
+        "{err:?}"
+    );
+}
