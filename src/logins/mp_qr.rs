@@ -229,18 +229,17 @@ struct Jar {
 }
 
 impl Jar {
-    /// Takes the `Set-Cookie`s of `resp`; returns those set (not `EXPIRED`), in order. An
-    /// `EXPIRED` value removes the cookie.
-    fn absorb(&mut self, resp: &reqwest::Response) -> Vec<Cookie> {
-        let now = Utc::now().naive_utc();
+    /// Takes the `Set-Cookie`s of an answer; returns those set, in order. An `EXPIRED` value
+    /// or an expiry in the past removes the cookie instead.
+    fn absorb(&mut self, headers: &reqwest::header::HeaderMap, now: NaiveDateTime) -> Vec<Cookie> {
         let mut set = Vec::new();
-        for header in resp.headers().get_all(reqwest::header::SET_COOKIE) {
+        for header in headers.get_all(reqwest::header::SET_COOKIE) {
             let Some(cookie) = header.to_str().ok().and_then(|h| parse_set_cookie(h, now)) else {
                 continue;
             };
             self.cookies.retain(|c| c.name != cookie.name);
             set.retain(|c: &Cookie| c.name != cookie.name);
-            if cookie.value == "EXPIRED" {
+            if cookie.value == "EXPIRED" || cookie.expires.is_some_and(|t| t <= now) {
                 continue;
             }
             self.cookies.push(cookie.clone());
@@ -429,7 +428,7 @@ impl MpQrClient {
         jar: &mut Jar,
     ) -> Result<(Vec<u8>, Vec<Cookie>), MpLoginError> {
         let mut resp = req.send().await.map_err(network(step))?;
-        let set = jar.absorb(&resp);
+        let set = jar.absorb(resp.headers(), Utc::now().naive_utc());
         let status = resp.status();
         if !status.is_success() {
             return Err(MpLoginError::Network {
@@ -792,7 +791,11 @@ impl MpFlights {
         };
         running.insert(login_id.to_string(), flow.clone());
         drop(running);
-        let (flights, id, cancel) = (self.clone(), login_id.to_string(), flow.cancel.clone());
+        let leave = Leave {
+            flights: self.clone(),
+            id: login_id.to_string(),
+        };
+        let cancel = flow.cancel.clone();
         tokio::spawn(async move {
             let mut on_event = |e: MpEvent| {
                 if let MpEvent::Qr(image) = &e {
@@ -802,10 +805,22 @@ impl MpFlights {
             };
             let outcome = client.login(&cancel, &mut on_event).await;
             on_done(&outcome);
+            drop(leave);
             done_tx.send_replace(Some(outcome));
-            flights.lock().remove(&id);
         });
         Ok(flow)
+    }
+}
+
+/// Removes a flow from its [`MpFlights`] when dropped, also if the flow's task panics.
+struct Leave {
+    flights: MpFlights,
+    id: String,
+}
+
+impl Drop for Leave {
+    fn drop(&mut self) {
+        self.flights.lock().remove(&self.id);
     }
 }
 
@@ -837,6 +852,35 @@ mod tests {
         .expect("cookie");
         assert_eq!(max_age.expires, Some(at("2026-11-27 13:00:00")));
         assert!(parse_set_cookie("novalue", now).is_none());
+    }
+
+    #[test]
+    fn the_jar_keeps_set_cookies_and_drops_expired_ones() {
+        let now = at("2026-11-27 12:00:00");
+        let mut headers = reqwest::header::HeaderMap::new();
+        for v in [
+            "uuid=u1; Path=/",
+            "ua_id=x; Path=/",
+            "slave_sid=s; Expires=Tue, 01 Dec 2026 12:00:00 GMT",
+        ] {
+            headers.append(reqwest::header::SET_COOKIE, v.parse().expect("header"));
+        }
+        let mut jar = Jar::default();
+        assert_eq!(jar.absorb(&headers, now).len(), 3);
+        let mut next = reqwest::header::HeaderMap::new();
+        for v in [
+            "uuid=EXPIRED; Path=/",
+            "ua_id=y; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+            "bizuin=3; Path=/",
+        ] {
+            next.append(reqwest::header::SET_COOKIE, v.parse().expect("header"));
+        }
+        let set = jar.absorb(&next, now);
+        assert_eq!(
+            set.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            ["bizuin"]
+        );
+        assert_eq!(jar.header(), "slave_sid=s; bizuin=3");
     }
 
     #[test]
