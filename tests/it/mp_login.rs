@@ -455,11 +455,11 @@ async fn child_login_interrupted_while_waiting_for_the_scan_exits_non_zero() {
 async fn each_call_is_bounded_and_a_few_failed_polls_are_tolerated() {
     let (fake, _) = fake().await;
     let bounded = MpQrOptions {
-        step_timeout: Duration::from_millis(200),
+        step_timeout: Duration::from_secs(1),
         ..options()
     };
     // Two polls time out, the third is answered: the flow goes on to the login.
-    fake.mp_login_settings(|s| s.slow_asks = (2, Duration::from_secs(5)));
+    fake.mp_login_settings(|s| s.slow_asks = (2, Duration::from_secs(30)));
     let mut flow = Running::start(&fake, bounded.clone());
     flow.qr_url().await;
     assert!(fake.mp_confirm());
@@ -469,7 +469,7 @@ async fn each_call_is_bounded_and_a_few_failed_polls_are_tolerated() {
         .expect("logged in despite two lost polls");
 
     // Three in a row: the flow ends with the step named, long before its deadline.
-    fake.mp_login_settings(|s| s.slow_asks = (3, Duration::from_secs(5)));
+    fake.mp_login_settings(|s| s.slow_asks = (3, Duration::from_secs(30)));
     let mut flow = Running::start(&fake, bounded);
     flow.qr_url().await;
     let err = flow.result().await.expect_err("gives up");
