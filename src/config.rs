@@ -87,6 +87,9 @@ const CASCADE_KEYS: &[&str] = &[
     "idle_timeout",
     "max_connections",
     "data_dir",
+    "login_poll_ms",
+    "login_qr_refreshes",
+    "login_timeout",
 ];
 
 /// Top-level keys and the WeRSS env variable each falls back to when absent from the file.
@@ -272,6 +275,12 @@ cascade_config! {
     max_connections: u64 = 1024, "lenient_u64";
     /// Child: directory of the child's own files (the login store `logins.json`).
     data_dir: String = "./data".into(), "lenient_string";
+    /// Child: milliseconds between two polls of a QR login (`ask`).
+    login_poll_ms: u64 = 2000, "lenient_u64";
+    /// Child: new QR codes fetched after an expired one before a QR login gives up.
+    login_qr_refreshes: u64 = 3, "lenient_u64";
+    /// Child: seconds a QR login may take, scan included.
+    login_timeout: u64 = 600, "lenient_u64";
 }
 
 impl Config {

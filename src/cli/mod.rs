@@ -3,6 +3,7 @@
 
 mod admin;
 mod admin_args;
+mod login;
 mod out;
 mod table;
 
@@ -64,8 +65,13 @@ pub enum Command {
         #[arg(long)]
         exit_when_done: bool,
     },
-    /// Run a child node: claim feeds from the parent, crawl them, upload and report.
-    Child,
+    /// Run a child node: claim feeds from the parent, crawl them, upload and report;
+    /// `cascade child login` logs the child into WeChat by scanning a QR code.
+    Child {
+        /// What to do instead of running the child.
+        #[command(subcommand)]
+        cmd: Option<ChildCmd>,
+    },
     /// Benchmarks: `engine` (claim cycles, dispatch, heartbeats, RSS) or `freshness`
     /// (makespan under per-login rate limits, with and without a killed child).
     Bench {
@@ -149,6 +155,28 @@ pub enum Command {
     },
 }
 
+/// `cascade child …` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ChildCmd {
+    /// Log in by scanning a QR code shown in this terminal, then print the account and the
+    /// session's expiry.
+    Login {
+        /// Which service.
+        #[arg(long, value_enum, default_value = "mp")]
+        kind: LoginKind,
+        /// A label for this login (default: the account name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+/// Kinds of login `cascade child login` can do.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LoginKind {
+    /// The mp.weixin.qq.com backend (token + cookies).
+    Mp,
+}
+
 /// Accepts WeRSS's single-dash `-config FILE` / `-config=FILE` as `--config`.
 pub fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
     args.into_iter()
@@ -228,7 +256,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             tokio::spawn(cancel_on_signal(shutdown.clone()));
             crate::demo::run(config, exit_when_done, shutdown).await
         }
-        Command::Child => {
+        Command::Child {
+            cmd: Some(ChildCmd::Login { kind, name }),
+        } => {
+            let shutdown = CancellationToken::new();
+            tokio::spawn(cancel_on_signal(shutdown.clone()));
+            login::run(&config, kind, name, &shutdown).await
+        }
+        Command::Child { cmd: None } => {
             warn_about(&config, config::Role::Child);
             let child = crate::child::Child::new(config)?;
             let shutdown = CancellationToken::new();

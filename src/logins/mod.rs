@@ -7,6 +7,9 @@
 //! Secrets live in [`LoginSecrets`] as [`Secret`]s: they print as `***` and are serialised
 //! only into the store file, never into a [`LoginView`] (what heartbeats and the parent see).
 
+pub mod mp_qr;
+pub mod qr_term;
+
 use crate::protocol::credentials::Secret;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

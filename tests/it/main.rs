@@ -17,6 +17,7 @@ mod invariants;
 mod lifecycle;
 mod logins;
 mod metrics;
+mod mp_login;
 mod node_api;
 mod nodes;
 mod openapi;

@@ -1,0 +1,118 @@
+//! `cascade child login`: a QR scan login in the terminal. Draws the QR code with Unicode
+//! blocks, prints the progress, and ends with `logged in: <kind> <account>, expires <time>`
+//! (exit 0) or a clear error (exit 1).
+
+use super::LoginKind;
+use super::out::outln;
+use crate::config::Config;
+use crate::logins::mp_qr::{MpEvent, MpLogin, MpQrClient, MpQrOptions};
+use crate::logins::qr_term;
+use anyhow::Context;
+use chrono::TimeZone;
+use tokio_util::sync::CancellationToken;
+
+/// Runs one login of `kind` against the configured base URL.
+///
+/// # Errors
+/// The flow failed (expired, refused, cancelled, deadline) or the login cannot be saved.
+pub async fn run(
+    config: &Config,
+    kind: LoginKind,
+    name: Option<String>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    match kind {
+        LoginKind::Mp => mp(config, name, shutdown).await,
+    }
+}
+
+async fn mp(
+    config: &Config,
+    name: Option<String>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let options = MpQrOptions::from_config(&config.cascade);
+    let max_refreshes = options.max_refreshes;
+    let client = MpQrClient::new(&config.cascade.wechat_base_url, options)?;
+    let mut on_event = |event: MpEvent| {
+        // Progress is best effort: a closed stdout must not stop the login.
+        let _ = show(&event, max_refreshes);
+    };
+    let login = client
+        .login(shutdown, &mut on_event)
+        .await
+        .context("MP login failed")?;
+    let label = name
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| login.account_name.clone());
+    save_login(config, &label, &login)?;
+    let expires = chrono::Local
+        .from_utc_datetime(&login.expires_at)
+        .format("%Y-%m-%d %H:%M:%S %:z");
+    outln!("logged in: mp {}, expires {expires}", login.account_name)
+}
+
+/// Prints one step of the flow.
+fn show(event: &MpEvent, max_refreshes: u32) -> anyhow::Result<()> {
+    match event {
+        MpEvent::Qr(image) => match qr_term::render_image(image) {
+            Ok(drawing) => outln!(
+                "Scan this QR code with WeChat (an administrator of the account), then confirm \
+                 on the phone:\n{drawing}"
+            ),
+            Err(e) => {
+                let ext = match qr_term::sniff(image) {
+                    Some(qr_term::ImageKind::Jpeg) => "jpg",
+                    _ => "png",
+                };
+                let path = std::env::temp_dir().join(format!("cascade-mp-login-qr.{ext}"));
+                std::fs::write(&path, image)
+                    .with_context(|| format!("while saving the QR image to {}", path.display()))?;
+                outln!(
+                    "The QR code cannot be drawn here ({e}); open {} and scan it with WeChat.",
+                    path.display()
+                )
+            }
+        },
+        MpEvent::Scanned => outln!("scanned: confirm the login on the phone"),
+        MpEvent::Refreshed(n) => {
+            outln!("the QR code expired; showing a new one ({n} of at most {max_refreshes})")
+        }
+        MpEvent::Confirmed => outln!("confirmed on the phone; setting up the session"),
+    }
+}
+
+/// Saves a new login under `label`.
+///
+/// Saves the login in the child's store (`<data_dir>/logins.json`) as `mp-<label>`: logging in
+/// again under the same label replaces it, so a running child picks it up at its next
+/// heartbeat without any editing.
+fn save_login(config: &Config, label: &str, login: &MpLogin) -> anyhow::Result<()> {
+    let dir = std::path::Path::new(&config.cascade.data_dir);
+    let store = crate::logins::LoginStore::open(dir)
+        .with_context(|| format!("while opening the login store in {}", dir.display()))?;
+    let slug: String = label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let mut saved = crate::logins::Login::new(
+        &format!("mp-{}", slug.trim_matches('-')),
+        crate::logins::LoginKind::Mp,
+        &login.account_name,
+        crate::logins::LoginSecrets {
+            token: Some(login.token.clone()),
+            cookies: login.cookies.clone(),
+        },
+    );
+    saved.expires_at = Some(login.expires_at.and_utc());
+    store
+        .upsert(saved)
+        .with_context(|| format!("while saving the login in {}", dir.display()))
+}
