@@ -86,6 +86,10 @@ const CASCADE_KEYS: &[&str] = &[
     "request_timeout",
     "idle_timeout",
     "max_connections",
+    "weread_base_url",
+    "weread_login_timeout_means",
+    "weread_qr_seconds",
+    "weread_renew_every",
 ];
 
 /// Top-level keys and the WeRSS env variable each falls back to when absent from the file.
@@ -269,6 +273,16 @@ cascade_config! {
     idle_timeout: u64 = 75, "lenient_u64";
     /// Parent: most connections open at once; more wait in the listen backlog.
     max_connections: u64 = 1024, "lenient_u64";
+    /// Child: base URL of WeRead's web API (tests and the demo point it at a fake).
+    weread_base_url: String = "https://weread.qq.com".into(), "lenient_string";
+    /// Child: what WeRead's `LOGIN_TIMEOUT` during a QR login means: `retry` (the end of
+    /// one long poll: poll again until `weread_qr_seconds`, then a new QR) or `expired` (the
+    /// QR expired: a new QR at once).
+    weread_login_timeout_means: String = "retry".into(), "lenient_string";
+    /// Child: seconds one WeRead QR code is polled before a new one is fetched.
+    weread_qr_seconds: u64 = 240, "lenient_u64";
+    /// Child: seconds between WeRead `wr_skey` renewals (the key lives about 1–2 h).
+    weread_renew_every: u64 = 3600, "lenient_u64";
 }
 
 impl Config {
@@ -459,6 +473,8 @@ fn clamp_durations(config: &mut Config) {
         &mut c.task_poll_interval,
         &mut c.shutdown_grace,
         &mut c.claim_wait,
+        &mut c.weread_qr_seconds,
+        &mut c.weread_renew_every,
     ] {
         *v = (*v).min(MAX_SECONDS);
     }

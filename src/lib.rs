@@ -18,6 +18,7 @@ pub mod config;
 pub mod demo;
 pub mod dispatch;
 pub mod fetch;
+pub mod logins;
 pub mod parent;
 pub mod protocol;
 pub mod store;

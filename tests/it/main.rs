@@ -24,3 +24,4 @@ mod outputs;
 mod parents;
 mod server;
 mod webhooks;
+mod weread;
