@@ -446,6 +446,16 @@ pub fn from_yaml_str(
             message: e.inner().to_string(),
         })?;
     config.cascade.parent_api_url = normalize_url(&config.cascade.parent_api_url);
+    if let Err(message) = config
+        .cascade
+        .weread_login_timeout_means
+        .parse::<crate::logins::weread::TimeoutMeans>()
+    {
+        return Err(Error::Invalid {
+            key: "cascade.weread_login_timeout_means".into(),
+            message,
+        });
+    }
     clamp_durations(&mut config);
     Ok(config)
 }

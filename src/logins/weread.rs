@@ -112,6 +112,9 @@ pub struct LoginOptions {
     pub min_poll_interval: Duration,
     /// 4-digit codes sent before the flow gives up.
     pub max_otp_tries: u32,
+    /// Network errors in a row (refused connection, 5xx) a poll survives, pausing
+    /// `min_poll_interval` times their count in between.
+    pub max_network_errors: u32,
     /// Identifies the login for single flight: a second flow with the same key is refused.
     pub flight_key: String,
 }
@@ -146,6 +149,7 @@ impl LoginOptions {
             poll_timeout: Duration::from_secs(70),
             min_poll_interval: Duration::from_secs(1),
             max_otp_tries: 3,
+            max_network_errors: 3,
         })
     }
 }
@@ -789,13 +793,26 @@ where
     let mut code: Option<String> = None;
     let mut tries = 0u32;
     let mut scanned = false;
+    let mut network_errors = 0u32;
     loop {
         let started = Instant::now();
         if started >= deadline {
             return Ok(None);
         }
         let wait = opts.poll_timeout.min(deadline - started);
-        let Some(info) = client.login_info(uid, code.as_deref(), wait).await? else {
+        let info = match client.login_info(uid, code.as_deref(), wait).await {
+            Err(LoginError::Network(why)) if network_errors < opts.max_network_errors => {
+                network_errors += 1;
+                tracing::warn!(error = %why, network_errors, "WeRead getLoginInfo failed; polling again");
+                let pause = (opts.min_poll_interval * network_errors)
+                    .min(deadline.saturating_duration_since(Instant::now()));
+                tokio::time::sleep(pause).await;
+                continue;
+            }
+            other => other?,
+        };
+        network_errors = 0;
+        let Some(info) = info else {
             continue;
         };
         let logic = match info {

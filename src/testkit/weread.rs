@@ -67,6 +67,7 @@ struct Inner {
     flows: Vec<Flow>,
     sessions: HashMap<String, Session>,
     renew_faults: VecDeque<RenewFault>,
+    poll_faults: VecDeque<u16>,
     renewals: usize,
     next_vid: u64,
 }
@@ -140,6 +141,7 @@ impl FakeWeread {
                 flows: Vec::new(),
                 sessions: HashMap::new(),
                 renew_faults: VecDeque::new(),
+                poll_faults: VecDeque::new(),
                 renewals: 0,
                 next_vid: 380_000_001,
             }),
@@ -279,6 +281,11 @@ impl FakeWeread {
     /// Queues a fault for the next renewal.
     pub fn inject_renewal(&self, fault: RenewFault) {
         self.shared.lock().renew_faults.push_back(fault);
+    }
+
+    /// The next `getLoginInfo` answers this HTTP status with an HTML page (queued).
+    pub fn inject_poll_fault(&self, status: u16) {
+        self.shared.lock().poll_faults.push_back(status);
     }
 
     /// Successful renewals so far.
@@ -421,7 +428,14 @@ async fn login_info(State(shared): State<Arc<Shared>>, RawQuery(q): RawQuery) ->
     let (Some(uid), Some(otp)) = (uid, otp) else {
         return error(-2003, "uid and otp are required");
     };
-    let hold = shared.lock().hold;
+    let (hold, fault) = {
+        let mut inner = shared.lock();
+        (inner.hold, inner.poll_faults.pop_front())
+    };
+    if let Some(status) = fault {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+        return (status, axum::response::Html("<html>Bad Gateway</html>")).into_response();
+    }
     let deadline = Instant::now() + hold;
     loop {
         let notified = shared.changed.notified();

@@ -349,6 +349,28 @@ async fn an_unscanned_code_is_replaced_after_our_deadline_then_the_flow_gives_up
 }
 
 #[tokio::test]
+async fn a_few_network_errors_while_polling_are_survived_more_are_not() {
+    let fake = FakeWeread::start().await.expect("fake");
+    // Queued before the flow starts: its first three polls fail.
+    for _ in 0..3 {
+        fake.inject_poll_fault(502);
+    }
+    let (task, mut rx, _) = start(&fake, options(&fake), vec![]);
+    qr(&mut rx).await;
+    fake.confirm();
+    finish(task).await.expect("logged in despite three 502s");
+
+    for _ in 0..4 {
+        fake.inject_poll_fault(503);
+    }
+    let (task, mut rx, _) = start(&fake, options(&fake), vec![]);
+    qr(&mut rx).await;
+    let err = finish(task).await.expect_err("four in a row");
+    assert!(matches!(err, LoginError::Network(_)), "{err}");
+    assert!(err.to_string().contains("503"), "{err}");
+}
+
+#[tokio::test]
 async fn a_second_flow_for_the_same_login_is_refused() {
     let fake = FakeWeread::start().await.expect("fake");
     let (task, mut rx, _) = start(&fake, options(&fake), vec![]);
