@@ -992,6 +992,53 @@ impl RenewalSchedule {
     }
 }
 
+/// What to do with a login after a renewal attempt ([`RenewalSchedule::step`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RenewalStep {
+    /// Save `jar` now (the old key dies soon) and renew again at `next`.
+    Save {
+        /// The renewed jar.
+        jar: WereadJar,
+        /// Estimated end of the new `wr_skey`.
+        skey_expires_at: DateTime<Utc>,
+        /// Next renewal.
+        next: DateTime<Utc>,
+    },
+    /// Keep the jar and try again at this time (refused, unconfirmed, network trouble).
+    RetryAt(DateTime<Utc>),
+    /// The web login expired (`-12013`): mark the login `expired`; only a QR scan helps.
+    ScanNeeded {
+        /// WeRead's message.
+        reason: String,
+    },
+}
+
+impl RenewalSchedule {
+    /// The step after a renewal attempt at `now`; `failures` counts failed attempts in a row
+    /// before this one.
+    pub fn step(
+        &self,
+        result: Result<RenewOutcome, LoginError>,
+        now: DateTime<Utc>,
+        failures: u32,
+    ) -> RenewalStep {
+        match result {
+            Ok(RenewOutcome::Renewed {
+                jar,
+                skey_expires_at,
+            }) => RenewalStep::Save {
+                jar,
+                skey_expires_at,
+                next: self.next_renewal(now),
+            },
+            Ok(RenewOutcome::ScanNeeded { message }) => RenewalStep::ScanNeeded { reason: message },
+            Ok(RenewOutcome::Unconfirmed | RenewOutcome::Refused { .. }) | Err(_) => {
+                RenewalStep::RetryAt(self.retry_at(now, failures.saturating_add(1)))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1076,6 +1123,50 @@ mod tests {
         assert_eq!(s.retry_at(issued, 1), issued + TimeDelta::minutes(1));
         assert_eq!(s.retry_at(issued, 2), issued + TimeDelta::minutes(2));
         assert_eq!(s.retry_at(issued, 30), issued + TimeDelta::minutes(15));
+    }
+
+    #[test]
+    fn renewal_outcomes_map_to_steps() {
+        let s = RenewalSchedule::new(Duration::from_secs(3600));
+        let t = now();
+        let jar = WereadJar::from_header("wr_skey=new");
+        let step = s.step(
+            Ok(RenewOutcome::Renewed {
+                jar: jar.clone(),
+                skey_expires_at: t,
+            }),
+            t,
+            2,
+        );
+        assert_eq!(
+            step,
+            RenewalStep::Save {
+                jar,
+                skey_expires_at: t,
+                next: t + TimeDelta::hours(1)
+            }
+        );
+        let refused = Ok(RenewOutcome::Refused {
+            code: -2013,
+            message: String::new(),
+        });
+        assert_eq!(
+            s.step(refused, t, 0),
+            RenewalStep::RetryAt(t + TimeDelta::minutes(1))
+        );
+        let net = Err(LoginError::Network("timed out".into()));
+        assert_eq!(
+            s.step(net, t, 1),
+            RenewalStep::RetryAt(t + TimeDelta::minutes(2))
+        );
+        assert_eq!(
+            s.step(Ok(RenewOutcome::Unconfirmed), t, 0),
+            RenewalStep::RetryAt(t + TimeDelta::minutes(1))
+        );
+        let scan = Ok(RenewOutcome::ScanNeeded {
+            message: "expired".into(),
+        });
+        assert!(matches!(s.step(scan, t, 0), RenewalStep::ScanNeeded { .. }));
     }
 
     #[test]
