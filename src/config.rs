@@ -90,6 +90,10 @@ const CASCADE_KEYS: &[&str] = &[
     "login_poll_ms",
     "login_qr_refreshes",
     "login_timeout",
+    "weread_base_url",
+    "weread_login_timeout_means",
+    "weread_qr_seconds",
+    "weread_renew_every",
 ];
 
 /// Top-level keys and the WeRSS env variable each falls back to when absent from the file.
@@ -281,6 +285,16 @@ cascade_config! {
     login_qr_refreshes: u64 = 3, "lenient_u64";
     /// Child: seconds a QR login may take, scan included.
     login_timeout: u64 = 600, "lenient_u64";
+    /// Child: base URL of WeRead's web API (tests and the demo point it at a fake).
+    weread_base_url: String = "https://weread.qq.com".into(), "lenient_string";
+    /// Child: what WeRead's `LOGIN_TIMEOUT` during a QR login means: `retry` (the end of
+    /// one long poll: poll again until `weread_qr_seconds`, then a new QR) or `expired` (the
+    /// QR expired: a new QR at once).
+    weread_login_timeout_means: String = "retry".into(), "lenient_string";
+    /// Child: seconds one WeRead QR code is polled before a new one is fetched.
+    weread_qr_seconds: u64 = 240, "lenient_u64";
+    /// Child: seconds between WeRead `wr_skey` renewals (the key lives about 1–2 h).
+    weread_renew_every: u64 = 3600, "lenient_u64";
 }
 
 impl Config {
@@ -444,6 +458,16 @@ pub fn from_yaml_str(
             message: e.inner().to_string(),
         })?;
     config.cascade.parent_api_url = normalize_url(&config.cascade.parent_api_url);
+    if let Err(message) = config
+        .cascade
+        .weread_login_timeout_means
+        .parse::<crate::logins::weread::TimeoutMeans>()
+    {
+        return Err(Error::Invalid {
+            key: "cascade.weread_login_timeout_means".into(),
+            message,
+        });
+    }
     clamp_durations(&mut config);
     Ok(config)
 }
@@ -471,6 +495,8 @@ fn clamp_durations(config: &mut Config) {
         &mut c.task_poll_interval,
         &mut c.shutdown_grace,
         &mut c.claim_wait,
+        &mut c.weread_qr_seconds,
+        &mut c.weread_renew_every,
     ] {
         *v = (*v).min(MAX_SECONDS);
     }

@@ -175,6 +175,8 @@ pub enum ChildCmd {
 pub enum LoginKind {
     /// The mp.weixin.qq.com backend (token + cookies).
     Mp,
+    /// The weread.qq.com web login (its QR text is drawn; the phone's 4-digit code is asked).
+    Weread,
 }
 
 /// Accepts WeRSS's single-dash `-config FILE` / `-config=FILE` as `--config`.

@@ -118,6 +118,28 @@ fn wrong_kinds_name_the_key() {
 }
 
 #[test]
+fn weread_login_timeout_means_is_retry_or_expired() {
+    let c = from_yaml_str("", "t", &env_of(&[])).expect("loads");
+    assert_eq!(c.cascade.weread_login_timeout_means, "retry");
+    assert_eq!(c.cascade.weread_base_url, "https://weread.qq.com");
+    assert_eq!(c.cascade.weread_renew_every, 3600);
+    let env = env_of(&[("CASCADE_WEREAD_LOGIN_TIMEOUT_MEANS", "expired")]);
+    let c = from_yaml_str("", "t", &env).expect("loads");
+    assert_eq!(c.cascade.weread_login_timeout_means, "expired");
+    let err = from_yaml_str(
+        "cascade:\n  weread_login_timeout_means: maybe\n",
+        "t",
+        &env_of(&[]),
+    )
+    .expect_err("rejects");
+    let text = err.to_string();
+    assert!(
+        text.contains("cascade.weread_login_timeout_means") && text.contains("'maybe'"),
+        "{text}"
+    );
+}
+
+#[test]
 fn secret_is_never_printed_in_debug() {
     let c = from_yaml_str("secret: hunter2\n", "t", &env_of(&[])).expect("loads");
     assert!(!format!("{c:?}").contains("hunter2"));

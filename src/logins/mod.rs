@@ -9,6 +9,7 @@
 
 pub mod mp_qr;
 pub mod qr_term;
+pub mod weread;
 
 use crate::protocol::credentials::Secret;
 use chrono::{DateTime, Utc};

@@ -26,3 +26,4 @@ mod outputs;
 mod parents;
 mod server;
 mod webhooks;
+mod weread;
