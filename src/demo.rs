@@ -1,15 +1,20 @@
 //! `cascade demo`: the whole cascade on one machine. A parent on the configured database, a fake
 //! WeChat platform with a few hundred accounts, three child nodes with one login each (one of
-//! them rate-limited, one also reading RSS), a fake feed server, a task over every feed, one dispatch, live progress and a summary.
+//! them rate-limited, one also reading RSS, one logged in by a QR scan the demo plays for the
+//! user), a fake feed server, a task over every feed, one dispatch, live progress and a summary
+//! that ends with every login of the fleet.
 
 use crate::child::Child;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::logins::mp_qr::{MpEvent, MpQrClient, MpQrOptions};
+use crate::logins::{Login, LoginKind, LoginSecrets, LoginStore, qr_term};
 use crate::parent::{self, AppState};
 use crate::store::{AllocationFilter, NewFeed, NewNode, Page, Store, TaskFields};
 use crate::testkit::feeds::{FakeEntry, FakeFeeds, Format};
-use crate::testkit::wechat::{FakeAccount, FakeSession, FakeWechat};
+use crate::testkit::wechat::{FakeAccount, FakeSession, FakeWechat, ScanAction};
 use anyhow::Context;
+use chrono::TimeZone;
 use serde_json::json;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -19,6 +24,12 @@ const RSS_FEEDS: i64 = 30;
 
 /// Cooldown base of the demo's parent and children (seconds).
 const DEMO_COOLDOWN_SECS: u64 = 3;
+
+/// The child that logs in by a QR scan instead of a configured token and cookie.
+const QR_CHILD: usize = 1;
+
+/// The account name the fake's QR login reports.
+const QR_ACCOUNT: &str = "Demo MP Account";
 
 /// Runs the demo; with `exit_when_done` it returns after the summary, else it keeps the
 /// parent serving until `shutdown`.
@@ -133,12 +144,24 @@ pub async fn run(
         c.cascade.parent_api_url = base.clone();
         c.cascade.api_key = key;
         c.cascade.api_secret = secret;
-        session.configure(&mut c.cascade, &fake);
         c.cascade.data_dir = child_data
             .path()
             .join(format!("child-{i}"))
             .display()
             .to_string();
+        let token = if i == QR_CHILD {
+            c.cascade.wechat_base_url = fake.base_url().to_string();
+            qr_login(
+                &fake,
+                &node.name,
+                std::path::Path::new(&c.cascade.data_dir),
+                &shutdown,
+            )
+            .await?
+        } else {
+            session.configure(&mut c.cascade, &fake);
+            session.token.clone()
+        };
         if i == 1 {
             c.cascade.fetchers = vec!["wechat".into(), "rss".into()];
         }
@@ -153,7 +176,7 @@ pub async fn run(
         children.push((
             node.name.clone(),
             node.id.clone(),
-            session.token.clone(),
+            token,
             tokio::spawn(child.run(shutdown.clone())),
         ));
     }
@@ -255,6 +278,20 @@ pub async fn run(
         println!("  {name}: {feeds} feeds, {articles} articles, {hits} rate-limit hits");
     }
     println!("total: {articles_total} articles");
+    // What the children reported in their heartbeats (each sent one before it started).
+    println!("logins:");
+    for (_, id, _, _) in &children {
+        for login in store.list_node_logins(Some(id.clone())).await? {
+            let expires = login.expires_at.map_or_else(
+                || "no known expiry".to_string(),
+                |t| format!("expires {}", local_time(t)),
+            );
+            println!(
+                "  {}: {} {}, {}, {expires}",
+                login.node_name, login.kind, login.name, login.state
+            );
+        }
+    }
     if !exit_when_done {
         println!("\nThe parent keeps serving at {base}; press Ctrl-C to stop.");
         shutdown.cancelled().await;
@@ -268,4 +305,73 @@ pub async fn run(
     fake.stop();
     rss.stop();
     Ok(())
+}
+
+/// Logs the child `node_name` in by the fake's MP QR flow, the fake playing the phone: draws
+/// the QR code, saves the login in the child's store in `data_dir` and returns its token.
+async fn qr_login(
+    fake: &FakeWechat,
+    node_name: &str,
+    data_dir: &std::path::Path,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<String> {
+    fake.mp_login_settings(|s| {
+        s.nickname = QR_ACCOUNT.into();
+        // Scanned after 0.7 s, confirmed 0.7 s later.
+        s.auto = Some((Duration::from_millis(700), ScanAction::Confirm));
+    });
+    let options = MpQrOptions {
+        poll_interval: Duration::from_millis(200),
+        deadline: Duration::from_secs(60),
+        ..MpQrOptions::default()
+    };
+    let client = MpQrClient::new(fake.base_url(), options)?;
+    println!("\n{node_name} logs in to WeChat by QR code:");
+    let mut on_event = |event: MpEvent| match event {
+        MpEvent::Qr(image) => {
+            match qr_term::render_image(&image) {
+                Ok(drawing) => println!("{drawing}"),
+                Err(e) => println!("(the QR code cannot be drawn here: {e})"),
+            }
+            println!(
+                "the demo scans this QR code for you in a moment (a real login needs WeChat on a phone)"
+            );
+        }
+        MpEvent::Scanned => println!("scanned; confirming on the phone"),
+        MpEvent::Refreshed(n) => println!("the QR code expired; showing a new one ({n})"),
+        MpEvent::Confirmed => println!("confirmed; setting up the session"),
+    };
+    let login = client
+        .login(shutdown, &mut on_event)
+        .await
+        .context("the demo's QR login failed")?;
+    let store = LoginStore::open(data_dir)
+        .with_context(|| format!("while opening the login store in {}", data_dir.display()))?;
+    let mut saved = Login::new(
+        "mp-demo",
+        LoginKind::Mp,
+        &login.account_name,
+        LoginSecrets {
+            token: Some(login.token.clone()),
+            cookies: login.cookies.clone(),
+        },
+    );
+    saved.expires_at = Some(login.expires_at.and_utc());
+    store
+        .upsert(saved)
+        .with_context(|| format!("while saving the login in {}", data_dir.display()))?;
+    println!(
+        "logged in: mp {}, expires {}\n",
+        login.account_name,
+        local_time(login.expires_at)
+    );
+    Ok(login.token.expose().to_string())
+}
+
+/// A UTC time in the local zone, with its offset.
+fn local_time(utc: chrono::NaiveDateTime) -> String {
+    chrono::Local
+        .from_utc_datetime(&utc)
+        .format("%Y-%m-%d %H:%M:%S %:z")
+        .to_string()
 }

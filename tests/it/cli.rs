@@ -139,6 +139,36 @@ async fn demo_runs_the_whole_cascade_and_summarises() {
         assert!(stdout.contains(&format!("demo-child-{i}: ")), "{stdout}");
     }
     assert!(stdout.contains("total: 960 articles"), "{stdout}");
+    // Child 1 logs in by QR through the fake: the code is drawn, the demo plays the phone.
+    assert!(
+        stdout.contains("demo-child-1 logs in to WeChat by QR code:\n█"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("the demo scans this QR code for you in a moment"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("logged in: mp Demo MP Account, expires 20"),
+        "{stdout}"
+    );
+    // …and crawls with that login (it has no token or cookie in its configuration).
+    assert!(!stdout.contains("demo-child-1: 0 feeds"), "{stdout}");
+    // The summary lists every login of the fleet, as the heartbeats reported them.
+    let logins = stdout
+        .split("\nlogins:\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no logins in the summary: {stdout}"));
+    assert!(
+        logins.contains("  demo-child-1: mp Demo MP Account, valid, expires 20"),
+        "{stdout}"
+    );
+    for i in 2..=3 {
+        assert!(
+            logins.contains(&format!("  demo-child-{i}: mp wechat_token (config), ")),
+            "{stdout}"
+        );
+    }
     assert!(dir.path().join("data/cascade.db").is_file());
 }
 
