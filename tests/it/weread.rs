@@ -796,4 +796,82 @@ mod keeper {
             .expect("stopped within the guard")
             .expect("keeper task");
     }
+
+    use crate::helpers::db::on_both;
+    use crate::helpers::{TestParent, cascade, test_config};
+    use serde_json::Value;
+    use werss_cascade::child::Child;
+    use werss_cascade::protocol::credentials::Secret;
+
+    /// Polls the parent's `GET /logins` (bounded) until `done` holds.
+    async fn until_listed(p: &TestParent, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let wait = async {
+            loop {
+                let r = p.get(&cascade("/logins"), &p.admin()).await;
+                if let Some(l) = r.ok().as_array().filter(|l| done(l)) {
+                    return l.clone();
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), wait)
+            .await
+            .expect("the parent lists the logins in time")
+    }
+
+    on_both! {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_running_child_renews_its_weread_login_and_reports_expiring_and_expired(backend) {
+            let p = TestParent::on(backend.clone()).await;
+            let fake = FakeWeread::start().await.expect("fake");
+            let (live, dead) = (logged_in(&fake).await, logged_in(&fake).await);
+            fake.expire_rt(&dead.vid);
+            let node = p.add_node("reader").await;
+            let mut c = test_config(&p.dir);
+            let data = p.dir.path().join("child-reader");
+            c.cascade.data_dir = data.display().to_string();
+            c.cascade.parent_api_url = p.url("");
+            c.cascade.api_key = node.key.clone();
+            c.cascade.api_secret = Secret::new(&node.secret);
+            c.cascade.weread_base_url = fake.base_url().to_string();
+            c.cascade.heartbeat_interval = 1;
+            c.cascade.claim_wait = 1;
+            c.cascade.shutdown_grace = 5;
+            let store = LoginStore::open(&data).expect("store");
+            let now = Utc::now();
+            for (id, l) in [("weread-live", &live), ("weread-dead", &dead)] {
+                let secrets = LoginSecrets { token: None, cookies: l.cookies.pairs().to_vec() };
+                let mut login = Login::new(id, LoginKind::Weread, id, secrets);
+                // Saved before this change: never renewed, so renewed at once.
+                login.expires_at = Some(now + TimeDelta::hours(12));
+                store.upsert(login).expect("saved");
+            }
+            let old = cookie(&live.cookies, "wr_skey");
+            let stop = tokio_util::sync::CancellationToken::new();
+            let running = tokio::spawn(Child::new(c).expect("child").run(stop.clone()));
+
+            let listed = until_listed(&p, |l| {
+                l.len() == 2 && l.iter().any(|x| x["state"] == "expired") && l.iter().any(|x| x["state"] == "expiring")
+            })
+            .await;
+            let state = |id: &str| listed.iter().find(|x| x["login_id"] == id).expect("listed")["state"].clone();
+            assert_eq!(state("weread-live"), "expiring");
+            assert_eq!(state("weread-dead"), "expired");
+            stop.cancel();
+            tokio::time::timeout(HANG, running).await.expect("child stops").expect("joined").expect("child exits");
+
+            let file = LoginStore::open(&data).expect("store");
+            let saved = file.get("weread-live").expect("live");
+            let new = cookie(&jar(&saved), "wr_skey");
+            assert_ne!(new, old);
+            assert_eq!(Some(new), fake.skey(&live.vid));
+            assert_eq!(articles(&fake, &jar(&saved)).await, 0, "the renewed jar works");
+            let dead = file.get("weread-dead").expect("dead");
+            assert_eq!(dead.state, LoginState::Expired);
+            assert!(dead.last_error.is_some_and(|e| e.contains("-12013")));
+            assert_eq!(fake.renewals(), 1, "one renewal, no scan");
+            fake.stop();
+            p.shutdown().await;
+        }
+    }
 }
