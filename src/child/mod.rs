@@ -164,6 +164,12 @@ impl Child {
             });
         }
         helpers.spawn(heartbeat_loop(shared.clone(), shutdown.clone()));
+        let keeper = crate::logins::keeper::Keeper::new(
+            shared.logins.clone(),
+            shared.http.clone(),
+            &shared.config.cascade,
+        );
+        helpers.spawn(keeper.run(shutdown.clone()));
         let mut running = JoinSet::new();
         claim_loop(&shared, &mut running, &shutdown).await;
         let grace = Duration::from_secs(shared.config.cascade.shutdown_grace);

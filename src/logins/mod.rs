@@ -7,6 +7,7 @@
 //! Secrets live in [`LoginSecrets`] as [`Secret`]s: they print as `***` and are serialised
 //! only into the store file, never into a [`LoginView`] (what heartbeats and the parent see).
 
+pub mod keeper;
 pub mod mp_qr;
 pub mod qr_term;
 pub mod weread;
@@ -17,6 +18,9 @@ use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+/// How long before `expires_at` a valid login shows as `expiring`.
+pub const EXPIRING_WITHIN: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 
 /// The file name of the store inside `data_dir`.
 pub const STORE_FILE: &str = "logins.json";
@@ -181,6 +185,9 @@ pub struct Login {
     pub last_used_at: Option<DateTime<Utc>>,
     /// Token and cookies.
     pub secrets: LoginSecrets,
+    /// When the secrets were last renewed without a scan (`weread`: the current `wr_skey`
+    /// was issued); `None` when never (the keeper renews such a login at once).
+    pub renewed_at: Option<DateTime<Utc>>,
 }
 
 impl Login {
@@ -197,6 +204,7 @@ impl Login {
             last_error: None,
             last_used_at: None,
             secrets,
+            renewed_at: None,
         }
     }
 
@@ -295,6 +303,8 @@ struct StoredLogin {
     token: Option<String>,
     #[serde(default)]
     cookies: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    renewed_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -325,6 +335,7 @@ impl From<&Login> for StoredLogin {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.expose().to_string()))
                 .collect(),
+            renewed_at: l.renewed_at,
         }
     }
 }
@@ -349,6 +360,7 @@ impl From<StoredLogin> for Login {
                     .map(|(k, v)| (k, Secret::new(v)))
                     .collect(),
             },
+            renewed_at: s.renewed_at,
         }
     }
 }
@@ -686,6 +698,64 @@ impl LoginStore {
             l.last_error = Some(error.to_string());
             true
         });
+    }
+
+    /// Renewed secrets (a rotated `wr_skey`): replaces the login's secrets, records
+    /// `renewed_at` and a success, and saves at once (the old key dies soon). Whether the
+    /// login exists.
+    ///
+    /// # Errors
+    /// The file could not be written (the secrets are kept in memory anyway).
+    pub fn replace_secrets(
+        &self,
+        id: &str,
+        secrets: LoginSecrets,
+        renewed_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut logins = self.lock();
+        let Some(l) = logins.iter_mut().find(|l| l.id == id) else {
+            return Ok(false);
+        };
+        l.secrets = secrets;
+        l.renewed_at = Some(renewed_at);
+        l.last_ok_at = Some(renewed_at);
+        l.last_error = None;
+        self.write(&mut logins)?;
+        Ok(true)
+    }
+
+    /// Moves logins with a known expiry along at `now`: `valid` within
+    /// [`EXPIRING_WITHIN`] of `expires_at` becomes `expiring` (still usable), any login past it
+    /// becomes `expired`. Saved when something changed; returns each change (id, new state),
+    /// so a caller can warn once per transition.
+    pub fn track_expiry(&self, now: DateTime<Utc>) -> Vec<(Login, LoginState)> {
+        self.update(|logins| {
+            let mut changed = Vec::new();
+            for l in logins.iter_mut() {
+                let Some(end) = l.expires_at else { continue };
+                let to = if end <= now {
+                    LoginState::Expired
+                } else if end - EXPIRING_WITHIN <= now && l.state == LoginState::Valid {
+                    LoginState::Expiring
+                } else {
+                    continue;
+                };
+                if l.state != to && l.state != LoginState::Expired {
+                    l.state = to;
+                    if to == LoginState::Expired {
+                        l.cooldown_until = None;
+                    }
+                    changed.push((l.clone(), to));
+                }
+            }
+            let persist = !changed.is_empty();
+            (changed, persist)
+        })
+    }
+
+    /// Copies of every login (the keeper walks them).
+    pub fn all(&self) -> Vec<Login> {
+        self.lock().clone()
     }
 
     /// Saves the in-memory state now (e.g. `last_ok_at` on shutdown).

@@ -590,3 +590,288 @@ async fn child_login_weread_draws_the_qr_asks_the_code_and_saves_the_login() {
     );
     assert!(!stdout.contains("wr_skey") && !stderr.contains("wr_skey"));
 }
+
+mod keeper {
+    //! The login keeper (issue 12 §4) with a real store file and the fake WeRead, driven by
+    //! an injected `now`.
+
+    use super::{HANG, articles, cookie, logged_in};
+    use chrono::{DateTime, TimeDelta, Utc};
+    use std::sync::Arc;
+    use std::time::Duration;
+    use werss_cascade::logins::keeper::Keeper;
+    use werss_cascade::logins::weread::{RenewalSchedule, WereadJar};
+    use werss_cascade::logins::{Login, LoginKind, LoginSecrets, LoginState, LoginStore};
+    use werss_cascade::testkit::weread::{FakeWeread, RenewFault};
+
+    const ID: &str = "weread-reader";
+
+    /// A store in a temp dir holding the fake's logged-in session, renewed at `t0`, its
+    /// refresh token good for 30 days.
+    async fn stored(fake: &FakeWeread, t0: DateTime<Utc>) -> (tempfile::TempDir, String) {
+        let login = logged_in(fake).await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = LoginStore::open(dir.path()).expect("store");
+        let secrets = LoginSecrets {
+            token: None,
+            cookies: login.cookies.pairs().to_vec(),
+        };
+        let mut l = Login::new(ID, LoginKind::Weread, "reader", secrets);
+        l.expires_at = Some(t0 + TimeDelta::days(30));
+        l.renewed_at = Some(t0);
+        store.upsert(l).expect("saved");
+        (dir, login.vid)
+    }
+
+    fn keeper(fake: &FakeWeread, store: &Arc<LoginStore>) -> Keeper {
+        Keeper::with_schedule(
+            store.clone(),
+            crate::helpers::http_client(),
+            fake.base_url(),
+            RenewalSchedule::new(Duration::from_secs(3600)),
+        )
+    }
+
+    /// The login as the store file has it (a fresh read).
+    fn on_disk(dir: &tempfile::TempDir) -> Login {
+        LoginStore::open(dir.path())
+            .expect("store")
+            .get(ID)
+            .expect("login in the file")
+    }
+
+    fn jar(l: &Login) -> WereadJar {
+        WereadJar::from_pairs(l.secrets.cookies.iter().cloned())
+    }
+
+    #[tokio::test]
+    async fn keeper_renews_wr_skey_into_the_store_file_and_marks_an_ended_login_expired() {
+        let fake = FakeWeread::start().await.expect("fake");
+        let t0 = Utc::now();
+        let (dir, vid) = stored(&fake, t0).await;
+        let store = Arc::new(LoginStore::open(dir.path()).expect("store"));
+        let old = cookie(&jar(&on_disk(&dir)), "wr_skey");
+        let mut keeper = keeper(&fake, &store);
+
+        // Not due yet: nothing is sent; the keeper sleeps until the renewal.
+        let next = keeper.tick(t0 + TimeDelta::minutes(30)).await;
+        assert_eq!(next, Some(t0 + TimeDelta::hours(1)));
+        assert_eq!(fake.renewals(), 0);
+
+        // Due: renewed without a scan, the rotated key is in the file at once.
+        fake.expire_skey(&vid);
+        let t1 = t0 + TimeDelta::hours(1);
+        let next = keeper.tick(t1).await;
+        assert_eq!(fake.renewals(), 1);
+        assert_eq!(next, Some(t1 + TimeDelta::hours(1)));
+        let saved = on_disk(&dir);
+        let new = cookie(&jar(&saved), "wr_skey");
+        assert_ne!(new, old);
+        assert_eq!(Some(new), fake.skey(&vid));
+        assert_eq!(saved.renewed_at, Some(t1));
+        assert_eq!(saved.state, LoginState::Valid);
+        assert_eq!(articles(&fake, &jar(&saved)).await, 0, "the new jar works");
+        for kept in ["wr_vid", "wr_rt"] {
+            assert_eq!(
+                cookie(&jar(&saved), kept),
+                cookie(&jar(&store.get(ID).expect("login")), kept)
+            );
+        }
+
+        // The refresh token ends: the next renewal marks the login expired.
+        fake.expire_rt(&vid);
+        let next = keeper.tick(t1 + TimeDelta::hours(1)).await;
+        assert_eq!(next, None, "nothing left to do for an expired login");
+        let saved = on_disk(&dir);
+        assert_eq!(saved.state, LoginState::Expired);
+        assert!(
+            saved
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("-12013")),
+            "{:?}",
+            saved.last_error
+        );
+        let view = store
+            .views()
+            .into_iter()
+            .find(|v| v.id == ID)
+            .expect("view");
+        assert_eq!(view.state, LoginState::Expired, "what heartbeats carry");
+        // An expired login is not renewed again.
+        keeper.tick(t1 + TimeDelta::hours(3)).await;
+        assert_eq!(fake.renewals(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_refused_renewal_keeps_the_jar_and_retries_with_backoff() {
+        let fake = FakeWeread::start().await.expect("fake");
+        let t0 = Utc::now();
+        let (dir, vid) = stored(&fake, t0).await;
+        let store = Arc::new(LoginStore::open(dir.path()).expect("store"));
+        let before = on_disk(&dir).secrets;
+        let mut keeper = keeper(&fake, &store);
+
+        fake.inject_renewal(RenewFault::NoSetCookie);
+        fake.inject_renewal(RenewFault::ClearingCookie);
+        let t1 = t0 + TimeDelta::hours(1);
+        assert_eq!(keeper.tick(t1).await, Some(t1 + TimeDelta::minutes(1)));
+        let saved = on_disk(&dir);
+        assert_eq!(saved.secrets, before, "the jar is kept");
+        assert_eq!(saved.state, LoginState::Valid);
+        assert!(saved.last_error.is_some());
+        // Before the retry is due nothing is sent; the second failure waits twice as long.
+        let t2 = t1 + TimeDelta::minutes(1);
+        assert_eq!(keeper.tick(t2).await, Some(t2 + TimeDelta::minutes(2)));
+        assert_eq!(on_disk(&dir).secrets, before);
+        // The third try renews.
+        let t3 = t2 + TimeDelta::minutes(2);
+        assert_eq!(keeper.tick(t3).await, Some(t3 + TimeDelta::hours(1)));
+        let saved = on_disk(&dir);
+        assert_eq!(Some(cookie(&jar(&saved), "wr_skey")), fake.skey(&vid));
+        assert_eq!(saved.last_error, None);
+        assert_eq!(fake.renewals(), 1);
+    }
+
+    #[tokio::test]
+    async fn logins_near_or_past_their_expiry_become_expiring_or_expired_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Arc::new(LoginStore::open(dir.path()).expect("store"));
+        let now = Utc::now();
+        for (id, ends) in [
+            ("soon", now + TimeDelta::hours(23)),
+            ("past", now - TimeDelta::seconds(1)),
+            ("later", now + TimeDelta::hours(48)),
+        ] {
+            let mut l = Login::new(id, LoginKind::Mp, id, LoginSecrets::default());
+            l.expires_at = Some(ends);
+            store.upsert(l).expect("saved");
+        }
+        let mut keeper = Keeper::with_schedule(
+            store.clone(),
+            crate::helpers::http_client(),
+            "http://127.0.0.1:9",
+            RenewalSchedule::new(Duration::from_secs(3600)),
+        );
+        let next = keeper.tick(now).await;
+        // Next: "soon" reaches its expiry before "later" enters its last day.
+        assert_eq!(next, Some(now + TimeDelta::hours(23)));
+        let file = LoginStore::open(dir.path()).expect("store");
+        let state = |id: &str| file.get(id).expect("login").state;
+        assert_eq!(state("soon"), LoginState::Expiring);
+        assert_eq!(state("past"), LoginState::Expired);
+        assert_eq!(state("later"), LoginState::Valid);
+        assert!(
+            store.get("soon").expect("soon").usable(now),
+            "expiring is usable"
+        );
+        // Each transition happens once: nothing changes on the next look.
+        assert!(store.track_expiry(now).is_empty());
+
+        let later = now + TimeDelta::hours(25);
+        keeper.tick(later).await;
+        let file = LoginStore::open(dir.path()).expect("store");
+        assert_eq!(file.get("soon").expect("soon").state, LoginState::Expired);
+        assert_eq!(
+            file.get("later").expect("later").state,
+            LoginState::Expiring
+        );
+    }
+
+    #[tokio::test]
+    async fn the_keeper_stops_on_shutdown() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Arc::new(LoginStore::open(dir.path()).expect("store"));
+        let keeper = Keeper::with_schedule(
+            store,
+            crate::helpers::http_client(),
+            "http://127.0.0.1:9",
+            RenewalSchedule::new(Duration::from_secs(3600)),
+        );
+        let token = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(keeper.run(token.clone()));
+        token.cancel();
+        tokio::time::timeout(HANG, task)
+            .await
+            .expect("stopped within the guard")
+            .expect("keeper task");
+    }
+
+    use crate::helpers::db::on_both;
+    use crate::helpers::{TestParent, cascade, test_config};
+    use serde_json::Value;
+    use werss_cascade::child::Child;
+    use werss_cascade::protocol::credentials::Secret;
+
+    /// Polls the parent's `GET /logins` (bounded) until `done` holds.
+    async fn until_listed(p: &TestParent, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let wait = async {
+            loop {
+                let r = p.get(&cascade("/logins"), &p.admin()).await;
+                if let Some(l) = r.ok().as_array().filter(|l| done(l)) {
+                    return l.clone();
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), wait)
+            .await
+            .expect("the parent lists the logins in time")
+    }
+
+    on_both! {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_running_child_renews_its_weread_login_and_reports_expiring_and_expired(backend) {
+            let p = TestParent::on(backend.clone()).await;
+            let fake = FakeWeread::start().await.expect("fake");
+            let (live, dead) = (logged_in(&fake).await, logged_in(&fake).await);
+            fake.expire_rt(&dead.vid);
+            let node = p.add_node("reader").await;
+            let mut c = test_config(&p.dir);
+            let data = p.dir.path().join("child-reader");
+            c.cascade.data_dir = data.display().to_string();
+            c.cascade.parent_api_url = p.url("");
+            c.cascade.api_key = node.key.clone();
+            c.cascade.api_secret = Secret::new(&node.secret);
+            c.cascade.weread_base_url = fake.base_url().to_string();
+            c.cascade.heartbeat_interval = 1;
+            c.cascade.claim_wait = 1;
+            c.cascade.shutdown_grace = 5;
+            let store = LoginStore::open(&data).expect("store");
+            let now = Utc::now();
+            for (id, l) in [("weread-live", &live), ("weread-dead", &dead)] {
+                let secrets = LoginSecrets { token: None, cookies: l.cookies.pairs().to_vec() };
+                let mut login = Login::new(id, LoginKind::Weread, id, secrets);
+                // Saved before this change: never renewed, so renewed at once.
+                login.expires_at = Some(now + TimeDelta::hours(12));
+                store.upsert(login).expect("saved");
+            }
+            let old = cookie(&live.cookies, "wr_skey");
+            let stop = tokio_util::sync::CancellationToken::new();
+            let running = tokio::spawn(Child::new(c).expect("child").run(stop.clone()));
+
+            let listed = until_listed(&p, |l| {
+                l.len() == 2 && l.iter().any(|x| x["state"] == "expired") && l.iter().any(|x| x["state"] == "expiring")
+            })
+            .await;
+            let state = |id: &str| listed.iter().find(|x| x["login_id"] == id).expect("listed")["state"].clone();
+            assert_eq!(state("weread-live"), "expiring");
+            assert_eq!(state("weread-dead"), "expired");
+            stop.cancel();
+            tokio::time::timeout(HANG, running).await.expect("child stops").expect("joined").expect("child exits");
+
+            let file = LoginStore::open(&data).expect("store");
+            let saved = file.get("weread-live").expect("live");
+            let new = cookie(&jar(&saved), "wr_skey");
+            assert_ne!(new, old);
+            assert_eq!(Some(new), fake.skey(&live.vid));
+            assert_eq!(articles(&fake, &jar(&saved)).await, 0, "the renewed jar works");
+            let dead = file.get("weread-dead").expect("dead");
+            assert_eq!(dead.state, LoginState::Expired);
+            assert!(dead.last_error.is_some_and(|e| e.contains("-12013")));
+            assert_eq!(fake.renewals(), 1, "one renewal, no scan");
+            fake.stop();
+            p.shutdown().await;
+        }
+    }
+}
