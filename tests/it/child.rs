@@ -42,23 +42,6 @@ fn child_config(
     c
 }
 
-async fn task_over(p: &TestParent, accounts: &[FakeAccount]) -> String {
-    for a in accounts {
-        p.post(
-            &cascade("/feeds"),
-            &p.admin(),
-            json!({"mp_name": a.nickname, "faker_id": a.fakeid()}),
-        )
-        .await
-        .ok();
-    }
-    let ids: Vec<String> = accounts
-        .iter()
-        .map(|a| format!("MP_WXS_{}", a.number))
-        .collect();
-    p.task(&ids).await
-}
-
 async fn counters(p: &TestParent) -> Value {
     p.get(&cascade("/pending-allocations"), &p.admin())
         .await
@@ -97,7 +80,7 @@ on_both! {
         };
         fake.add_session(session.clone());
         let node = p.add_node("crawler").await;
-        let task = task_over(&p, &accounts).await;
+        let task = p.wechat_task(&accounts).await;
         let child = Child::new(child_config(&p, &node, &fake, &session, 0)).expect("child");
         let stop = CancellationToken::new();
         let running = tokio::spawn(child.run(stop.clone()));
@@ -166,7 +149,7 @@ on_both! {
         fake.add_session(healthy.clone());
         let a = p.add_node("a-limited").await;
         let b = p.add_node("b-healthy").await;
-        let task = task_over(&p, &accounts).await;
+        let task = p.wechat_task(&accounts).await;
         let stop = CancellationToken::new();
         let run_a = tokio::spawn(
             Child::new(child_config(&p, &a, &fake, &limited, 0))
@@ -242,7 +225,7 @@ on_both! {
         };
         fake.add_session(session.clone());
         let node = p.add_node("slow").await;
-        let task = task_over(&p, &accounts).await;
+        let task = p.wechat_task(&accounts).await;
         // A one-hour pacing gap: the second feed cannot start before shutdown.
         let mut config = child_config(&p, &node, &fake, &session, 3_600_000);
         config.cascade.shutdown_grace = 0;
@@ -707,7 +690,7 @@ on_both! {
         fake.expire(&dead.slave_sid);
         let a = p.add_node("a-expired").await;
         let b = p.add_node("b-alive").await;
-        let task = task_over(&p, &accounts).await;
+        let task = p.wechat_task(&accounts).await;
         let stop = CancellationToken::new();
         let run_a = tokio::spawn(
             Child::new(child_config(&p, &a, &fake, &dead, 0))

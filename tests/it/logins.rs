@@ -48,23 +48,6 @@ fn child_with_logins(
     c
 }
 
-async fn feeds_task(p: &TestParent, accounts: &[FakeAccount]) -> String {
-    for a in accounts {
-        p.post(
-            &cascade("/feeds"),
-            &p.admin(),
-            json!({"mp_name": a.nickname, "faker_id": a.fakeid()}),
-        )
-        .await
-        .ok();
-    }
-    let ids: Vec<String> = accounts
-        .iter()
-        .map(|a| format!("MP_WXS_{}", a.number))
-        .collect();
-    p.task(&ids).await
-}
-
 /// Polls `GET {P}/<path>` (bounded) until `done` holds of its `data`.
 async fn until(p: &TestParent, path: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
     let wait = async {
@@ -178,7 +161,7 @@ on_both! {
         fake.add_session(a.clone());
         fake.add_session(b.clone());
         let node = p.add_node("two-logins").await;
-        let task = feeds_task(&p, &accounts).await;
+        let task = p.wechat_task(&accounts).await;
         let config = child_with_logins(&p, &node, &fake, &[("login-a", &a), ("login-b", &b)]);
         let store_file = std::path::Path::new(&config.cascade.data_dir).join("logins.json");
         let stop = CancellationToken::new();
@@ -254,7 +237,7 @@ on_both! {
         fake.add_session(limited.clone());
         fake.add_session(healthy.clone());
         let node = p.add_node("one-cools").await;
-        let task = feeds_task(&p, &accounts).await;
+        let task = p.wechat_task(&accounts).await;
         let config = child_with_logins(&p, &node, &fake, &[("lim", &limited), ("ok", &healthy)]);
         let stop = CancellationToken::new();
         let running = tokio::spawn(Child::new(config).expect("child").run(stop.clone()));
@@ -337,7 +320,7 @@ on_both! {
         beat(&p, &alive, json!({"wechat_session": "valid", "fetchers": ["wechat"], "capacity": 10,
             "logins": [login("z", "expired"), login("w", "valid")]})).await;
         let accounts: Vec<FakeAccount> = (0..4).map(|i| FakeAccount::generated(7_300_000_000 + i, 1, NEWEST)).collect();
-        let task = feeds_task(&p, &accounts).await;
+        let task = p.wechat_task(&accounts).await;
         p.dispatch(&task).await;
         let allocs = p.get(&cascade("/allocations?status=pending"), &p.admin()).await;
         let list = allocs.ok()["list"].as_array().expect("list").clone();
@@ -361,7 +344,7 @@ on_both! {
         beat(&p, &dead, json!({"logins": []})).await;
         beat(&p, &alive, json!({"logins": []})).await;
         let more: Vec<FakeAccount> = (10..12).map(|i| FakeAccount::generated(7_300_000_000 + i, 1, NEWEST)).collect();
-        let task = feeds_task(&p, &more).await;
+        let task = p.wechat_task(&more).await;
         p.dispatch(&task).await;
         let allocs = p.get(&cascade(&format!("/allocations?status=pending&task_id={task}")), &p.admin()).await;
         let list = allocs.ok()["list"].as_array().expect("list").clone();

@@ -55,6 +55,27 @@ impl TestParent {
             .await
     }
 
+    /// Adds a WeChat feed per fake account over the API and a task over them; the task id.
+    pub async fn wechat_task(
+        &self,
+        accounts: &[werss_cascade::testkit::wechat::FakeAccount],
+    ) -> String {
+        for a in accounts {
+            self.post(
+                &cascade("/feeds"),
+                &self.admin(),
+                json!({"mp_name": a.nickname, "faker_id": a.fakeid()}),
+            )
+            .await
+            .ok();
+        }
+        let ids: Vec<String> = accounts
+            .iter()
+            .map(|a| format!("MP_WXS_{}", a.number))
+            .collect();
+        self.task(&ids).await
+    }
+
     /// A new online node holding the only allocation of a fresh one-feed task (feed ids
     /// from `prefix`).
     pub async fn one_claimed(&self, prefix: u64) -> (TestNode, Value) {
