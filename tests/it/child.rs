@@ -49,22 +49,6 @@ async fn counters(p: &TestParent) -> Value {
         .clone()
 }
 
-/// Waits (bounded) until the parent's counters satisfy `done`.
-async fn until(p: &TestParent, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let wait = async {
-        loop {
-            let c = counters(p).await;
-            if done(&c) {
-                return c;
-            }
-            tokio::task::yield_now().await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(60), wait)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
 on_both! {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_child_crawls_its_feeds_and_reports_them(backend) {
@@ -85,7 +69,7 @@ on_both! {
         let stop = CancellationToken::new();
         let running = tokio::spawn(child.run(stop.clone()));
         p.dispatch(&task).await;
-        until(&p, "three completions", |c| c["completed_today"] == 3).await;
+        p.poll_until("/pending-allocations", "three completions", |c| c["completed_today"] == 3).await;
         let fs = p.get(&cascade("/feed-status?limit=10"), &p.admin()).await;
         for item in fs.ok()["list"].as_array().expect("list") {
             assert_eq!(item["article_count"], 4, "{item}");
@@ -112,7 +96,7 @@ on_both! {
             },
         );
         p.dispatch(&task).await;
-        until(&p, "second run", |c| c["completed_today"] == 6).await;
+        p.poll_until("/pending-allocations", "second run", |c| c["completed_today"] == 6).await;
         let one = p
             .get(
                 &cascade("/feed-status?feed_id=MP_WXS_3000000000"),
@@ -178,7 +162,7 @@ on_both! {
                 .expect("child b")
                 .run(stop.clone()),
         );
-        until(&p, "all four completed", |c| c["completed_today"] == 4).await;
+        p.poll_until("/pending-allocations", "all four completed", |c| c["completed_today"] == 4).await;
         let by_b = p
             .get(
                 &cascade(&format!("/allocations?node_id={}&status=completed", b.id)),
@@ -233,7 +217,7 @@ on_both! {
         let stop = CancellationToken::new();
         let running = tokio::spawn(Child::new(config).expect("child").run(stop.clone()));
         p.dispatch(&task).await;
-        until(&p, "one completion and one held", |c| {
+        p.poll_until("/pending-allocations", "one completion and one held", |c| {
             c["completed_today"] == 1 && c["executing_tasks"] == 1
         })
         .await;
@@ -583,9 +567,9 @@ on_both! {
         let stop = CancellationToken::new();
         let running = tokio::spawn(Child::new(config).expect("child").run(stop.clone()));
         p.dispatch(&task).await;
-        until(&p, "first crawl", |c| c["completed_today"] == 1).await;
+        p.poll_until("/pending-allocations", "first crawl", |c| c["completed_today"] == 1).await;
         p.dispatch(&task).await;
-        until(&p, "second crawl", |c| c["completed_today"] == 2).await;
+        p.poll_until("/pending-allocations", "second crawl", |c| c["completed_today"] == 2).await;
         let log = feeds.log();
         assert_eq!(log.iter().map(|r| r.status).collect::<Vec<_>>(), [200, 304]);
         assert!(
@@ -641,7 +625,7 @@ on_both! {
         let stop = CancellationToken::new();
         let running = tokio::spawn(Child::new(config).expect("child").run(stop.clone()));
         p.dispatch(&task).await;
-        until(&p, "the crawl", |c| c["completed_today"] == 1).await;
+        p.poll_until("/pending-allocations", "the crawl", |c| c["completed_today"] == 1).await;
         stop.cancel();
         running.await.expect("joined").expect("child exits");
 
@@ -717,7 +701,7 @@ on_both! {
                 .expect("child b")
                 .run(stop.clone()),
         );
-        until(&p, "all three completed", |c| c["completed_today"] == 3).await;
+        p.poll_until("/pending-allocations", "all three completed", |c| c["completed_today"] == 3).await;
         let by_b = p
             .get(
                 &cascade(&format!("/allocations?node_id={}&status=completed", b.id)),

@@ -48,22 +48,6 @@ fn child_with_logins(
     c
 }
 
-/// Polls `GET {P}/<path>` (bounded) until `done` holds of its `data`.
-async fn until(p: &TestParent, path: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let wait = async {
-        loop {
-            let r = p.get(&cascade(path), &p.admin()).await;
-            if done(r.ok()) {
-                return r.ok().clone();
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(60), wait)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
 /// Every value of every row of the parent's tables that could hold a login, as text.
 async fn database_text(p: &TestParent, backend: &Backend) -> String {
     match backend {
@@ -167,13 +151,13 @@ on_both! {
         let stop = CancellationToken::new();
         let running = tokio::spawn(Child::new(config).expect("child").run(stop.clone()));
         p.dispatch(&task).await;
-        until(&p, "/pending-allocations", "four completions", |c| c["completed_today"] == 4).await;
+        p.poll_until("/pending-allocations", "four completions", |c| c["completed_today"] == 4).await;
         let (used_a, used_b) = (fake.log_for(&a.token), fake.log_for(&b.token));
         assert!(!used_a.is_empty() && !used_b.is_empty(), "both logins served: {} / {}", used_a.len(), used_b.len());
         assert_eq!(used_a.len() + used_b.len(), 4);
         assert!(used_a.iter().chain(&used_b).all(|e| e.outcome == "ok"));
 
-        let listed = until(&p, "/logins", "both logins with a success", |l| {
+        let listed = p.poll_until("/logins", "both logins with a success", |l| {
             l.as_array().is_some_and(|l| l.len() == 2 && l.iter().all(|x| x["last_ok_at"].is_string()))
         })
         .await;
@@ -242,7 +226,7 @@ on_both! {
         let stop = CancellationToken::new();
         let running = tokio::spawn(Child::new(config).expect("child").run(stop.clone()));
         p.dispatch(&task).await;
-        let c = until(&p, "/pending-allocations", "five completions", |c| c["completed_today"] == 5).await;
+        let c = p.poll_until("/pending-allocations", "five completions", |c| c["completed_today"] == 5).await;
         assert_eq!(c["failed_today"].as_i64().unwrap_or(0), 0, "{c}");
         let lim_log = fake.log_for(&limited.token);
         let limited_at = lim_log.iter().position(|e| e.outcome == "200013").expect("A was rate limited");
@@ -252,7 +236,7 @@ on_both! {
         // Every feed got its articles: the rate-limited feed went to B at once.
         let fs = p.get(&cascade("/feed-status?limit=10"), &p.admin()).await;
         assert!(fs.ok()["list"].as_array().expect("list").iter().all(|f| f["article_count"] == 1), "{}", fs.text);
-        let listed = until(&p, "/logins", "A cooling", |l| {
+        let listed = p.poll_until("/logins", "A cooling", |l| {
             l.as_array().into_iter().flatten().any(|x| x["login_id"] == "lim" && x["state"] == "cooling")
         })
         .await;

@@ -798,25 +798,19 @@ mod keeper {
     }
 
     use crate::helpers::db::on_both;
-    use crate::helpers::{TestParent, cascade, test_config};
+    use crate::helpers::{TestParent, test_config};
     use serde_json::Value;
     use werss_cascade::child::Child;
     use werss_cascade::protocol::credentials::Secret;
 
     /// Polls the parent's `GET /logins` (bounded) until `done` holds.
     async fn until_listed(p: &TestParent, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let wait = async {
-            loop {
-                let r = p.get(&cascade("/logins"), &p.admin()).await;
-                if let Some(l) = r.ok().as_array().filter(|l| done(l)) {
-                    return l.clone();
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(60), wait)
-            .await
-            .expect("the parent lists the logins in time")
+        let listed = p
+            .poll_until("/logins", "the parent to list the logins", |l| {
+                l.as_array().is_some_and(|l| done(l))
+            })
+            .await;
+        listed.as_array().cloned().unwrap_or_default()
     }
 
     on_both! {

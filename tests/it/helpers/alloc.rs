@@ -76,6 +76,23 @@ impl TestParent {
         self.task(&ids).await
     }
 
+    /// Asks `GET path` as the admin (bounded, 60 s) until `done` holds of its `data`, and
+    /// returns that `data`: for state that a child's heartbeat or crawl brings to the parent.
+    pub async fn poll_until(&self, path: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let wait = async {
+            loop {
+                let r = self.get(&cascade(path), &self.admin()).await;
+                if done(r.ok()) {
+                    return r.ok().clone();
+                }
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(60), wait)
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+    }
+
     /// A new online node holding the only allocation of a fresh one-feed task (feed ids
     /// from `prefix`).
     pub async fn one_claimed(&self, prefix: u64) -> (TestNode, Value) {
