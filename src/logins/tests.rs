@@ -1,5 +1,6 @@
 use super::*;
 use chrono::Duration;
+use std::path::Path;
 
 fn mp(id: &str, sid: &str) -> Login {
     Login::new(
