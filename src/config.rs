@@ -94,6 +94,7 @@ const CASCADE_KEYS: &[&str] = &[
     "weread_login_timeout_means",
     "weread_qr_seconds",
     "weread_renew_every",
+    "auto_login",
 ];
 
 /// Top-level keys and the WeRSS env variable each falls back to when absent from the file.
@@ -295,6 +296,9 @@ cascade_config! {
     weread_qr_seconds: u64 = 240, "lenient_u64";
     /// Child: seconds between WeRead `wr_skey` renewals (the key lives about 1–2 h).
     weread_renew_every: u64 = 3600, "lenient_u64";
+    /// Child: when a login expires, start one QR login of its kind and show it at the parent
+    /// (the Logins view, and the operator's alert webhook).
+    auto_login: bool = true, "lenient_bool";
 }
 
 impl Config {

@@ -162,6 +162,41 @@ impl ParentClient {
         Ok(data)
     }
 
+    /// Starts a QR login of `kind` on the parent's side (`auto_login`); returns the flow
+    /// (`{id, kind, state, open, otp}`).
+    ///
+    /// # Errors
+    /// As [`ClientError`].
+    pub async fn start_login_flow(&self, kind: &str) -> Result<Value, ClientError> {
+        let body = serde_json::json!({ "kind": kind });
+        self.call(
+            reqwest::Method::POST,
+            "/login-flows",
+            Some(&body),
+            Duration::from_secs(10),
+        )
+        .await
+    }
+
+    /// Reports one step of a QR login flow; returns the flow as the parent has it
+    /// (`state`, `open`, and an `otp` code typed for it).
+    ///
+    /// # Errors
+    /// As [`ClientError`].
+    pub async fn login_flow_step(&self, id: &str, step: &Value) -> Result<Value, ClientError> {
+        let path = format!(
+            "/login-flows/{}/progress",
+            crate::logins::weread::percent_encode(id)
+        );
+        self.call(
+            reqwest::Method::POST,
+            &path,
+            Some(step),
+            Duration::from_secs(10),
+        )
+        .await
+    }
+
     /// Claims up to `limit` packages, long-polling `wait` seconds and naming the `kinds` it
     /// can take now, each only when the parent supports it.
     ///

@@ -4,6 +4,7 @@
 //! Talks to the parent only through [`client::ParentClient`].
 
 pub mod client;
+mod flows;
 pub mod notify;
 
 use crate::config::Config;
@@ -25,8 +26,19 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+/// The command channel extension: login requests in heartbeat answers.
+const COMMANDS: &str = "commands";
+
 /// Extensions this child understands (sent in heartbeats).
-const FEATURES: &[&str] = &["wait", "limit", "lease_token", "release", "reason", "held"];
+const FEATURES: &[&str] = &[
+    "wait",
+    "limit",
+    "lease_token",
+    "release",
+    "reason",
+    "held",
+    COMMANDS,
+];
 
 struct Shared {
     client: ParentClient,
@@ -42,6 +54,8 @@ struct Shared {
     held: Mutex<HashMap<String, TaskPackage>>,
     done: Notify,
     wake: Arc<Notify>,
+    /// Sends the next heartbeat now (a QR login just saved a login).
+    beat_now: Notify,
 }
 
 /// A configured child, ready to run.
@@ -95,6 +109,7 @@ impl Child {
             held: Mutex::default(),
             done: Notify::new(),
             wake: Arc::new(Notify::new()),
+            beat_now: Notify::new(),
         };
         Ok(Self {
             shared: Arc::new(shared),
@@ -285,10 +300,13 @@ impl Shared {
 
 async fn heartbeat_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
     let mut period = shared.config.cascade.heartbeat_interval.max(1);
+    // QR logins run for the parent; dropped (and so stopped) with this loop.
+    let mut flows = flows::Flows::default();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(Duration::from_secs(period)) => {}
+            () = shared.beat_now.notified() => {}
         }
         // Logins another process saved (`cascade child login`) are served from now on.
         if let Err(e) = shared.logins.reload() {
@@ -316,6 +334,8 @@ async fn heartbeat_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
                         .unwrap_or_else(|p| p.into_inner())
                         .remove(lost);
                 }
+                flows.take_commands(&shared, &data, &shutdown);
+                flows.auto_login(&shared, &shutdown).await;
             }
             Err(e) => tracing::warn!(error = %untrusted_error(&e), "heartbeat failed"),
         }

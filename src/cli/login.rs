@@ -102,22 +102,17 @@ fn save_login(
     let dir = std::path::Path::new(&config.cascade.data_dir);
     let store = crate::logins::LoginStore::open(dir)
         .with_context(|| format!("while opening the login store in {}", dir.display()))?;
-    let slug: String = label
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let id = format!("{}-{}", kind.as_str(), slug.trim_matches('-'));
-    let mut saved = crate::logins::Login::new(&id, kind, account_name, secrets);
-    saved.expires_at = Some(expires_at);
-    store
-        .upsert(saved)
-        .with_context(|| format!("while saving the login in {}", dir.display()))
+    crate::logins::save_scanned(
+        &store,
+        kind,
+        label,
+        account_name,
+        secrets,
+        expires_at,
+        chrono::Utc::now(),
+    )
+    .with_context(|| format!("while saving the login in {}", dir.display()))?;
+    Ok(())
 }
 
 /// The label of a new login: `--name`, else the account name.

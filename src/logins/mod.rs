@@ -10,9 +10,11 @@
 pub mod keeper;
 pub mod mp_qr;
 pub mod qr_term;
+mod scanned;
 mod store;
 pub mod weread;
 
+pub use scanned::{save_scanned, scanned_id};
 pub use store::{LoginStore, StoreError};
 
 use crate::protocol::credentials::Secret;

@@ -314,3 +314,40 @@ pub struct Release {
     /// Free text (`shutdown`).
     pub reason: Option<String>,
 }
+
+/// `POST {P}/nodes/{id}/logins` (admin) and `POST {P}/login-flows` (node, `auto_login`): start
+/// a QR login of this kind on the node.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct StartLogin {
+    /// `mp` or `weread`.
+    pub kind: String,
+}
+
+/// `POST {P}/login-flows/{id}/progress` (node): one step of a QR login flow. Never carries
+/// the login's cookies or token.
+#[derive(Debug, Deserialize, Default, schemars::JsonSchema)]
+pub struct LoginFlowStep {
+    /// `pending_scan`, `scanned`, `need_otp`, `confirmed` or `failed`.
+    pub state: String,
+    /// What the QR code to scan encodes (with `pending_scan`).
+    pub qr_text: Option<String>,
+    /// Its number in this flow (1, 2, …).
+    pub qr_number: Option<i64>,
+    /// When the node stops polling it (RFC 3339 or the wire format).
+    pub qr_expires_at: Option<String>,
+    /// The saved login's id (with `confirmed`).
+    pub login_id: Option<String>,
+    /// Its account name.
+    pub account_name: Option<String>,
+    /// Its session end.
+    pub expires_at: Option<String>,
+    /// Why the flow failed (with `failed`).
+    pub error: Option<String>,
+}
+
+/// `POST {P}/login-flows/{id}/otp` (admin): the 4-digit code the phone shows.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct LoginOtp {
+    /// The code.
+    pub code: String,
+}

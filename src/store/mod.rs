@@ -5,6 +5,7 @@
 mod adopt;
 mod alloc_types;
 mod engine;
+pub(crate) mod flows;
 mod pg;
 mod rows;
 mod schema;
@@ -14,6 +15,7 @@ mod types;
 mod url;
 
 pub use alloc_types::*;
+pub use flows::{FLOW_STATES, FlowProgress, LoginFlow, NewLoginFlow, flow_state_is_final};
 pub use scratch::ScratchDb;
 pub use types::*;
 pub use url::{DbUrl, parse_db_url, redact_url, with_database};
@@ -376,4 +378,19 @@ delegate! {
     fn report_result(&self, node_id: &str, task_id: &str, result_count: i64, now: NaiveDateTime) -> Result<()>;
     /// Sync logs, newest first.
     fn list_sync_logs(&self, filter: SyncLogFilter, page: Page) -> Result<(Vec<SyncLog>, i64)>;
+
+    /// Opens a QR login flow on a node, or returns the open one of that kind (`false`).
+    fn create_login_flow(&self, new: NewLoginFlow, now: NaiveDateTime) -> Result<(LoginFlow, bool)>;
+    /// One login flow.
+    fn get_login_flow(&self, id: &str) -> Result<LoginFlow>;
+    /// The newest login flows, of one node when given.
+    fn list_login_flows(&self, node_id: Option<String>, limit: i64) -> Result<Vec<LoginFlow>>;
+    /// Login flows a node was asked to start and has not reported on.
+    fn login_commands(&self, node_id: &str) -> Result<Vec<LoginFlow>>;
+    /// Applies a node's step to its own open flow (an OTP code waiting for it is handed out once).
+    fn progress_login_flow(&self, node_id: &str, id: &str, step: FlowProgress, now: NaiveDateTime) -> Result<LoginFlow>;
+    /// Cancels an open login flow.
+    fn cancel_login_flow(&self, id: &str, now: NaiveDateTime) -> Result<LoginFlow>;
+    /// Keeps the OTP code typed for a flow that asks for one.
+    fn set_login_flow_otp(&self, id: &str, code: &str, now: NaiveDateTime) -> Result<LoginFlow>;
 }

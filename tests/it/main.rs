@@ -15,6 +15,7 @@ mod fetch;
 mod helpers;
 mod invariants;
 mod lifecycle;
+mod login_flows;
 mod logins;
 mod metrics;
 mod mp_login;

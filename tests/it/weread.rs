@@ -106,7 +106,7 @@ async fn control(fake: &FakeWeread, action: &str) -> Value {
 }
 
 /// A logged-in session, confirmed at once.
-async fn logged_in(fake: &FakeWeread) -> WereadLogin {
+pub(crate) async fn logged_in(fake: &FakeWeread) -> WereadLogin {
     let (task, mut rx, _) = start(fake, options(fake), vec![]);
     qr(&mut rx).await;
     fake.confirm();

@@ -4,6 +4,7 @@
 pub mod alloc;
 pub mod articles;
 mod catalog;
+pub mod flows;
 
 pub use catalog::{feed_update, new_feed, task_fields};
 
@@ -30,6 +31,7 @@ pub const FEATURES: &[&str] = &[
     "reason",
     "held",
     "kinds",
+    "commands",
 ];
 
 /// Fetcher kinds a node may report.
@@ -341,6 +343,7 @@ pub async fn heartbeat(state: &AppState, node_id: &str, beat: Heartbeat) -> ApiR
         }
     };
     let logins = beat.logins.map(|list| reported_logins(list, &mut warnings));
+    let reported_features = beat.features.clone().unwrap_or_default();
     let update = HeartbeatUpdate {
         callback_url,
         capacity: beat.capacity.map(i64::from),
@@ -362,7 +365,15 @@ pub async fn heartbeat(state: &AppState, node_id: &str, beat: Heartbeat) -> ApiR
         .await?;
     // Its session, capacity or holdings may have changed: its blocked claims look again.
     state.notifier.wake_node(node_id);
-    Ok(json!({
+    let takes_commands = reported_features
+        .iter()
+        .any(|f| f == flows::COMMANDS_FEATURE);
+    let commands = if takes_commands {
+        flows::commands(state, node_id).await?
+    } else {
+        Vec::new()
+    };
+    let mut answer = json!({
         "status": "alive",
         "node_id": node_id,
         "server": SERVER_VERSION,
@@ -375,7 +386,12 @@ pub async fn heartbeat(state: &AppState, node_id: &str, beat: Heartbeat) -> ApiR
         "session_state": outcome.session_state,
         "cooldown_until": outcome.cooldown_until.map(to_wire),
         "warnings": warnings,
-    }))
+    });
+    // The command channel (an extension): only nodes that report `commands` get the field.
+    if takes_commands {
+        answer["commands"] = json!(commands);
+    }
+    Ok(answer)
 }
 
 /// Most logins kept per node from one heartbeat.

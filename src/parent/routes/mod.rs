@@ -5,6 +5,7 @@ mod admin;
 mod alloc;
 mod catalog;
 mod dashboard;
+mod flows;
 mod login;
 mod monitor;
 mod node;

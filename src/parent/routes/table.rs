@@ -2,11 +2,12 @@
 //! parameters and its handler. The router is built from this table and `/api/openapi.json` is
 //! generated from it, so the two cannot drift apart.
 
-use super::{admin, alloc, catalog, dashboard, login, monitor, node, outputs};
+use super::{admin, alloc, catalog, dashboard, flows, login, monitor, node, outputs};
 use crate::parent::AppState;
 use crate::protocol::wire::{
-    CreateFeed, CreateNode, Heartbeat, LoginForm, Release, ReportCompletion, ReportResult,
-    TaskBody, TaskStatus, UpdateFeed, UpdateNode, UploadArticles,
+    CreateFeed, CreateNode, Heartbeat, LoginFlowStep, LoginForm, LoginOtp, Release,
+    ReportCompletion, ReportResult, StartLogin, TaskBody, TaskStatus, UpdateFeed, UpdateNode,
+    UploadArticles,
 };
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{MethodRouter, delete, get, post, put};
@@ -102,6 +103,13 @@ pub(super) fn cascade() -> Vec<Endpoint> {
         ep("get", "/nodes", Admin, "List nodes", &["node_type"], Body::None, get(admin::list_nodes)),
         ep("get", "/nodes/{id}", Admin, "One node", &[], Body::None, get(admin::get_node)),
         ep("get", "/logins", Admin, "Every login the nodes report (never their secrets)", &["node_id"], Body::None, get(admin::list_logins)),
+        ep("post", "/nodes/{id}/logins", Admin, "Ask a node to run a QR login (202; a running one is returned)", &[], json::<StartLogin>(), post(flows::request)),
+        ep("get", "/login-flows", Admin, "The newest QR login flows", &["node_id"], Body::None, get(flows::list)),
+        ep("post", "/login-flows", Node, "A node starts a QR login itself (auto_login)", &[], json::<StartLogin>(), post(flows::start)),
+        ep("get", "/login-flows/{id}", Admin, "One QR login flow, with its QR code while it waits", &[], Body::None, get(flows::get)),
+        ep("delete", "/login-flows/{id}", Admin, "Cancel a QR login flow", &[], Body::None, delete(flows::cancel)),
+        ep("post", "/login-flows/{id}/otp", Admin, "The code the phone shows (WeRead)", &[], json::<LoginOtp>(), post(flows::otp)),
+        ep("post", "/login-flows/{id}/progress", Node, "A step of a QR login flow the node runs", &[], json::<LoginFlowStep>(), post(flows::progress)),
         ep("put", "/nodes/{id}", Admin, "Update a node (is_active false returns its work)", &[], json::<UpdateNode>(), put(admin::update_node)),
         ep("delete", "/nodes/{id}", Admin, "Delete a node; its work returns to pending", &[], Body::None, delete(admin::delete_node)),
         ep("post", "/nodes/{id}/credentials", Admin, "Issue AK/SK (the secret is shown once)", &[], Body::None, post(admin::credentials)),

@@ -15,6 +15,7 @@ use std::collections::{HashMap, HashSet};
 const WERSS_TABLES: &str = include_str!("../../../migrations/sqlite/0001_werss_tables.sql");
 const INDEXES: &str = include_str!("../../../migrations/sqlite/0002_indexes.sql");
 const NODE_LOGINS: &str = include_str!("../../../migrations/sqlite/0003_node_logins.sql");
+const LOGIN_FLOWS: &str = include_str!("../../../migrations/sqlite/0004_login_flows.sql");
 
 /// Whether the schema is at [`SCHEMA_VERSION`] (an unreadable version means no).
 async fn current(pool: &SqlitePool) -> bool {
@@ -57,6 +58,10 @@ pub(super) async fn run(pool: &SqlitePool) -> Result<()> {
         .execute(&mut *tx)
         .await
         .map_err(|e| Error::Migrate(format!("creating cascade_node_logins: {e}")))?;
+    sqlx::raw_sql(LOGIN_FLOWS)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| Error::Migrate(format!("creating cascade_login_flows: {e}")))?;
     sqlx::raw_sql(INDEXES)
         .execute(&mut *tx)
         .await
