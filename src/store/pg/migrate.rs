@@ -14,6 +14,7 @@ use std::collections::{HashMap, HashSet};
 const WERSS_TABLES: &str = include_str!("../../../migrations/postgres/0001_werss_tables.sql");
 const INDEXES: &str = include_str!("../../../migrations/postgres/0002_indexes.sql");
 const NODE_LOGINS: &str = include_str!("../../../migrations/postgres/0003_node_logins.sql");
+const LOGIN_REMINDERS: &str = include_str!("../../../migrations/postgres/0005_login_reminders.sql");
 
 /// Whether the schema is at [`SCHEMA_VERSION`] (an unreadable version means no).
 async fn current(pool: &PgPool) -> bool {
@@ -59,6 +60,10 @@ pub(super) async fn run(pool: &PgPool) -> Result<()> {
         .execute(&mut *tx)
         .await
         .map_err(|e| Error::Migrate(format!("creating cascade_node_logins: {e}")))?;
+    sqlx::raw_sql(LOGIN_REMINDERS)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| Error::Migrate(format!("adding login reminder columns: {e}")))?;
     sqlx::raw_sql(INDEXES)
         .execute(&mut *tx)
         .await
