@@ -94,6 +94,7 @@ const CASCADE_KEYS: &[&str] = &[
     "weread_login_timeout_means",
     "weread_qr_seconds",
     "weread_renew_every",
+    "alert_webhook_url",
 ];
 
 /// Top-level keys and the WeRSS env variable each falls back to when absent from the file.
@@ -295,6 +296,9 @@ cascade_config! {
     weread_qr_seconds: u64 = 240, "lenient_u64";
     /// Child: seconds between WeRead `wr_skey` renewals (the key lives about 1–2 h).
     weread_renew_every: u64 = 3600, "lenient_u64";
+    /// Parent: where operator alerts (login expiry reminders, …) are posted, rendered for
+    /// the platform of the URL like task webhooks; empty = alerts are only logged.
+    alert_webhook_url: String = String::new(), "lenient_string";
 }
 
 impl Config {
