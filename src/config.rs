@@ -95,6 +95,7 @@ const CASCADE_KEYS: &[&str] = &[
     "weread_qr_seconds",
     "weread_renew_every",
     "auto_login",
+    "alert_webhook_url",
 ];
 
 /// Top-level keys and the WeRSS env variable each falls back to when absent from the file.
@@ -299,6 +300,9 @@ cascade_config! {
     /// Child: when a login expires, start one QR login of its kind and show it at the parent
     /// (the Logins view, and the operator's alert webhook).
     auto_login: bool = true, "lenient_bool";
+    /// Parent: where operator alerts (login expiry reminders, …) are posted, rendered for
+    /// the platform of the URL like task webhooks; empty = alerts are only logged.
+    alert_webhook_url: String = String::new(), "lenient_string";
 }
 
 impl Config {

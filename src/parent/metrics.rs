@@ -31,6 +31,7 @@ pub struct Metrics {
     reaper: Family<Labels, Counter>,
     node_events: Family<Labels, Counter>,
     webhooks: Family<Labels, Counter>,
+    alerts: Family<Labels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -53,6 +54,7 @@ impl Default for Metrics {
             reaper: Family::default(),
             node_events: Family::default(),
             webhooks: Family::default(),
+            alerts: Family::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -94,6 +96,12 @@ impl Default for Metrics {
             "cascade_webhook_attempts",
             "Webhook calls by outcome: sent, retry, failed",
             m.webhooks.clone(),
+        );
+        r.register(
+            "cascade_alerts",
+            "Operator alerts by event and outcome: sent, failed (after retries), logged (no \
+             alert_webhook_url)",
+            m.alerts.clone(),
         );
         m
     }
@@ -149,6 +157,15 @@ impl Metrics {
         self.webhooks
             .get_or_create(&label("outcome", outcome))
             .inc();
+    }
+
+    /// One operator alert's outcome.
+    pub fn alert(&self, event: &str, outcome: &str) {
+        let labels = vec![
+            ("event".to_string(), event.to_string()),
+            ("outcome".to_string(), outcome.to_string()),
+        ];
+        self.alerts.get_or_create(&labels).inc();
     }
 
     /// Rate-limit and session events in a report a node sent.

@@ -1,6 +1,7 @@
 //! The parent node: the axum server with admin and node APIs, its state and start-up.
 //! Handlers are thin (parse, authorize, one call into `ops` or the store, envelope).
 
+pub mod alerts;
 pub mod auth;
 pub mod callback;
 pub mod client_addr;
@@ -11,6 +12,7 @@ pub mod notifier;
 pub mod ops;
 pub mod outputs;
 pub mod reaper;
+pub mod reminders;
 mod routes;
 pub mod scheduler;
 pub mod server;
@@ -59,6 +61,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Wakes the webhook sender when an upload queued webhooks.
     pub webhook_wake: Arc<tokio::sync::Notify>,
+    /// Alerts being sent ([`alerts::raise`]); waited for at shutdown.
+    pub alert_tasks: tokio_util::task::TaskTracker,
     /// Whether cron firings dispatch (start/stop-scheduler).
     /// KiB of upload bodies being read or stored at once (see [`extract::upload_budget`]).
     pub upload_budget: Arc<tokio::sync::Semaphore>,
@@ -109,6 +113,7 @@ impl AppState {
             notifier: Arc::new(notifier::Notifier::new(store.clone())),
             metrics: Arc::default(),
             webhook_wake: Arc::default(),
+            alert_tasks: tokio_util::task::TaskTracker::new(),
             upload_budget: extract::upload_budget(config.cascade.max_upload_bytes),
             jwt: Jwt::new(&secret, config.token_expire_minutes),
             store,
@@ -148,7 +153,12 @@ fn public_url(raw: &str) -> anyhow::Result<Option<Arc<str>>> {
 pub async fn serve_routes(listener: TcpListener, state: AppState) -> std::io::Result<()> {
     let limits = server::Limits::from_config(&state.config.cascade);
     let shutdown = state.shutdown.clone();
-    server::serve(listener, routes::router(state), limits, shutdown).await
+    let alert_tasks = state.alert_tasks.clone();
+    let served = server::serve(listener, routes::router(state), limits, shutdown.clone()).await;
+    shutdown.cancel();
+    alert_tasks.close();
+    alert_tasks.wait().await;
+    served
 }
 
 /// Serves HTTP on `listener` until `shutdown` is cancelled, then drains in-flight requests
@@ -160,11 +170,16 @@ pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()
     let shutdown = state.shutdown.clone();
     let peers = tokio::spawn(notifier::listen_to_peers(state.clone()));
     let webhooks = tokio::spawn(webhooks::Sender::new(state.clone()).run(shutdown.clone()));
+    let reminders = tokio::spawn(reminders::run(state.clone(), shutdown.clone()));
+    let alert_tasks = state.alert_tasks.clone();
     let limits = server::Limits::from_config(&state.config.cascade);
     let served = server::serve(listener, routes::router(state), limits, shutdown.clone()).await;
     shutdown.cancel();
     let _ = peers.await;
     let _ = webhooks.await;
+    let _ = reminders.await;
+    alert_tasks.close();
+    alert_tasks.wait().await;
     served
 }
 

@@ -252,7 +252,7 @@ async fn attempt(state: &AppState, job: &WebhookJob) -> WebhookResult {
 
 /// Chat platforms answer 200 with an error code in the body (bad key, rate limit, keyword
 /// rule): such a message was not delivered.
-fn refused_by_platform(platform: Platform, reply: &Value) -> Option<String> {
+pub(crate) fn refused_by_platform(platform: Platform, reply: &Value) -> Option<String> {
     let code = match platform {
         Platform::WeCom | Platform::DingTalk => reply.get("errcode"),
         Platform::Feishu => reply.get("code").or_else(|| reply.get("StatusCode")),

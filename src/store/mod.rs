@@ -292,6 +292,12 @@ delegate! {
     fn list_nodes(&self, node_type: Option<i64>) -> Result<Vec<Node>>;
     /// The logins nodes reported (of one node when given), by node name, kind and id.
     fn list_node_logins(&self, node_id: Option<String>) -> Result<Vec<NodeLogin>>;
+    /// The logins of active nodes (of one node when given) with their reminder columns.
+    fn login_reminders(&self, node_id: Option<String>) -> Result<Vec<LoginReminder>>;
+    /// Sets a login's reminder columns only if its row still holds what `seen` read (state,
+    /// `expires_at`, reminder columns): a compare-and-set, so of several parents evaluating
+    /// the same login one wins. Whether it was applied.
+    fn set_login_reminder(&self, seen: LoginReminder, stage: i64, stage_expires_at: Option<NaiveDateTime>) -> Result<bool>;
     /// One node.
     fn get_node(&self, id: &str) -> Result<Node>;
     /// Applies an admin update; deactivation returns holdings to `pending`.

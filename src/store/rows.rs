@@ -3,7 +3,9 @@
 //! decisions of claims, reports and uploads. Each backend implements [`RowExt`] for its row
 //! type; everything here is written once.
 
-use super::{Allocation, Feed, MessageTask, Node, Result, SyncLog, TaskFields};
+use super::{
+    Allocation, Feed, LoginReminder, MessageTask, Node, NodeLogin, Result, SyncLog, TaskFields,
+};
 use chrono::NaiveDateTime;
 use serde_json::Value;
 
@@ -48,6 +50,31 @@ pub(crate) trait RowExt {
             _ => None,
         })
     }
+}
+
+/// A `cascade_node_logins` row with its `node_name` column.
+pub(crate) fn node_login_from_row(r: &impl RowExt) -> Result<NodeLogin> {
+    Ok(NodeLogin {
+        node_id: r.text("node_id")?,
+        node_name: r.opt_text("node_name")?.unwrap_or_default(),
+        login_id: r.text("login_id")?,
+        kind: r.text("kind")?,
+        name: r.opt_text("name")?.unwrap_or_default(),
+        state: r.text("state")?,
+        expires_at: r.time("expires_at")?,
+        cooldown_until: r.time("cooldown_until")?,
+        last_ok_at: r.time("last_ok_at")?,
+        last_error: r.opt_text("last_error")?,
+    })
+}
+
+/// The same with its reminder columns.
+pub(crate) fn login_reminder_from_row(r: &impl RowExt) -> Result<LoginReminder> {
+    Ok(LoginReminder {
+        login: node_login_from_row(r)?,
+        stage: r.int("reminded_stage")?,
+        stage_expires_at: r.time("reminded_expires_at")?,
+    })
 }
 
 /// A node row with its `held_feeds` column.

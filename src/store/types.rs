@@ -200,6 +200,17 @@ pub struct NodeLogin {
     pub last_error: Option<String>,
 }
 
+/// A reported login with its expiry-reminder columns, for the parent's reminders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginReminder {
+    /// The login as `GET {P}/logins` lists it.
+    pub login: NodeLogin,
+    /// Highest reminder sent: 0 none, 1 the 24 h one, 2 the 6 h one, 3 the expiry one.
+    pub stage: i64,
+    /// The `expires_at` that reminder was for.
+    pub stage_expires_at: Option<NaiveDateTime>,
+}
+
 /// Lease lengths used when renewing.
 #[derive(Debug, Clone, Copy)]
 pub struct LeasePolicy {

@@ -320,7 +320,7 @@ on_both! {
 on_both! {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_expired_weread_login_starts_one_automatic_qr_login_shown_at_the_parent(backend) {
-        let p = TestParent::on(backend).await;
+        let (p, mut alerts) = crate::alerts::parent_with_receiver(backend).await;
         let weread = FakeWeread::start().await.expect("fake weread");
         // A login whose refresh token died: the keeper's first renewal marks it expired.
         let dead = crate::weread::logged_in(&weread).await;
@@ -352,6 +352,18 @@ on_both! {
         let again = p.get(&cascade(&format!("/login-flows?node_id={}", node.id)), &p.admin()).await;
         assert_eq!(again.ok().as_array().map(Vec::len), Some(1), "one flow per expiry");
         assert_eq!(weread.uids_issued(), issued_before + 1, "one QR code fetched");
+
+        // The operator is told twice, once each: the login expired, a QR waits for a scan.
+        let mut events = Vec::new();
+        for _ in 0..2 {
+            let (_, body) = crate::webhooks::next(&mut alerts).await;
+            let uid = weread.current_uid().expect("uid");
+            assert!(!body.to_string().contains(&uid), "a WeRead QR never leaves the parent: {body}");
+            events.push(body["event"].as_str().unwrap_or_default().to_string());
+        }
+        events.sort();
+        assert_eq!(events, ["login_expired", "login_scan_needed"]);
+        crate::alerts::assert_nothing_more(&p, &mut alerts).await;
 
         assert!(weread.scan());
         assert!(weread.confirm().is_none(), "no code asked");

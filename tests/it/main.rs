@@ -2,6 +2,7 @@
 //! HTTP. One binary, one module per area.
 
 mod adopt;
+mod alerts;
 mod auth;
 mod blocked;
 mod catalog;

@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::mpsc;
 
 /// What the receiver got: headers and body.
-type Got = (HeaderMap, Value);
+pub(crate) type Got = (HeaderMap, Value);
 
 /// A webhook receiver on 127.0.0.1 that fails its first `failures` calls with 503.
-async fn receiver(failures: usize) -> (String, mpsc::UnboundedReceiver<Got>) {
+pub(crate) async fn receiver(failures: usize) -> (String, mpsc::UnboundedReceiver<Got>) {
     receiver_on(0, failures).await
 }
 
@@ -42,7 +42,7 @@ async fn receiver_on(port: u16, failures: usize) -> (String, mpsc::UnboundedRece
     (url, rx)
 }
 
-async fn next(rx: &mut mpsc::UnboundedReceiver<Got>) -> Got {
+pub(crate) async fn next(rx: &mut mpsc::UnboundedReceiver<Got>) -> Got {
     tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
         .await
         .expect("a webhook arrives")

@@ -10,6 +10,7 @@
 
 use crate::logins::LoginKind;
 use crate::parent::AppState;
+use crate::parent::alerts::{self, Alert};
 use crate::parent::error::{ApiError, ApiResult};
 use crate::protocol::time::to_wire;
 use crate::protocol::wire::{LoginFlowStep, StartLogin};
@@ -170,10 +171,46 @@ pub async fn progress(
         .store
         .progress_login_flow(node_id, flow_id, progress, state.clock.now())
         .await?;
-    if before.is_ok_and(|b| b.state != flow.state) {
+    let before = before.ok();
+    if before.as_ref().is_some_and(|b| b.state != flow.state) {
         tracing::info!(node.id = %node_id, flow.id = %flow.id, kind = %flow.kind, state = %flow.state, "login flow step");
     }
+    let new_code = before.is_some_and(|b| b.qr_number != flow.qr_number);
+    if flow.origin == "auto" && flow.state == "pending_scan" && new_code {
+        alerts::raise(state, scan_alert(state, &flow));
+    }
     Ok(node_view(&flow))
+}
+
+/// The alert for a login that expired and waits for a scan (`auto_login`): the dashboard's
+/// address (with `public_url`) and, for `mp`, the QR link itself. A WeRead QR is never sent:
+/// its `uid` lets whoever polls it first take the session.
+fn scan_alert(state: &AppState, flow: &LoginFlow) -> Alert {
+    let node = if flow.node_name.is_empty() {
+        &flow.node_id
+    } else {
+        &flow.node_name
+    };
+    let mut text = format!(
+        "A {} login of node {node} expired; a new QR code waits to be scanned.",
+        flow.kind
+    );
+    let public = state.config.cascade.public_url.trim().trim_end_matches('/');
+    if !public.is_empty() {
+        text.push_str(&format!("\nScan it in the dashboard: {public}/#logins"));
+    }
+    if let (Some(qr), "mp") = (&flow.qr_text, flow.kind.as_str()) {
+        text.push_str(&format!("\nOr open this QR link with WeChat: {qr}"));
+    }
+    Alert::new(
+        "login_scan_needed",
+        format!("{} login of {node} needs a scan", flow.kind),
+        text,
+    )
+    .field("node_id", flow.node_id.clone())
+    .field("node_name", flow.node_name.clone())
+    .field("kind", flow.kind.clone())
+    .field("flow_id", flow.id.clone())
 }
 
 /// The flow as its node sees it: the state, an OTP code typed for it.

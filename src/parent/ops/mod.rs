@@ -344,6 +344,7 @@ pub async fn heartbeat(state: &AppState, node_id: &str, beat: Heartbeat) -> ApiR
     };
     let logins = beat.logins.map(|list| reported_logins(list, &mut warnings));
     let reported_features = beat.features.clone().unwrap_or_default();
+    let reports_logins = logins.is_some();
     let update = HeartbeatUpdate {
         callback_url,
         capacity: beat.capacity.map(i64::from),
@@ -365,6 +366,9 @@ pub async fn heartbeat(state: &AppState, node_id: &str, beat: Heartbeat) -> ApiR
         .await?;
     // Its session, capacity or holdings may have changed: its blocked claims look again.
     state.notifier.wake_node(node_id);
+    if reports_logins && let Err(e) = super::reminders::check(state, Some(node_id)).await {
+        tracing::warn!(node.id = %node_id, error = %e, "login reminders not evaluated");
+    }
     let takes_commands = reported_features
         .iter()
         .any(|f| f == flows::COMMANDS_FEATURE);

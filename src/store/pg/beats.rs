@@ -47,16 +47,26 @@ impl PgStore {
                 .bind(node_id)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("DELETE FROM cascade_node_logins WHERE node_id = $1")
-                .bind(node_id)
-                .execute(&mut *tx)
-                .await?;
+            // Upserted, not replaced: a login that stays keeps its reminder columns.
+            let ids: Vec<&str> = logins.iter().map(|l| l.login_id.as_str()).collect();
+            sqlx::query(
+                "DELETE FROM cascade_node_logins
+                  WHERE node_id = $1 AND NOT (login_id = ANY($2::text[]))",
+            )
+            .bind(node_id)
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
             for l in logins {
                 sqlx::query(
                     "INSERT INTO cascade_node_logins (node_id, login_id, kind, name, state,
                             expires_at, cooldown_until, last_ok_at, last_error, reported_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-                     ON CONFLICT (node_id, login_id) DO NOTHING",
+                     ON CONFLICT (node_id, login_id) DO UPDATE SET
+                        kind = excluded.kind, name = excluded.name, state = excluded.state,
+                        expires_at = excluded.expires_at, cooldown_until = excluded.cooldown_until,
+                        last_ok_at = excluded.last_ok_at, last_error = excluded.last_error,
+                        reported_at = excluded.reported_at",
                 )
                 .bind(node_id)
                 .bind(&l.login_id)

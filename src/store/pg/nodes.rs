@@ -1,8 +1,8 @@
 //! Node records: CRUD, credentials and the holdings that follow a node's state.
 
 use super::PgStore;
-use crate::store::rows::{RowExt, node_from_row};
-use crate::store::{Error, NewNode, Node, NodeCredential, NodeUpdate, Result};
+use crate::store::rows::{RowExt, login_reminder_from_row, node_from_row, node_login_from_row};
+use crate::store::{Error, LoginReminder, NewNode, Node, NodeCredential, NodeUpdate, Result};
 use chrono::{NaiveDateTime, TimeDelta};
 use sqlx::PgConnection;
 
@@ -160,22 +160,48 @@ impl PgStore {
         .bind(node_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(crate::store::NodeLogin {
-                    node_id: r.text("node_id")?,
-                    node_name: r.opt_text("node_name")?.unwrap_or_default(),
-                    login_id: r.text("login_id")?,
-                    kind: r.text("kind")?,
-                    name: r.opt_text("name")?.unwrap_or_default(),
-                    state: r.text("state")?,
-                    expires_at: r.time("expires_at")?,
-                    cooldown_until: r.time("cooldown_until")?,
-                    last_ok_at: r.time("last_ok_at")?,
-                    last_error: r.opt_text("last_error")?,
-                })
-            })
-            .collect()
+        rows.iter().map(node_login_from_row).collect()
+    }
+
+    pub(crate) async fn login_reminders(
+        &self,
+        node_id: Option<String>,
+    ) -> Result<Vec<LoginReminder>> {
+        let rows = sqlx::query(
+            "SELECT l.*, n.name AS node_name FROM cascade_node_logins l
+               JOIN we_cascade_nodes n ON n.id = l.node_id
+              WHERE ($1::text IS NULL OR l.node_id = $1) AND n.is_active
+              ORDER BY l.node_id, l.login_id",
+        )
+        .bind(node_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(login_reminder_from_row).collect()
+    }
+
+    pub(crate) async fn set_login_reminder(
+        &self,
+        seen: LoginReminder,
+        stage: i64,
+        stage_expires_at: Option<NaiveDateTime>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE cascade_node_logins SET reminded_stage = $7, reminded_expires_at = $8
+              WHERE node_id = $1 AND login_id = $2 AND state = $3
+                AND expires_at IS NOT DISTINCT FROM $4
+                AND reminded_stage = $5 AND reminded_expires_at IS NOT DISTINCT FROM $6",
+        )
+        .bind(&seen.login.node_id)
+        .bind(&seen.login.login_id)
+        .bind(&seen.login.state)
+        .bind(seen.login.expires_at)
+        .bind(seen.stage)
+        .bind(seen.stage_expires_at)
+        .bind(stage)
+        .bind(stage_expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     pub(crate) async fn get_node(&self, id: &str) -> Result<Node> {

@@ -16,6 +16,7 @@ const WERSS_TABLES: &str = include_str!("../../../migrations/sqlite/0001_werss_t
 const INDEXES: &str = include_str!("../../../migrations/sqlite/0002_indexes.sql");
 const NODE_LOGINS: &str = include_str!("../../../migrations/sqlite/0003_node_logins.sql");
 const LOGIN_FLOWS: &str = include_str!("../../../migrations/sqlite/0004_login_flows.sql");
+const LOGIN_REMINDERS: &str = include_str!("../../../migrations/sqlite/0005_login_reminders.sql");
 
 /// Whether the schema is at [`SCHEMA_VERSION`] (an unreadable version means no).
 async fn current(pool: &SqlitePool) -> bool {
@@ -40,13 +41,7 @@ pub(super) async fn run(pool: &SqlitePool) -> Result<()> {
         .await
         .map_err(|e| Error::Migrate(format!("creating tables: {e}")))?;
     for (table, column, decl) in OUR_COLUMNS {
-        let present: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM pragma_table_info($1) WHERE name = $2")
-                .bind(*table)
-                .bind(*column)
-                .fetch_one(&mut *tx)
-                .await?;
-        if present == 0 {
+        if !has_column(&mut tx, table, column).await? {
             let sql = format!("ALTER TABLE {table} ADD COLUMN {column} {decl}");
             sqlx::query(sqlx::AssertSqlSafe(sql))
                 .execute(&mut *tx)
@@ -62,6 +57,13 @@ pub(super) async fn run(pool: &SqlitePool) -> Result<()> {
         .execute(&mut *tx)
         .await
         .map_err(|e| Error::Migrate(format!("creating cascade_login_flows: {e}")))?;
+    // SQLite has no `ADD COLUMN IF NOT EXISTS`: the file runs once, while its column is missing.
+    if !has_column(&mut tx, "cascade_node_logins", "reminded_stage").await? {
+        sqlx::raw_sql(LOGIN_REMINDERS)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| Error::Migrate(format!("adding login reminder columns: {e}")))?;
+    }
     sqlx::raw_sql(INDEXES)
         .execute(&mut *tx)
         .await
@@ -76,6 +78,17 @@ pub(super) async fn run(pool: &SqlitePool) -> Result<()> {
     .await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// Whether `table` has `column`.
+async fn has_column(tx: &mut SqliteConnection, table: &str, column: &str) -> Result<bool> {
+    let present: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM pragma_table_info($1) WHERE name = $2")
+            .bind(table)
+            .bind(column)
+            .fetch_one(&mut *tx)
+            .await?;
+    Ok(present > 0)
 }
 
 /// Applies [`adopt::plan`] to the open allocations and feed pointers.

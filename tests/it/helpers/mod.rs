@@ -150,9 +150,15 @@ impl TestParent {
     /// Another parent on the database of `first`, sharing its clock (several parents behind
     /// one load balancer).
     pub async fn join(first: &Self) -> Self {
+        Self::join_with(first, |_| {}).await
+    }
+
+    /// [`TestParent::join`] with its test config changed by `change`.
+    pub async fn join_with(first: &Self, change: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = test_config(&dir);
         config.db = first.state.config.db.clone();
+        change(&mut config);
         Self::spawn_on_clock(config, dir, first.clock.clone()).await
     }
 
@@ -291,6 +297,12 @@ impl TestParent {
 
     /// Stops the server and asserts it exited cleanly.
     pub async fn shutdown(mut self) {
+        self.stop().await;
+    }
+
+    /// Stops the server like [`TestParent::shutdown`] but keeps the database (a restart:
+    /// [`TestParent::join`] it).
+    pub async fn stop(&mut self) {
         self.shutdown.cancel();
         if let Some(handle) = self.handle.take() {
             handle
