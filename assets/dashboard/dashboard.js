@@ -55,16 +55,19 @@ async function refresh() {
     const query = new URLSearchParams({ limit: "50" });
     if (status) query.set("status", status);
     if (node) query.set("node_id", node);
-    const [counters, nodes, tasks, allocs, feeds, logs] = await Promise.all([
+    const [counters, nodes, tasks, allocs, feeds, logs, logins, flows] = await Promise.all([
       api("/pending-allocations"),
       api("/nodes?node_type=1"),
       api("/message-tasks"),
       api(`/allocations?${query}`),
       api("/feed-status?limit=50"),
       api("/sync-logs?limit=20"),
+      api("/logins"),
+      api("/login-flows"),
     ]);
     renderCounters(counters);
     renderNodes(nodes);
+    renderLogins(logins, nodes, flows);
     renderTasks(tasks);
     fill("allocations", allocs.list, (a) => [
       cell(a.task_name || a.task_id), cell(holder(a, nodes)),
@@ -144,6 +147,113 @@ function renderNodes(nodes) {
   select.replaceChildren(...options);
   select.value = chosen;
 }
+
+// Logins: every login the nodes report, and the QR flow being watched (the one asked for
+// here, else the newest open one, such as an automatic re-login).
+let watchedFlow = null;
+
+function renderLogins(logins, nodes, flows) {
+  fill("login-list", logins, (l) => [
+    cell(l.node_name || l.node_id), cell(l.kind), cell(l.name), cell(l.state, l.state),
+    cell(when(l.expires_at)), cell(when(l.cooldown_until)), cell(when(l.last_ok_at)), cell(l.last_error),
+  ]);
+  const select = $("#login-node");
+  const chosen = select.value;
+  select.replaceChildren(...nodes.filter((n) => n.is_active).map((n) => new Option(n.name, n.id)));
+  if (chosen) select.value = chosen;
+  let flow = watchedFlow && flows.find((f) => f.id === watchedFlow);
+  if (!flow) flow = flows.find((f) => f.open);
+  if (flow) {
+    watchedFlow = flow.id;
+    renderFlow(flow);
+  }
+}
+
+const FLOW_HINTS = {
+  requested: "waiting for the node to start the login (at its next heartbeat)",
+  pending_scan: "scan this code with WeChat, then confirm on the phone",
+  scanned: "scanned: confirm the login on the phone",
+  need_otp: "type the code the phone shows",
+  confirmed: "logged in",
+  failed: "the login failed",
+  cancelled: "cancelled",
+};
+
+function renderFlow(flow) {
+  $("#flow").hidden = false;
+  const who = flow.node_name || flow.node_id;
+  const account = flow.account_name ? ` as ${flow.account_name}` : "";
+  $("#flow-title").textContent = `${flow.kind} login on ${who}${account}`;
+  $("#flow-state").textContent = flow.state;
+  $("#flow-state").className = flow.state;
+  $("#flow-error").textContent = flow.error || "";
+  $("#flow-hint").textContent = FLOW_HINTS[flow.state] || "";
+  $("#otp-form").hidden = flow.state !== "need_otp";
+  $("#flow-cancel").hidden = !flow.open;
+  paintQr(flow.open && flow.qr ? flow.qr.modules : null);
+}
+
+// Paints a QR matrix (rows of "0"/"1") with a quiet zone; clears it when there is none.
+function paintQr(modules) {
+  const canvas = $("#qr");
+  if (!modules || modules.length === 0) {
+    canvas.width = 0;
+    canvas.height = 0;
+    return;
+  }
+  const scale = 6;
+  const quiet = 4;
+  const size = (modules.length + 2 * quiet) * scale;
+  canvas.width = size;
+  canvas.height = size;
+  const ctx = canvas.getContext("2d");
+  ctx.fillStyle = "#fff";
+  ctx.fillRect(0, 0, size, size);
+  ctx.fillStyle = "#000";
+  modules.forEach((row, y) => {
+    [...row].forEach((bit, x) => {
+      if (bit === "1") ctx.fillRect((x + quiet) * scale, (y + quiet) * scale, scale, scale);
+    });
+  });
+}
+
+$("#login-start").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const node = $("#login-node").value;
+  if (!node) return;
+  try {
+    const flow = await api(`/nodes/${encodeURIComponent(node)}/logins`, {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ kind: $("#login-kind").value }),
+    });
+    watchedFlow = flow.id;
+    renderFlow(flow);
+  } catch (e) {
+    $("#error").textContent = e.message;
+  }
+});
+
+$("#otp-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  try {
+    const flow = await api(`/login-flows/${encodeURIComponent(watchedFlow)}/otp`, {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ code: $("#otp").value }),
+    });
+    $("#otp").value = "";
+    renderFlow(flow);
+  } catch (e) {
+    $("#flow-error").textContent = e.message;
+  }
+});
+
+$("#flow-cancel").addEventListener("click", async () => {
+  try {
+    renderFlow(await api(`/login-flows/${encodeURIComponent(watchedFlow)}`, { method: "DELETE" }));
+  } catch (e) {
+    $("#flow-error").textContent = e.message;
+  }
+});
 
 function renderTasks(tasks) {
   fill("tasks", tasks, (t) => {

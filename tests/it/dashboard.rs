@@ -236,3 +236,85 @@ async fn dashboard_logs_in_sees_a_node_come_online_and_dispatches() {
     browser.close().await;
     p.shutdown().await;
 }
+
+/// The Logins view (issue 12 §3(b)): an admin asks a running child for a WeRead login from
+/// the page, the QR code is painted from the parent's matrix, the fake phone scans and
+/// confirms, and the page shows the flow confirmed and the login valid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_logins_view_shows_the_qr_and_turns_valid_after_the_scan() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let p = TestParent::spawn().await;
+    let weread = werss_cascade::testkit::weread::FakeWeread::start()
+        .await
+        .expect("fake weread");
+    weread.set_nickname("Browser Reader");
+    let node = p.add_node("qr-node").await;
+    let mut c = crate::helpers::test_config(&p.dir);
+    c.cascade.data_dir = p.dir.path().join("child").display().to_string();
+    c.cascade.parent_api_url = p.url("");
+    c.cascade.api_key = node.key.clone();
+    c.cascade.api_secret = werss_cascade::protocol::credentials::Secret::new(&node.secret);
+    c.cascade.weread_base_url = weread.base_url().to_string();
+    c.cascade.heartbeat_interval = 1;
+    c.cascade.claim_wait = 1;
+    c.cascade.shutdown_grace = 5;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let child = werss_cascade::child::Child::new(c).expect("child");
+    let running = tokio::spawn(child.run(stop.clone()));
+    p.poll_until(
+        &format!("/nodes/{}", node.id),
+        "the child's first heartbeat",
+        |n| !n["last_heartbeat_at"].is_null(),
+    )
+    .await;
+
+    browser.goto(&p.url("/")).await;
+    browser.type_into("#password", PASSWORD).await;
+    browser.click("#login").await;
+    browser
+        .until("const s = document.querySelector('#login-node'); return s && [...s.options].some(o => o.textContent === 'qr-node');")
+        .await;
+    browser.click("#login-request").await;
+    // The QR code is painted: a square canvas with dark and light pixels.
+    let painted = browser
+        .until("const s = document.querySelector('#flow-state').textContent; const c = document.querySelector('#qr');
+                if (s !== 'pending_scan' || c.width === 0) return null;
+                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                let dark = 0; for (let i = 0; i < d.length; i += 4) if (d[i] === 0) dark++;
+                return dark > 0 && dark < d.length / 4 ? [c.width, c.height, dark] : null;")
+        .await;
+    assert_eq!(painted[0], painted[1], "a square code: {painted}");
+    assert!(weread.scan(), "the fake phone scans");
+    browser
+        .until("return document.querySelector('#flow-state').textContent === 'scanned';")
+        .await;
+    assert!(weread.confirm().is_none(), "no code asked");
+    let title = browser
+        .until("return document.querySelector('#flow-state').textContent === 'confirmed' ? document.querySelector('#flow-title').textContent : null;")
+        .await;
+    assert!(
+        title
+            .as_str()
+            .unwrap_or_default()
+            .contains("Browser Reader"),
+        "{title}"
+    );
+    let row = browser
+        .until("const r = [...document.querySelectorAll('#login-list tbody tr')].find(r => r.textContent.includes('Browser Reader')); return r && r.children[3].textContent === 'valid' ? r.textContent : null;")
+        .await;
+    assert!(row.as_str().unwrap_or_default().contains("weread"), "{row}");
+    let qr_cleared = browser
+        .until("return document.querySelector('#qr').width === 0 ? 'cleared' : null;")
+        .await;
+    assert_eq!(qr_cleared, "cleared");
+    browser
+        .screenshot(&std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-logins.png"))
+        .await;
+    browser.close().await;
+    stop.cancel();
+    running.await.expect("joined").expect("child exits");
+    weread.stop();
+    p.shutdown().await;
+}
