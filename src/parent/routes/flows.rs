@@ -99,8 +99,9 @@ pub(super) async fn start(
 /// `POST {P}/login-flows/{id}/progress` (node).
 pub(super) async fn progress(
     State(state): State<AppState>,
-    node: NodeAuth,
+    // The path first: a malformed id is a 400 whoever asks.
     Path(id): Path<String>,
+    node: NodeAuth,
     Json(step): Json<LoginFlowStep>,
 ) -> Reply<Value> {
     ok(
