@@ -52,6 +52,8 @@ pub struct Claimed {
     pub packages: Vec<TaskPackage>,
     /// When the parent says this node may not claim now: how long to wait before asking again.
     pub retry_after: Option<Duration>,
+    /// The parent holds a command for this node (fetched by heartbeat).
+    pub commands_pending: bool,
 }
 
 /// A client bound to one parent and one node credential.
@@ -254,6 +256,7 @@ impl ParentClient {
         Ok(Claimed {
             packages,
             retry_after,
+            commands_pending: envelope["commands_pending"] == Value::Bool(true),
         })
     }
 

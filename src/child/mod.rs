@@ -369,6 +369,37 @@ async fn claim_loop(shared: &Arc<Shared>, running: &mut JoinSet<()>, shutdown: &
                 );
                 idle_since_logged = true;
             }
+            if shared.client.has("kinds")
+                && shared.client.has(COMMANDS)
+                && shared.client.has("wait")
+            {
+                // A claim for no kind is held by the parent (`wait`) and answered early
+                // when a command (a login request) waits: the way a node without any
+                // usable login hears of one at once. At most one such claim a second.
+                let pause = match shared.client.claim(1, c.claim_wait.max(1), &[]).await {
+                    Ok(claimed) => {
+                        backoff = Duration::from_secs(1);
+                        if claimed.commands_pending {
+                            shared.beat_now.notify_one();
+                        }
+                        if !claimed.packages.is_empty() {
+                            shared.client.release(&claimed.packages).await.ok();
+                        }
+                        Duration::from_secs(1)
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %untrusted_error(&e), retry_in = ?backoff, "claim failed");
+                        let pause = backoff;
+                        backoff = (backoff * 2).min(MAX_CLAIM_BACKOFF);
+                        pause
+                    }
+                };
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(pause) => {}
+                }
+                continue;
+            }
             let until = shared
                 .wechat_cooldown_end()
                 .unwrap_or_else(|| tokio::time::Instant::now() + MAX_CLAIM_BACKOFF)
@@ -388,6 +419,9 @@ async fn claim_loop(shared: &Arc<Shared>, running: &mut JoinSet<()>, shutdown: &
         {
             Ok(claimed) => {
                 backoff = Duration::from_secs(1);
+                if claimed.commands_pending {
+                    shared.beat_now.notify_one();
+                }
                 let empty = claimed.packages.is_empty();
                 for package in claimed.packages {
                     shared

@@ -8,7 +8,7 @@ use crate::protocol::time::to_wire;
 use crate::store::{CreatedAllocation, Store};
 use crate::telemetry::untrusted_error;
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -20,6 +20,8 @@ pub struct Notifier {
     wake: Notify,
     peers: Option<Store>,
     nodes: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Nodes with a command waiting (a login request made on this parent).
+    commands: Mutex<HashSet<String>>,
 }
 
 /// A blocked claim's registration: [`NodeWait::notified`] completes at the next
@@ -58,6 +60,7 @@ impl Notifier {
             wake: Notify::new(),
             peers: Some(store),
             nodes: Mutex::default(),
+            commands: Mutex::default(),
         }
     }
 
@@ -103,6 +106,24 @@ impl Notifier {
     /// How many nodes have a claim held in long-poll here (for tests and metrics).
     pub fn waiting_nodes(&self) -> usize {
         self.nodes.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Notes that `node_id` has a command waiting and wakes its long-poll here, which then
+    /// answers at once with `commands_pending` (the node fetches the command by heartbeat).
+    pub fn command_for(&self, node_id: &str) {
+        self.commands
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(node_id.to_string());
+        self.wake_node(node_id);
+    }
+
+    /// Whether a command waits for `node_id`; the note is taken.
+    pub fn take_command(&self, node_id: &str) -> bool {
+        self.commands
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(node_id)
     }
 
     /// Wakes the blocked claims of one node on this parent (its capacity, cooldown or

@@ -273,8 +273,28 @@ on_both! {
         assert_eq!(p.post(&cascade("/nodes/nope/logins"), &p.admin(), json!({"kind": "mp"})).await.status, 404);
         assert_eq!(p.post(&path(&ours), &ours.auth(), json!({"kind": "mp"})).await.status, 403, "admin only");
 
+        // A node holding a long-poll for no kind (it has no usable login) hears of the
+        // request at once: the claim answers early with `commands_pending`.
+        let held = {
+            let (client, url) = (p.client.clone(), p.url(&cascade("/claim-task?kinds=&wait=30")));
+            let auth = format!("AK-SK {}:{}", ours.key, ours.secret);
+            tokio::spawn(async move {
+                let sent = client.post(url).header("Authorization", auth).send().await.expect("sent");
+                TestParent::reply(sent).await
+            })
+        };
+        tokio::time::timeout(HANG, async {
+            while p.state.notifier.waiting_nodes() == 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the claim is held");
         let asked = p.post(&path(&ours), &p.admin(), json!({"kind": "mp"})).await;
         assert_eq!(asked.status, 202);
+        let woken = held.await.expect("claim joined");
+        assert_eq!(woken.body["commands_pending"], true, "{}", woken.text);
+        assert!(woken.body["data"].is_null());
         let id = asked.ok()["id"].as_str().expect("id").to_string();
         let beat = p.post(&cascade("/heartbeat"), &ours.auth(), json!({"features": ["commands"]})).await;
         assert_eq!(beat.ok()["commands"], json!([{"id": id, "type": "login", "kind": "mp", "origin": "admin"}]));

@@ -236,6 +236,8 @@ pub struct ClaimAnswer {
     pub data: Value,
     /// Seconds until the node should claim again, set when it is blocked.
     pub retry_after: Option<u64>,
+    /// A command waits for the node (it heartbeats to fetch it).
+    pub commands_pending: bool,
 }
 
 /// `claim-task` / `pending-tasks`: an atomic claim, held open up to `wait` seconds until work
@@ -271,6 +273,7 @@ pub async fn claim(state: &AppState, node_id: &str, q: ClaimQuery) -> ApiResult<
     });
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(wait);
     let node_wait = state.notifier.node_wait(node_id);
+    let mut commands_pending = false;
     let outcome = loop {
         let notified = state.notifier.notified();
         let node_notified = node_wait.notify().notified();
@@ -286,6 +289,10 @@ pub async fn claim(state: &AppState, node_id: &str, q: ClaimQuery) -> ApiResult<
         state.metrics.claim(started.elapsed(), &outcome);
         let instant = tokio::time::Instant::now();
         if !outcome.packages.is_empty() || instant >= deadline {
+            break outcome;
+        }
+        if state.notifier.take_command(node_id) {
+            commands_pending = true;
             break outcome;
         }
         // A cooling node is looked at again when its cooldown ends; other blocks end with a
@@ -346,6 +353,7 @@ pub async fn claim(state: &AppState, node_id: &str, q: ClaimQuery) -> ApiResult<
         suffix,
         data,
         retry_after: if got { None } else { retry_after },
+        commands_pending,
     })
 }
 

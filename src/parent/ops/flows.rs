@@ -82,8 +82,9 @@ pub async fn request(state: &AppState, node_id: &str, req: StartLogin) -> ApiRes
         ));
     }
     let (flow, created) = open_flow(state, node_id, kind, "admin").await?;
-    // A long-poll of the node may be waiting: it re-checks and the next heartbeat carries it.
-    state.notifier.wake_node(node_id);
+    // A long-poll of the node held here answers at once and the node heartbeats for the
+    // command; otherwise its next heartbeat carries it.
+    state.notifier.command_for(node_id);
     Ok((view(&flow), created))
 }
 

@@ -32,6 +32,9 @@ async fn claim(
     };
     let mut body = serde_json::to_value(Envelope::ok(message, answer.data))
         .map_err(|e| crate::parent::error::ApiError::internal(&e))?;
+    if answer.commands_pending {
+        body["commands_pending"] = json!(true);
+    }
     let response = match answer.retry_after {
         Some(secs) => {
             body["retry_after"] = json!(secs);
