@@ -477,3 +477,34 @@ mod child {
         }
     }
 }
+
+#[tokio::test]
+async fn the_fake_serves_article_pages_and_404s_unknown_ones() {
+    let fake = FakeWeread::start().await.expect("fake");
+    let a = account(3_286_016_697, 1);
+    fake.serve_account(&a);
+    let jar = fake.new_session("reader");
+    let token = a.article_token(a.publishes[0].appmsgid, 1);
+    let get = |review: String| {
+        let req = crate::helpers::http_client()
+            .get(format!("{}/web/mp/content", fake.base_url()))
+            .query(&[("reviewId", review)]);
+        werss_cascade::logins::weread::authenticated(req, fake.base_url(), &jar).send()
+    };
+    let page = get(format!("MP_WXS_{}_{token}", a.number))
+        .await
+        .expect("sent");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("HTML");
+    assert!(html.contains(r#"<div id="js_content""#), "{html}");
+    assert!(html.contains(&a.publishes[0].articles[0].digest));
+    let missing = get("MP_WXS_1_nope".into()).await.expect("sent");
+    assert_eq!(missing.status(), 404);
+    let outcomes: Vec<String> = fake
+        .log_for(&vid(&jar))
+        .into_iter()
+        .map(|e| e.outcome)
+        .collect();
+    assert_eq!(outcomes, ["ok", "404"]);
+    fake.stop();
+}
