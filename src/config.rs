@@ -96,6 +96,9 @@ const CASCADE_KEYS: &[&str] = &[
     "weread_renew_every",
     "auto_login",
     "alert_webhook_url",
+    "weread_max_pages",
+    "weread_page_gap_ms",
+    "weread_tilde_rewrite",
 ];
 
 /// Top-level keys and the WeRSS env variable each falls back to when absent from the file.
@@ -303,6 +306,15 @@ cascade_config! {
     /// Parent: where operator alerts (login expiry reminders, …) are posted, rendered for
     /// the platform of the URL like task webhooks; empty = alerts are only logged.
     alert_webhook_url: String = String::new(), "lenient_string";
+    /// Child: WeRead list pages read per feed at most; when the cap comes before the
+    /// articles the parent has, the feed's result says `backlog_incomplete`.
+    weread_max_pages: u64 = 20, "lenient_u64";
+    /// Child: least milliseconds between two WeRead requests of one login (list pages,
+    /// covers), from however many feeds at once.
+    weread_page_gap_ms: u64 = 1000, "lenient_u64";
+    /// Child: write a `~` in a WeRead article token as `_` in its link
+    /// (`https://mp.weixin.qq.com/s/<token>`).
+    weread_tilde_rewrite: bool = true, "lenient_bool";
 }
 
 impl Config {

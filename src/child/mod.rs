@@ -215,28 +215,39 @@ impl Child {
 }
 
 impl Shared {
-    /// Whether a WeChat (`mp`) login is usable now.
+    /// Whether a login that reads WeChat feeds (`mp`, or `weread` through WeRead) is usable
+    /// now.
     fn wechat_usable(&self) -> bool {
-        self.wechat && self.logins.any_usable(LoginKind::Mp, chrono::Utc::now())
+        let now = chrono::Utc::now();
+        self.wechat
+            && (self.logins.any_usable(LoginKind::Mp, now)
+                || self.logins.any_usable(LoginKind::Weread, now))
     }
 
-    /// When a cooling `mp` login may serve again, while none is usable.
+    /// When a cooling WeChat-reading login may serve again, while none is usable.
     fn wechat_cooldown_end(&self) -> Option<tokio::time::Instant> {
-        let until = self.logins.next_cooldown_end(LoginKind::Mp)?;
+        let until = [LoginKind::Mp, LoginKind::Weread]
+            .into_iter()
+            .filter_map(|k| self.logins.next_cooldown_end(k))
+            .min()?;
         let left = (until - chrono::Utc::now()).to_std().unwrap_or_default();
         Some(tokio::time::Instant::now() + left)
     }
 
-    /// The node-level WeChat session state reported in heartbeats: `none` without any `mp`
-    /// login, `valid` while one is not expired (a cooling one included), else `expired`.
+    /// The node-level WeChat session state reported in heartbeats: `none` without any login
+    /// that reads WeChat feeds (`mp` or `weread`), `valid` while one is not expired (a cooling
+    /// one included), else `expired`.
     fn wechat_session(&self) -> &'static str {
         let now = chrono::Utc::now();
         let views = self.logins.views();
-        let mut mp = views.iter().filter(|l| l.kind == LoginKind::Mp).peekable();
-        if !self.wechat || mp.peek().is_none() {
+        let mut readers = views
+            .iter()
+            .filter(|l| matches!(l.kind, LoginKind::Mp | LoginKind::Weread))
+            .peekable();
+        if !self.wechat || readers.peek().is_none() {
             return "none";
         }
-        let alive = mp.any(|l| {
+        let alive = readers.any(|l| {
             matches!(
                 l.state,
                 LoginState::Valid | LoginState::Expiring | LoginState::Cooling
@@ -474,8 +485,8 @@ async fn execute(shared: Arc<Shared>, package: TaskPackage) {
     let mut articles: Vec<Article> = Vec::new();
     let mut results = Vec::new();
     for feed in &package.feeds {
-        let outcome = fetch_feed(&shared, feed).await;
-        results.push(result_item(feed, &outcome));
+        let (source, outcome) = fetch_feed(&shared, feed).await;
+        results.push(result_item(feed, source, &outcome));
         if let Ok(found) = outcome {
             articles.extend(found.articles);
         }
@@ -514,21 +525,88 @@ fn forget(shared: &Shared, id: &str) {
     shared.done.notify_one();
 }
 
-async fn fetch_feed(shared: &Shared, feed: &PackageFeed) -> Result<Fetched, FetchError> {
-    match (feed.source.as_deref().unwrap_or("wechat"), &shared.rss) {
-        ("wechat", _) => {}
-        ("rss", Some(rss)) => return rss.fetch(feed, chrono::Utc::now().timestamp()).await,
-        (other, _) => {
-            return Err(FetchError::Network(format!(
-                "this node has no fetcher for {other}"
-            )));
+/// The WeChat sources a child can run (issue 13 §1), by the package feed's `source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WechatSource {
+    /// The MP backend list `appmsgpublish`, with an `mp` login.
+    MpList,
+    /// WeRead's `/web/mp/articles`, with a `weread` login.
+    WereadList,
+    /// WeRead's `/api/mp/cover` (newest article only), with a `weread` login.
+    WereadCover,
+}
+
+impl WechatSource {
+    fn name(self) -> &'static str {
+        match self {
+            Self::MpList => "mp_list",
+            Self::WereadList => "weread_list",
+            Self::WereadCover => "weread_cover",
         }
     }
-    if !shared.wechat {
-        return Err(FetchError::Network(
-            "this node has no fetcher for wechat".into(),
-        ));
+}
+
+/// The source a feed is read through: `rss` for RSS feeds; the named one for `mp_list`,
+/// `weread_list`, `weread_cover`; for a plain `wechat` feed `mp_list` while an `mp` login is
+/// usable (today's behaviour), else `weread_list` when a `weread` login is usable, else
+/// `mp_list` (which reports why no login serves). `None` for a source this child lacks.
+fn choose_source(shared: &Shared, feed: &PackageFeed) -> Result<Option<WechatSource>, String> {
+    let now = chrono::Utc::now();
+    let source = feed.source.as_deref().unwrap_or("wechat");
+    let chosen = match source {
+        "rss" if shared.rss.is_some() => return Ok(None),
+        "mp_list" => WechatSource::MpList,
+        "weread_list" => WechatSource::WereadList,
+        "weread_cover" => WechatSource::WereadCover,
+        "wechat" => {
+            if !shared.logins.any_usable(LoginKind::Mp, now)
+                && shared.logins.any_usable(LoginKind::Weread, now)
+            {
+                WechatSource::WereadList
+            } else {
+                WechatSource::MpList
+            }
+        }
+        other => return Err(other.to_string()),
+    };
+    if shared.wechat {
+        Ok(Some(chosen))
+    } else {
+        Err("wechat".into())
     }
+}
+
+/// Fetches one feed; also names the source used (for the result item).
+async fn fetch_feed(
+    shared: &Shared,
+    feed: &PackageFeed,
+) -> (&'static str, Result<Fetched, FetchError>) {
+    match choose_source(shared, feed) {
+        Err(kind) => (
+            "none",
+            Err(FetchError::Network(format!(
+                "this node has no fetcher for {kind}"
+            ))),
+        ),
+        Ok(None) => match &shared.rss {
+            Some(rss) => ("rss", rss.fetch(feed, chrono::Utc::now().timestamp()).await),
+            None => (
+                "none",
+                Err(FetchError::Network(
+                    "this node has no fetcher for rss".into(),
+                )),
+            ),
+        },
+        Ok(Some(WechatSource::MpList)) => ("mp_list", fetch_mp(shared, feed).await),
+        Ok(Some(s)) => (
+            s.name(),
+            fetch_weread(shared, feed, s == WechatSource::WereadCover).await,
+        ),
+    }
+}
+
+/// `mp_list`: the MP backend list with the child's `mp` logins.
+async fn fetch_mp(shared: &Shared, feed: &PackageFeed) -> Result<Fetched, FetchError> {
     // Each usable login gets at most one try at this feed: a rate-limited or dead login hands
     // the feed to the next; the last login's failure is the feed's.
     let mut tried = Vec::new();
@@ -602,7 +680,159 @@ async fn fetch_feed(shared: &Shared, feed: &PackageFeed) -> Result<Fetched, Fetc
     }))
 }
 
+/// `weread_list` or `weread_cover` with the child's `weread` logins: each usable login gets
+/// one try (a `-2012` renews its `wr_skey` once and tries again); a rate-limited or dead
+/// login hands the feed to the next; `closed` (`-2041`) ends the feed's fetch at once (the
+/// source refuses, another login would only spend its budget).
+async fn fetch_weread(
+    shared: &Shared,
+    feed: &PackageFeed,
+    cover: bool,
+) -> Result<Fetched, FetchError> {
+    let mut tried = Vec::new();
+    let mut last = None;
+    loop {
+        let now = chrono::Utc::now();
+        let Some(login) = shared.logins.pick(LoginKind::Weread, now) else {
+            break;
+        };
+        if tried.contains(&login.id) {
+            break;
+        }
+        tried.push(login.id.clone());
+        let (used, outcome) = weread_once(shared, &login, feed, cover).await;
+        let now = chrono::Utc::now();
+        let same = shared
+            .logins
+            .get(&login.id)
+            .is_some_and(|l| l.secrets == used);
+        match &outcome {
+            _ if !same => {}
+            Ok(_) => shared.logins.mark_ok(&login.id, now),
+            Err(e @ FetchError::SessionExpired(_)) => {
+                tracing::warn!(login.id = %login.id, error = %e, "WeRead login expired");
+                shared.logins.mark_expired(&login.id, &e.to_string());
+            }
+            Err(e @ FetchError::RateLimited { .. }) => {
+                let secs = shared.config.cascade.cooldown_base.max(1);
+                let until =
+                    now + chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000));
+                tracing::warn!(login.id = %login.id, cooldown_s = secs, "WeRead login rate limited; cooling");
+                shared.logins.mark_cooling(&login.id, until, &e.to_string());
+            }
+            Err(e @ FetchError::Closed(_)) => {
+                tracing::warn!(login.id = %login.id, feed.id = %feed.id, error = %e, "WeRead refuses the list");
+                shared.logins.mark_error(&login.id, &e.to_string());
+            }
+            Err(e) => shared.logins.mark_error(&login.id, &e.to_string()),
+        }
+        match outcome {
+            Err(
+                e @ (FetchError::SessionExpired(_)
+                | FetchError::SkeyExpired(_)
+                | FetchError::RateLimited { .. }),
+            ) => last = Some(e),
+            other => return other,
+        }
+    }
+    Err(last.unwrap_or_else(
+        || match shared.logins.next_cooldown_end(LoginKind::Weread) {
+            Some(until) => FetchError::RateLimited {
+                retry_after: Some((until - chrono::Utc::now()).num_seconds().max(0)),
+            },
+            None => FetchError::SessionExpired("no usable WeRead login".into()),
+        },
+    ))
+}
+
+/// One login's try at a feed: on `-2012` its `wr_skey` is renewed (saved at once) and the
+/// fetch repeated once. Returns the secrets the outcome concerns.
+async fn weread_once(
+    shared: &Shared,
+    login: &crate::logins::Login,
+    feed: &PackageFeed,
+    cover: bool,
+) -> (crate::logins::LoginSecrets, Result<Fetched, FetchError>) {
+    use crate::fetch::weread::{WereadFetcher, WereadOptions};
+    use crate::logins::weread::{RenewOutcome, WereadJar, renew};
+    let opts = WereadOptions::from_config(&shared.config.cascade);
+    let pacer = shared.weread_pacer(&login.id);
+    let run = |jar: WereadJar| {
+        let f = WereadFetcher::new(shared.http.clone(), opts.clone(), jar, pacer.clone());
+        async move {
+            if cover {
+                f.cover(feed, chrono::Utc::now().timestamp()).await
+            } else {
+                f.list(feed).await
+            }
+        }
+    };
+    let jar = WereadJar::from_pairs(login.secrets.cookies.iter().cloned());
+    let first = run(jar.clone()).await;
+    let Err(FetchError::SkeyExpired(why)) = first else {
+        return (login.secrets.clone(), first);
+    };
+    match renew(&shared.http, &opts.base_url, &jar).await {
+        Ok(RenewOutcome::Renewed { jar: renewed, .. }) => {
+            let secrets = crate::logins::LoginSecrets {
+                token: login.secrets.token.clone(),
+                cookies: renewed.pairs().to_vec(),
+            };
+            // Saved only while the login still has the secrets renewed (not a new scan).
+            let current = shared
+                .logins
+                .get(&login.id)
+                .is_some_and(|l| l.secrets == login.secrets);
+            if current
+                && let Err(e) =
+                    shared
+                        .logins
+                        .replace_secrets(&login.id, secrets.clone(), chrono::Utc::now())
+            {
+                tracing::warn!(login.id = %login.id, error = %e, "could not save the renewed WeRead login");
+            }
+            tracing::info!(login.id = %login.id, "WeRead wr_skey renewed after -2012");
+            (secrets, run(renewed).await)
+        }
+        Ok(RenewOutcome::ScanNeeded { message }) => (
+            login.secrets.clone(),
+            Err(FetchError::SessionExpired(format!(
+                "WeRead web login expired (-12013): {message}"
+            ))),
+        ),
+        Ok(RenewOutcome::Refused { code, .. }) => (
+            login.secrets.clone(),
+            Err(FetchError::SkeyExpired(format!(
+                "{why}; renewal refused ({code})"
+            ))),
+        ),
+        Ok(RenewOutcome::Unconfirmed) => (
+            login.secrets.clone(),
+            Err(FetchError::SkeyExpired(format!(
+                "{why}; renewal sent no new wr_skey"
+            ))),
+        ),
+        Err(e) => (
+            login.secrets.clone(),
+            Err(FetchError::SkeyExpired(format!(
+                "{why}; renewal failed: {e}"
+            ))),
+        ),
+    }
+}
+
 impl Shared {
+    /// The pacer of one `weread` login (`weread_page_gap_ms` apart), made on first use.
+    fn weread_pacer(&self, login_id: &str) -> Arc<Pacer> {
+        let gap = Duration::from_millis(self.config.cascade.weread_page_gap_ms);
+        self.pacers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(format!("weread:{login_id}"))
+            .or_insert_with(|| Arc::new(Pacer::new(gap, Duration::ZERO)))
+            .clone()
+    }
+
     /// The pacer of one login, made on first use.
     fn pacer(&self, login_id: &str) -> Arc<Pacer> {
         let c = &self.config.cascade;
@@ -620,15 +850,21 @@ impl Shared {
     }
 }
 
-fn result_item(feed: &PackageFeed, outcome: &Result<Fetched, FetchError>) -> Value {
+/// A feed's result item; `source` (the fetcher used) and `backlog_incomplete` (the WeRead page
+/// cap came before the articles the parent has) are additive fields.
+fn result_item(feed: &PackageFeed, source: &str, outcome: &Result<Fetched, FetchError>) -> Value {
     match outcome {
         Ok(f) => {
-            json!({"feed_id": feed.id, "mp_id": feed.id, "mp_name": feed.mp_name, "success": true, "status": "success",
-                         "article_count": f.articles.len(), "etag": f.etag, "last_modified": f.last_modified})
+            let mut item = json!({"feed_id": feed.id, "mp_id": feed.id, "mp_name": feed.mp_name, "success": true, "status": "success",
+                         "article_count": f.articles.len(), "etag": f.etag, "last_modified": f.last_modified, "source": source});
+            if f.backlog_incomplete {
+                item["backlog_incomplete"] = json!(true);
+            }
+            item
         }
         Err(e) => {
             json!({"feed_id": feed.id, "mp_id": feed.id, "mp_name": feed.mp_name, "success": false, "status": "failed",
-                          "article_count": 0, "error": e.to_string(), "reason": e.reason(), "retry_after": e.retry_after()})
+                          "article_count": 0, "error": e.to_string(), "reason": e.reason(), "retry_after": e.retry_after(), "source": source})
         }
     }
 }

@@ -26,6 +26,9 @@ pub enum Reason {
     NodeDisabled,
     /// The node gave the work back.
     Released,
+    /// The source refuses everyone (WeRead `-2041`, SOURCES.md §1–§2). Handled like
+    /// `network` for now; the parent's source chain will act on it.
+    Closed,
 }
 
 impl Reason {
@@ -41,6 +44,7 @@ impl Reason {
             "node_offline" => Self::NodeOffline,
             "node_disabled" => Self::NodeDisabled,
             "released" => Self::Released,
+            "closed" => Self::Closed,
             _ => Self::Unknown,
         }
     }
@@ -58,6 +62,7 @@ impl Reason {
             Self::NodeOffline => "node_offline",
             Self::NodeDisabled => "node_disabled",
             Self::Released => "released",
+            Self::Closed => "closed",
         }
     }
 }
@@ -141,6 +146,7 @@ pub fn after_failure(
         Reason::NodeDisabled | Reason::Released => (now_pending(false), NodeEffect::None),
         Reason::Network
         | Reason::Parse
+        | Reason::Closed
         | Reason::Unknown
         | Reason::LeaseExpired
         | Reason::NodeOffline => {

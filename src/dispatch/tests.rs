@@ -240,6 +240,15 @@ fn failure_reasons_follow_the_table() {
     );
     assert_eq!(Reason::parse(Some("bogus")), Reason::Unknown);
     assert_eq!(Reason::parse(None), Reason::Unknown);
+    // `closed` is a known reason, handled like `network` until the source chain acts on it.
+    assert_eq!(Reason::parse(Some("closed")), Reason::Closed);
+    assert_eq!(Reason::Closed.as_str(), "closed");
+    for attempt in [3, 5] {
+        assert_eq!(
+            f(Reason::Closed, Source::Wechat, attempt),
+            f(Reason::Network, Source::Wechat, attempt)
+        );
+    }
 }
 
 #[test]

@@ -1,9 +1,11 @@
 //! Fetchers: what a child runs per feed. Each maps upstream trouble to a typed failure reason
 //! (PROTOCOL §4.2) so the parent can re-place or retry. Knows nothing of the parent.
 
+pub mod links;
 pub mod pacer;
 pub mod rss;
 pub mod wechat;
+pub mod weread;
 
 use serde::Serialize;
 
@@ -16,9 +18,17 @@ pub enum FetchError {
         /// Seconds to wait, when known.
         retry_after: Option<i64>,
     },
-    /// WeChat `200003`/`200040` or a login page: the session is gone.
+    /// WeChat `200003`/`200040`, WeRead `-2010`, or a login page: the session is gone.
     #[error("session expired: {0}")]
     SessionExpired(String),
+    /// WeRead `-2012`: the login's `wr_skey` expired. The child renews it and tries again;
+    /// reported to the parent as `session_expired` when the renewal does not help.
+    #[error("session key expired: {0}")]
+    SkeyExpired(String),
+    /// The source refuses to list at all (WeRead `-2041`, SOURCES.md §1–§2), whoever asks:
+    /// not a throttle, so no cooldown is taken for it here.
+    #[error("source closed: {0}")]
+    Closed(String),
     /// The account or feed does not exist.
     #[error("not found: {0}")]
     NotFound(String),
@@ -35,7 +45,8 @@ impl FetchError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::RateLimited { .. } => "rate_limited",
-            Self::SessionExpired(_) => "session_expired",
+            Self::SessionExpired(_) | Self::SkeyExpired(_) => "session_expired",
+            Self::Closed(_) => "closed",
             Self::NotFound(_) => "not_found",
             Self::Network(_) => "network",
             Self::Parse(_) => "parse",
@@ -77,6 +88,16 @@ pub struct Article {
     pub publish_time: i64,
     /// 1, or 1000 for deleted (WeRSS `DELETED`).
     pub status: i64,
+    /// The long `?__biz=&mid=&idx=&sn=` link when the source gives one besides `url` (WeRead's
+    /// `doc_url`), for matching the same article read through another source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub doc_url: Option<String>,
+    /// Reads, when the source tells (WeRead `readNum`, `"1.2万"` read leniently).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_num: Option<i64>,
+    /// Likes, when the source tells (WeRead `likeNum`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub like_num: Option<i64>,
 }
 
 /// What a fetch found.
@@ -88,4 +109,7 @@ pub struct Fetched {
     pub etag: Option<String>,
     /// HTTP validators to report (RSS).
     pub last_modified: Option<String>,
+    /// The page cap was hit before reaching what the parent already has: older articles
+    /// were left unread (reported as `backlog_incomplete` in the feed's result item).
+    pub backlog_incomplete: bool,
 }

@@ -63,6 +63,7 @@ impl RssFetcher {
                     articles: Vec::new(),
                     etag: etag.or_else(|| feed.etag.clone()),
                     last_modified: last_modified.or_else(|| feed.last_modified.clone()),
+                    backlog_incomplete: false,
                 });
             }
             StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
@@ -95,6 +96,7 @@ impl RssFetcher {
             articles,
             etag,
             last_modified,
+            backlog_incomplete: false,
         })
     }
 }
@@ -145,6 +147,9 @@ pub fn parse_entries(feed_id: &str, body: &[u8], now: i64) -> Result<Vec<Article
                 content,
                 publish_time: e.published.or(e.updated).map_or(now, |t| t.timestamp()),
                 status: 1,
+                doc_url: None,
+                read_num: None,
+                like_num: None,
             }
         })
         .collect())

@@ -181,6 +181,9 @@ pub fn parse_page(text: &str) -> Result<(Vec<Article>, usize), FetchError> {
                 } else {
                     1
                 },
+                doc_url: None,
+                read_num: None,
+                like_num: None,
             });
         }
     }

@@ -89,7 +89,7 @@ impl Default for Metrics {
         );
         r.register(
             "cascade_node_events",
-            "Reports from nodes: rate_limited (WeChat 200013), session_expired (200003)",
+            "Reports from nodes: rate_limited (WeChat 200013, WeRead -2014), session_expired (200003, WeRead -2010/-2012), closed (WeRead -2041)",
             m.node_events.clone(),
         );
         r.register(
@@ -182,6 +182,7 @@ impl Metrics {
             let event = match reason {
                 Reason::RateLimited => "rate_limited",
                 Reason::SessionExpired => "session_expired",
+                Reason::Closed => "closed",
                 _ => continue,
             };
             self.node_events.get_or_create(&label("event", event)).inc();

@@ -27,5 +27,6 @@ mod operator;
 mod outputs;
 mod parents;
 mod server;
+mod sources;
 mod webhooks;
 mod weread;

@@ -445,6 +445,9 @@ async fn our_child_splits_uploads_to_fit_the_parents_limits() {
             content: "x".repeat(1024),
             publish_time: 1_700_000_000 + i,
             status: 1,
+            doc_url: None,
+            read_num: None,
+            like_num: None,
         })
         .collect();
     let client = ParentClient::new(

@@ -89,6 +89,33 @@ impl FakeAccount {
         use base64::Engine;
         base64::engine::general_purpose::STANDARD.encode(self.number.to_string())
     }
+
+    /// The `/s/<token>` token of article `itemidx` of push `appmsgid`: 22 URL-safe base64
+    /// characters (with `~` for `-`, as WeRead tokens may carry), the same in every fake.
+    pub fn article_token(&self, appmsgid: i64, itemidx: i64) -> String {
+        use base64::Engine;
+        let hash = crate::protocol::credentials::sha256_hex(&format!(
+            "{}/{appmsgid}/{itemidx}",
+            self.number
+        ));
+        let bytes: Vec<u8> = (0..16)
+            .filter_map(|i| u8::from_str_radix(hash.get(2 * i..2 * i + 2)?, 16).ok())
+            .collect();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(bytes)
+            .replace('-', "~")
+    }
+
+    /// The long link of an article as the MP list gives it (`?__biz=&mid=&idx=&sn=`); WeRead
+    /// gives the same one as `doc_url`.
+    pub fn article_link(&self, appmsgid: i64, itemidx: i64) -> String {
+        let sn =
+            &crate::protocol::credentials::sha256_hex(&self.article_token(appmsgid, itemidx))[..32];
+        format!(
+            "http://mp.weixin.qq.com/s?__biz={}&mid={appmsgid}&idx={itemidx}&sn={sn}&chksm=fake#rd",
+            self.fakeid()
+        )
+    }
 }
 
 /// A logged-in session on the fake platform.
@@ -162,6 +189,9 @@ pub struct LogEntry {
 #[derive(Default)]
 struct SessionState {
     session: Option<FakeSession>,
+    /// The `fakeid` of the login's own account (served for an empty `fakeid`, and open
+    /// under closure).
+    own: Option<String>,
     expired: bool,
     /// On the fake's clock; `None` = until expired by hand.
     expires_at: Option<Instant>,
@@ -181,6 +211,9 @@ struct Inner {
     /// QR login flows by `uuid` cookie.
     flows: HashMap<String, QrFlow>,
     next_flow: u64,
+    /// The list is closed for other accounts (SOURCES.md §1): `200013` for any `fakeid` but
+    /// the login's own or an empty one.
+    closed: bool,
 }
 
 impl Inner {
@@ -271,6 +304,27 @@ impl FakeWechat {
         }
     }
 
+    /// Closes (or reopens) the list for other accounts, as WeChat did around 2026-07-31:
+    /// every request for a `fakeid` other than the login's own (or an empty one) answers
+    /// `200013 freq control`, on the first request as on every other.
+    pub fn set_closed(&self, closed: bool) {
+        self.lock().closed = closed;
+    }
+
+    /// Makes account `number` the own account of the session with this cookie value: an
+    /// empty `fakeid` lists it, and the closure leaves it open.
+    pub fn set_own_account(&self, slave_sid: &str, number: u64) {
+        let mut inner = self.lock();
+        let fakeid = inner
+            .accounts
+            .values()
+            .find(|a| a.number == number)
+            .map(FakeAccount::fakeid);
+        if let Some(s) = inner.sessions.get_mut(slave_sid) {
+            s.own = fakeid;
+        }
+    }
+
     /// Queues a fault for the next request.
     pub fn inject(&self, fault: Fault) {
         self.lock().faults.push_back(fault);
@@ -357,12 +411,18 @@ fn respond(inner: &Arc<Mutex<Inner>>, headers: &HeaderMap, q: ListQuery) -> Json
         .map(|(_, v)| v.to_string())
         .unwrap_or_default();
     let token = q.token.unwrap_or_default();
-    let fakeid = q.fakeid.unwrap_or_default();
+    let asked = q.fakeid.unwrap_or_default();
     let begin = q.begin.unwrap_or(0);
     let count = q.count.unwrap_or(5).clamp(1, 20);
     let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
     let inner = &mut *guard;
     let fake_now = inner.now();
+    let own = inner.sessions.get(&sid).and_then(|s| s.own.clone());
+    let fakeid = match (&own, asked.is_empty()) {
+        (Some(own), true) => own.clone(),
+        _ => asked.clone(),
+    };
+    let closed_for_it = inner.closed && !asked.is_empty() && own.as_deref() != Some(&asked);
     let outcome = match inner.sessions.get_mut(&sid) {
         None => "200003",
         Some(s) => {
@@ -375,6 +435,8 @@ fn respond(inner: &Arc<Mutex<Inner>>, headers: &HeaderMap, q: ListQuery) -> Json
                 "200040"
             } else if s.expired || s.expires_at.is_some_and(|t| fake_now >= t) {
                 "200003"
+            } else if closed_for_it {
+                "200013"
             } else if let Some((limit, window)) = session.limit {
                 while s
                     .hits
@@ -429,7 +491,7 @@ fn respond(inner: &Arc<Mutex<Inner>>, headers: &HeaderMap, q: ListQuery) -> Json
                 .map(|a| {
                     json!({"aid": format!("{}_{}", p.appmsgid, a.itemidx), "appmsgid": p.appmsgid, "itemidx": a.itemidx,
                            "title": a.title, "digest": a.digest, "cover": format!("https://mmbiz.qpic.cn/{}/0", p.appmsgid),
-                           "link": format!("http://mp.weixin.qq.com/s?__biz={fakeid}&mid={}&idx={}", p.appmsgid, a.itemidx),
+                           "link": account.article_link(p.appmsgid, a.itemidx),
                            "create_time": a.update_time - 60, "update_time": a.update_time, "is_deleted": false, "item_show_type": 0})
                 })
                 .collect();

@@ -1,14 +1,18 @@
 //! A fake `weread.qq.com` web API on `127.0.0.1:0` (LOGINS.md §3): the QR login
 //! (`getLoginUid`, a long-polled `getLoginInfo` answering each `logicCode` as the test drives
 //! it, `NEED_OTP` with a code the test reads here), `userInfo`, renewal rotating `wr_skey`
-//! (the old key valid for a grace period) with its refusals and fault modes, and one
-//! authenticated data endpoint (`/web/mp/articles`) that checks the key.
+//! (the old key valid for a grace period) with its refusals and fault modes, and the
+//! WeChat-account data of SOURCES.md §7 (`/web/mp/articles`, `/api/mp/cover`,
+//! `/web/mp/content`: see [`WereadGroup`], [`FakeWeread::serve_account`] and the gates).
 //!
 //! Drive it with the methods of [`FakeWeread`] or the control routes
 //! `POST /__fake/weread/{scan,confirm,otp,cancel,timeout}` (they act on the newest QR code).
 
 mod login;
+mod mp;
 mod renewal;
+
+pub use mp::{WereadArticle, WereadGroup, WereadLogEntry, book_id};
 
 use axum::extract::{Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -73,6 +77,7 @@ struct Inner {
     poll_faults: VecDeque<u16>,
     renewals: usize,
     next_vid: u64,
+    mp: mp::MpData,
 }
 
 struct Shared {
@@ -147,13 +152,14 @@ impl FakeWeread {
                 poll_faults: VecDeque::new(),
                 renewals: 0,
                 next_vid: 380_000_001,
+                mp: mp::MpData::default(),
             }),
             changed: Notify::new(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let stop = CancellationToken::new();
-        let app = renewal::routes(login::routes(Router::new()))
+        let app = mp::routes(renewal::routes(login::routes(Router::new())))
             .route("/__fake/weread/{action}", post(control))
             .with_state(shared.clone());
         let token = stop.clone();

@@ -1,4 +1,5 @@
-//! The fake's authenticated endpoints: `userInfo`, `wr_skey` renewal and the articles stub.
+//! The fake's authenticated endpoints: `userInfo` and `wr_skey` renewal (the MP data
+//! endpoints are in `mp.rs`).
 
 use super::*;
 
@@ -7,17 +8,16 @@ pub(super) fn routes(router: Router<Arc<Shared>>) -> Router<Arc<Shared>> {
     router
         .route("/api/userInfo", get(user_info))
         .route("/web/login/renewal", post(renewal))
-        .route("/web/mp/articles", get(articles))
 }
 
 /// The session a request's cookies name, if its `wr_skey` is valid now.
-enum Auth {
+pub(super) enum Auth {
     NoLogin,
     Stale,
     Ok(String),
 }
 
-fn authenticate(shared: &Shared, headers: &HeaderMap) -> Auth {
+pub(super) fn authenticate(shared: &Shared, headers: &HeaderMap) -> Auth {
     let c = cookies(headers);
     let (Some(vid), Some(skey)) = (c.get("wr_vid"), c.get("wr_skey")) else {
         return Auth::NoLogin;
@@ -56,32 +56,6 @@ async fn user_info(
         Auth::Ok(name) => {
             Json(json!({"userVid": q.user_vid.unwrap_or_default(), "name": name, "gender": 0}))
                 .into_response()
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct ArticlesQuery {
-    #[serde(rename = "bookId")]
-    book_id: Option<String>,
-}
-
-async fn articles(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    Query(q): Query<ArticlesQuery>,
-) -> Response {
-    match authenticate(&shared, &headers) {
-        Auth::NoLogin => error(-2010, "用户不存在"),
-        Auth::Stale => error(-2012, "登录超时"),
-        Auth::Ok(_) => {
-            let book = q.book_id.unwrap_or_else(|| "MP_WXS_1".into());
-            let id = format!("{book}_fakeToken1");
-            let review = json!({"reviewId": id, "type": 16, "createTime": 1_780_620_501,
-                "belongBookId": book, "mpInfo": {"title": "Fake article", "originalId": "fakeToken1"}});
-            Json(json!({"reviews": [{"createTime": 1_780_620_501, "subCount": 1,
-                "subReviews": [{"reviewId": id, "review": review}]}], "clearAll": 0, "synckey": 1_780_620_501}))
-            .into_response()
         }
     }
 }

@@ -1,0 +1,510 @@
+//! The WeRead sources (issue 13 §1) against the fake WeRead: group-offset paging back to
+//! `since`, the page cap, the error mapping (`closed`, `session_expired`, `rate_limited`), the
+//! cover and its HTTP 499 errors, the `~` rewrite, the flat form, the same article through
+//! both fakes, the fake WeChat's closure switch, and a child that reads a WeChat feed through
+//! WeRead end to end.
+
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+use werss_cascade::fetch::pacer::Pacer;
+use werss_cascade::fetch::wechat::WechatFetcher;
+use werss_cascade::fetch::weread::{WereadFetcher, WereadOptions};
+use werss_cascade::fetch::{FetchError, links};
+use werss_cascade::logins::weread::WereadJar;
+use werss_cascade::protocol::credentials::Secret;
+use werss_cascade::protocol::wire::PackageFeed;
+use werss_cascade::testkit::wechat::{
+    FakeAccount, FakeArticle, FakePublish, FakeSession, FakeWechat,
+};
+use werss_cascade::testkit::weread::{FakeWeread, WereadArticle, WereadGroup};
+
+const NEWEST: i64 = 1_795_358_591;
+
+/// An account of `n` pushes an hour apart, push `i` carrying `i % 8 + 1` articles.
+fn account(number: u64, n: usize) -> FakeAccount {
+    let publishes = (0..n)
+        .map(|i| {
+            let appmsgid = 2_247_480_000 + i64::try_from(n - i).expect("small");
+            let at = NEWEST - 3600 * i64::try_from(i).expect("small");
+            FakePublish {
+                appmsgid,
+                articles: (1..=i64::try_from(i % 8 + 1).expect("small"))
+                    .map(|itemidx| FakeArticle {
+                        itemidx,
+                        title: format!("Article {appmsgid}/{itemidx}"),
+                        digest: format!("Digest {appmsgid}/{itemidx}"),
+                        update_time: at,
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    FakeAccount {
+        number,
+        nickname: format!("Account {number}"),
+        publishes,
+    }
+}
+
+fn articles_in(a: &FakeAccount, pushes: usize) -> usize {
+    a.publishes
+        .iter()
+        .take(pushes)
+        .map(|p| p.articles.len())
+        .sum()
+}
+
+fn feed(account: &FakeAccount, since: Option<i64>) -> PackageFeed {
+    PackageFeed {
+        id: format!("MP_WXS_{}", account.number),
+        faker_id: Some(account.fakeid()),
+        mp_name: account.nickname.clone(),
+        mp_cover: None,
+        mp_intro: None,
+        status: 1,
+        source: Some("weread_list".into()),
+        url: None,
+        etag: None,
+        last_modified: None,
+        since,
+    }
+}
+
+fn options(fake: &FakeWeread, max_pages: usize, tilde_rewrite: bool) -> WereadOptions {
+    WereadOptions {
+        base_url: fake.base_url().to_string(),
+        max_pages,
+        tilde_rewrite,
+    }
+}
+
+fn fetcher(_fake: &FakeWeread, opts: WereadOptions, jar: &WereadJar) -> WereadFetcher {
+    WereadFetcher::new(
+        crate::helpers::http_client(),
+        opts,
+        jar.clone(),
+        Arc::new(Pacer::new(Duration::ZERO, Duration::ZERO)),
+    )
+}
+
+fn vid(jar: &WereadJar) -> String {
+    jar.vid().expect("vid").to_string()
+}
+
+fn offsets(fake: &FakeWeread, jar: &WereadJar) -> Vec<usize> {
+    fake.log_for(&vid(jar)).iter().map(|e| e.offset).collect()
+}
+
+#[tokio::test]
+async fn the_list_pages_by_group_offset_back_to_since() {
+    let fake = FakeWeread::start().await.expect("fake");
+    let a = account(3_286_016_687, 45);
+    fake.serve_account(&a);
+    let jar = fake.new_session("reader");
+    let f = fetcher(&fake, options(&fake, 20, true), &jar);
+
+    let all = f.list(&feed(&a, None)).await.expect("listed");
+    assert_eq!(all.articles.len(), articles_in(&a, 45));
+    assert!(!all.backlog_incomplete, "the list ended before the cap");
+    assert_eq!(
+        offsets(&fake, &jar),
+        [0, 20, 40, 45],
+        "offset counts groups, an empty page ends"
+    );
+    let first = &all.articles[0];
+    assert_eq!(first.mp_id, "MP_WXS_3286016687");
+    assert_eq!(first.publish_time, NEWEST, "mpInfo.time");
+    assert!(
+        first.url.starts_with("https://mp.weixin.qq.com/s/"),
+        "{}",
+        first.url
+    );
+    assert!(
+        first
+            .doc_url
+            .as_deref()
+            .is_some_and(|d| d.contains("__biz="))
+    );
+
+    // The parent holds everything up to the 25th push: pages stop at the first known one.
+    let since = NEWEST - 24 * 3600;
+    let newer = f.list(&feed(&a, Some(since))).await.expect("listed");
+    assert_eq!(newer.articles.len(), articles_in(&a, 24));
+    assert!(newer.articles.iter().all(|x| x.publish_time > since));
+    assert_eq!(offsets(&fake, &jar)[4..], [0, 20], "two pages were enough");
+    fake.stop();
+}
+
+#[tokio::test]
+async fn the_page_cap_reports_an_incomplete_backlog() {
+    let fake = FakeWeread::start().await.expect("fake");
+    let a = account(3_286_016_688, 45);
+    fake.serve_account(&a);
+    let jar = fake.new_session("reader");
+    let f = fetcher(&fake, options(&fake, 2, true), &jar);
+
+    let capped = f.list(&feed(&a, None)).await.expect("listed");
+    assert!(capped.backlog_incomplete);
+    assert_eq!(capped.articles.len(), articles_in(&a, 40));
+    assert_eq!(offsets(&fake, &jar), [0, 20]);
+
+    // Reaching what the parent has within the cap is complete.
+    let since = NEWEST - 30 * 3600;
+    let done = f.list(&feed(&a, Some(since))).await.expect("listed");
+    assert!(!done.backlog_incomplete);
+    assert_eq!(done.articles.len(), articles_in(&a, 30));
+    fake.stop();
+}
+
+#[tokio::test]
+async fn list_refusals_map_to_typed_reasons() {
+    let fake = FakeWeread::start().await.expect("fake");
+    let a = account(3_286_016_689, 3);
+    fake.serve_account(&a);
+    let jar = fake.new_session("reader");
+    let f = fetcher(&fake, options(&fake, 20, true), &jar);
+
+    fake.close_list(true);
+    let closed = f.list(&feed(&a, None)).await.expect_err("closed");
+    assert!(matches!(closed, FetchError::Closed(_)), "{closed:?}");
+    assert_eq!(closed.reason(), "closed");
+    fake.close_list(false);
+
+    fake.expire_skey(&vid(&jar));
+    let stale = f.list(&feed(&a, None)).await.expect_err("stale");
+    assert!(matches!(stale, FetchError::SkeyExpired(_)), "{stale:?}");
+    assert_eq!(stale.reason(), "session_expired");
+
+    let anonymous = fetcher(&fake, options(&fake, 20, true), &WereadJar::new());
+    let none = anonymous.list(&feed(&a, None)).await.expect_err("no login");
+    assert!(matches!(none, FetchError::SessionExpired(_)), "{none:?}");
+
+    let fresh = fake.new_session("second");
+    let f = fetcher(&fake, options(&fake, 20, true), &fresh);
+    fake.set_budget(Some((2, Duration::from_secs(3600))));
+    f.list(&feed(&a, None)).await.expect("within the budget");
+    let limited = f.list(&feed(&a, None)).await.expect_err("over the budget");
+    assert_eq!(limited.reason(), "rate_limited");
+    let outcomes: Vec<String> = fake
+        .log_for(&vid(&fresh))
+        .into_iter()
+        .map(|e| e.outcome)
+        .collect();
+    assert_eq!(
+        outcomes,
+        ["ok", "ok", "-2014"],
+        "two pages, then the budget"
+    );
+    let codes: Vec<String> = fake
+        .log_for(&vid(&jar))
+        .into_iter()
+        .map(|e| e.outcome)
+        .collect();
+    assert_eq!(codes, ["-2041", "-2012"]);
+    fake.stop();
+}
+
+#[tokio::test]
+async fn the_cover_gives_the_newest_article_and_a_499_is_an_error() {
+    let fake = FakeWeread::start().await.expect("fake");
+    let a = account(3_286_016_690, 5);
+    fake.serve_account(&a);
+    fake.close_list(true);
+    let jar = fake.new_session("reader");
+    let f = fetcher(&fake, options(&fake, 20, true), &jar);
+    let seen_at = 1_800_000_000;
+
+    let got = f
+        .cover(&feed(&a, Some(NEWEST)), seen_at)
+        .await
+        .expect("cover works while the list is closed");
+    assert_eq!(got.articles.len(), 1);
+    let newest = &got.articles[0];
+    let push = &a.publishes[0];
+    assert_eq!(newest.title, push.articles[0].title);
+    assert_eq!(newest.publish_time, seen_at, "no time: first seen");
+    let token = a.article_token(push.appmsgid, 1);
+    assert_eq!(newest.url, links::short_link(&token, true));
+    assert_eq!(newest.id, format!("3286016690-{token}"));
+
+    fake.cover_error(Some(-2012));
+    let e = f
+        .cover(&feed(&a, None), seen_at)
+        .await
+        .expect_err("499 is an error");
+    assert!(matches!(e, FetchError::SkeyExpired(_)), "{e:?}");
+    fake.cover_error(Some(-2041));
+    let e = f
+        .cover(&feed(&a, None), seen_at)
+        .await
+        .expect_err("499 is an error");
+    assert_eq!(e.reason(), "closed");
+    fake.cover_error(Some(-1));
+    let e = f
+        .cover(&feed(&a, None), seen_at)
+        .await
+        .expect_err("never 0 articles");
+    assert_eq!(e.reason(), "network");
+    fake.stop();
+}
+
+#[tokio::test]
+async fn the_tilde_rewrite_is_a_setting() {
+    let fake = FakeWeread::start().await.expect("fake");
+    let a = account(3_286_016_691, 0);
+    let book = werss_cascade::testkit::weread::book_id(&a);
+    fake.publish(
+        &book,
+        WereadGroup {
+            create_time: NEWEST,
+            articles: vec![WereadArticle {
+                token: "9gm5~Wle7VrEYNiwBGaaOQ".into(),
+                title: "tilde".into(),
+                digest: String::new(),
+                time: None,
+                doc_url: None,
+                read_num: Some(Value::from("1.2万")),
+            }],
+        },
+    );
+    let jar = fake.new_session("reader");
+    for (rewrite, link) in [
+        (true, "https://mp.weixin.qq.com/s/9gm5_Wle7VrEYNiwBGaaOQ"),
+        (false, "https://mp.weixin.qq.com/s/9gm5~Wle7VrEYNiwBGaaOQ"),
+    ] {
+        let f = fetcher(&fake, options(&fake, 20, rewrite), &jar);
+        let got = f.list(&feed(&a, None)).await.expect("listed");
+        let item = &got.articles[0];
+        assert_eq!(item.url, link);
+        assert_eq!(item.publish_time, NEWEST, "createTime without mpInfo.time");
+        assert_eq!(item.read_num, Some(12_000));
+        let cover = f.cover(&feed(&a, None), 1).await.expect("cover");
+        assert_eq!(cover.articles[0].url, link);
+    }
+    fake.stop();
+}
+
+#[tokio::test]
+async fn the_flat_form_is_read_too() {
+    let fake = FakeWeread::start().await.expect("fake");
+    let a = account(3_286_016_692, 6);
+    fake.serve_account(&a);
+    let jar = fake.new_session("reader");
+    let f = fetcher(&fake, options(&fake, 20, true), &jar);
+    let nested = f.list(&feed(&a, None)).await.expect("nested");
+    fake.flat(true);
+    let flat = f.list(&feed(&a, None)).await.expect("flat");
+    assert_eq!(flat.articles, nested.articles);
+    assert_eq!(flat.articles.len(), articles_in(&a, 6));
+    fake.stop();
+}
+
+#[tokio::test]
+async fn the_same_article_through_both_fakes_has_one_id_and_one_link() {
+    let a = account(3_286_016_693, 4);
+    let wechat = FakeWechat::start(vec![a.clone()])
+        .await
+        .expect("fake WeChat");
+    let session = FakeSession {
+        token: "tok".into(),
+        slave_sid: "sid".into(),
+        limit: None,
+    };
+    wechat.add_session(session.clone());
+    let mp = WechatFetcher::new(
+        crate::helpers::http_client(),
+        wechat.base_url(),
+        Secret::new(&session.token),
+        Secret::new(session.cookie()),
+        Arc::new(Pacer::new(Duration::ZERO, Duration::ZERO)),
+    )
+    .fetch(&feed(&a, None))
+    .await
+    .expect("MP list");
+    let weread = FakeWeread::start().await.expect("fake WeRead");
+    weread.serve_account(&a);
+    let jar = weread.new_session("reader");
+    let wr = fetcher(&weread, options(&weread, 20, true), &jar)
+        .list(&feed(&a, None))
+        .await
+        .expect("WeRead list");
+
+    assert_eq!(mp.articles.len(), articles_in(&a, 4));
+    assert_eq!(wr.articles.len(), mp.articles.len());
+    for (m, w) in mp.articles.iter().zip(&wr.articles) {
+        assert_eq!(m.id, w.id, "one id whichever source read it");
+        assert_eq!(m.publish_time, w.publish_time);
+        let doc = w.doc_url.as_deref().expect("doc_url kept");
+        assert_eq!(links::normalise(&m.url), links::normalise(doc));
+        assert!(links::normalise(doc).starts_with("https://mp.weixin.qq.com/s?__biz="));
+    }
+    wechat.stop();
+    weread.stop();
+}
+
+#[tokio::test]
+async fn the_fake_wechat_closure_refuses_other_accounts_only() {
+    let (own, other) = (account(3_286_016_694, 2), account(3_286_016_695, 2));
+    let wechat = FakeWechat::start(vec![own.clone(), other.clone()])
+        .await
+        .expect("fake");
+    let session = FakeSession {
+        token: "tok".into(),
+        slave_sid: "sid".into(),
+        limit: None,
+    };
+    wechat.add_session(session.clone());
+    wechat.set_own_account("sid", own.number);
+    wechat.set_closed(true);
+    let mp = WechatFetcher::new(
+        crate::helpers::http_client(),
+        wechat.base_url(),
+        Secret::new(&session.token),
+        Secret::new(session.cookie()),
+        Arc::new(Pacer::new(Duration::ZERO, Duration::ZERO)),
+    );
+    let refused = mp
+        .fetch(&feed(&other, None))
+        .await
+        .expect_err("closed for others");
+    assert_eq!(
+        refused.reason(),
+        "rate_limited",
+        "the MP mapping is unchanged"
+    );
+    let mine = mp.fetch(&feed(&own, None)).await.expect("own account open");
+    assert_eq!(mine.articles.len(), articles_in(&own, 2));
+    // An empty fakeid lists the login's own account.
+    let body: Value = crate::helpers::http_client()
+        .get(format!("{}/cgi-bin/appmsgpublish", wechat.base_url()))
+        .query(&[
+            ("token", "tok"),
+            ("fakeid", ""),
+            ("begin", "0"),
+            ("count", "5"),
+        ])
+        .header("Cookie", session.cookie())
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(body["base_resp"]["ret"], 0, "{body}");
+    let outcomes: Vec<&str> = wechat.log_for("tok").iter().map(|e| e.outcome).collect();
+    assert_eq!(
+        outcomes,
+        ["200013", "ok", "ok"],
+        "refused on the first request"
+    );
+    wechat.set_closed(false);
+    mp.fetch(&feed(&other, None)).await.expect("reopened");
+    wechat.stop();
+}
+
+mod child {
+    use super::*;
+    use crate::helpers::db::on_both;
+    use crate::helpers::{TestParent, cascade, test_config};
+    use werss_cascade::child::Child;
+    use werss_cascade::logins::LoginStore;
+
+    on_both! {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_wechat_feed_on_a_child_with_only_a_weread_login_is_read_through_weread(backend) {
+            let p = TestParent::on(backend.clone()).await;
+            let a = account(3_286_016_696, 5);
+            let fake = FakeWeread::start().await.expect("fake");
+            fake.serve_account(&a);
+            let node = p.add_node("reader").await;
+            let mut c = test_config(&p.dir);
+            let data = p.dir.path().join("child-reader");
+            c.cascade.data_dir = data.display().to_string();
+            c.cascade.parent_api_url = p.url("");
+            c.cascade.api_key = node.key.clone();
+            c.cascade.api_secret = Secret::new(&node.secret);
+            c.cascade.weread_base_url = fake.base_url().to_string();
+            c.cascade.weread_page_gap_ms = 0;
+            c.cascade.heartbeat_interval = 1;
+            c.cascade.claim_wait = 1;
+            c.cascade.shutdown_grace = 5;
+            let mut login = fake.new_login("weread-1");
+            // Renewed just now: the keeper leaves it alone, so the renewal below is the fetch's.
+            login.renewed_at = Some(chrono::Utc::now());
+            let vid = WereadJar::from_pairs(login.secrets.cookies.clone()).vid().expect("vid").to_string();
+            LoginStore::open(&data).expect("store").upsert(login).expect("saved");
+            // The key lapsed: the first list request answers -2012, the child renews and goes on.
+            fake.expire_skey(&vid);
+
+            let task = p.wechat_task(std::slice::from_ref(&a)).await;
+            let stop = tokio_util::sync::CancellationToken::new();
+            let running = tokio::spawn(Child::new(c).expect("child").run(stop.clone()));
+            p.poll_until("/nodes", "the node to report a valid session", |n| {
+                n.as_array().is_some_and(|l| l.iter().any(|x| x["session_state"] == "valid"))
+            }).await;
+            p.dispatch(&task).await;
+            p.poll_until("/pending-allocations", "the completion", |c| c["completed_today"] == 1).await;
+
+            let id = format!("MP_WXS_{}", a.number);
+            let doc: Value = crate::helpers::http_client()
+                .get(p.url(&format!("/feed/{id}.json")))
+                .send().await.expect("sent").json().await.expect("JSON Feed");
+            let items = doc["items"].as_array().expect("items");
+            assert_eq!(items.len(), articles_in(&a, 5), "{doc}");
+            let push = &a.publishes[0];
+            let token = a.article_token(push.appmsgid, 1);
+            assert!(
+                items.iter().any(|i| i["url"] == links::short_link(&token, true)),
+                "the WeRead link of the newest article: {doc}"
+            );
+            assert!(items.iter().all(|i| i["url"].as_str().is_some_and(|u| u.starts_with("https://mp.weixin.qq.com/s/"))));
+            assert_eq!(fake.renewals(), 1, "renewed once on -2012");
+            let outcomes: Vec<String> = fake.log_for(&vid).into_iter().map(|e| e.outcome).collect();
+            assert_eq!(outcomes, ["-2012", "ok", "ok"], "one stale try, then the list and its end");
+            let fs = p.get(&cascade(&format!("/feed-status?feed_id={id}")), &p.admin()).await;
+            assert_eq!(fs.ok()["list"][0]["update_status"], "fresh", "{}", fs.ok());
+            stop.cancel();
+            running.await.expect("joined").expect("child exits cleanly");
+            let saved = LoginStore::open(&data).expect("store").get("weread-1").expect("login");
+            assert_eq!(
+                saved.secrets.cookies.iter().find(|(k, _)| k == "wr_skey").map(|(_, v)| v.expose().to_string()),
+                fake.skey(&vid),
+                "the renewed key was saved"
+            );
+            fake.stop();
+            p.shutdown().await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_fake_serves_article_pages_and_404s_unknown_ones() {
+    let fake = FakeWeread::start().await.expect("fake");
+    let a = account(3_286_016_697, 1);
+    fake.serve_account(&a);
+    let jar = fake.new_session("reader");
+    let token = a.article_token(a.publishes[0].appmsgid, 1);
+    let get = |review: String| {
+        let req = crate::helpers::http_client()
+            .get(format!("{}/web/mp/content", fake.base_url()))
+            .query(&[("reviewId", review)]);
+        werss_cascade::logins::weread::authenticated(req, fake.base_url(), &jar).send()
+    };
+    let page = get(format!("MP_WXS_{}_{token}", a.number))
+        .await
+        .expect("sent");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("HTML");
+    assert!(html.contains(r#"<div id="js_content""#), "{html}");
+    assert!(html.contains(&a.publishes[0].articles[0].digest));
+    let missing = get("MP_WXS_1_nope".into()).await.expect("sent");
+    assert_eq!(missing.status(), 404);
+    let outcomes: Vec<String> = fake
+        .log_for(&vid(&jar))
+        .into_iter()
+        .map(|e| e.outcome)
+        .collect();
+    assert_eq!(outcomes, ["ok", "404"]);
+    fake.stop();
+}
