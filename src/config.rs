@@ -99,6 +99,8 @@ const CASCADE_KEYS: &[&str] = &[
     "weread_max_pages",
     "weread_page_gap_ms",
     "weread_tilde_rewrite",
+    "source_chain",
+    "source_probe_every",
 ];
 
 /// Top-level keys and the WeRSS env variable each falls back to when absent from the file.
@@ -315,6 +317,11 @@ cascade_config! {
     /// Child: write a `~` in a WeRead article token as `_` in its link
     /// (`https://mp.weixin.qq.com/s/<token>`).
     weread_tilde_rewrite: bool = true, "lenient_bool";
+    /// Parent: the sources a WeChat feed is read through, in order (`weread_list`,
+    /// `weread_cover`, `mp_list`); a source found closed is skipped until it reopens.
+    source_chain: Vec<String> = vec!["weread_list".into(), "weread_cover".into(), "mp_list".into()], "string_list";
+    /// Parent: seconds between two probes of a closed source (one feed tries it first).
+    source_probe_every: u64 = 1800, "lenient_u64";
 }
 
 impl Config {

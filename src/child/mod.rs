@@ -485,8 +485,12 @@ async fn execute(shared: Arc<Shared>, package: TaskPackage) {
     let mut articles: Vec<Article> = Vec::new();
     let mut results = Vec::new();
     for feed in &package.feeds {
-        let (source, outcome) = fetch_feed(&shared, feed).await;
-        results.push(result_item(feed, source, &outcome));
+        let (source, refused, outcome) = fetch_through_chain(&shared, feed).await;
+        let mut item = result_item(feed, source, &outcome);
+        if !refused.is_empty() {
+            item["refused"] = json!(refused);
+        }
+        results.push(item);
         if let Ok(found) = outcome {
             articles.extend(found.articles);
         }
@@ -537,6 +541,22 @@ enum WechatSource {
 }
 
 impl WechatSource {
+    fn parse(name: &str) -> Option<Self> {
+        match name.trim() {
+            "mp_list" => Some(Self::MpList),
+            "weread_list" => Some(Self::WereadList),
+            "weread_cover" => Some(Self::WereadCover),
+            _ => None,
+        }
+    }
+
+    fn login_kind(self) -> LoginKind {
+        match self {
+            Self::MpList => LoginKind::Mp,
+            Self::WereadList | Self::WereadCover => LoginKind::Weread,
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Self::MpList => "mp_list",
@@ -573,6 +593,76 @@ fn choose_source(shared: &Shared, feed: &PackageFeed) -> Result<Option<WechatSou
         Ok(Some(chosen))
     } else {
         Err("wechat".into())
+    }
+}
+
+/// Fetches one feed through the sources the parent lists for it (`sources`, in order): a
+/// source this child has no usable login for is skipped, one that refuses (`closed`) hands
+/// the feed to the next at once, in this same allocation. Returns the source of the outcome
+/// and the refusals met on the way (`[{source, error}]`, for the parent's closure count).
+/// Without a list (a stock parent, an RSS feed) the feed is fetched as [`fetch_feed`] says.
+async fn fetch_through_chain(
+    shared: &Shared,
+    feed: &PackageFeed,
+) -> (&'static str, Vec<Value>, Result<Fetched, FetchError>) {
+    let mut refused = Vec::new();
+    let listed: Vec<WechatSource> = feed
+        .sources
+        .iter()
+        .flatten()
+        .filter_map(|s| WechatSource::parse(s))
+        .collect();
+    if listed.is_empty() || !shared.wechat || feed.source.as_deref().unwrap_or("wechat") != "wechat"
+    {
+        let (source, outcome) = fetch_feed(shared, feed).await;
+        return (source, refused, outcome);
+    }
+    let now = chrono::Utc::now();
+    let usable: Vec<WechatSource> = listed
+        .iter()
+        .copied()
+        .filter(|s| shared.logins.any_usable(s.login_kind(), now))
+        .collect();
+    if usable.is_empty() {
+        // No usable login for any listed source: the first one this child has logins of
+        // (cooling or expired) reports why, so the parent learns the cooldown or expiry.
+        let first = listed
+            .iter()
+            .copied()
+            .find(|s| shared.logins.has_kind(s.login_kind()))
+            .unwrap_or(listed[0]);
+        return (
+            first.name(),
+            refused,
+            fetch_source(shared, feed, first).await,
+        );
+    }
+    let mut last = None;
+    for source in usable {
+        match fetch_source(shared, feed, source).await {
+            Err(e @ FetchError::Closed(_)) => {
+                tracing::info!(feed = %untrusted(&feed.id), source = source.name(), error = %e, "source refused; trying the next");
+                refused.push(json!({"source": source.name(), "error": e.to_string()}));
+                last = Some((source.name(), Err(e)));
+            }
+            outcome => return (source.name(), refused, outcome),
+        }
+    }
+    let (source, outcome) = last.unwrap_or(("none", Err(FetchError::Network("no source".into()))));
+    // Every source refused: the last refusal is the feed's outcome; it is not listed twice.
+    refused.pop();
+    (source, refused, outcome)
+}
+
+/// Fetches one feed with one WeChat source.
+async fn fetch_source(
+    shared: &Shared,
+    feed: &PackageFeed,
+    source: WechatSource,
+) -> Result<Fetched, FetchError> {
+    match source {
+        WechatSource::MpList => fetch_mp(shared, feed).await,
+        s => fetch_weread(shared, feed, s == WechatSource::WereadCover).await,
     }
 }
 

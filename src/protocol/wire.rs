@@ -187,6 +187,11 @@ pub struct PackageFeed {
     /// Newest publish time the parent holds, epoch seconds.
     #[serde(default)]
     pub since: Option<i64>,
+    /// WeChat feeds: the sources to try, in order (`weread_list`, `weread_cover`, `mp_list`),
+    /// the parent's chain without the sources it found closed (an extension; absent from a
+    /// stock parent, ignored by a stock child).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<Vec<String>>,
 }
 
 /// The task package a claim hands out (PROTOCOL §8.3).

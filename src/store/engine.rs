@@ -190,6 +190,7 @@ pub(crate) fn package(
                 etag: f.opt_text("http_etag")?,
                 last_modified: f.opt_text("http_last_modified")?,
                 since: f.opt_int("since")?,
+                sources: None,
             })
         })
         .collect::<Result<Vec<_>>>()?;

@@ -10,6 +10,7 @@ mod pg;
 mod rows;
 mod schema;
 mod scratch;
+pub(crate) mod sources;
 mod sqlite;
 mod types;
 mod url;
@@ -17,6 +18,7 @@ mod url;
 pub use alloc_types::*;
 pub use flows::{FLOW_STATES, FlowProgress, LoginFlow, NewLoginFlow, flow_state_is_final};
 pub use scratch::ScratchDb;
+pub use sources::SourceRow;
 pub use types::*;
 pub use url::{DbUrl, parse_db_url, redact_url, with_database};
 
@@ -399,4 +401,21 @@ delegate! {
     fn cancel_login_flow(&self, id: &str, now: NaiveDateTime) -> Result<LoginFlow>;
     /// Keeps the OTP code typed for a flow that asks for one.
     fn set_login_flow_otp(&self, id: &str, code: &str, now: NaiveDateTime) -> Result<LoginFlow>;
+
+    /// Every WeChat source with a record.
+    fn source_rows(&self) -> Result<Vec<SourceRow>>;
+    /// A success of a source; `true` when it reopened (one caller).
+    fn source_ok(&self, source: &str, now: NaiveDateTime) -> Result<bool>;
+    /// A refusal of a source to a node's login; `true` when it closed (one caller).
+    fn source_refused(&self, source: &str, node_id: &str, error: &str, needed: i64, now: NaiveDateTime, probe_at: NaiveDateTime) -> Result<bool>;
+    /// Takes a closed source's due probe (one caller).
+    fn take_source_probe(&self, source: &str, now: NaiveDateTime, next: NaiveDateTime) -> Result<bool>;
+    /// Records the source that read these feeds.
+    fn feeds_read_by(&self, source: &str, feed_ids: Vec<String>, now: NaiveDateTime) -> Result<()>;
+    /// Feeds each source read last.
+    fn feeds_by_source(&self) -> Result<Vec<(String, i64)>>;
+    /// Active nodes with a usable login, by kind.
+    fn nodes_with_usable_logins(&self) -> Result<Vec<(String, i64)>>;
+    /// Usable logins of active nodes, by kind.
+    fn usable_logins(&self) -> Result<Vec<(String, i64)>>;
 }

@@ -23,6 +23,7 @@ fn feed(account: &FakeAccount, since: Option<i64>) -> PackageFeed {
         etag: None,
         last_modified: None,
         since,
+        sources: None,
     }
 }
 
@@ -183,6 +184,7 @@ mod rss {
             etag: None,
             last_modified: None,
             since,
+            sources: None,
         }
     }
 

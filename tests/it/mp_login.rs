@@ -84,6 +84,7 @@ fn feed(account: &FakeAccount) -> PackageFeed {
         etag: None,
         last_modified: None,
         since: None,
+        sources: None,
     }
 }
 

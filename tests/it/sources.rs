@@ -68,6 +68,7 @@ fn feed(account: &FakeAccount, since: Option<i64>) -> PackageFeed {
         etag: None,
         last_modified: None,
         since,
+        sources: None,
     }
 }
 
@@ -472,6 +473,115 @@ mod child {
                 fake.skey(&vid),
                 "the renewed key was saved"
             );
+            fake.stop();
+            p.shutdown().await;
+        }
+    }
+    /// A child of `node` whose login store holds one fresh `weread` login of `fake`.
+    fn weread_child(
+        p: &TestParent,
+        node: &crate::helpers::TestNode,
+        fake: &FakeWeread,
+    ) -> werss_cascade::config::Config {
+        let mut c = test_config(&p.dir);
+        let data = p.dir.path().join(format!("child-{}", node.id));
+        c.cascade.data_dir = data.display().to_string();
+        c.cascade.parent_api_url = p.url("");
+        c.cascade.api_key = node.key.clone();
+        c.cascade.api_secret = Secret::new(&node.secret);
+        c.cascade.weread_base_url = fake.base_url().to_string();
+        c.cascade.weread_page_gap_ms = 0;
+        c.cascade.heartbeat_interval = 1;
+        c.cascade.claim_wait = 1;
+        c.cascade.capacity = 1;
+        c.cascade.shutdown_grace = 5;
+        let mut login = fake.new_login(&format!("weread-{}", node.id));
+        login.renewed_at = Some(chrono::Utc::now());
+        LoginStore::open(&data)
+            .expect("store")
+            .upsert(login)
+            .expect("saved");
+        c
+    }
+
+    fn list_calls(fake: &FakeWeread) -> usize {
+        fake.requests()
+            .iter()
+            .filter(|e| e.endpoint == "list")
+            .count()
+    }
+
+    on_both! {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_list_refused_on_two_nodes_closes_once_the_cover_serves_and_a_probe_reopens_it(backend) {
+            let (p, mut alerts) = crate::alerts::parent_with_receiver(backend.clone()).await;
+            let (a, b) = (account(3_286_016_701, 3), account(3_286_016_702, 3));
+            let fake = FakeWeread::start().await.expect("fake");
+            fake.serve_account(&a);
+            fake.serve_account(&b);
+            fake.close_list(true);
+            let stop = tokio_util::sync::CancellationToken::new();
+            let mut running = Vec::new();
+            for name in ["reader-1", "reader-2"] {
+                let node = p.add_node(name).await;
+                let c = weread_child(&p, &node, &fake);
+                running.push(tokio::spawn(Child::new(c).expect("child").run(stop.clone())));
+            }
+            p.poll_until("/nodes", "both nodes with a valid session", |n| {
+                n.as_array().is_some_and(|l| l.iter().filter(|x| x["session_state"] == "valid").count() == 2)
+            }).await;
+            let task = p.wechat_task(&[a.clone(), b.clone()]).await;
+            p.dispatch(&task).await;
+            p.poll_until("/pending-allocations", "both feeds completed", |c| c["completed_today"] == 2).await;
+
+            // Both nodes met the refusal: the list is closed, the cover served both feeds.
+            let sources = p.poll_until("/sources", "the list closed", |l| {
+                l.as_array().is_some_and(|l| l.iter().any(|s| s["source"] == "weread_list" && s["state"] == "closed"))
+            }).await;
+            let row = |name: &str| sources.as_array().expect("list").iter().find(|s| s["source"] == name).cloned().expect("listed");
+            assert_eq!(row("weread_list")["refused_by_nodes"], 2);
+            assert!(row("weread_list")["last_error"].as_str().is_some_and(|e| e.contains("-2041")), "{sources}");
+            assert_eq!(row("weread_cover")["state"], "open");
+            assert_eq!(row("weread_cover")["feeds_served"], 2);
+            assert_eq!(row("weread_cover")["logins_usable"], 2);
+            assert_eq!(row("mp_list")["logins_usable"], 0);
+            for feed in [&a, &b] {
+                let doc: Value = crate::helpers::http_client()
+                    .get(p.url(&format!("/feed/MP_WXS_{}.json", feed.number)))
+                    .send().await.expect("sent").json().await.expect("JSON Feed");
+                assert_eq!(doc["items"].as_array().map(Vec::len), Some(1), "the newest article: {doc}");
+            }
+            let done = p.get(&cascade("/allocations?status=completed"), &p.admin()).await;
+            assert!(done.ok()["list"].as_array().expect("list").iter().all(|x| x["attempt"] == 1), "no attempt spent");
+            let nodes = p.get(&cascade("/nodes"), &p.admin()).await;
+            assert!(nodes.ok().as_array().expect("nodes").iter().all(|n| n["cooldown_until"].is_null()), "no node cools on a closure");
+            let (_, closed) = crate::webhooks::next(&mut alerts).await;
+            assert_eq!(closed["event"], "source_closed");
+            assert_eq!(closed["source"], "weread_list");
+            crate::alerts::assert_nothing_more(&p, &mut alerts).await;
+
+            // While it is closed and no probe is due, the packages leave it out.
+            let calls = list_calls(&fake);
+            p.dispatch(&task).await;
+            p.poll_until("/pending-allocations", "the next round completed", |c| c["completed_today"] == 4).await;
+            assert_eq!(list_calls(&fake), calls, "a closed list is not asked");
+
+            // WeRead lists again; once a probe is due, one feed tries the list first and reopens it.
+            fake.close_list(false);
+            p.clock.advance(chrono::TimeDelta::minutes(31));
+            p.dispatch(&task).await;
+            p.poll_until("/sources", "the list reopened", |l| {
+                l.as_array().is_some_and(|l| l.iter().any(|s| s["source"] == "weread_list" && s["state"] == "open"))
+            }).await;
+            assert!(list_calls(&fake) > calls, "the probe asked the list");
+            let (_, reopened) = crate::webhooks::next(&mut alerts).await;
+            assert_eq!(reopened["event"], "source_reopened");
+            assert_eq!(reopened["source"], "weread_list");
+            stop.cancel();
+            for r in running {
+                r.await.expect("joined").expect("child exits cleanly");
+            }
+            crate::alerts::assert_nothing_more(&p, &mut alerts).await;
             fake.stop();
             p.shutdown().await;
         }

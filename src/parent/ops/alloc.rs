@@ -338,6 +338,8 @@ pub async fn claim(state: &AppState, node_id: &str, q: ClaimQuery) -> ApiResult<
             Some(max_wait),
         ),
     };
+    let mut outcome = outcome;
+    super::sources::annotate(state, &mut outcome.packages).await?;
     let got = !outcome.packages.is_empty();
     if got {
         tracing::info!(node.id = %node_id, count = outcome.packages.len(), "claimed");
@@ -450,6 +452,7 @@ pub async fn report_completion(
     req: ReportCompletion,
 ) -> ApiResult<ReportOutcome> {
     let results: Vec<FeedResult> = req.results.iter().map(feed_result).collect();
+    let items = req.results.clone();
     let all_failed = !results.is_empty() && results.iter().all(|r| !r.success);
     let r = if all_failed {
         Report::Failed(Failure {
@@ -466,5 +469,10 @@ pub async fn report_completion(
             article_count: req.article_count.max(0),
         }))
     };
-    apply_report(state, node_id, &req.allocation_id, req.lease_token, r).await
+    let outcome = apply_report(state, node_id, &req.allocation_id, req.lease_token, r).await?;
+    // What the sources did is learnt once the report stands; a failure here loses only that.
+    if let Err(e) = super::sources::learn(state, node_id, &items).await {
+        tracing::warn!(node.id = %node_id, status = e.status().as_u16(), "source outcomes not recorded");
+    }
+    Ok(outcome)
 }

@@ -5,6 +5,7 @@ pub mod alloc;
 pub mod articles;
 mod catalog;
 pub mod flows;
+pub mod sources;
 
 pub use catalog::{feed_update, new_feed, task_fields};
 

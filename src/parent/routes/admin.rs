@@ -67,6 +67,11 @@ pub(super) struct LoginFilter {
     node_id: Option<String>,
 }
 
+/// `GET {P}/sources`: each WeChat source of the chain, open or closed, and what serves it.
+pub(super) async fn list_sources(State(state): State<AppState>, _: AdminAuth) -> Reply<Vec<Value>> {
+    ok("success", ops::sources::list(&state).await?)
+}
+
 /// `GET {P}/logins`: every login the nodes reported in their heartbeats, secrets never kept.
 pub(super) async fn list_logins(
     State(state): State<AppState>,

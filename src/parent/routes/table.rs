@@ -102,6 +102,7 @@ pub(super) fn cascade() -> Vec<Endpoint> {
         ep("post", "/nodes", Admin, "Create a node record", &[], json::<CreateNode>(), post(admin::create_node)),
         ep("get", "/nodes", Admin, "List nodes", &["node_type"], Body::None, get(admin::list_nodes)),
         ep("get", "/nodes/{id}", Admin, "One node", &[], Body::None, get(admin::get_node)),
+        ep("get", "/sources", Admin, "The WeChat sources: open or closed, usable logins, feeds served", &[], Body::None, get(admin::list_sources)),
         ep("get", "/logins", Admin, "Every login the nodes report (never their secrets)", &["node_id"], Body::None, get(admin::list_logins)),
         ep("post", "/nodes/{id}/logins", Admin, "Ask a node to run a QR login (202; a running one is returned)", &[], json::<StartLogin>(), post(flows::request)),
         ep("get", "/login-flows", Admin, "The newest QR login flows", &["node_id"], Body::None, get(flows::list)),

@@ -15,6 +15,7 @@ const WERSS_TABLES: &str = include_str!("../../../migrations/postgres/0001_werss
 const INDEXES: &str = include_str!("../../../migrations/postgres/0002_indexes.sql");
 const NODE_LOGINS: &str = include_str!("../../../migrations/postgres/0003_node_logins.sql");
 const LOGIN_FLOWS: &str = include_str!("../../../migrations/postgres/0004_login_flows.sql");
+const SOURCES: &str = include_str!("../../../migrations/postgres/0007_sources.sql");
 const LOGIN_REMINDERS: &str = include_str!("../../../migrations/postgres/0005_login_reminders.sql");
 
 /// Whether the schema is at [`SCHEMA_VERSION`] (an unreadable version means no).
@@ -65,6 +66,10 @@ pub(super) async fn run(pool: &PgPool) -> Result<()> {
         .execute(&mut *tx)
         .await
         .map_err(|e| Error::Migrate(format!("creating cascade_login_flows: {e}")))?;
+    sqlx::raw_sql(SOURCES)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| Error::Migrate(format!("creating cascade_sources: {e}")))?;
     sqlx::raw_sql(LOGIN_REMINDERS)
         .execute(&mut *tx)
         .await

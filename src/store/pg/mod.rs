@@ -14,6 +14,7 @@ mod monitor;
 mod nodes;
 mod recovery;
 mod row;
+mod sources;
 
 use super::rows::{self, RowExt, sync_log_from_row};
 use super::{Error, Page, Result, SyncLog, SyncLogFilter, User};

@@ -16,6 +16,7 @@ const WERSS_TABLES: &str = include_str!("../../../migrations/sqlite/0001_werss_t
 const INDEXES: &str = include_str!("../../../migrations/sqlite/0002_indexes.sql");
 const NODE_LOGINS: &str = include_str!("../../../migrations/sqlite/0003_node_logins.sql");
 const LOGIN_FLOWS: &str = include_str!("../../../migrations/sqlite/0004_login_flows.sql");
+const SOURCES: &str = include_str!("../../../migrations/sqlite/0007_sources.sql");
 const LOGIN_REMINDERS: &str = include_str!("../../../migrations/sqlite/0005_login_reminders.sql");
 
 /// Whether the schema is at [`SCHEMA_VERSION`] (an unreadable version means no).
@@ -57,6 +58,10 @@ pub(super) async fn run(pool: &SqlitePool) -> Result<()> {
         .execute(&mut *tx)
         .await
         .map_err(|e| Error::Migrate(format!("creating cascade_login_flows: {e}")))?;
+    sqlx::raw_sql(SOURCES)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| Error::Migrate(format!("creating cascade_sources: {e}")))?;
     // SQLite has no `ADD COLUMN IF NOT EXISTS`: the file runs once, while its column is missing.
     if !has_column(&mut tx, "cascade_node_logins", "reminded_stage").await? {
         sqlx::raw_sql(LOGIN_REMINDERS)

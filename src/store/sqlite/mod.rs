@@ -12,6 +12,7 @@ mod monitor;
 mod nodes;
 mod recovery;
 mod row;
+mod sources;
 
 use super::{Error, Page, Result, SyncLog, SyncLogFilter, User};
 use crate::protocol::time::to_db;

@@ -1,0 +1,26 @@
+-- WeChat sources (issue 13 §3): whether each source is open or found closed for everyone,
+-- and (below) the nodes whose logins it refused since its last success: the evidence of closure.
+CREATE TABLE IF NOT EXISTS cascade_sources (
+    source VARCHAR(40) PRIMARY KEY,
+    state VARCHAR(20) NOT NULL DEFAULT 'open',
+    since TIMESTAMP,
+    last_ok_at TIMESTAMP,
+    last_error TEXT,
+    last_error_at TIMESTAMP,
+    probe_at TIMESTAMP,
+    updated_at TIMESTAMP NOT NULL
+);
+-- Which source last read each feed (issue 13 §2).
+CREATE TABLE IF NOT EXISTS cascade_feed_sources (
+    feed_id VARCHAR(255) PRIMARY KEY,
+    source VARCHAR(40) NOT NULL,
+    ok_at TIMESTAMP NOT NULL
+);
+-- One row per source and node refused since the source's last success (inserted atomically,
+-- so concurrent reports from several nodes all count).
+CREATE TABLE IF NOT EXISTS cascade_source_refusals (
+    source VARCHAR(40) NOT NULL,
+    node_id VARCHAR(255) NOT NULL,
+    at TIMESTAMP NOT NULL,
+    PRIMARY KEY (source, node_id)
+);
