@@ -99,6 +99,7 @@ const CASCADE_KEYS: &[&str] = &[
     "weread_max_pages",
     "weread_page_gap_ms",
     "weread_tilde_rewrite",
+    "dedup_window_minutes",
 ];
 
 /// Top-level keys and the WeRSS env variable each falls back to when absent from the file.
@@ -315,6 +316,10 @@ cascade_config! {
     /// Child: write a `~` in a WeRead article token as `_` in its link
     /// (`https://mp.weixin.qq.com/s/<token>`).
     weread_tilde_rewrite: bool = true, "lenient_bool";
+    /// Parent: minutes apart two publish times of one title in a feed may be for an upload
+    /// to be the article the feed already has under another id (read through another source,
+    /// when no link matches); 0 = links only.
+    dedup_window_minutes: u64 = 10, "lenient_u64";
 }
 
 impl Config {
