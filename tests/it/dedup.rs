@@ -181,3 +181,30 @@ on_both! {
         p.shutdown().await;
     }
 }
+
+on_both! {
+    #[tokio::test]
+    async fn articles_stored_before_the_link_table_are_matched_by_their_links(backend) {
+        let p = TestParent::on(backend.clone()).await;
+        let (node, pkg) = p.one_claimed(9_800_000).await;
+        let feed = pkg["feeds"][0]["id"].as_str().expect("feed").to_string();
+        let old = p.upload(&node, &pkg, json!([{"id": "2247484000_1", "mp_id": feed, "title": "Old title",
+            "url": long(2_247_484_000, 1, "oo"), "publish_time": T}])).await;
+        // The database as schema 6 left it: no link table.
+        crate::helpers::db::execute(&p.state.config.db, "DROP TABLE cascade_article_links;
+            UPDATE cascade_settings SET value = '6' WHERE key = 'schema_version'").await;
+        let upgraded = TestParent::join(&p).await;
+
+        // Another title and a day later: only the link (learned from `url` by the migration)
+        // can tell it is the same article.
+        let list = upgraded.upload(&node, &pkg, json!([{"id": "tokOld", "mp_id": feed, "title": "New title",
+            "url": short("tokOld"), "doc_url": long(2_247_484_000, 1, "oo"), "publish_time": T + 86_400}])).await;
+        assert_eq!(counts(&list), (0, 1, 1), "{list}");
+        assert_eq!(list["ids"], old["ids"]);
+        let items = upgraded.json_items(&feed).await;
+        assert_eq!(items.len(), 1, "{items:?}");
+        assert_eq!(items[0]["title"], "Old title", "what the row had is kept");
+        upgraded.shutdown().await;
+        p.shutdown().await;
+    }
+}
