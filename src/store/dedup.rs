@@ -11,12 +11,21 @@ use super::ArticleIn;
 use super::rows::RowExt;
 use crate::fetch::links::link_key;
 
+/// Longest link key recorded: real ones are about 40 (short) or 100 (long) characters; a
+/// longer one is no article link we can match, and would not fit the column or its index.
+const MAX_KEY: usize = 500;
+
+/// The link key `url` is recorded and matched by ([`link_key`]), when it has one that fits.
+pub(crate) fn key_of(url: &str) -> Option<String> {
+    link_key(url).filter(|k| k.len() <= MAX_KEY)
+}
+
 /// The link keys an uploaded item is known by: its `url` and its `doc_url`, when they name a
-/// WeChat article ([`link_key`]), each once.
+/// WeChat article ([`key_of`]), each once.
 pub(crate) fn item_links(item: &ArticleIn) -> Vec<String> {
     let mut keys: Vec<String> = Vec::new();
     for url in [&item.url, &item.doc_url].into_iter().flatten() {
-        if let Some(key) = link_key(url)
+        if let Some(key) = key_of(url)
             && !keys.contains(&key)
         {
             keys.push(key);
@@ -179,6 +188,11 @@ mod tests {
             ..ArticleIn::default()
         };
         assert!(item_links(&rss).is_empty());
+        let huge = ArticleIn {
+            url: Some(format!("https://mp.weixin.qq.com/s/{}", "x".repeat(3000))),
+            ..ArticleIn::default()
+        };
+        assert!(item_links(&huge).is_empty(), "too long to be a key");
         let untitled = ArticleIn {
             title: Some("  ".into()),
             publish_time: Some(5),

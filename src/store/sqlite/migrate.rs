@@ -4,10 +4,9 @@
 //! only read, so a local command beside a running parent takes no write lock.
 
 use crate::clock::Clock;
-use crate::fetch::links::link_key;
 use crate::protocol::time::to_db;
 use crate::store::adopt;
-use crate::store::dedup::{ADD_LINK, LINKS_PAGE};
+use crate::store::dedup::{ADD_LINK, LINKS_PAGE, key_of};
 use crate::store::schema::{OUR_COLUMNS, SCHEMA_VERSION};
 use crate::store::{Error, Result};
 use chrono::NaiveDateTime;
@@ -182,7 +181,7 @@ async fn backfill_links(tx: &mut SqliteConnection) -> Result<()> {
         };
         after.clone_from(last);
         for (id, mp_id, url) in &rows {
-            if let Some(key) = link_key(url) {
+            if let Some(key) = key_of(url) {
                 sqlx::query(ADD_LINK)
                     .bind(mp_id)
                     .bind(key)
