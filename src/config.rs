@@ -101,6 +101,7 @@ const CASCADE_KEYS: &[&str] = &[
     "weread_tilde_rewrite",
     "source_chain",
     "source_probe_every",
+    "dedup_window_minutes",
 ];
 
 /// Top-level keys and the WeRSS env variable each falls back to when absent from the file.
@@ -322,6 +323,10 @@ cascade_config! {
     source_chain: Vec<String> = vec!["weread_list".into(), "weread_cover".into(), "mp_list".into()], "string_list";
     /// Parent: seconds between two probes of a closed source (one feed tries it first).
     source_probe_every: u64 = 1800, "lenient_u64";
+    /// Parent: minutes apart two publish times of one title in a feed may be for an upload
+    /// to be the article the feed already has under another id (read through another source,
+    /// when no link matches); 0 = links only.
+    dedup_window_minutes: u64 = 10, "lenient_u64";
 }
 
 impl Config {

@@ -96,6 +96,34 @@ pub fn normalise(url: &str) -> String {
     url.trim().to_string()
 }
 
+/// The key an article link is matched by across sources (issue 13 §4), or `None` for a
+/// link that names no WeChat article (an RSS item's link, a home page): the short form's
+/// [`normalise`]d spelling, or the long form's `__biz`, `mid` and `idx` (which name one
+/// article; `sn` is a signature some links lack). Other links are never matched, so feeds
+/// whose items share one link keep each item.
+pub fn link_key(url: &str) -> Option<String> {
+    let path = mp_path(url)?;
+    if let Some(token) = path.strip_prefix('/') {
+        let token = token.split('?').next().unwrap_or_default();
+        if !token.is_empty() && !token.contains('/') {
+            return Some(short_link(token, true));
+        }
+    }
+    let query = path.strip_prefix('?').or_else(|| path.strip_prefix("/?"))?;
+    let keys = article_query(query);
+    let get = |name: &str| {
+        keys.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    Some(format!(
+        "{MP_HOST}/s?__biz={}&mid={}&idx={}",
+        get("__biz")?,
+        get("mid")?,
+        get("idx")?
+    ))
+}
+
 /// The MP list's item id of a long link, `<mid>_<idx>` (as `appmsgpublish`'s `aid`), so an
 /// article keeps its id whichever source read it; `None` without both keys.
 pub fn mp_item_id(url: &str) -> Option<String> {
@@ -148,5 +176,27 @@ mod tests {
             Some("22_3")
         );
         assert_eq!(mp_item_id("https://mp.weixin.qq.com/s/tok"), None);
+    }
+
+    #[test]
+    fn link_keys_name_wechat_articles_only() {
+        assert_eq!(
+            link_key("http://mp.weixin.qq.com/s/9gm5~Wle7?scene=1#rd").as_deref(),
+            Some("https://mp.weixin.qq.com/s/9gm5_Wle7")
+        );
+        let with_sn = link_key(
+            "http://mp.weixin.qq.com/s?__biz=MzA%3D&amp;mid=22&amp;idx=1&amp;sn=ab&amp;chksm=x",
+        );
+        assert_eq!(
+            with_sn.as_deref(),
+            Some("https://mp.weixin.qq.com/s?__biz=MzA=&mid=22&idx=1")
+        );
+        assert_eq!(
+            link_key("https://mp.weixin.qq.com/s?idx=1&mid=22&__biz=MzA="),
+            with_sn
+        );
+        assert_eq!(link_key("https://mp.weixin.qq.com/s?mid=22&idx=1"), None);
+        assert_eq!(link_key("https://example.com/s/9gm5"), None);
+        assert_eq!(link_key("https://mp.weixin.qq.com/s/"), None);
     }
 }

@@ -265,6 +265,19 @@ pub struct ArticleIn {
     pub status: Option<i64>,
     /// JSON text.
     pub extinfo: Option<String>,
+    /// The long link when the source gives one besides `url` (WeRead's `doc_url`): another
+    /// link the article is matched by (not stored as a column).
+    pub doc_url: Option<String>,
+}
+
+/// How uploads are stored.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadPolicy {
+    /// Seconds an upload extends the allocation's lease by (within its run deadline).
+    pub lease_seconds: i64,
+    /// Seconds apart two publish times of the same title in a feed may be and still be one
+    /// article read through two sources (`dedup_window_minutes`).
+    pub dedup_window_seconds: i64,
 }
 
 /// One rejected upload item.
@@ -287,6 +300,9 @@ pub struct UploadOutcome {
     pub new_count: usize,
     /// Updated.
     pub updated_count: usize,
+    /// Of the updated, items matched to an article the feed has under another id (the same
+    /// article read through another source); their `ids` entry is the stored id.
+    pub duplicate_count: usize,
     /// Stored id per item, `null` for rejected ones.
     pub ids: Vec<Option<String>>,
     /// Rejected items.

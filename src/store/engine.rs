@@ -261,6 +261,9 @@ pub(crate) enum Upsert {
     Inserted,
     /// An existing row of the same feed, updated.
     Updated,
+    /// The same article stored under another id of the same feed (read through another
+    /// source): that row was filled in, its id is the item's.
+    Matched(String),
     /// The id exists under another feed: rejected.
     Foreign,
 }
@@ -279,6 +282,7 @@ impl UploadTally {
                 received,
                 new_count: 0,
                 updated_count: 0,
+                duplicate_count: 0,
                 ids: Vec::with_capacity(received),
                 rejected: Vec::new(),
                 new_ids: Vec::new(),
@@ -298,7 +302,13 @@ impl UploadTally {
     }
 
     /// An item the database took (or refused as another feed's).
-    pub(crate) fn stored(&mut self, item: &ArticleIn, id: String, mp_id: String, upsert: Upsert) {
+    pub(crate) fn stored(
+        &mut self,
+        item: &ArticleIn,
+        mut id: String,
+        mp_id: String,
+        upsert: Upsert,
+    ) {
         match upsert {
             Upsert::Inserted => {
                 self.out.new_count += 1;
@@ -306,6 +316,11 @@ impl UploadTally {
                 self.fresh.push((id.clone(), mp_id));
             }
             Upsert::Updated => self.out.updated_count += 1,
+            Upsert::Matched(stored) => {
+                self.out.updated_count += 1;
+                self.out.duplicate_count += 1;
+                id = stored;
+            }
             Upsert::Foreign => {
                 return self.reject(item, format!("article {id} belongs to another feed"));
             }

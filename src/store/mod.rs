@@ -4,6 +4,7 @@
 
 mod adopt;
 mod alloc_types;
+mod dedup;
 mod engine;
 pub(crate) mod flows;
 mod pg;
@@ -350,8 +351,9 @@ delegate! {
     fn claim(&self, node_id: &str, limit: i64, now: NaiveDateTime, policy: ClaimPolicy) -> Result<ClaimOutcome>;
     /// Applies a holder's report (status, completion, failure) by the state machine.
     fn report(&self, node_id: &str, allocation_id: &str, token: Option<String>, report: Report, now: NaiveDateTime, policy: LifecyclePolicy) -> Result<ReportOutcome>;
-    /// Upserts uploaded articles for an allocation the node holds (or completed).
-    fn upload_articles(&self, node_id: &str, allocation_id: &str, token: Option<String>, items: Vec<ArticleIn>, now: NaiveDateTime, lease_seconds: i64) -> Result<UploadOutcome>;
+    /// Upserts uploaded articles for an allocation the node holds (or completed); an item of
+    /// a WeChat feed that has the same article under another id fills that one in (`dedup`).
+    fn upload_articles(&self, node_id: &str, allocation_id: &str, token: Option<String>, items: Vec<ArticleIn>, now: NaiveDateTime, policy: UploadPolicy) -> Result<UploadOutcome>;
     /// Articles of the given feeds (all feeds when `None`), newest first.
     fn list_articles(&self, feed_ids: Option<Vec<String>>, page: Page) -> Result<Vec<StoredArticle>>;
     /// The named articles, newest first.

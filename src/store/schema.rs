@@ -4,8 +4,9 @@
 /// 2: `cascade_webhook_outbox`. 3: adopted allocations backfilled (`store::adopt`).
 /// 4: `cascade_node_logins` and `we_cascade_nodes.reports_logins`. 5: `cascade_login_flows`.
 /// 6: `cascade_node_logins.reminded_stage` and `.reminded_expires_at` (expiry reminders).
-/// 7: `cascade_sources`, `cascade_feed_sources`.
-pub(crate) const SCHEMA_VERSION: &str = "7";
+/// 7: `cascade_sources`, `cascade_feed_sources`, `cascade_source_refusals`.
+/// 8: `cascade_article_links` (one article per feed across sources), filled from stored links.
+pub(crate) const SCHEMA_VERSION: &str = "8";
 
 /// Our columns added to WeRSS tables: (table, column, SQLite declaration). PostgreSQL takes
 /// the same list through [`pg_declaration`].

@@ -10,6 +10,7 @@ mod child;
 mod cli;
 mod compat;
 mod dashboard;
+mod dedup;
 mod engine;
 mod errors;
 mod fetch;

@@ -87,6 +87,7 @@ pub fn parse_articles(items: Vec<Value>) -> Vec<ArticleIn> {
                     .and_then(Value::as_i64)
                     .map(|s| s.clamp(0, i64::from(i32::MAX))),
                 extinfo,
+                doc_url: text("doc_url"),
             }
         })
         .collect()

@@ -9,7 +9,7 @@ use crate::parent::ops::articles::parse_articles;
 use crate::protocol::Envelope;
 use crate::protocol::time::to_wire;
 use crate::protocol::wire::{ClaimQuery, Release, ReportCompletion, TaskStatus, UploadArticles};
-use crate::store::{ReportOutcome, UploadOutcome};
+use crate::store::{ReportOutcome, UploadOutcome, UploadPolicy};
 use axum::extract::State;
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
@@ -102,7 +102,11 @@ pub(super) async fn upload_articles(
         )));
     }
     let items = parse_articles(req.articles);
-    let lease = i64::try_from(state.config.cascade.lease_seconds).unwrap_or(300);
+    let seconds = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let policy = UploadPolicy {
+        lease_seconds: seconds(state.config.cascade.lease_seconds),
+        dedup_window_seconds: seconds(state.config.cascade.dedup_window_minutes.saturating_mul(60)),
+    };
     let out = state
         .store
         .upload_articles(
@@ -111,7 +115,7 @@ pub(super) async fn upload_articles(
             req.lease_token,
             items,
             state.clock.now(),
-            lease,
+            policy,
         )
         .await?;
     if !out.new_ids.is_empty() {

@@ -5,6 +5,7 @@
 
 use crate::clock::Clock;
 use crate::store::adopt;
+use crate::store::dedup::{ADD_LINK, LINKS_PAGE, key_of};
 use crate::store::schema::{OUR_COLUMNS, SCHEMA_VERSION, pg_declaration};
 use crate::store::{Error, Result};
 use chrono::NaiveDateTime;
@@ -15,8 +16,9 @@ const WERSS_TABLES: &str = include_str!("../../../migrations/postgres/0001_werss
 const INDEXES: &str = include_str!("../../../migrations/postgres/0002_indexes.sql");
 const NODE_LOGINS: &str = include_str!("../../../migrations/postgres/0003_node_logins.sql");
 const LOGIN_FLOWS: &str = include_str!("../../../migrations/postgres/0004_login_flows.sql");
-const SOURCES: &str = include_str!("../../../migrations/postgres/0007_sources.sql");
+const SOURCES: &str = include_str!("../../../migrations/postgres/0006_sources.sql");
 const LOGIN_REMINDERS: &str = include_str!("../../../migrations/postgres/0005_login_reminders.sql");
+const ARTICLE_LINKS: &str = include_str!("../../../migrations/postgres/0007_article_links.sql");
 
 /// Whether the schema is at [`SCHEMA_VERSION`] (an unreadable version means no).
 async fn current(pool: &PgPool) -> bool {
@@ -74,6 +76,14 @@ pub(super) async fn run(pool: &PgPool) -> Result<()> {
         .execute(&mut *tx)
         .await
         .map_err(|e| Error::Migrate(format!("adding login reminder columns: {e}")))?;
+    let links_new = !has_table(&mut tx, "cascade_article_links").await?;
+    sqlx::raw_sql(ARTICLE_LINKS)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| Error::Migrate(format!("creating cascade_article_links: {e}")))?;
+    if links_new {
+        backfill_links(&mut tx).await?;
+    }
     sqlx::raw_sql(INDEXES)
         .execute(&mut *tx)
         .await
@@ -150,4 +160,40 @@ async fn backfill(tx: &mut PgConnection, now: NaiveDateTime) -> Result<()> {
             .await?;
     }
     Ok(())
+}
+
+const HAS_TABLE: &str = "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1";
+
+/// Whether `table` exists.
+async fn has_table(tx: &mut PgConnection, table: &str) -> Result<bool> {
+    let present: i64 = sqlx::query_scalar(HAS_TABLE)
+        .bind(table)
+        .fetch_one(&mut *tx)
+        .await?;
+    Ok(present > 0)
+}
+
+/// Records the link key of every stored article with a WeChat link, a page of ids at a time.
+async fn backfill_links(tx: &mut PgConnection) -> Result<()> {
+    let mut after = String::new();
+    loop {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(LINKS_PAGE)
+            .bind(&after)
+            .fetch_all(&mut *tx)
+            .await?;
+        let Some((last, _, _)) = rows.last() else {
+            return Ok(());
+        };
+        after.clone_from(last);
+        for (id, mp_id, url) in &rows {
+            if let Some(key) = key_of(url) {
+                sqlx::query(ADD_LINK)
+                    .bind(mp_id)
+                    .bind(key)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+    }
 }

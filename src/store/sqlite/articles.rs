@@ -4,13 +4,18 @@ use super::SqliteStore;
 use super::insert_sync_log;
 use super::lifecycle::load;
 use super::nodes::touch;
+use crate::dispatch::Source;
 use crate::protocol::time::to_db;
+use crate::store::dedup;
 use crate::store::engine::{UploadTally, Upsert};
+use crate::store::rows::RowExt;
 use crate::store::rows::{
     ARTICLE_COLUMNS, WEBHOOK_TASKS, article_from_row, check_article, webhook_batches,
     webhook_job_from_row, webhook_outcome,
 };
-use crate::store::{ArticleIn, Error, Result, UploadOutcome, WebhookJob, WebhookResult};
+use crate::store::{
+    ArticleIn, Error, Result, UploadOutcome, UploadPolicy, WebhookJob, WebhookResult,
+};
 use chrono::{NaiveDateTime, TimeDelta};
 use serde_json::json;
 use sqlx::SqliteConnection;
@@ -58,7 +63,7 @@ impl SqliteStore {
         token: Option<String>,
         items: Vec<ArticleIn>,
         now: NaiveDateTime,
-        lease_seconds: i64,
+        policy: UploadPolicy,
     ) -> Result<UploadOutcome> {
         let mut tx = self.write.begin().await?;
         let row = load(&mut tx, allocation_id).await?;
@@ -67,6 +72,7 @@ impl SqliteStore {
             return Err(Error::InvalidTransition(row.status));
         }
         touch(&mut tx, node_id, now).await?;
+        let window = (row.source == Source::Wechat).then_some(policy.dedup_window_seconds);
         let mut tally = UploadTally::new(items.len());
         for item in items {
             match check_article(&item, &row.feed_ids) {
@@ -80,6 +86,7 @@ impl SqliteStore {
                         node_id,
                         allocation_id,
                         now,
+                        window,
                     )
                     .await?;
                     tally.stored(&item, stored_id, mp_id, done);
@@ -98,7 +105,7 @@ impl SqliteStore {
         .bind(inserted)
         .bind(received)
         .bind(to_db(now))
-        .bind(to_db(now + TimeDelta::seconds(lease_seconds)))
+        .bind(to_db(now + TimeDelta::seconds(policy.lease_seconds)))
         .execute(&mut *tx)
         .await?;
         enqueue_webhooks(&mut tx, &tally.fresh, now).await?;
@@ -122,6 +129,10 @@ impl SqliteStore {
     }
 }
 
+/// Stores one uploaded item as article `id` of feed `mp_id`, or, when the feed has no `id`
+/// and `window` (seconds) is given, fills in the article it already has under
+/// another id ([`crate::store::dedup`]). The item's link keys are recorded either way.
+#[allow(clippy::too_many_arguments)]
 async fn upsert(
     tx: &mut SqliteConnection,
     id: &str,
@@ -130,72 +141,149 @@ async fn upsert(
     node_id: &str,
     allocation_id: &str,
     now: NaiveDateTime,
+    window: Option<i64>,
 ) -> Result<Upsert> {
     let existing: Option<Option<String>> =
         sqlx::query_scalar("SELECT mp_id FROM we_articles WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
-    let millis = now.and_utc().timestamp_millis();
-    match existing {
-        Some(Some(owner)) if owner != mp_id => Ok(Upsert::Foreign),
+    let links = dedup::item_links(a);
+    let (target, done) = match existing {
+        Some(Some(owner)) if owner != mp_id => return Ok(Upsert::Foreign),
         Some(_) => {
-            sqlx::query(
-                "UPDATE we_articles SET
-                    title = COALESCE(NULLIF($2, ''), title), url = COALESCE(NULLIF($3, ''), url),
-                    pic_url = COALESCE(NULLIF($4, ''), pic_url), description = COALESCE(NULLIF($5, ''), description),
-                    content = COALESCE(NULLIF($6, ''), content), content_html = COALESCE(NULLIF($7, ''), content_html),
-                    content_markdown = COALESCE(NULLIF($8, ''), content_markdown),
-                    publish_time = COALESCE($9, publish_time), status = COALESCE($10, status),
-                    extinfo = COALESCE($11, extinfo), mp_id = $12, updated_at = $13, updated_at_millis = $14
-                  WHERE id = $1",
-            )
-            .bind(id)
-            .bind(&a.title)
-            .bind(&a.url)
-            .bind(&a.pic_url)
-            .bind(&a.description)
-            .bind(&a.content)
-            .bind(&a.content_html)
-            .bind(&a.content_markdown)
-            .bind(a.publish_time)
-            .bind(a.status)
-            .bind(&a.extinfo)
-            .bind(mp_id)
-            .bind(to_db(now))
-            .bind(millis)
-            .execute(&mut *tx)
-            .await?;
-            Ok(Upsert::Updated)
+            update(tx, id, mp_id, a, now, false).await?;
+            (id.to_string(), Upsert::Updated)
         }
-        None => {
-            sqlx::query(
-                "INSERT INTO we_articles (id, mp_id, title, url, pic_url, description, content, content_html,
-                    content_markdown, publish_time, status, extinfo, created_at, updated_at, updated_at_millis,
-                    is_export, is_read, node_id, allocation_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, COALESCE($11, 1), $12, $13, $13, $14, 0, 0, $15, $16)",
-            )
-            .bind(id)
+        None => match find_same(tx, mp_id, a, &links, window).await? {
+            Some(stored) => {
+                update(tx, &stored, mp_id, a, now, true).await?;
+                (stored.clone(), Upsert::Matched(stored))
+            }
+            None => {
+                insert(tx, id, mp_id, a, node_id, allocation_id, now).await?;
+                (id.to_string(), Upsert::Inserted)
+            }
+        },
+    };
+    for link in &links {
+        sqlx::query(dedup::ADD_LINK)
             .bind(mp_id)
-            .bind(&a.title)
-            .bind(&a.url)
-            .bind(&a.pic_url)
-            .bind(&a.description)
-            .bind(&a.content)
-            .bind(&a.content_html)
-            .bind(&a.content_markdown)
-            .bind(a.publish_time)
-            .bind(a.status)
-            .bind(&a.extinfo)
-            .bind(to_db(now))
-            .bind(millis)
-            .bind(node_id)
-            .bind(allocation_id)
+            .bind(link)
+            .bind(&target)
             .execute(&mut *tx)
             .await?;
-            Ok(Upsert::Inserted)
+    }
+    Ok(done)
+}
+
+/// The id of the article feed `mp_id` has for item `a` under another id: by a link key, else
+/// by title and publish time within `window` seconds. `None` without a `window`.
+async fn find_same(
+    tx: &mut SqliteConnection,
+    mp_id: &str,
+    a: &ArticleIn,
+    links: &[String],
+    window: Option<i64>,
+) -> Result<Option<String>> {
+    let Some(window) = window else {
+        return Ok(None);
+    };
+    for link in links {
+        let found: Option<String> = sqlx::query_scalar(dedup::LINK_MATCH)
+            .bind(mp_id)
+            .bind(link)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if found.is_some() {
+            return Ok(found);
         }
     }
+    let Some((title, time)) = dedup::title_time(a).filter(|_| window > 0) else {
+        return Ok(None);
+    };
+    let rows = sqlx::query(dedup::TITLE_MATCH)
+        .bind(mp_id)
+        .bind(title)
+        .bind(time.saturating_sub(window))
+        .bind(time.saturating_add(window))
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut candidates = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let known: Vec<String> = sqlx::query_scalar(dedup::ARTICLE_LINKS)
+            .bind(row.text("id")?)
+            .fetch_all(&mut *tx)
+            .await?;
+        candidates.push(dedup::candidate(row, known)?);
+    }
+    Ok(dedup::choose(&candidates, links, time, window))
+}
+
+/// Updates stored article `id` from item `a`; `fill` only fills what it lacks.
+async fn update(
+    tx: &mut SqliteConnection,
+    id: &str,
+    mp_id: &str,
+    a: &ArticleIn,
+    now: NaiveDateTime,
+    fill: bool,
+) -> Result<()> {
+    sqlx::query(dedup::UPDATE_ARTICLE)
+        .bind(id)
+        .bind(&a.title)
+        .bind(&a.url)
+        .bind(&a.pic_url)
+        .bind(&a.description)
+        .bind(&a.content)
+        .bind(&a.content_html)
+        .bind(&a.content_markdown)
+        .bind(a.publish_time)
+        .bind(a.status)
+        .bind(&a.extinfo)
+        .bind(mp_id)
+        .bind(to_db(now))
+        .bind(now.and_utc().timestamp_millis())
+        .bind(fill)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+async fn insert(
+    tx: &mut SqliteConnection,
+    id: &str,
+    mp_id: &str,
+    a: &ArticleIn,
+    node_id: &str,
+    allocation_id: &str,
+    now: NaiveDateTime,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO we_articles (id, mp_id, title, url, pic_url, description, content, content_html,
+            content_markdown, publish_time, status, extinfo, created_at, updated_at, updated_at_millis,
+            is_export, is_read, node_id, allocation_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, COALESCE($11, 1), $12, $13, $13, $14, 0, 0, $15, $16)",
+    )
+    .bind(id)
+    .bind(mp_id)
+    .bind(&a.title)
+    .bind(&a.url)
+    .bind(&a.pic_url)
+    .bind(&a.description)
+    .bind(&a.content)
+    .bind(&a.content_html)
+    .bind(&a.content_markdown)
+    .bind(a.publish_time)
+    .bind(a.status)
+    .bind(&a.extinfo)
+    .bind(to_db(now))
+    .bind(now.and_utc().timestamp_millis())
+    .bind(node_id)
+    .bind(allocation_id)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// Queues the webhooks of newly stored articles `(stored id, feed id)`, in the upload's
