@@ -55,7 +55,7 @@ async function refresh() {
     const query = new URLSearchParams({ limit: "50" });
     if (status) query.set("status", status);
     if (node) query.set("node_id", node);
-    const [counters, nodes, tasks, allocs, feeds, logs, logins, flows] = await Promise.all([
+    const [counters, nodes, tasks, allocs, feeds, logs, logins, flows, sources] = await Promise.all([
       api("/pending-allocations"),
       api("/nodes?node_type=1"),
       api("/message-tasks"),
@@ -64,10 +64,15 @@ async function refresh() {
       api("/sync-logs?limit=20"),
       api("/logins"),
       api("/login-flows"),
+      api("/sources"),
     ]);
     renderCounters(counters);
     renderNodes(nodes);
     renderLogins(logins, nodes, flows);
+    fill("source-list", sources, (s) => [
+      cell(s.source), cell(s.state, s.state), cell(when(s.since)), cell(when(s.last_ok_at)),
+      cell(s.last_error), cell(`${s.logins_usable} ${s.login_kind}`), cell(s.feeds_served),
+    ]);
     renderTasks(tasks);
     fill("allocations", allocs.list, (a) => [
       cell(a.task_name || a.task_id), cell(holder(a, nodes)),

@@ -293,6 +293,21 @@ impl Metrics {
             "Seconds until the next known expiry of a login not yet expired, by kind",
             next_expiry,
         );
+        let sources = Family::<Labels, Gauge>::default();
+        let rows = state.store.source_rows().await?;
+        for source in crate::parent::ops::sources::chain(state) {
+            let closed = rows
+                .iter()
+                .any(|r| r.source == source && r.state == "closed");
+            sources
+                .get_or_create(&label("source", &source))
+                .set(i64::from(!closed));
+        }
+        levels.register(
+            "cascade_source_open",
+            "1 while a WeChat source of the chain works, 0 once found closed for everyone",
+            sources,
+        );
         let mut out = String::new();
         let rendered = encode_registry(&mut out, &self.registry)
             .and_then(|()| encode_registry(&mut out, &levels))

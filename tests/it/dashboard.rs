@@ -276,6 +276,14 @@ async fn dashboard_logins_view_shows_the_qr_and_turns_valid_after_the_scan() {
     browser
         .until("const s = document.querySelector('#login-node'); return s && [...s.options].some(o => o.textContent === 'qr-node');")
         .await;
+    // The Sources view lists the chain, every source open on a new parent.
+    let sources = browser
+        .until("const rows = [...document.querySelectorAll('#source-list tbody tr')]; return rows.length === 3 ? rows.map(r => r.children[0].textContent + ' ' + r.children[1].textContent) : null;")
+        .await;
+    assert_eq!(
+        sources,
+        json!(["weread_list open", "weread_cover open", "mp_list open"])
+    );
     browser.click("#login-request").await;
     // The QR code is painted: a square canvas with dark and light pixels.
     let painted = browser

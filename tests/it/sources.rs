@@ -555,6 +555,9 @@ mod child {
             assert!(done.ok()["list"].as_array().expect("list").iter().all(|x| x["attempt"] == 1), "no attempt spent");
             let nodes = p.get(&cascade("/nodes"), &p.admin()).await;
             assert!(nodes.ok().as_array().expect("nodes").iter().all(|n| n["cooldown_until"].is_null()), "no node cools on a closure");
+            let metrics = crate::helpers::http_client().get(p.url("/metrics")).send().await.expect("sent").text().await.expect("text");
+            assert!(metrics.contains("cascade_source_open{source=\"weread_list\"} 0"), "{metrics}");
+            assert!(metrics.contains("cascade_source_open{source=\"weread_cover\"} 1"), "{metrics}");
             let (_, closed) = crate::webhooks::next(&mut alerts).await;
             assert_eq!(closed["event"], "source_closed");
             assert_eq!(closed["source"], "weread_list");
