@@ -102,6 +102,7 @@ const CASCADE_KEYS: &[&str] = &[
     "source_chain",
     "source_probe_every",
     "dedup_window_minutes",
+    "mp_closure_rest",
 ];
 
 /// Top-level keys and the WeRSS env variable each falls back to when absent from the file.
@@ -327,6 +328,11 @@ cascade_config! {
     /// to be the article the feed already has under another id (read through another source,
     /// when no link matches); 0 = links only.
     dedup_window_minutes: u64 = 10, "lenient_u64";
+    /// Child: a `200013` on an `mp` login's first request after at least this many seconds
+    /// of rest (or its first request ever) is reported as `closed`, not `rate_limited`: the MP
+    /// list refuses other accounts that way since 2026-07 (the parent decides across nodes);
+    /// 0 = always `rate_limited`.
+    mp_closure_rest: u64 = 600, "lenient_u64";
 }
 
 impl Config {

@@ -62,6 +62,8 @@ pub struct ParentClient {
     base: String,
     auth: Secret,
     features: RwLock<Vec<String>>,
+    /// Sources the parent found closed (its last heartbeat answer).
+    closed_sources: RwLock<Vec<String>>,
 }
 
 impl std::fmt::Debug for ParentClient {
@@ -85,6 +87,7 @@ impl ParentClient {
             base: format!("{}/api/v1/wx/cascade", parent_api_url.trim_end_matches('/')),
             auth: Secret::new(format!("AK-SK {api_key}:{}", api_secret.expose())),
             features: RwLock::new(Vec::new()),
+            closed_sources: RwLock::new(Vec::new()),
         }
     }
 
@@ -95,6 +98,14 @@ impl ParentClient {
             .unwrap_or_else(|p| p.into_inner())
             .iter()
             .any(|f| f == feature)
+    }
+
+    /// The sources the parent last said are closed for everyone.
+    pub fn closed_sources(&self) -> Vec<String> {
+        self.closed_sources
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     async fn call(
@@ -161,6 +172,18 @@ impl ParentClient {
             })
             .unwrap_or_default();
         *self.features.write().unwrap_or_else(|p| p.into_inner()) = features;
+        let closed: Vec<String> = data["closed_sources"]
+            .as_array()
+            .map(|f| {
+                f.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        *self
+            .closed_sources
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = closed;
         Ok(data)
     }
 

@@ -220,8 +220,20 @@ impl Shared {
     fn wechat_usable(&self) -> bool {
         let now = chrono::Utc::now();
         self.wechat
-            && (self.logins.any_usable(LoginKind::Mp, now)
-                || self.logins.any_usable(LoginKind::Weread, now))
+            && [LoginKind::Mp, LoginKind::Weread]
+                .into_iter()
+                .any(|k| self.kind_serves(k) && self.logins.any_usable(k, now))
+    }
+
+    /// Whether logins of `kind` read through some source the parent has not found closed
+    /// (`closed_sources` in its heartbeat answer; a stock parent closes none).
+    fn kind_serves(&self, kind: LoginKind) -> bool {
+        let closed = self.client.closed_sources();
+        let sources: &[&str] = match kind {
+            LoginKind::Mp => &["mp_list"],
+            LoginKind::Weread => &["weread_list", "weread_cover"],
+        };
+        sources.iter().any(|s| !closed.iter().any(|c| c == s))
     }
 
     /// When a cooling WeChat-reading login may serve again, while none is usable.
@@ -745,7 +757,22 @@ async fn fetch_mp(shared: &Shared, feed: &PackageFeed) -> Result<Fetched, FetchE
             }
             Err(e) => shared.logins.mark_error(&login.id, &e.to_string()),
         }
+        let rest = shared.config.cascade.mp_closure_rest;
+        let rested = rest > 0
+            && login
+                .last_used_at
+                .is_none_or(|t| (now - t).num_seconds() >= i64::try_from(rest).unwrap_or(i64::MAX));
         match outcome {
+            // Refused on the first request after a rest: what the closure of the MP list
+            // looks like (SOURCES.md §1). The feed goes to the next source; the parent
+            // counts nodes before it calls the source closed.
+            Err(FetchError::RateLimited { .. }) if rested => {
+                return Err(FetchError::Closed(
+                    "WeChat 200013 on the login's first request after a rest: the MP list \
+                     refuses this account's reads"
+                        .into(),
+                ));
+            }
             Err(e @ (FetchError::SessionExpired(_) | FetchError::RateLimited { .. })) => {
                 last = Some(e);
             }

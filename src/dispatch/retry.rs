@@ -26,8 +26,9 @@ pub enum Reason {
     NodeDisabled,
     /// The node gave the work back.
     Released,
-    /// The source refuses everyone (WeRead `-2041`, SOURCES.md §1–§2). Handled like
-    /// `network` for now; the parent's source chain will act on it.
+    /// The source refuses (WeRead `-2041`, an MP `200013` after a rest; SOURCES.md §1–§2):
+    /// the work comes back without spending an attempt and no node cools; the parent counts
+    /// the refusals to find the source closed.
     Closed,
 }
 
@@ -144,9 +145,15 @@ pub fn after_failure(
         Reason::SessionExpired => (now_pending(false), NodeEffect::SessionExpired),
         Reason::NotFound => (Next::Failed, NodeEffect::None),
         Reason::NodeDisabled | Reason::Released => (now_pending(false), NodeEffect::None),
+        Reason::Closed => (
+            Next::Pending {
+                available_at: now + secs(policy.retry_base),
+                spend_attempt: false,
+            },
+            NodeEffect::None,
+        ),
         Reason::Network
         | Reason::Parse
-        | Reason::Closed
         | Reason::Unknown
         | Reason::LeaseExpired
         | Reason::NodeOffline => {

@@ -240,13 +240,20 @@ fn failure_reasons_follow_the_table() {
     );
     assert_eq!(Reason::parse(Some("bogus")), Reason::Unknown);
     assert_eq!(Reason::parse(None), Reason::Unknown);
-    // `closed` is a known reason, handled like `network` until the source chain acts on it.
+    // `closed`: the source refuses everyone; the work comes back after `retry_base` without
+    // spending an attempt (another source or node takes it), and no node cools.
     assert_eq!(Reason::parse(Some("closed")), Reason::Closed);
     assert_eq!(Reason::Closed.as_str(), "closed");
     for attempt in [3, 5] {
         assert_eq!(
             f(Reason::Closed, Source::Wechat, attempt),
-            f(Reason::Network, Source::Wechat, attempt)
+            (
+                Next::Pending {
+                    available_at: now + TimeDelta::seconds(POLICY.retry_base),
+                    spend_attempt: false
+                },
+                NodeEffect::None
+            )
         );
     }
 }

@@ -394,8 +394,12 @@ impl LoginStore {
                 // `None` (never used) sorts first.
                 .min_by_key(|l| l.last_used_at)
                 .map(|l| {
-                    l.last_used_at = Some(now);
-                    l.clone()
+                    // The caller sees when the login was used before this pick (a first
+                    // request after a rest tells closure from throttling).
+                    let before = l.last_used_at.replace(now);
+                    let mut picked = l.clone();
+                    picked.last_used_at = before;
+                    picked
                 });
             (chosen, persist)
         })

@@ -38,6 +38,8 @@ pub struct NodeLoad {
     /// Its `mp` logins not expired nor waiting for a scan, when it reports logins at all
     /// (`None`: a node that never reported them, e.g. a stock WeRSS child).
     pub usable_mp_logins: Option<i64>,
+    /// Its usable `weread` logins, likewise.
+    pub usable_weread_logins: Option<i64>,
 }
 
 /// One allocation to insert.

@@ -589,6 +589,80 @@ mod child {
             p.shutdown().await;
         }
     }
+
+    on_both! {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn an_mp_list_refusing_a_rested_login_is_closed_and_weread_takes_the_feed_without_an_attempt(backend) {
+            use werss_cascade::testkit::wechat::{FakeSession, FakeWechat};
+            let (p, mut alerts) = crate::alerts::parent_with_receiver(backend.clone()).await;
+            let a = account(3_286_016_711, 3);
+            let wechat = FakeWechat::start(vec![a.clone()]).await.expect("fake wechat");
+            wechat.set_closed(true);
+            let session = FakeSession { token: "mp-closed-token".into(), slave_sid: "mp-closed-sid".into(), limit: None };
+            wechat.add_session(session.clone());
+            let weread = FakeWeread::start().await.expect("fake weread");
+            weread.serve_account(&a);
+
+            // The only node with an `mp` login: its first request, after no use at all, is refused.
+            let mp_node = p.add_node("mp-only").await;
+            let mut c = test_config(&p.dir);
+            let data = p.dir.path().join("child-mp");
+            c.cascade.data_dir = data.display().to_string();
+            c.cascade.parent_api_url = p.url("");
+            c.cascade.api_key = mp_node.key.clone();
+            c.cascade.api_secret = Secret::new(&mp_node.secret);
+            c.cascade.wechat_base_url = wechat.base_url().to_string();
+            c.cascade.wechat_gap_ms = 0;
+            c.cascade.wechat_gap_jitter_ms = 0;
+            c.cascade.heartbeat_interval = 1;
+            c.cascade.claim_wait = 1;
+            c.cascade.capacity = 1;
+            c.cascade.shutdown_grace = 5;
+            LoginStore::open(&data).expect("store").upsert(session.login("mp-1")).expect("saved");
+            let stop = tokio_util::sync::CancellationToken::new();
+            let mut running = vec![tokio::spawn(Child::new(c).expect("child").run(stop.clone()))];
+            p.poll_until("/nodes", "the mp node online", |n| {
+                n.as_array().is_some_and(|l| l.iter().any(|x| x["session_state"] == "valid"))
+            }).await;
+            let task = p.wechat_task(std::slice::from_ref(&a)).await;
+            p.dispatch(&task).await;
+            p.poll_until("/sources", "the MP list closed", |l| {
+                l.as_array().is_some_and(|l| l.iter().any(|s| s["source"] == "mp_list" && s["state"] == "closed"))
+            }).await;
+            let (_, closed) = crate::webhooks::next(&mut alerts).await;
+            assert_eq!(closed["event"], "source_closed");
+            assert_eq!(closed["source"], "mp_list");
+            // The mp node hears of it at its next heartbeat (the parent's clock is the test's).
+            p.clock.advance(chrono::TimeDelta::seconds(1));
+            let beat = p.get(&cascade(&format!("/nodes/{}", mp_node.id)), &p.admin()).await.ok()["last_heartbeat_at"].clone();
+            p.poll_until(&format!("/nodes/{}", mp_node.id), "a heartbeat after the closure", |n| n["last_heartbeat_at"] != beat).await;
+
+            // A WeRead node reads the feed once the work is back, no attempt spent.
+            let weread_node = p.add_node("weread").await;
+            running.push(tokio::spawn(Child::new(weread_child(&p, &weread_node, &weread)).expect("child").run(stop.clone())));
+            p.clock.advance(chrono::TimeDelta::seconds(31));
+            p.poll_until("/pending-allocations", "the feed read", |c| c["completed_today"] == 1).await;
+            let done = p.get(&cascade("/allocations?status=completed"), &p.admin()).await;
+            let row = &done.ok()["list"][0];
+            assert_eq!(row["node_id"], weread_node.id.as_str());
+            assert_eq!(row["attempt"], 1, "the refusal spent no attempt: {row}");
+            let nodes = p.get(&cascade("/nodes"), &p.admin()).await;
+            assert!(nodes.ok().as_array().expect("nodes").iter().all(|n| n["cooldown_until"].is_null()), "no node cools on a closure");
+            assert_eq!(wechat.log_for(&session.token).len(), 1, "the MP list was asked once");
+            let sources = p.get(&cascade("/sources"), &p.admin()).await;
+            let list = sources.ok().as_array().cloned().unwrap_or_default();
+            let served = list.iter().find(|s| s["source"] == "weread_list").expect("listed");
+            assert_eq!(served["feeds_served"], 1);
+            stop.cancel();
+            for r in running {
+                r.await.expect("joined").expect("child exits cleanly");
+            }
+            crate::alerts::assert_nothing_more(&p, &mut alerts).await;
+            wechat.stop();
+            weread.stop();
+            p.shutdown().await;
+        }
+    }
 }
 
 #[tokio::test]

@@ -104,6 +104,7 @@ async fn dispatch_batch(
     let started = std::time::Instant::now();
     let now = state.clock.now();
     let c = &state.config.cascade;
+    let (mp_open, weread_open) = super::sources::open_kinds(state).await?;
     let mut nodes: Vec<NodeSnapshot> = state
         .store
         .dispatch_snapshot()
@@ -125,10 +126,14 @@ async fn dispatch_batch(
                 id: n.id.clone(),
                 online: n.is_online(now, c.offline_after),
                 cooling: n.cooldown_until.is_some_and(|t| t > now),
-                // A node that reports logins counts for WeChat feeds only with a usable `mp`
-                // login; one that never reported them keeps the session rule alone.
+                // A node that reports logins counts for WeChat feeds only with a usable login
+                // of a kind some open source reads with; one that never reported them keeps
+                // the session rule alone.
                 session_parked: matches!(n.session_state.as_str(), "expired" | "none")
-                    || load.usable_mp_logins == Some(0),
+                    || load.usable_mp_logins.is_some_and(|mp| {
+                        let weread = load.usable_weread_logins.unwrap_or(0);
+                        (if mp_open { mp } else { 0 }) + (if weread_open { weread } else { 0 }) == 0
+                    }),
                 fetchers: n.fetcher_kinds().iter().map(|k| Source::parse(k)).collect(),
                 free: n.capacity(c.default_max_capacity) - n.held_feeds - load.assigned_pending,
                 quota,

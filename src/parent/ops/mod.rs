@@ -395,6 +395,7 @@ pub async fn heartbeat(state: &AppState, node_id: &str, beat: Heartbeat) -> ApiR
     // The command channel (an extension): only nodes that report `commands` get the field.
     if takes_commands {
         answer["commands"] = json!(commands);
+        answer["closed_sources"] = json!(sources::closed_sources(state).await?);
     }
     Ok(answer)
 }

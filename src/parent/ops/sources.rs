@@ -45,6 +45,41 @@ pub fn chain(state: &AppState) -> Vec<String> {
     out
 }
 
+/// The sources of the chain not found closed.
+///
+/// # Errors
+/// Database failures.
+pub async fn open_sources(state: &AppState) -> ApiResult<Vec<String>> {
+    let rows = state.store.source_rows().await?;
+    Ok(chain(state)
+        .into_iter()
+        .filter(|s| !rows.iter().any(|r| &r.source == s && r.state == "closed"))
+        .collect())
+}
+
+/// The sources of the chain found closed (told to nodes in heartbeat answers, so a child
+/// whose logins serve only closed sources stops asking for WeChat work).
+///
+/// # Errors
+/// Database failures.
+pub async fn closed_sources(state: &AppState) -> ApiResult<Vec<String>> {
+    let open = open_sources(state).await?;
+    Ok(chain(state)
+        .into_iter()
+        .filter(|s| !open.contains(s))
+        .collect())
+}
+
+/// Whether some open source reads with `mp` logins, and with `weread` logins.
+///
+/// # Errors
+/// Database failures.
+pub async fn open_kinds(state: &AppState) -> ApiResult<(bool, bool)> {
+    let open = open_sources(state).await?;
+    let has = |k: LoginKind| open.iter().any(|s| kind_of(s) == k);
+    Ok((has(LoginKind::Mp), has(LoginKind::Weread)))
+}
+
 /// The chain for the packages of one claim: closed sources left out, except a closed source
 /// whose probe is due, which this claim takes (it goes first, for one feed).
 async fn chain_now(state: &AppState) -> ApiResult<(Vec<String>, Option<String>)> {

@@ -47,7 +47,11 @@ impl PgStore {
                CASE WHEN n.reports_logins THEN
                  (SELECT COUNT(*) FROM cascade_node_logins l
                    WHERE l.node_id = n.id AND l.kind = 'mp'
-                     AND l.state IN ('valid', 'expiring', 'cooling')) END AS usable_mp_logins
+                     AND l.state IN ('valid', 'expiring', 'cooling')) END AS usable_mp_logins,
+               CASE WHEN n.reports_logins THEN
+                 (SELECT COUNT(*) FROM cascade_node_logins l
+                   WHERE l.node_id = n.id AND l.kind = 'weread'
+                     AND l.state IN ('valid', 'expiring', 'cooling')) END AS usable_weread_logins
              FROM we_cascade_nodes n WHERE n.node_type = 1 ORDER BY n.id",
         )
         .fetch_all(&self.pool)
@@ -58,6 +62,7 @@ impl PgStore {
                     node: node_from_row(r)?,
                     assigned_pending: r.int("assigned_pending")?,
                     usable_mp_logins: r.opt_int("usable_mp_logins")?,
+                    usable_weread_logins: r.opt_int("usable_weread_logins")?,
                 })
             })
             .collect()
