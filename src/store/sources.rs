@@ -39,10 +39,11 @@ pub(crate) fn source_from_row(r: &impl RowExt) -> Result<SourceRow> {
     })
 }
 
-/// The source methods of a backend: `$pool` names its (write) pool, `$t` turns a
-/// `NaiveDateTime` into what it binds.
+/// The source methods of a backend: `$pool` names its write pool and `$read` its read pool
+/// (claims read the source states: on SQLite that must not queue behind the writer), `$t`
+/// turns a `NaiveDateTime` into what it binds.
 macro_rules! source_methods {
-    ($pool:ident, $t:path) => {
+    ($pool:ident, $read:ident, $t:path) => {
         async fn ensure_source(&self, source: &str, now: chrono::NaiveDateTime) -> crate::store::Result<()> {
             sqlx::query(
                 "INSERT INTO cascade_sources (source, state, updated_at) VALUES ($1, 'open', $2)
@@ -58,12 +59,12 @@ macro_rules! source_methods {
         /// Every source with a record.
         pub(crate) async fn source_rows(&self) -> crate::store::Result<Vec<crate::store::SourceRow>> {
             let rows = sqlx::query("SELECT * FROM cascade_sources ORDER BY source")
-                .fetch_all(&self.$pool)
+                .fetch_all(&self.$read)
                 .await?;
             let refusals: Vec<(String, String)> = sqlx::query_as(
                 "SELECT source, node_id FROM cascade_source_refusals ORDER BY source, at, node_id",
             )
-            .fetch_all(&self.$pool)
+            .fetch_all(&self.$read)
             .await?;
             rows.iter()
                 .map(|r| {
@@ -209,7 +210,7 @@ macro_rules! source_methods {
             let rows: Vec<(String, i64)> = sqlx::query_as(
                 "SELECT source, COUNT(*) FROM cascade_feed_sources GROUP BY source ORDER BY source",
             )
-            .fetch_all(&self.$pool)
+            .fetch_all(&self.$read)
             .await?;
             Ok(rows)
         }
@@ -222,7 +223,7 @@ macro_rules! source_methods {
                   WHERE n.is_active AND l.state IN ('valid', 'expiring', 'cooling')
                   GROUP BY l.kind ORDER BY l.kind",
             )
-            .fetch_all(&self.$pool)
+            .fetch_all(&self.$read)
             .await?;
             Ok(rows)
         }
@@ -235,7 +236,7 @@ macro_rules! source_methods {
                   WHERE n.is_active AND l.state IN ('valid', 'expiring', 'cooling')
                   GROUP BY l.kind ORDER BY l.kind",
             )
-            .fetch_all(&self.$pool)
+            .fetch_all(&self.$read)
             .await?;
             Ok(rows)
         }

@@ -5,5 +5,5 @@ use crate::store::flows::same;
 use crate::store::sources::source_methods;
 
 impl PgStore {
-    source_methods!(pool, same);
+    source_methods!(pool, pool, same);
 }

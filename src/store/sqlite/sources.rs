@@ -6,5 +6,5 @@ use crate::protocol::time::to_db;
 use crate::store::sources::source_methods;
 
 impl SqliteStore {
-    source_methods!(write, to_db);
+    source_methods!(write, read, to_db);
 }
