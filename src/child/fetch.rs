@@ -219,12 +219,12 @@ async fn fetch_mp(shared: &Shared, feed: &PackageFeed) -> Result<Fetched, FetchE
             }
             Err(e @ FetchError::RateLimited { retry_after }) => {
                 let base = shared.config.cascade.cooldown_base;
+                // A day at most: a huge setting or hint cannot overflow the clock.
                 let secs = retry_after
                     .and_then(|s| u64::try_from(s).ok())
                     .unwrap_or(base)
-                    .max(1);
-                let until =
-                    now + chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000));
+                    .clamp(1, 86_400);
+                let until = now + chrono::Duration::seconds(i64::try_from(secs).unwrap_or(86_400));
                 tracing::warn!(login.id = %login.id, cooldown_s = secs, "WeChat login rate limited; cooling");
                 shared.logins.mark_cooling(&login.id, until, &e.to_string());
             }
@@ -253,16 +253,10 @@ async fn fetch_mp(shared: &Shared, feed: &PackageFeed) -> Result<Fetched, FetchE
         }
     }
     Err(last.unwrap_or_else(|| {
-        if shared.logins.next_cooldown_end(LoginKind::Mp).is_some() {
-            let left = shared
-                .wechat_cooldown_end()
-                .map(|t| {
-                    t.saturating_duration_since(tokio::time::Instant::now())
-                        .as_secs()
-                })
-                .unwrap_or(0);
+        if let Some(end) = shared.logins.next_cooldown_end(LoginKind::Mp) {
+            let left = (end - chrono::Utc::now()).num_seconds().max(0);
             FetchError::RateLimited {
-                retry_after: Some(i64::try_from(left).unwrap_or(0)),
+                retry_after: Some(left),
             }
         } else {
             FetchError::SessionExpired("no usable WeChat login".into())

@@ -106,7 +106,10 @@ impl Flows {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(kind = kind.as_str(), error = %untrusted_error(&e), "could not start an automatic QR login");
+                    tracing::warn!(kind = kind.as_str(), error = %untrusted_error(&e), "could not start an automatic QR login; trying again at the next heartbeat");
+                    // Its expired logins count as not started yet.
+                    self.auto_started
+                        .retain(|id| logins.iter().any(|l| &l.id == id && l.kind != kind));
                 }
             }
         }

@@ -399,7 +399,11 @@ async fn claim_loop(shared: &Arc<Shared>, running: &mut JoinSet<()>, shutdown: &
                 // A claim for no kind is held by the parent (`wait`) and answered early
                 // when a command (a login request) waits: the way a node without any
                 // usable login hears of one at once. At most one such claim a second.
-                let pause = match shared.client.claim(1, c.claim_wait.max(1), &[]).await {
+                let held = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    r = shared.client.claim(1, c.claim_wait.max(1), &[]) => r,
+                };
+                let pause = match held {
                     Ok(claimed) => {
                         backoff = Duration::from_secs(1);
                         if claimed.commands_pending {

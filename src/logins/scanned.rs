@@ -18,10 +18,16 @@ pub fn scanned_id(kind: LoginKind, label: &str) -> String {
         })
         .collect();
     let slug = slug.trim_matches('-');
+    // A name with little ASCII (most Chinese account names) would reduce to nothing, or two
+    // names to one slug: a short hash of the whole label keeps them apart.
+    let hash = crate::protocol::credentials::sha256_hex(label.trim());
+    let tag = hash.get(..8).unwrap_or_default();
     if slug.is_empty() {
-        format!("{}-login", kind.as_str())
-    } else {
+        format!("{}-{tag}", kind.as_str())
+    } else if slug.len() == label.trim().len() && !label.contains(char::is_whitespace) {
         format!("{}-{slug}", kind.as_str())
+    } else {
+        format!("{}-{slug}-{tag}", kind.as_str())
     }
 }
 
@@ -56,8 +62,20 @@ mod tests {
 
     #[test]
     fn labels_become_stable_ascii_ids() {
-        assert_eq!(scanned_id(LoginKind::Mp, "My Account!"), "mp-my-account");
-        assert_eq!(scanned_id(LoginKind::Weread, "读书"), "weread-login");
+        assert!(scanned_id(LoginKind::Mp, "My Account!").starts_with("mp-my-account-"));
         assert_eq!(scanned_id(LoginKind::Weread, "A1"), "weread-a1");
+        assert_eq!(scanned_id(LoginKind::Mp, "tech-daily"), "mp-tech-daily");
+        // Names that reduce to the same slug stay apart; the same name keeps its id.
+        let (a, b) = (
+            scanned_id(LoginKind::Weread, "读书"),
+            scanned_id(LoginKind::Weread, "微信"),
+        );
+        assert!(a.starts_with("weread-") && a.len() > "weread-".len());
+        assert_ne!(a, b);
+        assert_eq!(a, scanned_id(LoginKind::Weread, "读书"));
+        assert_ne!(
+            scanned_id(LoginKind::Mp, "A B"),
+            scanned_id(LoginKind::Mp, "A-B")
+        );
     }
 }

@@ -756,8 +756,10 @@ where
         let account_name = match client.account_name(&jar, &vid).await {
             Some(name) => name,
             None => {
-                tracing::warn!("WeRead account name unknown; the login is named by its vid");
-                vid.clone()
+                // The vid identifies the session: it never becomes a name the parent sees.
+                tracing::warn!("WeRead account name unknown; the login gets a neutral name");
+                let hash = crate::protocol::credentials::sha256_hex(&vid);
+                format!("WeRead account {}", hash.get(..6).unwrap_or_default())
             }
         };
         progress(&Progress::LoggedIn {

@@ -257,7 +257,7 @@ macro_rules! login_flow_methods {
             sqlx::query(
                 "UPDATE cascade_login_flows
                     SET state = $3, is_open = $4,
-                        qr_text = CASE WHEN $4 THEN COALESCE($5, qr_text) END,
+                        qr_text = CASE WHEN $3 = 'pending_scan' THEN COALESCE($5, qr_text) END,
                         qr_number = COALESCE($6, qr_number),
                         qr_expires_at = COALESCE($7, qr_expires_at),
                         otp_code = CASE WHEN $4 THEN otp_code END,
@@ -284,8 +284,10 @@ macro_rules! login_flow_methods {
             .await?;
             let flow = self.get_login_flow(id).await?;
             if flow.otp_code.is_some() {
-                sqlx::query("UPDATE cascade_login_flows SET otp_code = NULL WHERE id = $1")
+                // Only the code handed out: one typed meanwhile waits for the next step.
+                sqlx::query("UPDATE cascade_login_flows SET otp_code = NULL WHERE id = $1 AND otp_code = $2")
                     .bind(id)
+                    .bind(&flow.otp_code)
                     .execute(&self.$write)
                     .await?;
             }
