@@ -98,6 +98,10 @@ pub struct Article {
     /// Likes, when the source tells (WeRead `likeNum`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub like_num: Option<i64>,
+    /// `publish_time` is the time the article was first seen, not its own (WeRead's cover has
+    /// none): the parent does not page back to it and takes the real time when a list gives it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub time_estimated: bool,
 }
 
 /// What a fetch found.

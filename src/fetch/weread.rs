@@ -296,6 +296,7 @@ fn review_article(
         doc_url,
         read_num: parse_count(&info["readNum"]),
         like_num: parse_count(&info["likeNum"]),
+        time_estimated: false,
     })
 }
 
@@ -339,6 +340,7 @@ pub fn parse_cover(
         doc_url: None,
         read_num: None,
         like_num: None,
+        time_estimated: true,
     }])
 }
 

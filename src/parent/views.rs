@@ -94,6 +94,9 @@ pub struct FeedView {
     url: Option<String>,
     update_time: Option<i64>,
     sync_time: Option<i64>,
+    /// This feed's own source chain (absent: the parent's `source_chain`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source_chain: Option<Vec<String>>,
 }
 
 impl From<Feed> for FeedView {
@@ -111,6 +114,7 @@ impl From<Feed> for FeedView {
             url: f.url,
             update_time: f.update_time,
             sync_time: f.sync_time,
+            source_chain: f.source_chain,
         }
     }
 }

@@ -80,6 +80,9 @@ pub struct UpdateFeed {
     pub status: Option<i64>,
     /// New URL (RSS).
     pub url: Option<String>,
+    /// WeChat feeds: this feed's own source chain, in order (`weread_list`, `weread_cover`,
+    /// `mp_list`); `[]` returns the feed to the parent's `source_chain`.
+    pub source_chain: Option<Vec<String>>,
 }
 
 /// `POST`/`PUT {P}/message-tasks`: every field optional here; create checks the required ones.

@@ -270,6 +270,8 @@ pub struct ArticleIn {
     /// The long link when the source gives one besides `url` (WeRead's `doc_url`): another
     /// link the article is matched by (not stored as a column).
     pub doc_url: Option<String>,
+    /// `publish_time` is a first-seen time (a cover read), replaced by the first real one.
+    pub time_estimated: bool,
 }
 
 /// How uploads are stored.

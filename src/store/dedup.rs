@@ -116,7 +116,8 @@ pub(crate) const LINKS_PAGE: &str = "SELECT id, mp_id, url FROM we_articles
 /// Updates stored article `$1` from an upload. `$15` true (an item matched under another id):
 /// only what the row lacks is filled, its status kept. False (the same id again): non-empty
 /// values replace, except the link, kept once known (other forms become link keys). Either
-/// way a known publish time never moves (the first-seen time of a cover read stays).
+/// way a known publish time never moves, except a first-seen time (`time_estimated`, a cover
+/// read) which the first upload with a real time (`$16` false) replaces.
 pub(crate) const UPDATE_ARTICLE: &str = "UPDATE we_articles SET
         title = CASE WHEN $15 THEN COALESCE(NULLIF(title, ''), NULLIF($2, '')) ELSE COALESCE(NULLIF($2, ''), title) END,
         url = COALESCE(NULLIF(url, ''), NULLIF($3, '')),
@@ -125,7 +126,9 @@ pub(crate) const UPDATE_ARTICLE: &str = "UPDATE we_articles SET
         content = CASE WHEN $15 THEN COALESCE(NULLIF(content, ''), NULLIF($6, '')) ELSE COALESCE(NULLIF($6, ''), content) END,
         content_html = CASE WHEN $15 THEN COALESCE(NULLIF(content_html, ''), NULLIF($7, '')) ELSE COALESCE(NULLIF($7, ''), content_html) END,
         content_markdown = CASE WHEN $15 THEN COALESCE(NULLIF(content_markdown, ''), NULLIF($8, '')) ELSE COALESCE(NULLIF($8, ''), content_markdown) END,
-        publish_time = CASE WHEN publish_time IS NULL OR publish_time = 0 THEN COALESCE($9, publish_time) ELSE publish_time END,
+        publish_time = CASE WHEN publish_time IS NULL OR publish_time = 0 OR (time_estimated AND NOT $16)
+            THEN COALESCE($9, publish_time) ELSE publish_time END,
+        time_estimated = CASE WHEN time_estimated AND NOT $16 AND $9 IS NOT NULL THEN FALSE ELSE time_estimated END,
         status = CASE WHEN $15 THEN status ELSE COALESCE($10, status) END,
         extinfo = CASE WHEN $15 THEN COALESCE(NULLIF(extinfo, ''), $11) ELSE COALESCE($11, extinfo) END,
         mp_id = $12, updated_at = $13, updated_at_millis = $14

@@ -190,7 +190,11 @@ pub(crate) fn package(
                 etag: f.opt_text("http_etag")?,
                 last_modified: f.opt_text("http_last_modified")?,
                 since: f.opt_int("since")?,
-                sources: None,
+                // A feed's own chain; the parent's annotation fills in the global one.
+                sources: f
+                    .opt_text("source_chain")?
+                    .map(|c| crate::store::rows::split_chain(&c))
+                    .filter(|c| !c.is_empty()),
             })
         })
         .collect::<Result<Vec<_>>>()?;

@@ -116,6 +116,15 @@ pub(crate) fn node_from_row(r: &impl RowExt) -> Result<Node> {
     })
 }
 
+/// A stored source chain (`weread_cover,mp_list`) as its names.
+pub(crate) fn split_chain(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 pub(crate) fn feed_from_row(r: &impl RowExt) -> Result<Feed> {
     Ok(Feed {
         id: r.text("id")?,
@@ -128,6 +137,7 @@ pub(crate) fn feed_from_row(r: &impl RowExt) -> Result<Feed> {
         url: r.opt_text("url")?,
         update_time: r.opt_int("update_time")?,
         sync_time: r.opt_int("sync_time")?,
+        source_chain: r.opt_text("source_chain")?.map(|c| split_chain(&c)),
         created_at: r.time("created_at")?,
         updated_at: r.time("updated_at")?,
     })

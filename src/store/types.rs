@@ -252,6 +252,8 @@ pub struct Feed {
     pub update_time: Option<i64>,
     /// Last sync, epoch seconds.
     pub sync_time: Option<i64>,
+    /// WeChat feeds: this feed's own source chain (issue 13 §2), `None` for the global one.
+    pub source_chain: Option<Vec<String>>,
     /// Creation time.
     pub created_at: Option<NaiveDateTime>,
     /// Last change.
@@ -292,6 +294,8 @@ pub struct FeedUpdate {
     pub status: Option<i64>,
     /// New URL.
     pub url: Option<String>,
+    /// New source chain: `Some(None)` returns the feed to the global chain.
+    pub source_chain: Option<Option<String>>,
 }
 
 /// The fields of a message task an admin sets (create and full update).

@@ -4,7 +4,7 @@
 //! both fakes, the fake WeChat's closure switch, and a child that reads a WeChat feed through
 //! WeRead end to end.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 use werss_cascade::fetch::pacer::Pacer;
@@ -509,6 +509,73 @@ mod child {
             .iter()
             .filter(|e| e.endpoint == "list")
             .count()
+    }
+
+    on_both! {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_feed_with_its_own_chain_is_read_through_it_and_returns_to_the_global_one(backend) {
+            let p = TestParent::on(backend.clone()).await;
+            let a = account(3_286_016_721, 3);
+            let fake = FakeWeread::start().await.expect("fake");
+            fake.serve_account(&a);
+            let id = format!("MP_WXS_{}", a.number);
+            let task = p.wechat_task(std::slice::from_ref(&a)).await;
+            let path = cascade(&format!("/feeds/{id}"));
+
+            // Unknown and repeated sources are refused, and nothing is stored.
+            let bad = p.put(&path, &p.admin(), json!({"source_chain": ["weread_list", "rss"]})).await;
+            bad.err(400);
+            assert_eq!(bad.body["data"]["field"], "source_chain", "{}", bad.text);
+            assert!(bad.body["message"].as_str().is_some_and(|m| m.contains("unknown source")), "{}", bad.text);
+            let twice = p.put(&path, &p.admin(), json!({"source_chain": ["mp_list", "MP_LIST"]})).await;
+            twice.err(400);
+            assert!(twice.body["message"].as_str().is_some_and(|m| m.contains("twice")), "{}", twice.text);
+            assert!(p.get(&path, &p.admin()).await.ok().get("source_chain").is_none());
+
+            let set = p.put(&path, &p.admin(), json!({"source_chain": [" Weread_Cover "]})).await;
+            assert_eq!(set.ok()["source_chain"], json!(["weread_cover"]));
+            assert_eq!(p.get(&path, &p.admin()).await.ok()["source_chain"], json!(["weread_cover"]));
+            // Other fields leave the chain alone.
+            p.put(&path, &p.admin(), json!({"mp_intro": "read by its cover"})).await.ok();
+            assert_eq!(p.get(&path, &p.admin()).await.ok()["source_chain"], json!(["weread_cover"]));
+
+            let node = p.add_node("reader").await;
+            let c = weread_child(&p, &node, &fake);
+            let stop = tokio_util::sync::CancellationToken::new();
+            let running = tokio::spawn(Child::new(c).expect("child").run(stop.clone()));
+            p.poll_until("/nodes", "the node to report a valid session", |n| {
+                n.as_array().is_some_and(|l| l.iter().any(|x| x["session_state"] == "valid"))
+            }).await;
+            p.dispatch(&task).await;
+            p.poll_until("/pending-allocations", "the completion", |c| c["completed_today"] == 1).await;
+            assert_eq!(list_calls(&fake), 0, "the feed's chain has no list");
+            let doc: Value = crate::helpers::http_client()
+                .get(p.url(&format!("/feed/{id}.json")))
+                .send().await.expect("sent").json().await.expect("JSON Feed");
+            assert_eq!(doc["items"].as_array().map(Vec::len), Some(1), "the newest article only: {doc}");
+
+            // `[]` returns the feed to the parent's chain: the list reads the rest.
+            let cleared = p.put(&path, &p.admin(), json!({"source_chain": []})).await;
+            assert!(cleared.ok().get("source_chain").is_none(), "{}", cleared.text);
+            p.dispatch(&task).await;
+            p.poll_until("/pending-allocations", "the second completion", |c| c["completed_today"] == 2).await;
+            assert!(list_calls(&fake) > 0, "the global chain starts with the list");
+            let doc: Value = crate::helpers::http_client()
+                .get(p.url(&format!("/feed/{id}.json")))
+                .send().await.expect("sent").json().await.expect("JSON Feed");
+            assert_eq!(doc["items"].as_array().map(Vec::len), Some(articles_in(&a, 3)), "each article once: {doc}");
+            // The cover's first-seen time gave way to the list's real one.
+            let newest = doc["items"].as_array().expect("items").iter()
+                .filter_map(|i| i["date_published"].as_str())
+                .filter_map(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.timestamp())
+                .max();
+            assert_eq!(newest, Some(NEWEST), "{doc}");
+            stop.cancel();
+            running.await.expect("joined").expect("child exits cleanly");
+            fake.stop();
+            p.shutdown().await;
+        }
     }
 
     on_both! {

@@ -88,6 +88,7 @@ pub fn parse_articles(items: Vec<Value>) -> Vec<ArticleIn> {
                     .map(|s| s.clamp(0, i64::from(i32::MAX))),
                 extinfo,
                 doc_url: text("doc_url"),
+                time_estimated: o.get("time_estimated").and_then(Value::as_bool) == Some(true),
             }
         })
         .collect()

@@ -124,7 +124,33 @@ pub fn feed_update(req: UpdateFeed) -> ApiResult<FeedUpdate> {
             .map(|s| status01("status", Some(s), 1))
             .transpose()?,
         url: req.url.as_deref().map(|u| http_url("url", u)).transpose()?,
+        source_chain: req.source_chain.map(|c| feed_chain(&c)).transpose()?,
     })
+}
+
+/// A feed's own source chain: known sources, each once; `[]` clears it (the global chain).
+fn feed_chain(names: &[String]) -> ApiResult<Option<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for name in names {
+        let name = name.trim().to_ascii_lowercase();
+        if !crate::parent::ops::sources::SOURCES.contains(&name.as_str()) {
+            return Err(ApiError::bad_field(
+                "source_chain",
+                format!(
+                    "unknown source in source_chain (known: {})",
+                    crate::parent::ops::sources::SOURCES.join(", ")
+                ),
+            ));
+        }
+        if out.contains(&name) {
+            return Err(ApiError::bad_field(
+                "source_chain",
+                "source_chain names a source twice",
+            ));
+        }
+        out.push(name);
+    }
+    Ok((!out.is_empty()).then(|| out.join(",")))
 }
 
 /// Builds the task fields from a body over `base` (create: `None`, every required field must

@@ -81,9 +81,15 @@ pub async fn open_kinds(state: &AppState) -> ApiResult<(bool, bool)> {
 }
 
 /// The chain for the packages of one claim: closed sources left out, except a closed source
-/// whose probe is due, which this claim takes (it goes first, for one feed).
-async fn chain_now(state: &AppState) -> ApiResult<(Vec<String>, Option<String>)> {
+/// whose probe is due, which this claim takes (it goes first, for one feed); and every source
+/// found closed.
+async fn chain_now(state: &AppState) -> ApiResult<(Vec<String>, Option<String>, Vec<String>)> {
     let rows = state.store.source_rows().await?;
+    let closed_all: Vec<String> = rows
+        .iter()
+        .filter(|r| r.state == "closed")
+        .map(|r| r.source.clone())
+        .collect();
     let now = state.clock.now();
     let next = now + probe_every(state);
     let mut open = Vec::new();
@@ -97,7 +103,7 @@ async fn chain_now(state: &AppState) -> ApiResult<(Vec<String>, Option<String>)>
             probe = Some(s);
         }
     }
-    Ok((open, probe))
+    Ok((open, probe, closed_all))
 }
 
 fn probe_every(state: &AppState) -> TimeDelta {
@@ -118,13 +124,30 @@ pub async fn annotate(state: &AppState, packages: &mut [TaskPackage]) -> ApiResu
     if !packages.iter().any(|p| p.feeds.iter().any(wechat)) {
         return Ok(());
     }
-    let (open, mut probe) = chain_now(state).await?;
+    let (open, mut probe, closed) = chain_now(state).await?;
     for package in packages.iter_mut() {
         for feed in package.feeds.iter_mut().filter(|f| wechat(f)) {
-            let mut list = open.clone();
-            if let Some(p) = probe.take() {
-                list.insert(0, p);
-            }
+            let list = match feed.sources.take() {
+                // The feed's own chain (set by an admin): its open sources, in its order; when
+                // all of them are closed the feed still gets them (the admin asked for these
+                // sources only: the child finds them refusing and the work waits, no attempt
+                // spent) rather than sources the admin ruled out.
+                Some(own) => {
+                    let open_own: Vec<String> = own
+                        .iter()
+                        .filter(|s| SOURCES.contains(&s.as_str()) && !closed.contains(s))
+                        .cloned()
+                        .collect();
+                    if open_own.is_empty() { own } else { open_own }
+                }
+                None => {
+                    let mut list = open.clone();
+                    if let Some(p) = probe.take() {
+                        list.insert(0, p);
+                    }
+                    list
+                }
+            };
             feed.sources = Some(list);
         }
     }

@@ -339,7 +339,8 @@ async fn package(
         .await?;
     let feed_ids = row.string_list("feed_ids")?.unwrap_or_default();
     let feeds = sqlx::query(
-        "SELECT f.*, (SELECT MAX(a.publish_time) FROM we_articles a WHERE a.mp_id = f.id) AS since
+        "SELECT f.*, (SELECT MAX(a.publish_time) FROM we_articles a
+                WHERE a.mp_id = f.id AND NOT a.time_estimated) AS since
            FROM we_feeds f WHERE f.id = ANY($1) ORDER BY f.id",
     )
     .bind(&feed_ids)

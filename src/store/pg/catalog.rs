@@ -80,7 +80,8 @@ impl PgStore {
         let result = sqlx::query(
             "UPDATE we_feeds SET mp_name = COALESCE($2, mp_name), mp_cover = COALESCE($3, mp_cover),
                     mp_intro = COALESCE($4, mp_intro), status = COALESCE($5, status),
-                    url = COALESCE($6, url), updated_at = $7
+                    url = COALESCE($6, url), updated_at = $7,
+                    source_chain = CASE WHEN $8 THEN $9 ELSE source_chain END
               WHERE id = $1",
         )
         .bind(id)
@@ -90,6 +91,8 @@ impl PgStore {
         .bind(update.status)
         .bind(update.url)
         .bind(now)
+        .bind(update.source_chain.is_some())
+        .bind(update.source_chain.flatten())
         .execute(&self.pool)
         .await?;
         if result.rows_affected() == 0 {

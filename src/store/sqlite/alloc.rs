@@ -300,7 +300,8 @@ async fn package(
         .fetch_optional(&mut *tx)
         .await?;
     let feeds = sqlx::query(
-        "SELECT f.*, (SELECT MAX(a.publish_time) FROM we_articles a WHERE a.mp_id = f.id) AS since
+        "SELECT f.*, (SELECT MAX(a.publish_time) FROM we_articles a
+                WHERE a.mp_id = f.id AND NOT a.time_estimated) AS since
            FROM we_feeds f WHERE f.id IN (SELECT value FROM json_each($1)) ORDER BY f.id",
     )
     .bind(row.text("feed_ids")?)

@@ -245,6 +245,7 @@ async fn update(
         .bind(to_db(now))
         .bind(now.and_utc().timestamp_millis())
         .bind(fill)
+        .bind(a.time_estimated)
         .execute(&mut *tx)
         .await?;
     Ok(())
@@ -262,8 +263,8 @@ async fn insert(
     sqlx::query(
         "INSERT INTO we_articles (id, mp_id, title, url, pic_url, description, content, content_html,
             content_markdown, publish_time, status, extinfo, created_at, updated_at, updated_at_millis,
-            is_export, is_read, node_id, allocation_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, COALESCE($11, 1), $12, $13, $13, $14, 0, 0, $15, $16)",
+            is_export, is_read, node_id, allocation_id, time_estimated)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, COALESCE($11, 1), $12, $13, $13, $14, 0, 0, $15, $16, $17)",
     )
     .bind(id)
     .bind(mp_id)
@@ -281,6 +282,7 @@ async fn insert(
     .bind(now.and_utc().timestamp_millis())
     .bind(node_id)
     .bind(allocation_id)
+    .bind(a.time_estimated && a.publish_time.is_some())
     .execute(&mut *tx)
     .await?;
     Ok(())

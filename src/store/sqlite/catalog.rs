@@ -79,7 +79,8 @@ impl SqliteStore {
         let result = sqlx::query(
             "UPDATE we_feeds SET mp_name = COALESCE($2, mp_name), mp_cover = COALESCE($3, mp_cover),
                     mp_intro = COALESCE($4, mp_intro), status = COALESCE($5, status),
-                    url = COALESCE($6, url), updated_at = $7
+                    url = COALESCE($6, url), updated_at = $7,
+                    source_chain = CASE WHEN $8 THEN $9 ELSE source_chain END
               WHERE id = $1",
         )
         .bind(id)
@@ -89,6 +90,8 @@ impl SqliteStore {
         .bind(update.status)
         .bind(update.url)
         .bind(to_db(now))
+        .bind(update.source_chain.is_some())
+        .bind(update.source_chain.flatten())
         .execute(&self.write)
         .await?;
         if result.rows_affected() == 0 {
