@@ -545,8 +545,9 @@ fn forget(shared: &Shared, id: &str) {
     shared.done.notify_one();
 }
 
-/// A feed's result item; `source` (the fetcher used) and `backlog_incomplete` (the WeRead page
-/// cap came before the articles the parent has) are additive fields.
+/// A feed's result item; `source` (the fetcher used), `backlog_incomplete` (the WeRead page
+/// cap came before the articles the parent has; `false` once a given backlog is read) and
+/// `backlog` (where to go on) are additive fields.
 fn result_item(feed: &PackageFeed, source: &str, outcome: &Result<Fetched, FetchError>) -> Value {
     match outcome {
         Ok(f) => {
@@ -554,6 +555,11 @@ fn result_item(feed: &PackageFeed, source: &str, outcome: &Result<Fetched, Fetch
                          "article_count": f.articles.len(), "etag": f.etag, "last_modified": f.last_modified, "source": source});
             if f.backlog_incomplete {
                 item["backlog_incomplete"] = json!(true);
+                if let Some(next) = f.backlog_next {
+                    item["backlog"] = json!(next);
+                }
+            } else if f.backlog_done {
+                item["backlog_incomplete"] = json!(false);
             }
             item
         }

@@ -116,4 +116,9 @@ pub struct Fetched {
     /// The page cap was hit before reaching what the parent already has: older articles
     /// were left unread (reported as `backlog_incomplete` in the feed's result item).
     pub backlog_incomplete: bool,
+    /// Where to go on next time (a WeRead list read with a known `since` that stopped at its
+    /// page cap), reported with `backlog_incomplete`.
+    pub backlog_next: Option<crate::protocol::wire::Backlog>,
+    /// The package's backlog was read to its end (reported as `backlog_incomplete: false`).
+    pub backlog_done: bool,
 }

@@ -63,7 +63,7 @@ impl RssFetcher {
                     articles: Vec::new(),
                     etag: etag.or_else(|| feed.etag.clone()),
                     last_modified: last_modified.or_else(|| feed.last_modified.clone()),
-                    backlog_incomplete: false,
+                    ..Fetched::default()
                 });
             }
             StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
@@ -96,7 +96,7 @@ impl RssFetcher {
             articles,
             etag,
             last_modified,
-            backlog_incomplete: false,
+            ..Fetched::default()
         })
     }
 }

@@ -16,7 +16,7 @@ use super::{Article, FetchError, Fetched};
 use crate::config::CascadeConfig;
 use crate::logins::weread::{WereadJar, authenticated, error_envelope};
 use crate::protocol::ids::{article_id, feed_id_from_faker_id};
-use crate::protocol::wire::PackageFeed;
+use crate::protocol::wire::{Backlog, PackageFeed};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,43 +93,89 @@ impl WereadFetcher {
     /// A typed [`FetchError`]; articles of earlier pages are dropped with it.
     pub async fn list(&self, feed: &PackageFeed) -> Result<Fetched, FetchError> {
         let book = book_id(feed)?;
-        let mut articles = Vec::new();
+        let mut articles: Vec<Article> = Vec::new();
+        let mut pages_left = self.opts.max_pages;
+        // The new articles, newest first, back to the first one the parent has.
         let mut offset = 0;
-        let mut backlog_incomplete = false;
-        for page in 0..self.opts.max_pages {
+        let mut new_groups = 0usize;
+        let mut reached = false;
+        while pages_left > 0 {
+            pages_left -= 1;
             let groups = self.list_page(&book, offset).await?;
             if groups.is_empty() {
+                reached = true;
                 break;
             }
             offset += groups.len();
-            let mut reached_known = false;
-            for item in groups.into_iter().flatten() {
-                match feed.since {
-                    Some(since) if item.publish_time <= since => reached_known = true,
-                    _ => articles.push(Article {
-                        id: article_id(&feed.id, &item.id),
-                        mp_id: feed.id.clone(),
-                        ..item
-                    }),
+            for group in groups {
+                let mut all_new = true;
+                for item in group {
+                    match feed.since {
+                        Some(since) if item.publish_time <= since => {
+                            reached = true;
+                            all_new = false;
+                        }
+                        _ => articles.push(owned(feed, item)),
+                    }
                 }
+                new_groups += usize::from(all_new);
             }
-            if reached_known {
+            if reached {
                 break;
             }
-            if page + 1 == self.opts.max_pages {
-                backlog_incomplete = true;
-                tracing::warn!(
-                    feed.id = %feed.id,
-                    pages = self.opts.max_pages,
-                    "WeRead list page cap reached before the articles the parent has: backlog incomplete"
-                );
+        }
+        let mut out = Fetched::default();
+        if !reached {
+            out.backlog_incomplete = true;
+            // With a known `since` the gap is worth going back to; a new feed's depth is the cap.
+            let until = feed.backlog.map(|b| b.until).or(feed.since);
+            out.backlog_next = until.map(|until| Backlog {
+                offset: i64::try_from(offset).unwrap_or(i64::MAX),
+                until,
+            });
+            tracing::warn!(
+                feed.id = %feed.id,
+                pages = self.opts.max_pages,
+                "WeRead list page cap reached before the articles the parent has: backlog incomplete"
+            );
+        } else if let Some(backlog) = feed.backlog {
+            // An earlier read stopped at its cap: go on from where it stopped, shifted by the
+            // groups published since, down to the article the gap ends at.
+            let mut at = usize::try_from(backlog.offset.max(0))
+                .unwrap_or(usize::MAX)
+                .saturating_add(new_groups);
+            let mut done = false;
+            while pages_left > 0 {
+                pages_left -= 1;
+                let groups = self.list_page(&book, at).await?;
+                if groups.is_empty() {
+                    done = true;
+                    break;
+                }
+                at += groups.len();
+                for item in groups.into_iter().flatten() {
+                    if item.publish_time <= backlog.until {
+                        done = true;
+                    } else if !articles.iter().any(|a| a.url == item.url) {
+                        articles.push(owned(feed, item));
+                    }
+                }
+                if done {
+                    break;
+                }
+            }
+            if done {
+                out.backlog_done = true;
+            } else {
+                out.backlog_incomplete = true;
+                out.backlog_next = Some(Backlog {
+                    offset: i64::try_from(at).unwrap_or(i64::MAX),
+                    until: backlog.until,
+                });
             }
         }
-        Ok(Fetched {
-            articles,
-            backlog_incomplete,
-            ..Fetched::default()
-        })
+        out.articles = articles;
+        Ok(out)
     }
 
     /// `weread_cover`: the newest article of `feed`, dated `now` (the cover has no time).
@@ -342,6 +388,15 @@ pub fn parse_cover(
         like_num: None,
         time_estimated: true,
     }])
+}
+
+/// A listed item as an article of `feed` (its id normalised).
+fn owned(feed: &PackageFeed, item: Article) -> Article {
+    Article {
+        id: article_id(&feed.id, &item.id),
+        mp_id: feed.id.clone(),
+        ..item
+    }
 }
 
 /// Epoch seconds from a number or a numeric string.

@@ -195,6 +195,22 @@ pub struct PackageFeed {
     /// stock parent, ignored by a stock child).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sources: Option<Vec<String>>,
+    /// WeChat feeds read by `weread_list`: the older articles an earlier read left unread
+    /// (its page cap came first), to read after the new ones (an extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backlog: Option<Backlog>,
+}
+
+/// Where an unfinished WeRead list read stopped: the group offset to go on from and the
+/// publish time it must reach (the newest article the parent had when the gap opened).
+#[derive(
+    Debug, Clone, Copy, serde::Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema,
+)]
+pub struct Backlog {
+    /// Group offset of the first unread page.
+    pub offset: i64,
+    /// Epoch seconds: the gap ends at the first article published at or before this.
+    pub until: i64,
 }
 
 /// The task package a claim hands out (PROTOCOL §8.3).

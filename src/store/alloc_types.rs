@@ -212,6 +212,9 @@ pub struct FeedResult {
     pub etag: Option<String>,
     /// HTTP validators for RSS.
     pub last_modified: Option<String>,
+    /// A WeRead list's unread backlog: `Some(Some(_))` where to go on, `Some(None)` read to
+    /// its end, `None` unchanged.
+    pub backlog: Option<Option<crate::protocol::wire::Backlog>>,
 }
 
 /// Settings every lifecycle change needs.

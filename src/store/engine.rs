@@ -195,6 +195,12 @@ pub(crate) fn package(
                     .opt_text("source_chain")?
                     .map(|c| crate::store::rows::split_chain(&c))
                     .filter(|c| !c.is_empty()),
+                backlog: match (f.opt_int("backlog_offset")?, f.opt_int("backlog_until")?) {
+                    (Some(offset), Some(until)) => {
+                        Some(crate::protocol::wire::Backlog { offset, until })
+                    }
+                    _ => None,
+                },
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -346,6 +352,8 @@ pub(crate) struct FeedEnd {
     pub(crate) error: Option<String>,
     pub(crate) etag: Option<String>,
     pub(crate) last_modified: Option<String>,
+    /// As [`super::FeedResult::backlog`], for a successful feed only.
+    pub(crate) backlog: Option<Option<crate::protocol::wire::Backlog>>,
 }
 
 /// What a completion does besides closing the allocation.
@@ -380,6 +388,7 @@ pub(crate) fn completion_effects(
                 error: result.filter(|r| !r.success).and_then(|r| r.error.clone()),
                 etag: result.and_then(|r| r.etag.clone()),
                 last_modified: result.and_then(|r| r.last_modified.clone()),
+                backlog: result.filter(|r| r.success).and_then(|r| r.backlog),
             }
         })
         .collect();

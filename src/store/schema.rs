@@ -81,6 +81,8 @@ pub(crate) const OUR_COLUMNS: &[(&str, &str, &str)] = &[
     ("we_feeds", "http_etag", "VARCHAR(255)"),
     ("we_feeds", "http_last_modified", "VARCHAR(255)"),
     ("we_feeds", "source_chain", "VARCHAR(255)"),
+    ("we_feeds", "backlog_offset", "BIGINT"),
+    ("we_feeds", "backlog_until", "BIGINT"),
     (
         "we_message_tasks",
         "expose_to_nodes",

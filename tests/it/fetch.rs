@@ -24,6 +24,7 @@ fn feed(account: &FakeAccount, since: Option<i64>) -> PackageFeed {
         last_modified: None,
         since,
         sources: None,
+        backlog: None,
     }
 }
 
@@ -185,6 +186,7 @@ mod rss {
             last_modified: None,
             since,
             sources: None,
+            backlog: None,
         }
     }
 

@@ -85,6 +85,7 @@ fn feed(account: &FakeAccount) -> PackageFeed {
         last_modified: None,
         since: None,
         sources: None,
+        backlog: None,
     }
 }
 

@@ -55,6 +55,90 @@ fn articles_in(a: &FakeAccount, pushes: usize) -> usize {
         .sum()
 }
 
+/// `n` new pushes an hour apart after `NEWEST`, published at the top of `a`'s book in `fake`
+/// (oldest first, so the newest ends on top), one article each.
+fn publish_newer(fake: &FakeWeread, a: &FakeAccount, n: i64) {
+    for k in 1..=n {
+        let appmsgid = 2_247_490_000 + k;
+        let push = FakePublish {
+            appmsgid,
+            articles: vec![FakeArticle {
+                itemidx: 1,
+                title: format!("Later {appmsgid}"),
+                digest: String::new(),
+                update_time: NEWEST + 3600 * k,
+            }],
+        };
+        fake.publish(
+            &werss_cascade::testkit::weread::book_id(a),
+            WereadGroup::from_publish(a, &push),
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_capped_read_goes_on_next_time_from_where_it_stopped() {
+    let fake = FakeWeread::start().await.expect("fake");
+    let a = account(3_286_016_689, 3);
+    fake.serve_account(&a);
+    let jar = fake.new_session("reader");
+    let f = fetcher(&fake, options(&fake, 2, true), &jar);
+    // A new feed: the cap is its depth, nothing to go back to.
+    publish_newer(&fake, &a, 45);
+    let fresh = f.list(&feed(&a, None)).await.expect("listed");
+    assert!(fresh.backlog_incomplete);
+    assert_eq!(fresh.backlog_next, None);
+
+    // The parent holds the first three pushes; 45 came since, the cap stops at 40 groups.
+    let mut known = feed(&a, Some(NEWEST));
+    let first = f.list(&known).await.expect("listed");
+    assert!(first.backlog_incomplete);
+    assert_eq!(first.articles.len(), 40);
+    let next = first.backlog_next.expect("where to go on");
+    assert_eq!(
+        next,
+        werss_cascade::protocol::wire::Backlog {
+            offset: 40,
+            until: NEWEST
+        }
+    );
+
+    // Two more pushes; the next read takes them, then the five left behind, and ends.
+    let before = offsets(&fake, &jar).len();
+    for k in 46..=47 {
+        let push = FakePublish {
+            appmsgid: 2_247_490_000 + k,
+            articles: vec![FakeArticle {
+                itemidx: 1,
+                title: format!("Later {k}"),
+                digest: String::new(),
+                update_time: NEWEST + 3600 * k,
+            }],
+        };
+        fake.publish(
+            &werss_cascade::testkit::weread::book_id(&a),
+            WereadGroup::from_publish(&a, &push),
+        );
+    }
+    known.since = Some(NEWEST + 45 * 3600);
+    known.backlog = Some(next);
+    let second = f.list(&known).await.expect("listed");
+    assert!(
+        !second.backlog_incomplete && second.backlog_done,
+        "{second:?}"
+    );
+    let mut times: Vec<i64> = second.articles.iter().map(|x| x.publish_time).collect();
+    times.sort_unstable();
+    let want: Vec<i64> = (1..=5).chain(46..=47).map(|k| NEWEST + 3600 * k).collect();
+    assert_eq!(times, want, "the new pushes and the gap, each once");
+    assert_eq!(
+        offsets(&fake, &jar)[before..],
+        [0, 42],
+        "the gap's page, shifted by the two new groups"
+    );
+    fake.stop();
+}
+
 fn feed(account: &FakeAccount, since: Option<i64>) -> PackageFeed {
     PackageFeed {
         id: format!("MP_WXS_{}", account.number),
@@ -69,6 +153,7 @@ fn feed(account: &FakeAccount, since: Option<i64>) -> PackageFeed {
         last_modified: None,
         since,
         sources: None,
+        backlog: None,
     }
 }
 
@@ -571,6 +656,62 @@ mod child {
                 .map(|t| t.timestamp())
                 .max();
             assert_eq!(newest, Some(NEWEST), "{doc}");
+            stop.cancel();
+            running.await.expect("joined").expect("child exits cleanly");
+            fake.stop();
+            p.shutdown().await;
+        }
+    }
+
+    on_both! {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_backlog_left_by_the_page_cap_is_read_on_the_next_run(backend) {
+            let p = TestParent::on(backend.clone()).await;
+            let a = account(3_286_016_731, 3);
+            let fake = FakeWeread::start().await.expect("fake");
+            fake.serve_account(&a);
+            let id = format!("MP_WXS_{}", a.number);
+            let task = p.wechat_task(std::slice::from_ref(&a)).await;
+            let node = p.add_node("reader").await;
+            let mut c = weread_child(&p, &node, &fake);
+            c.cascade.weread_max_pages = 2;
+            let stop = tokio_util::sync::CancellationToken::new();
+            let running = tokio::spawn(Child::new(c).expect("child").run(stop.clone()));
+            p.poll_until("/nodes", "the node to report a valid session", |n| {
+                n.as_array().is_some_and(|l| l.iter().any(|x| x["session_state"] == "valid"))
+            }).await;
+            let items = || async {
+                let doc: Value = crate::helpers::http_client()
+                    .get(p.url(&format!("/feed/{id}.json?limit=100")))
+                    .send().await.expect("sent").json().await.expect("JSON Feed");
+                doc["items"].as_array().map_or(0, Vec::len)
+            };
+            let offsets = || fake.requests().iter().filter(|e| e.endpoint == "list").map(|e| e.offset).collect::<Vec<_>>();
+            let run = |n: i64| {
+                let (p, task) = (&p, &task);
+                async move {
+                    p.dispatch(task).await;
+                    p.poll_until("/pending-allocations", "the run's completion", |c| c["completed_today"] == n).await;
+                }
+            };
+            run(1).await;
+            assert_eq!(items().await, articles_in(&a, 3));
+
+            // 45 new pushes: the cap reads 40 of them and the parent keeps where it stopped.
+            publish_newer(&fake, &a, 45);
+            let before = offsets().len();
+            run(2).await;
+            assert_eq!(items().await, articles_in(&a, 3) + 40);
+            assert_eq!(offsets()[before..], [0, 20]);
+
+            // The next run reads the five left and ends the backlog; the one after has none.
+            let before = offsets().len();
+            run(3).await;
+            assert_eq!(items().await, articles_in(&a, 3) + 45, "every article once");
+            assert_eq!(offsets()[before..], [0, 40]);
+            let before = offsets().len();
+            run(4).await;
+            assert_eq!(offsets()[before..], [0], "nothing left to go back to");
             stop.cancel();
             running.await.expect("joined").expect("child exits cleanly");
             fake.stop();

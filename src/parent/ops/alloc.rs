@@ -444,6 +444,14 @@ pub fn feed_result(item: &Value) -> FeedResult {
         retry_after: retry_after(item.get("retry_after").and_then(Value::as_f64)),
         etag: text("etag"),
         last_modified: text("last_modified"),
+        backlog: match item.get("backlog_incomplete") {
+            Some(Value::Bool(true)) => item
+                .get("backlog")
+                .and_then(|b| serde_json::from_value(b.clone()).ok())
+                .map(Some),
+            Some(Value::Bool(false)) => Some(None),
+            _ => None,
+        },
     }
 }
 

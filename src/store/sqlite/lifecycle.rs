@@ -296,7 +296,9 @@ async fn complete(
                 sync_time = CASE WHEN $7 THEN $8 ELSE sync_time END,
                 update_time = CASE WHEN $7 THEN $8 ELSE update_time END,
                 http_etag = CASE WHEN $7 THEN COALESCE($9, http_etag) ELSE http_etag END,
-                http_last_modified = CASE WHEN $7 THEN COALESCE($10, http_last_modified) ELSE http_last_modified END
+                http_last_modified = CASE WHEN $7 THEN COALESCE($10, http_last_modified) ELSE http_last_modified END,
+                backlog_offset = CASE WHEN $11 THEN $12 ELSE backlog_offset END,
+                backlog_until = CASE WHEN $11 THEN $13 ELSE backlog_until END
               WHERE id = $1",
         )
         .bind(feed.feed_id)
@@ -309,6 +311,9 @@ async fn complete(
         .bind(epoch)
         .bind(feed.etag)
         .bind(feed.last_modified)
+        .bind(feed.backlog.is_some())
+        .bind(feed.backlog.flatten().map(|b| b.offset))
+        .bind(feed.backlog.flatten().map(|b| b.until))
         .execute(&mut *tx)
         .await?;
     }
