@@ -1,8 +1,11 @@
-//! `cascade demo`: the whole cascade on one machine. A parent on the configured database, a fake
-//! WeChat platform with a few hundred accounts, three child nodes with one login each (one of
-//! them rate-limited, one also reading RSS, one logged in by a QR scan the demo plays for the
-//! user), a fake feed server, a task over every feed, one dispatch, live progress and a summary
-//! that ends with every login of the fleet.
+//! `cascade demo`: the whole cascade on one machine, as WeChat stands in late 2026. A parent on
+//! the configured database; a fake WeChat whose MP backend list refuses every account but the
+//! login's own (closed since about 2026-07-31) and a fake WeRead that serves the same few
+//! hundred accounts; four child nodes: two with an `mp` login only (one logged in by a QR scan
+//! the demo plays for the user, that one also reading RSS), two with a `weread` login; a fake
+//! feed server; a task over every feed, one dispatch, live progress, and a summary: the MP
+//! list found closed by the fleet, the articles read through WeRead, no node left cooling,
+//! every login of the fleet.
 
 use crate::child::Child;
 use crate::clock::Clock;
@@ -13,6 +16,7 @@ use crate::parent::{self, AppState};
 use crate::store::{AllocationFilter, NewFeed, NewNode, Page, Store, TaskFields};
 use crate::testkit::feeds::{FakeEntry, FakeFeeds, Format};
 use crate::testkit::wechat::{FakeAccount, FakeSession, FakeWechat, ScanAction};
+use crate::testkit::weread::FakeWeread;
 use anyhow::Context;
 use chrono::TimeZone;
 use serde_json::json;
@@ -25,8 +29,24 @@ const RSS_FEEDS: i64 = 30;
 /// Cooldown base of the demo's parent and children (seconds).
 const DEMO_COOLDOWN_SECS: u64 = 3;
 
-/// The child that logs in by a QR scan instead of a configured token and cookie.
-const QR_CHILD: usize = 1;
+/// The login each demo child has.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DemoLogin {
+    /// An `mp` login made by a QR scan the demo plays (this child also reads RSS).
+    MpByQr,
+    /// An `mp` login from a configured token and cookie.
+    MpConfigured,
+    /// A `weread` login.
+    Weread,
+}
+
+/// The demo's children, by number.
+const CHILDREN: [(usize, DemoLogin); 4] = [
+    (1, DemoLogin::MpByQr),
+    (2, DemoLogin::MpConfigured),
+    (3, DemoLogin::Weread),
+    (4, DemoLogin::Weread),
+];
 
 /// The account name the fake's QR login reports.
 const QR_ACCOUNT: &str = "Demo MP Account";
@@ -46,6 +66,8 @@ pub async fn run(
     let mut config = config;
     config.cascade.cooldown_base = DEMO_COOLDOWN_SECS;
     config.cascade.cooldown_max = 10 * DEMO_COOLDOWN_SECS;
+    // Work an `mp` node handed back (the MP list refused it) waits seconds for a WeRead node.
+    config.cascade.retry_base = DEMO_COOLDOWN_SECS;
     let clock = Clock::system();
     let store = Store::connect(&config.db)
         .await
@@ -72,8 +94,21 @@ pub async fn run(
         .map(|i| FakeAccount::generated(7_000_000_000 + run_tag + i, 3, newest))
         .collect();
     let fake = FakeWechat::start(accounts.clone()).await?;
+    // The MP backend list as it is since about 2026-07-31: 200013 for any account but one's own.
+    fake.set_closed(true);
+    let weread = FakeWeread::start().await?;
+    for a in &accounts {
+        weread.serve_account(a);
+    }
     println!("parent  {base}   (dashboard API; admin user 'admin')");
-    println!("fake WeChat  {}  with {ACCOUNTS} accounts", fake.base_url());
+    println!(
+        "fake WeChat  {}  with {ACCOUNTS} accounts; its MP list refuses other accounts (closed)",
+        fake.base_url()
+    );
+    println!(
+        "fake WeRead  {}  serving the same accounts",
+        weread.base_url()
+    );
 
     let feeds: Vec<NewFeed> = accounts
         .iter()
@@ -116,11 +151,7 @@ pub async fn run(
     let mut children = Vec::new();
     // The children's own files (their login stores) live only as long as the demo.
     let child_data = tempfile::tempdir()?;
-    for (i, limit) in [
-        (1, None),
-        (2, None),
-        (3, Some((25, Duration::from_secs(2)))),
-    ] {
+    for (i, login) in CHILDREN {
         let node = store
             .create_node(
                 NewNode {
@@ -137,9 +168,8 @@ pub async fn run(
         let session = FakeSession {
             token: format!("demo-token-{i}"),
             slave_sid: format!("demo-sid-{i}"),
-            limit,
+            limit: None,
         };
-        fake.add_session(session.clone());
         let mut c = config.clone();
         c.cascade.parent_api_url = base.clone();
         c.cascade.api_key = key;
@@ -149,22 +179,34 @@ pub async fn run(
             .join(format!("child-{i}"))
             .display()
             .to_string();
-        let token = if i == QR_CHILD {
-            c.cascade.wechat_base_url = fake.base_url().to_string();
-            qr_login(
-                &fake,
-                &node.name,
-                std::path::Path::new(&c.cascade.data_dir),
-                &shutdown,
-            )
-            .await?
-        } else {
-            session.configure(&mut c.cascade, &fake);
-            session.token.clone()
+        c.cascade.wechat_base_url = fake.base_url().to_string();
+        c.cascade.weread_base_url = weread.base_url().to_string();
+        c.cascade.weread_page_gap_ms = 20;
+        let token = match login {
+            DemoLogin::MpByQr => {
+                c.cascade.fetchers = vec!["wechat".into(), "rss".into()];
+                Some(
+                    qr_login(
+                        &fake,
+                        &node.name,
+                        std::path::Path::new(&c.cascade.data_dir),
+                        &shutdown,
+                    )
+                    .await?,
+                )
+            }
+            DemoLogin::MpConfigured => {
+                fake.add_session(session.clone());
+                session.configure(&mut c.cascade, &fake);
+                Some(session.token.clone())
+            }
+            DemoLogin::Weread => {
+                let mut login = weread.new_login(&format!("weread-demo-{i}"));
+                login.renewed_at = Some(chrono::Utc::now());
+                LoginStore::open(std::path::Path::new(&c.cascade.data_dir))?.upsert(login)?;
+                None
+            }
         };
-        if i == 1 {
-            c.cascade.fetchers = vec!["wechat".into(), "rss".into()];
-        }
         c.cascade.wechat_gap_ms = 30;
         c.cascade.wechat_gap_jitter_ms = 20;
         c.cascade.capacity = 8;
@@ -204,7 +246,8 @@ pub async fn run(
         let failed = store.list_allocations(filter("failed"), page).await?.1;
         let hits: usize = children
             .iter()
-            .map(|(_, _, token, _)| {
+            .filter_map(|(_, _, token, _)| token.as_ref())
+            .map(|token| {
                 fake.log_for(token)
                     .iter()
                     .filter(|e| e.outcome == "200013")
@@ -229,7 +272,7 @@ pub async fn run(
                 .unwrap_or(0)
                 .min(width);
         print!(
-            "\r[{}{}] {}/{} allocations done ({}), {} rate-limit hits   ",
+            "\r[{}{}] {}/{} allocations done ({}), {} MP refusals   ",
             "#".repeat(filled),
             ".".repeat(width - filled),
             done + failed,
@@ -270,14 +313,54 @@ pub async fn run(
             }
         };
         articles_total += articles;
-        let hits = fake
-            .log_for(token)
-            .iter()
-            .filter(|e| e.outcome == "200013")
-            .count();
-        println!("  {name}: {feeds} feeds, {articles} articles, {hits} rate-limit hits");
+        let reads = match token {
+            Some(token) => {
+                let refused = fake
+                    .log_for(token)
+                    .iter()
+                    .filter(|e| e.outcome == "200013")
+                    .count();
+                format!("mp login, {refused} MP refusals")
+            }
+            None => "weread login".to_string(),
+        };
+        println!("  {name}: {feeds} feeds, {articles} articles ({reads})");
     }
     println!("total: {articles_total} articles");
+    // What the fleet learnt of the sources (GET {P}/sources).
+    println!("sources:");
+    let rows = store.source_rows().await?;
+    let served = store.feeds_by_source().await?;
+    for source in parent::ops::sources::SOURCES {
+        let row = rows.iter().find(|r| r.source == *source);
+        let served = served
+            .iter()
+            .find(|(s, _)| s == source)
+            .map_or(0, |(_, n)| *n);
+        match row.filter(|r| r.state == "closed") {
+            Some(r) => println!(
+                "  {source}: closed{}, found by the fleet and alerted once ({})",
+                r.since
+                    .map(|t| format!(" since {}", local_time(t)))
+                    .unwrap_or_default(),
+                r.last_error.as_deref().unwrap_or("refused")
+            ),
+            None => println!("  {source}: open, {served} feeds read through it"),
+        }
+    }
+    let now = clock.now();
+    let cooling: Vec<String> = store
+        .list_nodes(None)
+        .await?
+        .into_iter()
+        .filter(|n| n.cooldown_until.is_some_and(|t| t > now))
+        .map(|n| n.name)
+        .collect();
+    if cooling.is_empty() {
+        println!("nodes cooling: none");
+    } else {
+        println!("nodes cooling: {}", cooling.join(", "));
+    }
     // What the children reported in their heartbeats (each sent one before it started).
     println!("logins:");
     for (_, id, _, _) in &children {

@@ -210,9 +210,37 @@ async fn fetch_mp(shared: &Shared, feed: &PackageFeed) -> Result<Fetched, FetchE
             .logins
             .get(&login.id)
             .is_some_and(|l| l.secrets == login.secrets);
+        let rest = shared.config.cascade.mp_closure_rest;
+        let refused_before = shared
+            .mp_refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&login.id);
+        let rested = refused_before
+            || (rest > 0
+                && login.last_used_at.is_none_or(|t| {
+                    (now - t).num_seconds() >= i64::try_from(rest).unwrap_or(i64::MAX)
+                }));
+        {
+            let mut refused = shared.mp_refused.lock().unwrap_or_else(|p| p.into_inner());
+            match &outcome {
+                Ok(_) => {
+                    refused.remove(&login.id);
+                }
+                Err(FetchError::RateLimited { .. }) if rested => {
+                    refused.insert(login.id.clone());
+                }
+                Err(_) => {}
+            }
+        }
         match &outcome {
             _ if !same => {}
             Ok(_) => shared.logins.mark_ok(&login.id, now),
+            // The source refuses, not this login: it does not cool (the parent counts nodes
+            // before it calls the source closed, and then stops asking it).
+            Err(e @ FetchError::RateLimited { .. }) if rested => {
+                shared.logins.mark_error(&login.id, &e.to_string());
+            }
             Err(e @ FetchError::SessionExpired(_)) => {
                 tracing::warn!(login.id = %login.id, error = %e, "WeChat login expired");
                 shared.logins.mark_expired(&login.id, &e.to_string());
@@ -230,11 +258,6 @@ async fn fetch_mp(shared: &Shared, feed: &PackageFeed) -> Result<Fetched, FetchE
             }
             Err(e) => shared.logins.mark_error(&login.id, &e.to_string()),
         }
-        let rest = shared.config.cascade.mp_closure_rest;
-        let rested = rest > 0
-            && login
-                .last_used_at
-                .is_none_or(|t| (now - t).num_seconds() >= i64::try_from(rest).unwrap_or(i64::MAX));
         match outcome {
             // Refused on the first request after a rest: what the closure of the MP list
             // looks like (SOURCES.md §1). The feed goes to the next source; the parent

@@ -50,6 +50,9 @@ struct Shared {
     logins: Arc<LoginStore>,
     /// One pacer per login id: WeChat limits each account, not the node.
     pacers: Mutex<HashMap<String, Arc<Pacer>>>,
+    /// `mp` logins the MP list refused as closed, with no success since: a `200013` of theirs
+    /// is the same refusal, not throttling.
+    mp_refused: Mutex<std::collections::HashSet<String>>,
     rss: Option<RssFetcher>,
     held: Mutex<HashMap<String, TaskPackage>>,
     done: Notify,
@@ -104,6 +107,7 @@ impl Child {
             wechat: c.fetchers.iter().any(|f| f == "wechat"),
             logins: Arc::new(logins),
             pacers: Mutex::default(),
+            mp_refused: Mutex::default(),
             config,
             rss,
             held: Mutex::default(),

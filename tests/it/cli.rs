@@ -131,14 +131,25 @@ async fn demo_runs_the_whole_cascade_and_summarises() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("dispatched 330 allocations to 3 online nodes"),
+        stdout.contains("dispatched 330 allocations to 4 online nodes"),
         "{stdout}"
     );
     assert!(stdout.contains("330/330 allocations done"), "{stdout}");
-    for i in 1..=3 {
+    for i in 1..=4 {
         assert!(stdout.contains(&format!("demo-child-{i}: ")), "{stdout}");
     }
     assert!(stdout.contains("total: 960 articles"), "{stdout}");
+    // The MP list refuses other accounts: the fleet finds it closed and WeRead reads them all.
+    assert!(
+        stdout.contains("  mp_list: closed since ")
+            && stdout.contains("found by the fleet and alerted once"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  weread_list: open, 300 feeds read through it"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("nodes cooling: none"), "{stdout}");
     // Child 1 logs in by QR through the fake: the code is drawn, the demo plays the phone.
     assert!(
         stdout.contains("demo-child-1 logs in to WeChat by QR code:\n█"),
@@ -163,9 +174,15 @@ async fn demo_runs_the_whole_cascade_and_summarises() {
         logins.contains("  demo-child-1: mp Demo MP Account, valid, expires 20"),
         "{stdout}"
     );
-    for i in 2..=3 {
+    assert!(
+        logins.contains("  demo-child-2: mp wechat_token (config), valid"),
+        "no login cools on a closed source: {stdout}"
+    );
+    for i in 3..=4 {
         assert!(
-            logins.contains(&format!("  demo-child-{i}: mp wechat_token (config), ")),
+            logins.contains(&format!(
+                "  demo-child-{i}: weread fake weread-demo-{i}, valid"
+            )),
             "{stdout}"
         );
     }

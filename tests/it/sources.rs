@@ -844,6 +844,12 @@ mod child {
             p.clock.advance(chrono::TimeDelta::seconds(1));
             let beat = p.get(&cascade(&format!("/nodes/{}", mp_node.id)), &p.admin()).await.ok()["last_heartbeat_at"].clone();
             p.poll_until(&format!("/nodes/{}", mp_node.id), "a heartbeat after the closure", |n| n["last_heartbeat_at"] != beat).await;
+            // The login is fine, the source refuses: it does not cool.
+            let logins = p.get(&cascade("/logins"), &p.admin()).await;
+            let logins = logins.ok();
+            let list = logins.as_array().or_else(|| logins["list"].as_array()).expect("logins");
+            let mp = list.iter().find(|l| l["kind"] == "mp").expect("the mp login");
+            assert_eq!(mp["state"], "valid", "{logins}");
 
             // A WeRead node reads the feed once the work is back, no attempt spent.
             let weread_node = p.add_node("weread").await;
