@@ -53,7 +53,8 @@ impl WechatSource {
 
 /// The source a feed is read through: `rss` for RSS feeds; the named one for `mp_list`,
 /// `weread_list`, `weread_cover`; for a plain `wechat` feed `mp_list` while an `mp` login is
-/// usable (today's behaviour), else `weread_list` when a `weread` login is usable, else
+/// usable (today's behaviour), else `weread_list` when a `weread` login is usable (or only
+/// `weread` logins are held: they may be waiting for their budgets), else
 /// `mp_list` (which reports why no login serves). `None` for a source this child lacks.
 fn choose_source(shared: &Shared, feed: &PackageFeed) -> Result<Option<WechatSource>, String> {
     let now = shared.now();
@@ -64,9 +65,12 @@ fn choose_source(shared: &Shared, feed: &PackageFeed) -> Result<Option<WechatSou
         "weread_list" => WechatSource::WereadList,
         "weread_cover" => WechatSource::WereadCover,
         "wechat" => {
-            if !shared.logins.any_usable(LoginKind::Mp, now)
-                && shared.logins.any_usable(LoginKind::Weread, now)
-            {
+            // WeRead also while its logins wait for their budgets, when no `mp` login is held
+            // (an `mp_list` without a login would report the session gone).
+            let weread = shared.logins.any_usable(LoginKind::Weread, now)
+                || (shared.logins.has_kind(LoginKind::Weread)
+                    && !shared.logins.has_kind(LoginKind::Mp));
+            if !shared.logins.any_usable(LoginKind::Mp, now) && weread {
                 WechatSource::WereadList
             } else {
                 WechatSource::MpList
@@ -238,6 +242,8 @@ async fn fetch_mp(shared: &Shared, feed: &PackageFeed) -> Result<Fetched, FetchE
                 tracing::warn!(login.id = %login.id, cooldown_s = secs, "WeChat login rate limited; cooling");
                 shared.logins.mark_cooling(&login.id, until, &e.to_string());
             }
+            // Spent by other feeds between the pick and the call: nothing wrong with the login.
+            Err(FetchError::OutOfBudget { .. }) => {}
             Err(e) => shared.logins.mark_error(&login.id, &e.to_string()),
         }
         let rest = shared.config.cascade.mp_closure_rest;

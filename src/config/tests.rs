@@ -195,8 +195,16 @@ fn budgets_are_given_per_login_kind_and_the_weread_gap_has_two_names() {
     let c = from_yaml_str(yaml, "t", &env_of(&[])).expect("loads");
     let b = Budgets::from_config(&c.cascade);
     assert_eq!((b.mp.per_hour, b.mp.per_day), (60, 500));
-    assert_eq!((b.weread.per_hour, b.weread.per_day), (6, 40), "a kind left out keeps its default");
-    assert_eq!(c.cascade.weread_gap(), std::time::Duration::from_secs(2), "the old name still sets the gap");
+    assert_eq!(
+        (b.weread.per_hour, b.weread.per_day),
+        (6, 40),
+        "a kind left out keeps its default"
+    );
+    assert_eq!(
+        c.cascade.weread_gap(),
+        std::time::Duration::from_secs(2),
+        "the old name still sets the gap"
+    );
 
     let env = env_of(&[
         ("CASCADE_BUDGET_PER_HOUR", "weread:3, mp=0"),
@@ -205,11 +213,19 @@ fn budgets_are_given_per_login_kind_and_the_weread_gap_has_two_names() {
     let c = from_yaml_str(yaml, "t", &env).expect("loads");
     let b = Budgets::from_config(&c.cascade);
     assert_eq!((b.weread.per_hour, b.mp.per_hour), (3, 0));
-    assert_eq!(c.cascade.weread_gap(), std::time::Duration::from_secs(15), "weread_gap_ms wins");
+    assert_eq!(
+        c.cascade.weread_gap(),
+        std::time::Duration::from_secs(15),
+        "weread_gap_ms wins"
+    );
 
-    for bad in ["budget_per_hour: 6", "budget_per_hour: {books: 6}", "budget_per_day: 'weread'"] {
-        let err = from_yaml_str(&format!("cascade:\n  {bad}\n"), "t", &env_of(&[]))
-            .expect_err("rejects");
+    for bad in [
+        "budget_per_hour: 6",
+        "budget_per_hour: {books: 6}",
+        "budget_per_day: 'weread'",
+    ] {
+        let err =
+            from_yaml_str(&format!("cascade:\n  {bad}\n"), "t", &env_of(&[])).expect_err("rejects");
         assert!(err.to_string().contains("cascade.budget_per_"), "{err}");
     }
 }

@@ -355,5 +355,8 @@ fn a_spent_login_budget_waits_without_an_attempt_or_a_cooldown() {
     let r = crate::parent::ops::alloc::feed_result(&item);
     assert_eq!((r.reason, r.retry_after), (Reason::OutOfBudget, Some(600)));
     let plain = serde_json::json!({"feed_id": "f", "success": false, "reason": "rate_limited"});
-    assert_eq!(crate::parent::ops::alloc::feed_result(&plain).reason, Reason::RateLimited);
+    assert_eq!(
+        crate::parent::ops::alloc::feed_result(&plain).reason,
+        Reason::RateLimited
+    );
 }

@@ -120,7 +120,9 @@ impl WereadFetcher {
         let text = self.send(req).await?;
         let body = json(&text)?;
         if let Some((-2001, msg)) = error_envelope(&body) {
-            return Err(FetchError::Network(format!("WeRead -2001 shelf full: {msg}")));
+            return Err(FetchError::Network(format!(
+                "WeRead -2001 shelf full: {msg}"
+            )));
         }
         check_envelope(&body)?;
         Ok(())

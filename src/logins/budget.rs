@@ -119,9 +119,8 @@ pub struct Budgets {
 impl Budgets {
     /// The caps the settings give; a kind a setting leaves out keeps its default.
     pub fn from_config(c: &CascadeConfig) -> Self {
-        let pick = |v: PerKind, mp: u64, weread: u64| {
-            (v.mp.unwrap_or(mp), v.weread.unwrap_or(weread))
-        };
+        let pick =
+            |v: PerKind, mp: u64, weread: u64| (v.mp.unwrap_or(mp), v.weread.unwrap_or(weread));
         let (mp_h, wr_h) = pick(c.budget_per_hour, 0, WEREAD_PER_HOUR);
         let (mp_d, wr_d) = pick(c.budget_per_day, 0, WEREAD_PER_DAY);
         Self {

@@ -282,17 +282,28 @@ fn concurrent_reservations_never_pass_the_caps_and_survive_a_reopen() {
     again.set_budgets(caps);
     let later = now + Duration::minutes(61);
     assert_eq!(again.get("a").expect("a").spent.len(), 3);
-    assert_eq!(again.reserve("a", later), Ok(()), "the hour freed, the day has one");
+    assert_eq!(
+        again.reserve("a", later),
+        Ok(()),
+        "the hour freed, the day has one"
+    );
     assert_eq!(
         again.reserve("a", later),
         Err(now + Duration::hours(24)),
         "the day is spent"
     );
-    assert_eq!(again.next_budget_free(LoginKind::Mp, later), None, "b has room");
+    assert_eq!(
+        again.next_budget_free(LoginKind::Mp, later),
+        None,
+        "b has room"
+    );
     let uncapped = LoginStore::open(&dir.path().join("other")).expect("open");
     uncapped.upsert(mp("c", "SID-C")).expect("save");
     for _ in 0..50 {
         assert_eq!(uncapped.reserve("c", now), Ok(()));
     }
-    assert!(uncapped.get("c").expect("c").spent.is_empty(), "no caps, no count");
+    assert!(
+        uncapped.get("c").expect("c").spent.is_empty(),
+        "no caps, no count"
+    );
 }

@@ -198,7 +198,9 @@ impl LoginBudget {
         v.is_object().then(|| Self {
             hour_left: v["hour_left"].as_i64(),
             day_left: v["day_left"].as_i64(),
-            resets_at: v["resets_at"].as_str().and_then(crate::protocol::time::parse),
+            resets_at: v["resets_at"]
+                .as_str()
+                .and_then(crate::protocol::time::parse),
         })
     }
 }

@@ -75,14 +75,28 @@ async fn each_gate_maps_to_its_typed_reason() {
 
     // x-wr-ticket required: refused without it, served with it.
     fake.require_ticket(true);
-    assert!(matches!(f.list(&feed(&a)).await, Err(FetchError::Closed(_))));
+    assert!(matches!(
+        f.list(&feed(&a)).await,
+        Err(FetchError::Closed(_))
+    ));
     let with_ticket = f.clone().with_ticket(true);
-    assert_eq!(with_ticket.list(&feed(&a)).await.expect("listed").articles.len(), 2);
+    assert_eq!(
+        with_ticket
+            .list(&feed(&a))
+            .await
+            .expect("listed")
+            .articles
+            .len(),
+        2
+    );
     fake.require_ticket(false);
 
     // Only shelved books: refused until the book is on the shelf (idempotent add).
     fake.shelved_only(true);
-    assert!(matches!(f.list(&feed(&a)).await, Err(FetchError::Closed(_))));
+    assert!(matches!(
+        f.list(&feed(&a)).await,
+        Err(FetchError::Closed(_))
+    ));
     f.add_to_shelf(&feed(&a).id).await.expect("shelved");
     f.add_to_shelf(&feed(&a).id).await.expect("shelved again");
     assert_eq!(fake.shelf_of(&vid(&jar)), [feed(&a).id]);
@@ -107,35 +121,67 @@ async fn each_gate_maps_to_its_typed_reason() {
     // A full shelf is its own error, not a closure.
     fake.set_shelf_capacity(Some(1));
     let full = f.add_to_shelf("MP_WXS_2").await.expect_err("full");
-    assert!(matches!(&full, FetchError::Network(m) if m.contains("-2001")), "{full}");
+    assert!(
+        matches!(&full, FetchError::Network(m) if m.contains("-2001")),
+        "{full}"
+    );
     fake.set_shelf_capacity(None);
 
     // Captcha: everything -2041 for this session only, until cleared.
     fake.captcha(&vid(&jar), true);
-    assert!(matches!(f.list(&feed(&a)).await, Err(FetchError::Closed(_))));
-    assert!(matches!(f.cover(&feed(&a), 5).await, Err(FetchError::Closed(_))));
+    assert!(matches!(
+        f.list(&feed(&a)).await,
+        Err(FetchError::Closed(_))
+    ));
+    assert!(matches!(
+        f.cover(&feed(&a), 5).await,
+        Err(FetchError::Closed(_))
+    ));
     let other = fake.new_session("other");
-    fetcher(&fake, &other).cover(&feed(&a), 5).await.expect("another session is served");
+    fetcher(&fake, &other)
+        .cover(&feed(&a), 5)
+        .await
+        .expect("another session is served");
     fake.captcha(&vid(&jar), false);
     f.cover(&feed(&a), 5).await.expect("cleared");
 
     // The fake's per-session budget: -2014, rate_limited.
     fake.set_budget(Some((1, Duration::from_secs(3600))));
-    f.cover(&feed(&a), 5).await.expect("within the fake's budget");
-    assert!(matches!(f.cover(&feed(&a), 5).await, Err(FetchError::RateLimited { .. })));
+    f.cover(&feed(&a), 5)
+        .await
+        .expect("within the fake's budget");
+    assert!(matches!(
+        f.cover(&feed(&a), 5).await,
+        Err(FetchError::RateLimited { .. })
+    ));
     fake.set_budget(None);
 
     // No cookies: -2010; a stale key: -2012 on the shelf too.
     let none = fetcher(&fake, &WereadJar::new());
-    assert!(matches!(none.list(&feed(&a)).await, Err(FetchError::SessionExpired(_))));
+    assert!(matches!(
+        none.list(&feed(&a)).await,
+        Err(FetchError::SessionExpired(_))
+    ));
     fake.expire_skey(&vid(&jar));
-    assert!(matches!(f.add_to_shelf("MP_WXS_3").await, Err(FetchError::SkeyExpired(_))));
+    assert!(matches!(
+        f.add_to_shelf("MP_WXS_3").await,
+        Err(FetchError::SkeyExpired(_))
+    ));
 
     let log = outcomes(&fake, &vid(&jar));
-    assert!(log.contains(&("shelf_add".into(), "-2001".into())), "{log:?}");
-    assert!(log.contains(&("shelf_add".into(), "-2012".into())), "{log:?}");
+    assert!(
+        log.contains(&("shelf_add".into(), "-2001".into())),
+        "{log:?}"
+    );
+    assert!(
+        log.contains(&("shelf_add".into(), "-2012".into())),
+        "{log:?}"
+    );
     assert!(log.contains(&("cover".into(), "-2014".into())), "{log:?}");
-    assert_eq!(outcomes(&fake, ""), [("list".to_string(), "-2010".to_string())]);
+    assert_eq!(
+        outcomes(&fake, ""),
+        [("list".to_string(), "-2010".to_string())]
+    );
     fake.stop();
 }
 
@@ -163,7 +209,11 @@ async fn a_budget_spent_mid_list_keeps_the_pages_read() {
     let got = f.list(&feed(&a)).await.expect("two pages");
     assert_eq!(got.articles.len(), 4);
     assert!(got.backlog_incomplete, "the rest waits for the budget");
-    assert_eq!(fake.log_for(&vid(&jar)).len(), 2, "no call beyond the budget");
+    assert_eq!(
+        fake.log_for(&vid(&jar)).len(),
+        2,
+        "no call beyond the budget"
+    );
     let none = f.list(&feed(&a)).await.expect_err("nothing left");
     assert_eq!(none.reason(), "rate_limited");
     assert_eq!(none.retry_after(), Some(60));
@@ -238,9 +288,12 @@ mod child {
     }
 
     async fn count(p: &TestParent, status: &str) -> usize {
-        p.get(&cascade(&format!("/allocations?status={status}")), &p.admin())
-            .await
-            .ok()["list"]
+        p.get(
+            &cascade(&format!("/allocations?status={status}")),
+            &p.admin(),
+        )
+        .await
+        .ok()["list"]
             .as_array()
             .map_or(0, Vec::len)
     }
@@ -425,7 +478,7 @@ mod child {
             assert_eq!(log[0], ("list".to_string(), "-2041".to_string()), "{log:?}");
             assert_eq!(log[1], ("shelf_add".to_string(), "ok".to_string()), "{log:?}");
             assert!(log[2..].iter().all(|(_, o)| o == "ok"), "{log:?}");
-            assert_eq!(fake.shelf_of(&vid), [book.clone()]);
+            assert_eq!(fake.shelf_of(&vid), std::slice::from_ref(&book));
             let sources = p.get(&cascade("/sources"), &p.admin()).await;
             let list = sources.ok().as_array().cloned().unwrap_or_default();
             assert!(list.iter().all(|s| s["state"] == "open"), "shelving is no closure: {list:?}");

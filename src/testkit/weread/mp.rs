@@ -383,7 +383,7 @@ async fn articles(
             .mp
             .shelves
             .get(&vid)
-            .is_some_and(|s| s.iter().any(|b| *b == book));
+            .is_some_and(|s| s.contains(&book));
         if inner.mp.list_closed
             || (inner.mp.require_ticket && !ticket)
             || (inner.mp.shelved_only && !shelved)
