@@ -526,3 +526,47 @@ mod child {
         }
     }
 }
+
+mod placement {
+    use super::*;
+    use crate::helpers::db::on_both;
+    use crate::helpers::{TestParent, cascade};
+    use serde_json::json;
+
+    on_both! {
+        #[tokio::test]
+        async fn placement_skips_a_node_whose_logins_have_spent_their_budgets(backend) {
+            let p = TestParent::on(backend.clone()).await;
+            let spent = p.add_node("spent").await;
+            let fresh = p.add_node("fresh").await;
+            let login = |id: &str, budget: Value| json!({"id": id, "kind": "weread", "name": id, "state": "valid",
+                "expires_at": null, "cooldown_until": null, "last_ok_at": null, "last_error": null, "budget": budget});
+            let beat = |node: &crate::helpers::TestNode, logins: Value| {
+                let body = json!({"wechat_session": "valid", "fetchers": ["wechat"], "capacity": 10, "logins": logins});
+                let auth = node.auth();
+                let p = &p;
+                async move { p.post(&cascade("/heartbeat"), &auth, body).await.ok().clone() }
+            };
+            beat(&spent, json!([login("s", json!({"hour_left": 0, "day_left": 7, "resets_at": "2099-01-01T00:00:00Z"}))])).await;
+            beat(&fresh, json!([login("f", json!({"hour_left": 4, "day_left": 20, "resets_at": null}))])).await;
+            let accounts: Vec<FakeAccount> = (0..3).map(|i| account(3_286_016_850 + i)).collect();
+            let task = p.wechat_task(&accounts).await;
+            p.dispatch(&task).await;
+            let allocs = p.get(&cascade("/allocations?status=pending"), &p.admin()).await;
+            let list = allocs.ok()["list"].as_array().expect("list").clone();
+            assert_eq!(list.len(), 3, "{}", allocs.text);
+            assert!(list.iter().all(|a| a["assigned_node_id"] == fresh.id.as_str()), "{}", allocs.text);
+
+            let listed = p.get(&cascade("/logins"), &p.admin()).await;
+            let listed = listed.ok().as_array().expect("list").clone();
+            let of = |id: &str| listed.iter().find(|l| l["login_id"] == id).expect("listed")["budget"].clone();
+            assert_eq!(of("s"), json!({"hour_left": 0, "day_left": 7, "resets_at": "2099-01-01T00:00:00.000000"}));
+            assert_eq!(of("f"), json!({"hour_left": 4, "day_left": 20, "resets_at": null}));
+            // A login of an uncapped kind (or from an older child) shows no budget at all.
+            beat(&fresh, json!([login("f", Value::Null)])).await;
+            let again = p.get(&cascade(&format!("/logins?node_id={}", fresh.id)), &p.admin()).await;
+            assert!(again.ok()[0].get("budget").is_none(), "{}", again.text);
+            p.shutdown().await;
+        }
+    }
+}
