@@ -103,6 +103,10 @@ const CASCADE_KEYS: &[&str] = &[
     "source_probe_every",
     "dedup_window_minutes",
     "mp_closure_rest",
+    "weread_gap_ms",
+    "budget_per_hour",
+    "budget_per_day",
+    "weread_ticket",
 ];
 
 /// Top-level keys and the WeRSS env variable each falls back to when absent from the file.
@@ -314,8 +318,8 @@ cascade_config! {
     /// articles the parent has, the feed's result says `backlog_incomplete`.
     weread_max_pages: u64 = 20, "lenient_u64";
     /// Child: least milliseconds between two WeRead requests of one login (list pages,
-    /// covers), from however many feeds at once.
-    weread_page_gap_ms: u64 = 1000, "lenient_u64";
+    /// covers), from however many feeds at once; `weread_gap_ms` wins when set.
+    weread_page_gap_ms: u64 = 10_000, "lenient_u64";
     /// Child: write a `~` in a WeRead article token as `_` in its link
     /// (`https://mp.weixin.qq.com/s/<token>`).
     weread_tilde_rewrite: bool = true, "lenient_bool";
@@ -333,6 +337,38 @@ cascade_config! {
     /// list refuses other accounts that way since 2026-07 (the parent decides across nodes);
     /// 0 = always `rate_limited`.
     mp_closure_rest: u64 = 600, "lenient_u64";
+    /// Child: least milliseconds between any two WeRead calls of one login (list pages,
+    /// covers, shelf), from however many feeds at once; unset = `weread_page_gap_ms` (the
+    /// older name of the same gap).
+    weread_gap_ms: Option<u64> = None, "optional_u64";
+    /// Child: upstream calls one login may make in any hour, per login kind
+    /// (`{weread: 6, mp: 0}`, or `weread:6,mp:0`); a kind left out keeps its default
+    /// (WeRead 6, MP none), 0 = no cap.
+    budget_per_hour: PerKind = PerKind::default(), "per_kind";
+    /// Child: upstream calls one login may make in any 24 hours, per login kind
+    /// (`{weread: 25, mp: 0}`); a kind left out keeps its default (WeRead 25, MP none),
+    /// 0 = no cap.
+    budget_per_day: PerKind = PerKind::default(), "per_kind";
+    /// Child: send `x-wr-ticket` (the login's `wr_skey`) with WeRead calls; older clients
+    /// needed it, upstream later made it optional (SOURCES.md §2).
+    weread_ticket: bool = false, "lenient_bool";
+}
+
+/// A number per login kind (`budget_per_hour`, `budget_per_day`); `None` = the kind's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PerKind {
+    /// For `mp` logins.
+    pub mp: Option<u64>,
+    /// For `weread` logins.
+    pub weread: Option<u64>,
+}
+
+impl CascadeConfig {
+    /// The least gap between two WeRead calls of one login: `weread_gap_ms`, else
+    /// `weread_page_gap_ms`.
+    pub fn weread_gap(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.weread_gap_ms.unwrap_or(self.weread_page_gap_ms))
+    }
 }
 
 impl Config {

@@ -181,7 +181,13 @@ pub async fn run(
             .to_string();
         c.cascade.wechat_base_url = fake.base_url().to_string();
         c.cascade.weread_base_url = weread.base_url().to_string();
-        c.cascade.weread_page_gap_ms = 20;
+        // The demo's logins are fakes: no production pacing or budgets (0 = no cap).
+        c.cascade.weread_gap_ms = Some(20);
+        c.cascade.budget_per_hour = crate::config::PerKind {
+            mp: Some(0),
+            weread: Some(0),
+        };
+        c.cascade.budget_per_day = c.cascade.budget_per_hour;
         let token = match login {
             DemoLogin::MpByQr => {
                 c.cascade.fetchers = vec!["wechat".into(), "rss".into()];

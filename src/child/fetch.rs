@@ -6,7 +6,7 @@
 use super::Shared;
 use crate::fetch::pacer::Pacer;
 use crate::fetch::wechat::WechatFetcher;
-use crate::fetch::{FetchError, Fetched};
+use crate::fetch::{FetchError, Fetched, Reserve};
 use crate::logins::LoginKind;
 use crate::protocol::wire::PackageFeed;
 use crate::telemetry::untrusted;
@@ -53,10 +53,11 @@ impl WechatSource {
 
 /// The source a feed is read through: `rss` for RSS feeds; the named one for `mp_list`,
 /// `weread_list`, `weread_cover`; for a plain `wechat` feed `mp_list` while an `mp` login is
-/// usable (today's behaviour), else `weread_list` when a `weread` login is usable, else
+/// usable (today's behaviour), else `weread_list` when a `weread` login is usable (or only
+/// `weread` logins are held: they may be waiting for their budgets), else
 /// `mp_list` (which reports why no login serves). `None` for a source this child lacks.
 fn choose_source(shared: &Shared, feed: &PackageFeed) -> Result<Option<WechatSource>, String> {
-    let now = chrono::Utc::now();
+    let now = shared.now();
     let source = feed.source.as_deref().unwrap_or("wechat");
     let chosen = match source {
         "rss" if shared.rss.is_some() => return Ok(None),
@@ -64,9 +65,12 @@ fn choose_source(shared: &Shared, feed: &PackageFeed) -> Result<Option<WechatSou
         "weread_list" => WechatSource::WereadList,
         "weread_cover" => WechatSource::WereadCover,
         "wechat" => {
-            if !shared.logins.any_usable(LoginKind::Mp, now)
-                && shared.logins.any_usable(LoginKind::Weread, now)
-            {
+            // WeRead also while its logins wait for their budgets, when no `mp` login is held
+            // (an `mp_list` without a login would report the session gone).
+            let weread = shared.logins.any_usable(LoginKind::Weread, now)
+                || (shared.logins.has_kind(LoginKind::Weread)
+                    && !shared.logins.has_kind(LoginKind::Mp));
+            if !shared.logins.any_usable(LoginKind::Mp, now) && weread {
                 WechatSource::WereadList
             } else {
                 WechatSource::MpList
@@ -102,7 +106,7 @@ pub(super) async fn fetch_through_chain(
         let (source, outcome) = fetch_feed(shared, feed).await;
         return (source, refused, outcome);
     }
-    let now = chrono::Utc::now();
+    let now = shared.now();
     let usable: Vec<WechatSource> = listed
         .iter()
         .copied()
@@ -130,7 +134,16 @@ pub(super) async fn fetch_through_chain(
                 refused.push(json!({"source": source.name(), "error": e.to_string()}));
                 last = Some((source.name(), Err(e)));
             }
-            outcome => return (source.name(), refused, outcome),
+            outcome => {
+                // A WeRead login throttled or checked after the list refused it: the refusal
+                // may be that check, so it is no evidence of the list's closure.
+                if source.login_kind() == LoginKind::Weread
+                    && matches!(outcome, Err(FetchError::RateLimited { .. }))
+                {
+                    refused.retain(|r| r["source"] != "weread_list");
+                }
+                return (source.name(), refused, outcome);
+            }
         }
     }
     let (source, outcome) = last.unwrap_or(("none", Err(FetchError::Network("no source".into()))));
@@ -164,7 +177,7 @@ async fn fetch_feed(
             ))),
         ),
         Ok(None) => match &shared.rss {
-            Some(rss) => ("rss", rss.fetch(feed, chrono::Utc::now().timestamp()).await),
+            Some(rss) => ("rss", rss.fetch(feed, shared.now().timestamp()).await),
             None => (
                 "none",
                 Err(FetchError::Network(
@@ -187,7 +200,7 @@ async fn fetch_mp(shared: &Shared, feed: &PackageFeed) -> Result<Fetched, FetchE
     let mut tried = Vec::new();
     let mut last = None;
     loop {
-        let now = chrono::Utc::now();
+        let now = shared.now();
         let Some(login) = shared.logins.pick(LoginKind::Mp, now) else {
             break;
         };
@@ -201,9 +214,10 @@ async fn fetch_mp(shared: &Shared, feed: &PackageFeed) -> Result<Fetched, FetchE
             login.secrets.token.clone().unwrap_or_default(),
             login.secrets.cookie_header(),
             shared.pacer(&login.id),
-        );
+        )
+        .with_budget(shared.reserve_for(&login.id));
         let outcome = fetcher.fetch(feed).await;
-        let now = chrono::Utc::now();
+        let now = shared.now();
         // Another process may have replaced this login meanwhile (a new scan): the outcome
         // concerns the secrets used, so it is recorded only while they are still the login's.
         let same = shared
@@ -256,6 +270,8 @@ async fn fetch_mp(shared: &Shared, feed: &PackageFeed) -> Result<Fetched, FetchE
                 tracing::warn!(login.id = %login.id, cooldown_s = secs, "WeChat login rate limited; cooling");
                 shared.logins.mark_cooling(&login.id, until, &e.to_string());
             }
+            // Spent by other feeds between the pick and the call: nothing wrong with the login.
+            Err(FetchError::OutOfBudget { .. }) => {}
             Err(e) => shared.logins.mark_error(&login.id, &e.to_string()),
         }
         match outcome {
@@ -269,22 +285,43 @@ async fn fetch_mp(shared: &Shared, feed: &PackageFeed) -> Result<Fetched, FetchE
                         .into(),
                 ));
             }
-            Err(e @ (FetchError::SessionExpired(_) | FetchError::RateLimited { .. })) => {
+            Err(
+                e @ (FetchError::SessionExpired(_)
+                | FetchError::RateLimited { .. }
+                | FetchError::OutOfBudget { .. }),
+            ) => {
                 last = Some(e);
             }
             other => return other,
         }
     }
-    Err(last.unwrap_or_else(|| {
-        if let Some(end) = shared.logins.next_cooldown_end(LoginKind::Mp) {
-            let left = (end - chrono::Utc::now()).num_seconds().max(0);
-            FetchError::RateLimited {
-                retry_after: Some(left),
+    Err(no_login_left(shared, LoginKind::Mp, last))
+}
+
+/// The outcome when no login of `kind` is left for a feed: the last login's failure, unless
+/// it was a spent budget or there was none; then a spent budget (every otherwise usable login
+/// out of it: wait for the first to free), a cooldown (wait for its end), or no usable login.
+fn no_login_left(shared: &Shared, kind: LoginKind, last: Option<FetchError>) -> FetchError {
+    let now = shared.now();
+    let secs = |t: chrono::DateTime<chrono::Utc>| Some((t - now).num_seconds().max(1));
+    match last {
+        Some(e) if !matches!(e, FetchError::OutOfBudget { .. }) => e,
+        last => {
+            if let Some(free) = shared.logins.next_budget_free(kind, now) {
+                FetchError::OutOfBudget {
+                    retry_after: secs(free),
+                }
+            } else if let Some(end) = shared.logins.next_cooldown_end(kind) {
+                FetchError::RateLimited {
+                    retry_after: Some((end - now).num_seconds().max(0)),
+                }
+            } else if let Some(e) = last {
+                e
+            } else {
+                FetchError::SessionExpired(format!("no usable {} login", kind.as_str()))
             }
-        } else {
-            FetchError::SessionExpired("no usable WeChat login".into())
         }
-    }))
+    }
 }
 
 /// `weread_list` or `weread_cover` with the child's `weread` logins: each usable login gets
@@ -299,7 +336,7 @@ async fn fetch_weread(
     let mut tried = Vec::new();
     let mut last = None;
     loop {
-        let now = chrono::Utc::now();
+        let now = shared.now();
         let Some(login) = shared.logins.pick(LoginKind::Weread, now) else {
             break;
         };
@@ -308,7 +345,7 @@ async fn fetch_weread(
         }
         tried.push(login.id.clone());
         let (used, outcome) = weread_once(shared, &login, feed, cover).await;
-        let now = chrono::Utc::now();
+        let now = shared.now();
         let same = shared
             .logins
             .get(&login.id)
@@ -327,29 +364,53 @@ async fn fetch_weread(
                 tracing::warn!(login.id = %login.id, cooldown_s = secs, "WeRead login rate limited; cooling");
                 shared.logins.mark_cooling(&login.id, until, &e.to_string());
             }
+            Err(FetchError::Closed(why)) if cover => {
+                // The cover answers everyone while the list is closed: a `-2041` here is a
+                // check on this login (a captcha, SOURCES.md §6–§7), not the source's closure.
+                let secs = shared.config.cascade.cooldown_base.max(1);
+                let until =
+                    now + chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000));
+                tracing::warn!(login.id = %login.id, cooldown_s = secs, error = %why, "WeRead checks this login (captcha?); cooling");
+                shared.logins.mark_cooling(
+                    &login.id,
+                    until,
+                    &format!("WeRead refuses this login everywhere (captcha?): {why}"),
+                );
+            }
             Err(e @ FetchError::Closed(_)) => {
                 tracing::warn!(login.id = %login.id, feed.id = %feed.id, error = %e, "WeRead refuses the list");
                 shared.logins.mark_error(&login.id, &e.to_string());
             }
+            // Spent by other feeds between the pick and the call: nothing wrong with the login.
+            Err(FetchError::OutOfBudget { .. }) => {}
             Err(e) => shared.logins.mark_error(&login.id, &e.to_string()),
         }
         match outcome {
+            Err(FetchError::Closed(_)) if cover => {
+                last = Some(FetchError::RateLimited { retry_after: None });
+            }
             Err(
                 e @ (FetchError::SessionExpired(_)
                 | FetchError::SkeyExpired(_)
-                | FetchError::RateLimited { .. }),
+                | FetchError::RateLimited { .. }
+                | FetchError::OutOfBudget { .. }),
             ) => last = Some(e),
             other => return other,
         }
     }
-    Err(last.unwrap_or_else(
-        || match shared.logins.next_cooldown_end(LoginKind::Weread) {
-            Some(until) => FetchError::RateLimited {
-                retry_after: Some((until - chrono::Utc::now()).num_seconds().max(0)),
-            },
-            None => FetchError::SessionExpired("no usable WeRead login".into()),
-        },
-    ))
+    // A login cooling for a captcha: the feed waits for its cooldown like a throttle.
+    let last = match last {
+        Some(FetchError::RateLimited { retry_after: None }) => {
+            match shared.logins.next_cooldown_end(LoginKind::Weread) {
+                Some(end) => Some(FetchError::RateLimited {
+                    retry_after: Some((end - shared.now()).num_seconds().max(0)),
+                }),
+                None => Some(FetchError::RateLimited { retry_after: None }),
+            }
+        }
+        other => other,
+    };
+    Err(no_login_left(shared, LoginKind::Weread, last))
 }
 
 /// One login's try at a feed: on `-2012` its `wr_skey` is renewed (saved at once) and the
@@ -364,13 +425,17 @@ async fn weread_once(
     use crate::logins::weread::{RenewOutcome, WereadJar, renew};
     let opts = WereadOptions::from_config(&shared.config.cascade);
     let pacer = shared.weread_pacer(&login.id);
+    let reserve = shared.reserve_for(&login.id);
+    let ticket = shared.config.cascade.weread_ticket;
     let run = |jar: WereadJar| {
-        let f = WereadFetcher::new(shared.http.clone(), opts.clone(), jar, pacer.clone());
+        let f = WereadFetcher::new(shared.http.clone(), opts.clone(), jar, pacer.clone())
+            .with_budget(reserve.clone())
+            .with_ticket(ticket);
         async move {
             if cover {
-                f.cover(feed, chrono::Utc::now().timestamp()).await
+                f.cover(feed, shared.now().timestamp()).await
             } else {
-                f.list(feed).await
+                list_shelving(shared, &login.id, &f, feed).await
             }
         }
     };
@@ -394,7 +459,7 @@ async fn weread_once(
                 && let Err(e) =
                     shared
                         .logins
-                        .replace_secrets(&login.id, secrets.clone(), chrono::Utc::now())
+                        .replace_secrets(&login.id, secrets.clone(), shared.now())
             {
                 tracing::warn!(login.id = %login.id, error = %e, "could not save the renewed WeRead login");
             }
@@ -428,16 +493,53 @@ async fn weread_once(
     }
 }
 
+/// `weread_list` with one login: a `-2041` for a book this login never shelved may be the
+/// refusal of a book off its shelf (SOURCES.md §5), so the book is shelved (`addToShelf`,
+/// once per login and book, remembered in the login store) and the list asked once more.
+async fn list_shelving(
+    shared: &Shared,
+    login_id: &str,
+    f: &crate::fetch::weread::WereadFetcher,
+    feed: &PackageFeed,
+) -> Result<Fetched, FetchError> {
+    let first = f.list(feed).await;
+    let Err(FetchError::Closed(why)) = first else {
+        return first;
+    };
+    let book = crate::fetch::weread::book_id(feed)?;
+    if shared.logins.is_shelved(login_id, &book) {
+        return Err(FetchError::Closed(why));
+    }
+    f.add_to_shelf(&book).await?;
+    shared.logins.mark_shelved(login_id, &book);
+    tracing::info!(login.id = %login_id, feed.id = %untrusted(&feed.id), "WeRead book shelved after a refused list; asking again");
+    f.list(feed).await
+}
+
 impl Shared {
-    /// The pacer of one `weread` login (`weread_page_gap_ms` apart), made on first use.
+    /// The pacer of one `weread` login (`weread_gap_ms` apart), made on first use.
     fn weread_pacer(&self, login_id: &str) -> Arc<Pacer> {
-        let gap = Duration::from_millis(self.config.cascade.weread_page_gap_ms);
+        let gap = self.config.cascade.weread_gap();
         self.pacers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry(format!("weread:{login_id}"))
             .or_insert_with(|| Arc::new(Pacer::new(gap, Duration::ZERO)))
             .clone()
+    }
+
+    /// Reserves one call of login `id` in its budget at the child's time (issue 13 §7).
+    fn reserve_for(&self, id: &str) -> Reserve {
+        let (logins, clock, id) = (self.logins.clone(), self.clock.clone(), id.to_string());
+        Arc::new(move || {
+            let now = clock.now().and_utc();
+            logins.reserve(&id, now).map_err(|free| {
+                tracing::info!(login.id = %id, next_at = %free, "login budget spent");
+                FetchError::OutOfBudget {
+                    retry_after: Some((free - now).num_seconds().max(1)),
+                }
+            })
+        })
     }
 
     /// The pacer of one login, made on first use.

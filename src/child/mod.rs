@@ -59,6 +59,8 @@ struct Shared {
     wake: Arc<Notify>,
     /// Sends the next heartbeat now (a QR login just saved a login).
     beat_now: Notify,
+    /// The child's time for logins (cooldowns, budgets); tests inject a manual clock.
+    clock: crate::clock::Clock,
 }
 
 /// A configured child, ready to run.
@@ -101,6 +103,7 @@ impl Child {
             .then(|| RssFetcher::new(http.clone()));
         let logins = LoginStore::open(std::path::Path::new(&c.data_dir))?;
         logins.adopt_config(&c.wechat_token, &c.wechat_cookie);
+        logins.set_budgets(crate::logins::budget::Budgets::from_config(c));
         let shared = Shared {
             client,
             http,
@@ -114,6 +117,7 @@ impl Child {
             done: Notify::new(),
             wake: Arc::new(Notify::new()),
             beat_now: Notify::new(),
+            clock: crate::clock::Clock::system(),
         };
         Ok(Self {
             shared: Arc::new(shared),
@@ -130,6 +134,15 @@ impl Child {
     /// first, so the callback URL is known).
     pub fn with_notify_listener(mut self, listener: tokio::net::TcpListener) -> Self {
         self.listener = Some(listener);
+        self
+    }
+
+    /// Uses `clock` for the logins' time (cooldowns, budgets) instead of the system clock:
+    /// tests move budgets' windows by advancing it.
+    pub fn with_clock(mut self, clock: crate::clock::Clock) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.clock = clock;
+        }
         self
     }
 
@@ -219,10 +232,15 @@ impl Child {
 }
 
 impl Shared {
+    /// The child's time (the system clock unless a test injected one).
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now().and_utc()
+    }
+
     /// Whether a login that reads WeChat feeds (`mp`, or `weread` through WeRead) is usable
     /// now.
     fn wechat_usable(&self) -> bool {
-        let now = chrono::Utc::now();
+        let now = self.now();
         self.wechat
             && [LoginKind::Mp, LoginKind::Weread]
                 .into_iter()
@@ -240,13 +258,21 @@ impl Shared {
         sources.iter().any(|s| !closed.iter().any(|c| c == s))
     }
 
-    /// When a cooling WeChat-reading login may serve again, while none is usable.
+    /// When a cooling WeChat-reading login may serve again, or one out of budget gets a call
+    /// back, while none is usable.
     fn wechat_cooldown_end(&self) -> Option<tokio::time::Instant> {
+        let now = self.now();
         let until = [LoginKind::Mp, LoginKind::Weread]
             .into_iter()
-            .filter_map(|k| self.logins.next_cooldown_end(k))
+            .flat_map(|k| {
+                [
+                    self.logins.next_cooldown_end(k),
+                    self.logins.next_budget_free(k, now),
+                ]
+            })
+            .flatten()
             .min()?;
-        let left = (until - chrono::Utc::now()).to_std().unwrap_or_default();
+        let left = (until - self.now()).to_std().unwrap_or_default();
         Some(tokio::time::Instant::now() + left)
     }
 
@@ -254,7 +280,7 @@ impl Shared {
     /// that reads WeChat feeds (`mp` or `weread`), `valid` while one is not expired (a cooling
     /// one included), else `expired`.
     fn wechat_session(&self) -> &'static str {
-        let now = chrono::Utc::now();
+        let now = self.now();
         let views = self.logins.views();
         let mut readers = views
             .iter()
@@ -317,7 +343,7 @@ impl Shared {
         // ignores it).
         let mut body = json!({"capacity": c.capacity, "in_use": self.in_use(), "fetchers": c.fetchers, "wechat_session": session,
                               "held": held, "version": SERVER_VERSION, "features": FEATURES,
-                              "logins": self.logins.views()});
+                              "logins": self.logins.views_at(self.now())});
         if !c.callback_url.is_empty() {
             body["callback_url"] = json!(c.callback_url);
         }
@@ -568,8 +594,13 @@ fn result_item(feed: &PackageFeed, source: &str, outcome: &Result<Fetched, Fetch
             item
         }
         Err(e) => {
-            json!({"feed_id": feed.id, "mp_id": feed.id, "mp_name": feed.mp_name, "success": false, "status": "failed",
-                          "article_count": 0, "error": e.to_string(), "reason": e.reason(), "retry_after": e.retry_after(), "source": source})
+            let mut item = json!({"feed_id": feed.id, "mp_id": feed.id, "mp_name": feed.mp_name, "success": false, "status": "failed",
+                          "article_count": 0, "error": e.to_string(), "reason": e.reason(), "retry_after": e.retry_after(), "source": source});
+            // Additive: the logins' budgets are spent, nothing is wrong upstream (issue 13 §7).
+            if matches!(e, FetchError::OutOfBudget { .. }) {
+                item["budget"] = json!(true);
+            }
+            item
         }
     }
 }

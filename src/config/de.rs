@@ -79,3 +79,58 @@ pub(super) fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>
         .filter(|s| !s.is_empty())
         .collect())
 }
+
+pub(super) fn optional_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let v = Value::deserialize(d)?;
+    match &v {
+        Value::Null => return Ok(None),
+        Value::String(s) if s.trim().is_empty() => return Ok(None),
+        _ => {}
+    }
+    lenient_u64(v).map(Some).map_err(serde::de::Error::custom)
+}
+
+/// A number per login kind: a mapping `{weread: 6, mp: 60}` or a string `weread:6,mp:60`
+/// (`=` also separates); unknown kinds and bare numbers are refused with what to write.
+pub(super) fn per_kind<'de, D: Deserializer<'de>>(d: D) -> Result<super::PerKind, D::Error> {
+    let v = Value::deserialize(d)?;
+    let pairs: Vec<(String, Value)> = match v {
+        Value::Null => Vec::new(),
+        Value::Object(map) => map.into_iter().collect(),
+        Value::String(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                p.split_once([':', '='])
+                    .map(|(k, n)| (k.trim().to_string(), Value::String(n.trim().to_string())))
+                    .ok_or_else(|| {
+                        serde::de::Error::custom(format!(
+                            "'{p}' is not kind:number (e.g. weread:6,mp:60)"
+                        ))
+                    })
+            })
+            .collect::<Result<_, _>>()?,
+        other => {
+            return Err(serde::de::Error::custom(format!(
+                "expected a number per login kind, e.g. {{weread: 6, mp: 60}}, got {other}"
+            )));
+        }
+    };
+    let mut out = super::PerKind::default();
+    for (kind, n) in pairs {
+        let n = lenient_u64(n).map_err(|e: serde_json::Error| {
+            serde::de::Error::custom(format!("{}: {e}", kind.trim()))
+        })?;
+        match kind.trim().to_ascii_lowercase().as_str() {
+            "mp" => out.mp = Some(n),
+            "weread" => out.weread = Some(n),
+            other => {
+                return Err(serde::de::Error::custom(format!(
+                    "unknown login kind '{other}' (mp, weread)"
+                )));
+            }
+        }
+    }
+    Ok(out)
+}

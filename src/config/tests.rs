@@ -181,3 +181,51 @@ fn warnings_name_contradictions_and_published_credentials() {
     ]);
     assert!(child.warnings(Role::Child, &both).is_empty());
 }
+
+#[test]
+fn budgets_are_given_per_login_kind_and_the_weread_gap_has_two_names() {
+    use crate::logins::budget::Budgets;
+    let c = from_yaml_str("", "t", &env_of(&[])).expect("loads");
+    let b = Budgets::from_config(&c.cascade);
+    assert_eq!((b.weread.per_hour, b.weread.per_day), (6, 25));
+    assert!(b.mp.unlimited());
+    assert_eq!(c.cascade.weread_gap(), std::time::Duration::from_secs(10));
+
+    let yaml = "cascade:\n  budget_per_hour: {mp: 60}\n  budget_per_day:\n    weread: 40\n    mp: 500\n  weread_page_gap_ms: 2000\n";
+    let c = from_yaml_str(yaml, "t", &env_of(&[])).expect("loads");
+    let b = Budgets::from_config(&c.cascade);
+    assert_eq!((b.mp.per_hour, b.mp.per_day), (60, 500));
+    assert_eq!(
+        (b.weread.per_hour, b.weread.per_day),
+        (6, 40),
+        "a kind left out keeps its default"
+    );
+    assert_eq!(
+        c.cascade.weread_gap(),
+        std::time::Duration::from_secs(2),
+        "the old name still sets the gap"
+    );
+
+    let env = env_of(&[
+        ("CASCADE_BUDGET_PER_HOUR", "weread:3, mp=0"),
+        ("CASCADE_WEREAD_GAP_MS", "15000"),
+    ]);
+    let c = from_yaml_str(yaml, "t", &env).expect("loads");
+    let b = Budgets::from_config(&c.cascade);
+    assert_eq!((b.weread.per_hour, b.mp.per_hour), (3, 0));
+    assert_eq!(
+        c.cascade.weread_gap(),
+        std::time::Duration::from_secs(15),
+        "weread_gap_ms wins"
+    );
+
+    for bad in [
+        "budget_per_hour: 6",
+        "budget_per_hour: {books: 6}",
+        "budget_per_day: 'weread'",
+    ] {
+        let err =
+            from_yaml_str(&format!("cascade:\n  {bad}\n"), "t", &env_of(&[])).expect_err("rejects");
+        assert!(err.to_string().contains("cascade.budget_per_"), "{err}");
+    }
+}

@@ -30,6 +30,10 @@ pub enum Reason {
     /// the work comes back without spending an attempt and no node cools; the parent counts
     /// the refusals to find the source closed.
     Closed,
+    /// `rate_limited` with `budget: true` (issue 13 §7): the node's logins have spent their
+    /// own budgets; the work waits for `retry_after` without spending an attempt and no node
+    /// cools (nothing upstream throttled anyone).
+    OutOfBudget,
 }
 
 impl Reason {
@@ -53,7 +57,7 @@ impl Reason {
     /// The wire name.
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::RateLimited => "rate_limited",
+            Self::RateLimited | Self::OutOfBudget => "rate_limited",
             Self::SessionExpired => "session_expired",
             Self::NotFound => "not_found",
             Self::Network => "network",
@@ -132,7 +136,7 @@ pub fn after_failure(
         Reason::RateLimited if source == Source::Wechat => {
             (now_pending(false), NodeEffect::Cooldown { retry_after })
         }
-        Reason::RateLimited => {
+        Reason::RateLimited | Reason::OutOfBudget => {
             let wait = retry_after.filter(|s| *s > 0).unwrap_or(policy.retry_base);
             (
                 Next::Pending {

@@ -326,3 +326,37 @@ fn a_nodes_retry_after_is_capped_at_retry_max() {
         "a useless hint falls back to retry_base"
     );
 }
+
+#[test]
+fn a_spent_login_budget_waits_without_an_attempt_or_a_cooldown() {
+    let now = t0();
+    let out = after_failure(
+        Reason::OutOfBudget,
+        Source::Wechat,
+        1,
+        5,
+        Some(600),
+        &POLICY,
+        1.0,
+        now,
+    );
+    assert_eq!(
+        out,
+        (
+            Next::Pending {
+                available_at: now + TimeDelta::seconds(600),
+                spend_attempt: false
+            },
+            NodeEffect::None
+        )
+    );
+    assert_eq!(Reason::OutOfBudget.as_str(), "rate_limited");
+    let item = serde_json::json!({"feed_id": "f", "success": false, "reason": "rate_limited", "budget": true, "retry_after": 600});
+    let r = crate::parent::ops::alloc::feed_result(&item);
+    assert_eq!((r.reason, r.retry_after), (Reason::OutOfBudget, Some(600)));
+    let plain = serde_json::json!({"feed_id": "f", "success": false, "reason": "rate_limited"});
+    assert_eq!(
+        crate::parent::ops::alloc::feed_result(&plain).reason,
+        Reason::RateLimited
+    );
+}

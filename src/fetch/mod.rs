@@ -18,6 +18,14 @@ pub enum FetchError {
         /// Seconds to wait, when known.
         retry_after: Option<i64>,
     },
+    /// The logins that could serve have spent their budgets (issue 13 §7): reported as
+    /// `rate_limited` with `budget: true`, so the parent waits `retry_after` without cooling
+    /// the node or spending an attempt.
+    #[error("login budget spent{}", retry_after.map(|s| format!(" (next call in {s} s)")).unwrap_or_default())]
+    OutOfBudget {
+        /// Seconds until a login has a call left, when known.
+        retry_after: Option<i64>,
+    },
     /// WeChat `200003`/`200040`, WeRead `-2010`, or a login page: the session is gone.
     #[error("session expired: {0}")]
     SessionExpired(String),
@@ -44,7 +52,7 @@ impl FetchError {
     /// The wire reason.
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::RateLimited { .. } => "rate_limited",
+            Self::RateLimited { .. } | Self::OutOfBudget { .. } => "rate_limited",
             Self::SessionExpired(_) | Self::SkeyExpired(_) => "session_expired",
             Self::Closed(_) => "closed",
             Self::NotFound(_) => "not_found",
@@ -61,11 +69,15 @@ impl FetchError {
     /// Seconds the upstream asked to wait.
     pub fn retry_after(&self) -> Option<i64> {
         match self {
-            Self::RateLimited { retry_after } => *retry_after,
+            Self::RateLimited { retry_after } | Self::OutOfBudget { retry_after } => *retry_after,
             _ => None,
         }
     }
 }
+
+/// Reserves one upstream call of a login (its budget) just before it is sent, after the
+/// login's pacer; [`FetchError::OutOfBudget`] when none is left.
+pub type Reserve = std::sync::Arc<dyn Fn() -> Result<(), FetchError> + Send + Sync>;
 
 /// An article as uploaded to the parent (PROTOCOL §8.5 field names).
 #[derive(Debug, Clone, PartialEq, Serialize)]

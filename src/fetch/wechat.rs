@@ -3,7 +3,7 @@
 //! mapped to failure reasons (§2.1).
 
 use super::pacer::Pacer;
-use super::{Article, FetchError, Fetched};
+use super::{Article, FetchError, Fetched, Reserve};
 use crate::protocol::credentials::Secret;
 use crate::protocol::ids::article_id;
 use crate::protocol::wire::PackageFeed;
@@ -22,6 +22,7 @@ pub struct WechatFetcher {
     cookie: Secret,
     pacer: Arc<Pacer>,
     max_pages: usize,
+    reserve: Option<Reserve>,
 }
 
 impl WechatFetcher {
@@ -40,7 +41,15 @@ impl WechatFetcher {
             cookie,
             pacer,
             max_pages: 5,
+            reserve: None,
         }
+    }
+
+    /// Every page first reserves one unit of the login's budget (issue 13 §7).
+    #[must_use]
+    pub fn with_budget(mut self, reserve: Reserve) -> Self {
+        self.reserve = Some(reserve);
+        self
     }
 
     /// Articles of `feed` newer than its `since` (all of the first pages without one).
@@ -56,7 +65,11 @@ impl WechatFetcher {
         let mut articles = Vec::new();
         for page in 0..self.max_pages {
             let begin = page * PAGE;
-            let (items, total) = self.page(&fakeid, begin).await?;
+            let (items, total) = match self.page(&fakeid, begin).await {
+                // The budget ran out after some pages: what was read is kept.
+                Err(FetchError::OutOfBudget { .. }) if page > 0 => break,
+                other => other?,
+            };
             let before = articles.len();
             let mut reached_known = false;
             for item in items {
@@ -82,6 +95,9 @@ impl WechatFetcher {
     /// One list page: articles (ids not yet normalised) and `total_count`.
     async fn page(&self, fakeid: &str, begin: usize) -> Result<(Vec<Article>, usize), FetchError> {
         self.pacer.wait_turn().await;
+        if let Some(reserve) = &self.reserve {
+            reserve()?;
+        }
         let url = format!("{}/cgi-bin/appmsgpublish", self.base_url);
         let begin_s = begin.to_string();
         let count = PAGE.to_string();

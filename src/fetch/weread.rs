@@ -12,7 +12,7 @@
 
 use super::links;
 use super::pacer::Pacer;
-use super::{Article, FetchError, Fetched};
+use super::{Article, FetchError, Fetched, Reserve};
 use crate::config::CascadeConfig;
 use crate::logins::weread::{WereadJar, authenticated, error_envelope};
 use crate::protocol::ids::{article_id, feed_id_from_faker_id};
@@ -50,6 +50,8 @@ pub struct WereadFetcher {
     opts: WereadOptions,
     jar: WereadJar,
     pacer: Arc<Pacer>,
+    reserve: Option<Reserve>,
+    ticket: bool,
 }
 
 /// Longest wait for one WeRead answer.
@@ -83,6 +85,55 @@ impl WereadFetcher {
             opts,
             jar,
             pacer,
+            reserve: None,
+            ticket: false,
+        }
+    }
+
+    /// Every call first reserves one unit of the login's budget (issue 13 §7).
+    #[must_use]
+    pub fn with_budget(mut self, reserve: Reserve) -> Self {
+        self.reserve = Some(reserve);
+        self
+    }
+
+    /// Whether calls carry `x-wr-ticket` (the login's `wr_skey`; older clients needed it,
+    /// upstream later made it optional: `weread_ticket`).
+    #[must_use]
+    pub fn with_ticket(mut self, on: bool) -> Self {
+        self.ticket = on;
+        self
+    }
+
+    /// `POST /mp/shelf/addToShelf`: puts `book` on the login's shelf (idempotent upstream).
+    ///
+    /// # Errors
+    /// A typed [`FetchError`]; a full shelf (`-2001`) is a `network` error naming it.
+    pub async fn add_to_shelf(&self, book: &str) -> Result<(), FetchError> {
+        self.admit().await?;
+        let url = format!("{}/mp/shelf/addToShelf", self.opts.base_url);
+        let req = self
+            .http
+            .post(url)
+            .json(&serde_json::json!({"bookIds": [book]}))
+            .timeout(TIMEOUT);
+        let text = self.send(req).await?;
+        let body = json(&text)?;
+        if let Some((-2001, msg)) = error_envelope(&body) {
+            return Err(FetchError::Network(format!(
+                "WeRead -2001 shelf full: {msg}"
+            )));
+        }
+        check_envelope(&body)?;
+        Ok(())
+    }
+
+    /// Waits for the login's pacer, then reserves the call in its budget.
+    async fn admit(&self) -> Result<(), FetchError> {
+        self.pacer.wait_turn().await;
+        match &self.reserve {
+            Some(reserve) => reserve(),
+            None => Ok(()),
         }
     }
 
@@ -101,7 +152,15 @@ impl WereadFetcher {
         let mut reached = false;
         while pages_left > 0 {
             pages_left -= 1;
-            let groups = self.list_page(&book, offset).await?;
+            let groups = match self.list_page(&book, offset).await {
+                // The budget ran out after some pages: what was read is kept, the rest waits
+                // (an incomplete backlog, gone on with next time).
+                Err(FetchError::OutOfBudget { .. }) if offset > 0 => {
+                    tracing::info!(feed.id = %feed.id, "WeRead login budget spent mid-list: backlog incomplete");
+                    break;
+                }
+                other => other?,
+            };
             if groups.is_empty() {
                 reached = true;
                 break;
@@ -136,7 +195,7 @@ impl WereadFetcher {
             tracing::warn!(
                 feed.id = %feed.id,
                 pages = self.opts.max_pages,
-                "WeRead list page cap reached before the articles the parent has: backlog incomplete"
+                "WeRead list stopped (page cap or budget) before the articles the parent has: backlog incomplete"
             );
         } else if let Some(backlog) = feed.backlog {
             // An earlier read stopped at its cap: go on from where it stopped, shifted by the
@@ -147,7 +206,10 @@ impl WereadFetcher {
             let mut done = false;
             while pages_left > 0 {
                 pages_left -= 1;
-                let groups = self.list_page(&book, at).await?;
+                let groups = match self.list_page(&book, at).await {
+                    Err(FetchError::OutOfBudget { .. }) => break,
+                    other => other?,
+                };
                 if groups.is_empty() {
                     done = true;
                     break;
@@ -213,9 +275,20 @@ impl WereadFetcher {
     /// A paced, authenticated GET; the body of any answer but a 5xx (a 499 carries an error
     /// envelope that the parsers read).
     async fn get(&self, url: &str, query: &[(&str, &str)]) -> Result<String, FetchError> {
-        self.pacer.wait_turn().await;
+        self.admit().await?;
         let req = self.http.get(url).query(query).timeout(TIMEOUT);
-        let resp = authenticated(req, &self.opts.base_url, &self.jar)
+        self.send(req).await
+    }
+
+    /// Sends an authenticated request; the body of any answer but a 5xx.
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<String, FetchError> {
+        let mut req = authenticated(req, &self.opts.base_url, &self.jar);
+        if self.ticket
+            && let Some(skey) = self.jar.get("wr_skey")
+        {
+            req = req.header("x-wr-ticket", skey.expose());
+        }
+        let resp = req
             .send()
             .await
             .map_err(|e| FetchError::Network(e.without_url().to_string()))?;

@@ -7,6 +7,7 @@
 //! Secrets live in [`LoginSecrets`] as [`Secret`]s: they print as `***` and are serialised
 //! only into the store file, never into a [`LoginView`] (what heartbeats and the parent see).
 
+pub mod budget;
 pub mod keeper;
 pub mod mp_qr;
 pub mod qr_term;
@@ -190,6 +191,11 @@ pub struct Login {
     /// When the secrets were last renewed without a scan (`weread`: the current `wr_skey`
     /// was issued); `None` when never (the keeper renews such a login at once).
     pub renewed_at: Option<DateTime<Utc>>,
+    /// When its recent upstream calls were made (within the longest budget window), oldest
+    /// first: what its budget counts.
+    pub spent: Vec<DateTime<Utc>>,
+    /// `weread`: the books it has put on its shelf (`addToShelf` is not sent twice).
+    pub shelved: Vec<String>,
 }
 
 impl Login {
@@ -207,6 +213,8 @@ impl Login {
             last_used_at: None,
             secrets,
             renewed_at: None,
+            spent: Vec::new(),
+            shelved: Vec::new(),
         }
     }
 
@@ -232,6 +240,7 @@ impl Login {
             cooldown_until: self.cooldown_until,
             last_ok_at: self.last_ok_at,
             last_error: self.last_error.clone(),
+            budget: None,
         }
     }
 }
@@ -260,6 +269,9 @@ pub struct LoginView {
     /// Last error.
     #[serde(default)]
     pub last_error: Option<String>,
+    /// What its budget has left, when its kind has caps (an additive field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<budget::BudgetView>,
 }
 
 #[cfg(test)]

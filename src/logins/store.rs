@@ -1,6 +1,7 @@
 //! The child-local login store: [`LoginStore`] keeps the logins in memory and in
 //! `<data_dir>/logins.json` (written atomically, mode 0600).
 
+use super::budget::{BudgetView, Budgets};
 use super::{
     CONFIG_MP_ID, EXPIRING_WITHIN, Login, LoginKind, LoginSecrets, LoginState, LoginView,
     STORE_FILE,
@@ -57,6 +58,10 @@ struct StoredLogin {
     cookies: Vec<(String, String)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     renewed_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    spent: Vec<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    shelved: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -88,6 +93,8 @@ impl From<&Login> for StoredLogin {
                 .map(|(k, v)| (k.clone(), v.expose().to_string()))
                 .collect(),
             renewed_at: l.renewed_at,
+            spent: l.spent.clone(),
+            shelved: l.shelved.clone(),
         }
     }
 }
@@ -113,6 +120,8 @@ impl From<StoredLogin> for Login {
                     .collect(),
             },
             renewed_at: s.renewed_at,
+            spent: s.spent,
+            shelved: s.shelved,
         }
     }
 }
@@ -129,6 +138,7 @@ pub struct LoginStore {
     path: PathBuf,
     logins: Mutex<Vec<Login>>,
     sync: Mutex<SyncState>,
+    budgets: Mutex<Budgets>,
 }
 
 /// What this store last read or wrote: the file's revision and each login's secrets.
@@ -148,6 +158,7 @@ impl LoginStore {
             path: data_dir.join(STORE_FILE),
             logins: Mutex::default(),
             sync: Mutex::default(),
+            budgets: Mutex::default(),
         };
         store.reload()?;
         Ok(store)
@@ -207,6 +218,89 @@ impl LoginStore {
         }
         sync.revision = file.revision;
         Ok(())
+    }
+
+    /// Sets the caps each kind's logins are held to (none until set).
+    pub fn set_budgets(&self, budgets: Budgets) {
+        *self.budgets.lock().unwrap_or_else(|p| p.into_inner()) = budgets;
+    }
+
+    fn budgets(&self) -> Budgets {
+        *self.budgets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `l` may make one more upstream call at `now` as far as its budget goes.
+    fn has_room(budgets: &Budgets, l: &Login, now: DateTime<Utc>) -> bool {
+        budgets.caps(l.kind).next_free(&l.spent, now).is_none()
+    }
+
+    /// Reserves one upstream call of login `id` at `now`, before it is sent: counted and
+    /// saved at once, so neither concurrent feeds nor a restart let the login pass its caps.
+    /// A login whose kind has no caps is not counted.
+    ///
+    /// # Errors
+    /// The login has no call left: when the next one frees.
+    pub fn reserve(&self, id: &str, now: DateTime<Utc>) -> Result<(), DateTime<Utc>> {
+        let budgets = self.budgets();
+        self.update(|logins| {
+            let Some(l) = logins.iter_mut().find(|l| l.id == id) else {
+                return (Ok(()), false);
+            };
+            let caps = budgets.caps(l.kind);
+            if caps.unlimited() {
+                return (Ok(()), false);
+            }
+            caps.prune(&mut l.spent, now);
+            if let Some(free) = caps.next_free(&l.spent, now) {
+                return (Err(free), false);
+            }
+            l.spent.push(now);
+            (Ok(()), true)
+        })
+    }
+
+    /// When a login of `kind` that is otherwise usable gets a call back, while none of them
+    /// has budget left now (when to look again); `None` when one has, or none is usable.
+    pub fn next_budget_free(&self, kind: LoginKind, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let budgets = self.budgets();
+        let caps = budgets.caps(kind);
+        let frees: Vec<Option<DateTime<Utc>>> = self
+            .lock()
+            .iter()
+            .filter(|l| l.kind == kind && l.usable(now))
+            .map(|l| caps.next_free(&l.spent, now))
+            .collect();
+        if frees.iter().any(Option::is_none) {
+            return None;
+        }
+        frees.into_iter().flatten().min()
+    }
+
+    /// What login `id` has left at `now`; `None` when its kind has no caps.
+    pub fn budget(&self, id: &str, now: DateTime<Utc>) -> Option<BudgetView> {
+        let budgets = self.budgets();
+        self.lock()
+            .iter()
+            .find(|l| l.id == id)
+            .and_then(|l| budgets.caps(l.kind).view(&l.spent, now))
+    }
+
+    /// Whether `weread` login `id` has put `book` on its shelf.
+    pub fn is_shelved(&self, id: &str, book: &str) -> bool {
+        self.lock()
+            .iter()
+            .any(|l| l.id == id && l.shelved.iter().any(|b| b == book))
+    }
+
+    /// Records that `weread` login `id` put `book` on its shelf; saved at once.
+    pub fn mark_shelved(&self, id: &str, book: &str) {
+        self.mark(id, |l| {
+            if l.shelved.iter().any(|b| b == book) {
+                return false;
+            }
+            l.shelved.push(book.to_string());
+            true
+        });
     }
 
     /// The store file's path.
@@ -338,11 +432,17 @@ impl LoginStore {
 
     /// Every login without secrets; a login past its known expiry shows as `expired`.
     pub fn views(&self) -> Vec<LoginView> {
-        let now = Utc::now();
+        self.views_at(Utc::now())
+    }
+
+    /// [`LoginStore::views`] at `now`, each with what its budget has left.
+    pub fn views_at(&self, now: DateTime<Utc>) -> Vec<LoginView> {
+        let budgets = self.budgets();
         self.lock()
             .iter()
             .map(|l| {
                 let mut v = l.view();
+                v.budget = budgets.caps(l.kind).view(&l.spent, now);
                 if l.expires_at.is_some_and(|t| t <= now) {
                     v.state = LoginState::Expired;
                 }
@@ -356,9 +456,12 @@ impl LoginStore {
         self.lock().iter().any(|l| l.kind == kind)
     }
 
-    /// Whether a login of `kind` is usable at `now`.
+    /// Whether a login of `kind` is usable at `now`, with budget left.
     pub fn any_usable(&self, kind: LoginKind, now: DateTime<Utc>) -> bool {
-        self.lock().iter().any(|l| l.kind == kind && l.usable(now))
+        let budgets = self.budgets();
+        self.lock()
+            .iter()
+            .any(|l| l.kind == kind && l.usable(now) && Self::has_room(&budgets, l, now))
     }
 
     /// The earliest end of a cooldown among the cooling logins of `kind`, when none of that
@@ -371,10 +474,11 @@ impl LoginStore {
             .min()
     }
 
-    /// The least recently used usable login of `kind` at `now`, its `last_used_at` set to
-    /// `now`. Cooling logins whose cooldown is over, and logins past `expires_at`, are
-    /// updated on the way.
+    /// The least recently used usable login of `kind` at `now` with budget left, its
+    /// `last_used_at` set to `now`. Cooling logins whose cooldown is over, and logins past
+    /// `expires_at`, are updated on the way.
     pub fn pick(&self, kind: LoginKind, now: DateTime<Utc>) -> Option<Login> {
+        let budgets = self.budgets();
         self.update(|logins| {
             let mut persist = false;
             for l in logins.iter_mut().filter(|l| l.kind == kind) {
@@ -390,7 +494,7 @@ impl LoginStore {
             }
             let chosen = logins
                 .iter_mut()
-                .filter(|l| l.kind == kind && l.usable(now))
+                .filter(|l| l.kind == kind && l.usable(now) && Self::has_room(&budgets, l, now))
                 // `None` (never used) sorts first.
                 .min_by_key(|l| l.last_used_at)
                 .map(|l| {

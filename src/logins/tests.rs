@@ -234,3 +234,76 @@ fn logins_another_process_saved_are_taken_over_not_overwritten() {
             .is_none()
     );
 }
+
+#[test]
+fn concurrent_reservations_never_pass_the_caps_and_survive_a_reopen() {
+    use super::budget::{Budgets, Caps};
+    let dir = tempfile::tempdir().expect("dir");
+    let caps = Budgets {
+        mp: Caps {
+            per_hour: 3,
+            per_day: 4,
+        },
+        weread: Caps::default(),
+    };
+    let now = Utc::now();
+    let store = std::sync::Arc::new(LoginStore::open(dir.path()).expect("open"));
+    store.set_budgets(caps);
+    store.upsert(mp("a", "SID-A")).expect("save");
+    store.upsert(mp("b", "SID-B")).expect("save");
+    let granted: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..12)
+            .map(|_| {
+                let store = store.clone();
+                s.spawn(move || store.reserve("a", now).is_ok())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| usize::from(h.join().expect("thread")))
+            .sum()
+    });
+    assert_eq!(granted, 3, "the hourly cap holds under concurrency");
+    assert_eq!(store.reserve("a", now), Err(now + Duration::hours(1)));
+    assert_eq!(
+        store.pick(LoginKind::Mp, now).map(|l| l.id),
+        Some("b".into()),
+        "the spent login is skipped"
+    );
+    assert!(store.any_usable(LoginKind::Mp, now));
+    let views = store.views_at(now);
+    let a = views.iter().find(|v| v.id == "a").expect("a");
+    let budget = a.budget.clone().expect("capped kind");
+    assert_eq!((budget.hour_left, budget.day_left), (Some(0), Some(1)));
+    assert_eq!(budget.resets_at, Some(now + Duration::hours(1)));
+    drop(store);
+
+    let again = LoginStore::open(dir.path()).expect("reopen");
+    again.set_budgets(caps);
+    let later = now + Duration::minutes(61);
+    assert_eq!(again.get("a").expect("a").spent.len(), 3);
+    assert_eq!(
+        again.reserve("a", later),
+        Ok(()),
+        "the hour freed, the day has one"
+    );
+    assert_eq!(
+        again.reserve("a", later),
+        Err(now + Duration::hours(24)),
+        "the day is spent"
+    );
+    assert_eq!(
+        again.next_budget_free(LoginKind::Mp, later),
+        None,
+        "b has room"
+    );
+    let uncapped = LoginStore::open(&dir.path().join("other")).expect("open");
+    uncapped.upsert(mp("c", "SID-C")).expect("save");
+    for _ in 0..50 {
+        assert_eq!(uncapped.reserve("c", now), Ok(()));
+    }
+    assert!(
+        uncapped.get("c").expect("c").spent.is_empty(),
+        "no caps, no count"
+    );
+}

@@ -237,6 +237,7 @@ mod tests {
                 cooldown_until: None,
                 last_ok_at: None,
                 last_error: None,
+                budget: None,
             },
             stage: stage.as_i64(),
             stage_expires_at: for_h.map(|h| t0() + TimeDelta::hours(h)),

@@ -65,6 +65,10 @@ pub(crate) fn node_login_from_row(r: &impl RowExt) -> Result<NodeLogin> {
         cooldown_until: r.time("cooldown_until")?,
         last_ok_at: r.time("last_ok_at")?,
         last_error: r.opt_text("last_error")?,
+        budget: r
+            .opt_text("budget")?
+            .as_deref()
+            .and_then(super::LoginBudget::from_json),
     })
 }
 

@@ -6,7 +6,9 @@
 /// 6: `cascade_node_logins.reminded_stage` and `.reminded_expires_at` (expiry reminders).
 /// 7: `cascade_sources`, `cascade_feed_sources`, `cascade_source_refusals`.
 /// 8: `cascade_article_links` (one article per feed across sources), filled from stored links.
-pub(crate) const SCHEMA_VERSION: &str = "9";
+/// 9: `we_feeds.source_chain`, `.backlog_offset`, `.backlog_until`; `we_articles.time_estimated`.
+/// 10: `cascade_node_logins.budget` and `.budget_until` (per-login budgets).
+pub(crate) const SCHEMA_VERSION: &str = "10";
 
 /// Our columns added to WeRSS tables: (table, column, SQLite declaration). PostgreSQL takes
 /// the same list through [`pg_declaration`].

@@ -167,6 +167,42 @@ pub struct ReportedLogin {
     pub last_ok_at: Option<NaiveDateTime>,
     /// Last error text.
     pub last_error: Option<String>,
+    /// What its budget has left, when its kind has caps.
+    pub budget: Option<LoginBudget>,
+}
+
+/// What a login's budget has left (issue 13 §7), as its node reported it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+pub struct LoginBudget {
+    /// Calls left in the current hour (`null`: no hourly cap).
+    pub hour_left: Option<i64>,
+    /// Calls left in the current 24 hours (`null`: no daily cap).
+    pub day_left: Option<i64>,
+    /// While no call is left: when the next one frees (UTC).
+    #[serde(serialize_with = "crate::protocol::time::ser_opt")]
+    #[schemars(with = "Option<String>")]
+    pub resets_at: Option<NaiveDateTime>,
+}
+
+impl LoginBudget {
+    /// The stored form (JSON text).
+    pub(crate) fn to_json(&self) -> String {
+        serde_json::json!({"hour_left": self.hour_left, "day_left": self.day_left,
+            "resets_at": self.resets_at.map(crate::protocol::time::to_wire)})
+        .to_string()
+    }
+
+    /// Reads the stored form; `None` for anything else.
+    pub(crate) fn from_json(text: &str) -> Option<Self> {
+        let v: serde_json::Value = serde_json::from_str(text).ok()?;
+        v.is_object().then(|| Self {
+            hour_left: v["hour_left"].as_i64(),
+            day_left: v["day_left"].as_i64(),
+            resets_at: v["resets_at"]
+                .as_str()
+                .and_then(crate::protocol::time::parse),
+        })
+    }
 }
 
 /// A login of a node, as `GET {P}/logins` lists it.
@@ -198,6 +234,9 @@ pub struct NodeLogin {
     pub last_ok_at: Option<NaiveDateTime>,
     /// Last error text.
     pub last_error: Option<String>,
+    /// What its budget has left (absent when its kind has no caps, or from older children).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<LoginBudget>,
 }
 
 /// A reported login with its expiry-reminder columns, for the parent's reminders.

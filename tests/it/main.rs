@@ -5,6 +5,7 @@ mod adopt;
 mod alerts;
 mod auth;
 mod blocked;
+mod budgets;
 mod catalog;
 mod child;
 mod cli;

@@ -675,6 +675,8 @@ mod child {
             let node = p.add_node("reader").await;
             let mut c = weread_child(&p, &node, &fake);
             c.cascade.weread_max_pages = 2;
+            // Seven list calls in a few seconds: no hourly cap in the way.
+            c.cascade.budget_per_hour = werss_cascade::config::PerKind { mp: None, weread: Some(0) };
             let stop = tokio_util::sync::CancellationToken::new();
             let running = tokio::spawn(Child::new(c).expect("child").run(stop.clone()));
             p.poll_until("/nodes", "the node to report a valid session", |n| {

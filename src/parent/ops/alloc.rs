@@ -440,7 +440,13 @@ pub fn feed_result(item: &Value) -> FeedResult {
         feed_id: text("feed_id").or_else(|| text("mp_id")),
         success,
         error: text("error"),
-        reason: Reason::parse(item.get("reason").and_then(Value::as_str)),
+        reason: match Reason::parse(item.get("reason").and_then(Value::as_str)) {
+            // Additive: the node's logins spent their budgets (issue 13 §7).
+            Reason::RateLimited if item.get("budget").and_then(Value::as_bool) == Some(true) => {
+                Reason::OutOfBudget
+            }
+            r => r,
+        },
         retry_after: retry_after(item.get("retry_after").and_then(Value::as_f64)),
         etag: text("etag"),
         last_modified: text("last_modified"),

@@ -450,6 +450,11 @@ fn reported_logins(list: Vec<Value>, warnings: &mut Vec<String>) -> Vec<Reported
             cooldown_until: time(&l["cooldown_until"]),
             last_ok_at: time(&l["last_ok_at"]),
             last_error: text(&l["last_error"], 500),
+            budget: l["budget"].as_object().map(|b| crate::store::LoginBudget {
+                hour_left: b.get("hour_left").and_then(Value::as_i64),
+                day_left: b.get("day_left").and_then(Value::as_i64),
+                resets_at: b.get("resets_at").and_then(time),
+            }),
         });
     }
     out

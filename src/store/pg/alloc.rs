@@ -47,11 +47,11 @@ impl PgStore {
                CASE WHEN n.reports_logins THEN
                  (SELECT COUNT(*) FROM cascade_node_logins l
                    WHERE l.node_id = n.id AND l.kind = 'mp'
-                     AND l.state IN ('valid', 'expiring', 'cooling')) END AS usable_mp_logins,
+                     AND l.state IN ('valid', 'expiring', 'cooling') AND l.budget_until IS NULL) END AS usable_mp_logins,
                CASE WHEN n.reports_logins THEN
                  (SELECT COUNT(*) FROM cascade_node_logins l
                    WHERE l.node_id = n.id AND l.kind = 'weread'
-                     AND l.state IN ('valid', 'expiring', 'cooling')) END AS usable_weread_logins
+                     AND l.state IN ('valid', 'expiring', 'cooling') AND l.budget_until IS NULL) END AS usable_weread_logins
              FROM we_cascade_nodes n WHERE n.node_type = 1 ORDER BY n.id",
         )
         .fetch_all(&self.pool)

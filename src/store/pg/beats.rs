@@ -60,13 +60,15 @@ impl PgStore {
             for l in logins {
                 sqlx::query(
                     "INSERT INTO cascade_node_logins (node_id, login_id, kind, name, state,
-                            expires_at, cooldown_until, last_ok_at, last_error, reported_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                            expires_at, cooldown_until, last_ok_at, last_error, reported_at,
+                            budget, budget_until)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
                      ON CONFLICT (node_id, login_id) DO UPDATE SET
                         kind = excluded.kind, name = excluded.name, state = excluded.state,
                         expires_at = excluded.expires_at, cooldown_until = excluded.cooldown_until,
                         last_ok_at = excluded.last_ok_at, last_error = excluded.last_error,
-                        reported_at = excluded.reported_at",
+                        reported_at = excluded.reported_at, budget = excluded.budget,
+                        budget_until = excluded.budget_until",
                 )
                 .bind(node_id)
                 .bind(&l.login_id)
@@ -78,6 +80,8 @@ impl PgStore {
                 .bind(l.last_ok_at)
                 .bind(&l.last_error)
                 .bind(now)
+                .bind(l.budget.as_ref().map(crate::store::LoginBudget::to_json))
+                .bind(l.budget.as_ref().and_then(|b| b.resets_at))
                 .execute(&mut *tx)
                 .await?;
             }

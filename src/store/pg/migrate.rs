@@ -19,6 +19,7 @@ const LOGIN_FLOWS: &str = include_str!("../../../migrations/postgres/0004_login_
 const SOURCES: &str = include_str!("../../../migrations/postgres/0006_sources.sql");
 const LOGIN_REMINDERS: &str = include_str!("../../../migrations/postgres/0005_login_reminders.sql");
 const ARTICLE_LINKS: &str = include_str!("../../../migrations/postgres/0007_article_links.sql");
+const LOGIN_BUDGETS: &str = include_str!("../../../migrations/postgres/0008_login_budgets.sql");
 
 /// Whether the schema is at [`SCHEMA_VERSION`] (an unreadable version means no).
 async fn current(pool: &PgPool) -> bool {
@@ -76,6 +77,10 @@ pub(super) async fn run(pool: &PgPool) -> Result<()> {
         .execute(&mut *tx)
         .await
         .map_err(|e| Error::Migrate(format!("adding login reminder columns: {e}")))?;
+    sqlx::raw_sql(LOGIN_BUDGETS)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| Error::Migrate(format!("adding login budget columns: {e}")))?;
     let links_new = !has_table(&mut tx, "cascade_article_links").await?;
     sqlx::raw_sql(ARTICLE_LINKS)
         .execute(&mut *tx)

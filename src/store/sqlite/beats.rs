@@ -115,13 +115,14 @@ async fn apply(tx: &mut SqliteConnection, node_id: &str, beat: &Beat) -> Result<
         for l in logins {
             sqlx::query(
                 "INSERT INTO cascade_node_logins (node_id, login_id, kind, name, state, expires_at,
-                        cooldown_until, last_ok_at, last_error, reported_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                        cooldown_until, last_ok_at, last_error, reported_at, budget, budget_until)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
                  ON CONFLICT (node_id, login_id) DO UPDATE SET
                     kind = excluded.kind, name = excluded.name, state = excluded.state,
                     expires_at = excluded.expires_at, cooldown_until = excluded.cooldown_until,
                     last_ok_at = excluded.last_ok_at, last_error = excluded.last_error,
-                    reported_at = excluded.reported_at",
+                    reported_at = excluded.reported_at, budget = excluded.budget,
+                    budget_until = excluded.budget_until",
             )
             .bind(node_id)
             .bind(&l.login_id)
@@ -133,6 +134,8 @@ async fn apply(tx: &mut SqliteConnection, node_id: &str, beat: &Beat) -> Result<
             .bind(l.last_ok_at.map(to_db))
             .bind(&l.last_error)
             .bind(&now)
+            .bind(l.budget.as_ref().map(crate::store::LoginBudget::to_json))
+            .bind(l.budget.as_ref().and_then(|b| b.resets_at).map(to_db))
             .execute(&mut *tx)
             .await?;
         }

@@ -1,9 +1,12 @@
 //! The fake's WeChat-account data (SOURCES.md §2–§4, §7): the list `/web/mp/articles`
 //! (groups newest first, 20 a page, group `offset`, nested or flat), the newest article
 //! `/api/mp/cover` (errors as HTTP 499 + `data.errcode`), the article page
-//! `/web/mp/content` (HTML with `#js_content`, 404 unknown), with switchable gates (list
-//! always `-2041`, a per-session budget answering `-2014`, a cover error) and a request log
-//! per session.
+//! `/web/mp/content` (HTML with `#js_content`, 404 unknown), the shelf
+//! (`POST /mp/shelf/addToShelf`, idempotent, `-2001` when full; `GET /web/shelf/bookIds`),
+//! with switchable gates (list always `-2041`, the list only with `x-wr-ticket`, the list
+//! only for books on the session's shelf, a per-session captcha state answering everything
+//! `-2041` until cleared, a per-session budget answering `-2014`, a cover error) and a
+//! request log per session.
 
 use super::renewal::{Auth, authenticate};
 use super::*;
@@ -77,7 +80,7 @@ pub struct WereadLogEntry {
     pub at: Instant,
     /// `wr_vid` sent (empty without cookies).
     pub vid: String,
-    /// `list`, `cover` or `content`.
+    /// `list`, `cover`, `content`, `shelf_add` or `shelf_ids`.
     pub endpoint: &'static str,
     /// `bookId` (or `reviewId` for content).
     pub book_id: String,
@@ -102,6 +105,16 @@ pub(super) struct MpData {
     hits: HashMap<String, VecDeque<Instant>>,
     /// The cover answers HTTP 499 with this `data.errcode`.
     cover_error: Option<i64>,
+    /// The list answers `-2041` without a non-empty `x-wr-ticket` header.
+    require_ticket: bool,
+    /// The list answers `-2041` for a book not on the session's shelf.
+    shelved_only: bool,
+    /// Sessions (vids) in the captcha state: every data call answers `-2041`.
+    captcha: std::collections::HashSet<String>,
+    /// Books on each session's shelf.
+    shelves: HashMap<String, Vec<String>>,
+    /// Books a shelf holds at most (`-2001` beyond).
+    shelf_capacity: Option<usize>,
     log: Vec<WereadLogEntry>,
 }
 
@@ -115,6 +128,11 @@ impl Default for MpData {
             budget: None,
             hits: HashMap::new(),
             cover_error: None,
+            require_ticket: false,
+            shelved_only: false,
+            captcha: std::collections::HashSet::new(),
+            shelves: HashMap::new(),
+            shelf_capacity: None,
             log: Vec::new(),
         }
     }
@@ -126,6 +144,8 @@ pub(super) fn routes(router: Router<Arc<Shared>>) -> Router<Arc<Shared>> {
         .route("/web/mp/articles", get(articles))
         .route("/api/mp/cover", get(cover))
         .route("/web/mp/content", get(content))
+        .route("/mp/shelf/addToShelf", post(add_to_shelf))
+        .route("/web/shelf/bookIds", get(shelf_book_ids))
 }
 
 impl FakeWeread {
@@ -177,6 +197,42 @@ impl FakeWeread {
     /// The cover answers HTTP 499 with `{"data":{"errcode":code}}` (`None`: answers again).
     pub fn cover_error(&self, code: Option<i64>) {
         self.shared.lock().mp.cover_error = code;
+    }
+
+    /// Whether the list answers `-2041` to a request without a non-empty `x-wr-ticket`.
+    pub fn require_ticket(&self, on: bool) {
+        self.shared.lock().mp.require_ticket = on;
+    }
+
+    /// Whether the list answers `-2041` for a book not on the session's shelf.
+    pub fn shelved_only(&self, on: bool) {
+        self.shared.lock().mp.shelved_only = on;
+    }
+
+    /// Puts session `vid` in the captcha state (every data call answers `-2041`) or clears it.
+    pub fn captcha(&self, vid: &str, on: bool) {
+        let mut inner = self.shared.lock();
+        if on {
+            inner.mp.captcha.insert(vid.to_string());
+        } else {
+            inner.mp.captcha.remove(vid);
+        }
+    }
+
+    /// Books a shelf holds at most (`None`: no limit); more answer `-2001`.
+    pub fn set_shelf_capacity(&self, n: Option<usize>) {
+        self.shared.lock().mp.shelf_capacity = n;
+    }
+
+    /// The books on session `vid`'s shelf, in the order added.
+    pub fn shelf_of(&self, vid: &str) -> Vec<String> {
+        self.shared
+            .lock()
+            .mp
+            .shelves
+            .get(vid)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// A logged-in session made without the QR flow: its jar (`wr_vid`, `wr_skey`,
@@ -248,6 +304,9 @@ fn admit(shared: &Shared, headers: &HeaderMap) -> (String, Option<Refusal>) {
         Auth::Ok(_) => {}
     }
     let mut inner = shared.lock();
+    if inner.mp.captcha.contains(&vid) {
+        return (vid, Some((-2041, "请完成安全验证")));
+    }
     if let Some((limit, window)) = inner.mp.budget {
         let now = Instant::now();
         let hits = inner.mp.hits.entry(vid.clone()).or_default();
@@ -314,7 +373,26 @@ async fn articles(
     let book = q.book_id.unwrap_or_default();
     let offset = q.offset.unwrap_or(0);
     let (vid, refused) = admit(&shared, &headers);
-    let refused = refused.or_else(|| shared.lock().mp.list_closed.then_some((-2041, "请求失败")));
+    let ticket = headers
+        .get("x-wr-ticket")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| !v.trim().is_empty());
+    let refused = refused.or_else(|| {
+        let inner = shared.lock();
+        let shelved = inner
+            .mp
+            .shelves
+            .get(&vid)
+            .is_some_and(|s| s.contains(&book));
+        if inner.mp.list_closed
+            || (inner.mp.require_ticket && !ticket)
+            || (inner.mp.shelved_only && !shelved)
+        {
+            Some((-2041, "请求失败"))
+        } else {
+            None
+        }
+    });
     if let Some((code, msg)) = refused {
         log(&shared, vid, "list", &book, offset, code.to_string());
         return error(code, msg);
@@ -439,4 +517,86 @@ async fn content(
         k = a.token
     ))
     .into_response()
+}
+
+#[derive(Deserialize)]
+struct ShelfAdd {
+    #[serde(rename = "bookIds", default)]
+    book_ids: Vec<String>,
+}
+
+/// `POST /mp/shelf/addToShelf` `{"bookIds":[…]}`: idempotent; `-2001` when the shelf is full.
+async fn add_to_shelf(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Option<Json<ShelfAdd>>,
+) -> Response {
+    let books = body.map(|Json(b)| b.book_ids).unwrap_or_default();
+    let first = books.first().cloned().unwrap_or_default();
+    let (vid, refused) = admit(&shared, &headers);
+    if let Some((code, msg)) = refused {
+        log(&shared, vid, "shelf_add", &first, 0, code.to_string());
+        return error(code, msg);
+    }
+    let full = {
+        let mut inner = shared.lock();
+        let cap = inner.mp.shelf_capacity;
+        let shelf = inner.mp.shelves.entry(vid.clone()).or_default();
+        let mut full = false;
+        for b in &books {
+            if shelf.contains(b) {
+                continue;
+            }
+            if cap.is_some_and(|c| shelf.len() >= c) {
+                full = true;
+                break;
+            }
+            shelf.push(b.clone());
+        }
+        full
+    };
+    if full {
+        log(&shared, vid, "shelf_add", &first, 0, "-2001".into());
+        return error(-2001, "书架已满");
+    }
+    log(&shared, vid, "shelf_add", &first, 0, "ok".into());
+    Json(json!({"status": 200, "succ": 1, "errCode": 0})).into_response()
+}
+
+#[derive(Deserialize)]
+struct ShelfQuery {
+    #[serde(rename = "bookIds")]
+    book_ids: Option<String>,
+}
+
+/// `GET /web/shelf/bookIds?bookIds=a,b`: `{"data":[{"bookId","onShelf"}]}`.
+async fn shelf_book_ids(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(q): Query<ShelfQuery>,
+) -> Response {
+    let asked: Vec<String> = q
+        .book_ids
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+        .map(str::to_string)
+        .collect();
+    let (vid, refused) = admit(&shared, &headers);
+    let first = asked.first().cloned().unwrap_or_default();
+    if let Some((code, msg)) = refused {
+        log(&shared, vid, "shelf_ids", &first, 0, code.to_string());
+        return error(code, msg);
+    }
+    let data: Vec<Value> = {
+        let inner = shared.lock();
+        let shelf = inner.mp.shelves.get(&vid);
+        asked
+            .iter()
+            .map(|b| json!({"bookId": b, "onShelf": shelf.is_some_and(|s| s.contains(b))}))
+            .collect()
+    };
+    log(&shared, vid, "shelf_ids", &first, 0, "ok".into());
+    Json(json!({"data": data})).into_response()
 }

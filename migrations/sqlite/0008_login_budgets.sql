@@ -1,0 +1,6 @@
+-- Per-login budgets (issue 13 §7): what a reported login's budget has left
+-- (`{"hour_left","day_left","resets_at"}`, JSON text) and, while it has no call left, when
+-- it gets one back (placement leaves such a login out).
+-- Applied once: the runner skips it when `budget` exists.
+ALTER TABLE cascade_node_logins ADD COLUMN budget TEXT;
+ALTER TABLE cascade_node_logins ADD COLUMN budget_until DATETIME;
