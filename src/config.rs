@@ -103,6 +103,7 @@ const CASCADE_KEYS: &[&str] = &[
     "source_probe_every",
     "dedup_window_minutes",
     "mp_closure_rest",
+    "search_timeout",
 ];
 
 /// Top-level keys and the WeRSS env variable each falls back to when absent from the file.
@@ -333,6 +334,9 @@ cascade_config! {
     /// list refuses other accounts that way since 2026-07 (the parent decides across nodes);
     /// 0 = always `rate_limited`.
     mp_closure_rest: u64 = 600, "lenient_u64";
+    /// Parent: seconds an admin's search by name (`POST {P}/feeds/search`) waits for the
+    /// node that runs it, then 504; at least 1.
+    search_timeout: u64 = 20, "lenient_u64";
 }
 
 impl Config {

@@ -6,7 +6,8 @@
 /// 6: `cascade_node_logins.reminded_stage` and `.reminded_expires_at` (expiry reminders).
 /// 7: `cascade_sources`, `cascade_feed_sources`, `cascade_source_refusals`.
 /// 8: `cascade_article_links` (one article per feed across sources), filled from stored links.
-pub(crate) const SCHEMA_VERSION: &str = "8";
+/// 10: `cascade_node_commands` (search commands).
+pub(crate) const SCHEMA_VERSION: &str = "10";
 
 /// Our columns added to WeRSS tables: (table, column, SQLite declaration). PostgreSQL takes
 /// the same list through [`pg_declaration`].
