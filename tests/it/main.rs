@@ -29,5 +29,6 @@ mod outputs;
 mod parents;
 mod server;
 mod sources;
+mod subscribe;
 mod webhooks;
 mod weread;

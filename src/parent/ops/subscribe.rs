@@ -298,7 +298,8 @@ pub fn parse_link(raw: &str, configured: &reqwest::Url) -> ApiResult<LinkTarget>
         ));
     }
     if let Some((_, biz)) = url.query_pairs().find(|(k, _)| k == "__biz") {
-        return Ok(LinkTarget::Biz(biz.trim().to_string()));
+        // Form decoding reads a raw `+` of base64 as a space.
+        return Ok(LinkTarget::Biz(biz.trim().replace(' ', "+")));
     }
     let token = url.path().strip_prefix("/s/").unwrap_or_default();
     let token_ok = !token.is_empty()
