@@ -269,6 +269,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn search_answers_become_candidates_and_codes_reasons() {
+        let ok = r#"{"base_resp":{"ret":0,"err_msg":"ok"},"total":2,"list":[
+            {"fakeid":"MzA5","nickname":"A","alias":"a","round_head_img":"http://i/0","service_type":1,"signature":"s","extra":1},
+            {"nickname":"no fakeid"}]}"#;
+        let found = parse_search(ok).expect("parsed");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0]["fakeid"], "MzA5");
+        assert_eq!(found[0]["avatar"], "http://i/0");
+        assert!(found[0].get("extra").is_none());
+        let code =
+            |ret: i64| parse_search(&format!(r#"{{"base_resp":{{"ret":{ret},"err_msg":"x"}}}}"#));
+        assert!(matches!(code(200_013), Err(FetchError::RateLimited { .. })));
+        assert!(matches!(code(200_003), Err(FetchError::SessionExpired(_))));
+        assert!(matches!(
+            parse_search("<html>login</html>"),
+            Err(FetchError::SessionExpired(_))
+        ));
+        assert_eq!(
+            parse_search(r#"{"base_resp":{"ret":0}}"#)
+                .expect("empty")
+                .len(),
+            0
+        );
+    }
+
+    #[test]
     fn codes_map_to_reasons() {
         let e = |ret: i64| {
             parse_page(&format!(r#"{{"base_resp":{{"ret":{ret},"err_msg":"x"}}}}"#))

@@ -326,17 +326,45 @@ fn script_value(html: &str, names: &[&str]) -> Option<String> {
             let Some(expr) = after.trim_start().strip_prefix('=') else {
                 continue;
             };
-            let end = expr.find([';', '\n']).unwrap_or(expr.len()).min(2048);
-            let expr = &expr[..end];
-            let mut parts = expr.split(['"', '\'']);
-            parts.next();
-            // Quoted parts are every other piece between the quotes.
-            if let Some(v) = parts.step_by(2).map(str::trim).find(|v| !v.is_empty()) {
-                return Some(v.to_string());
+            if let Some(v) = quoted_values(expr)
+                .into_iter()
+                .find(|v| !v.trim().is_empty())
+            {
+                return Some(v.trim().to_string());
             }
         }
     }
     None
+}
+
+/// The quoted strings of a script expression up to its end (`;` or a line break outside
+/// quotes), at most 2 KiB of it read.
+fn quoted_values(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut chars = expr.chars().take(2048);
+    while let Some(c) = chars.next() {
+        match c {
+            ';' | '\n' => break,
+            '"' | '\'' => {
+                let mut value = String::new();
+                let mut escaped = false;
+                for d in chars.by_ref() {
+                    match d {
+                        _ if escaped => {
+                            value.push(d);
+                            escaped = false;
+                        }
+                        '\\' => escaped = true,
+                        _ if d == c => break,
+                        _ => value.push(d),
+                    }
+                }
+                out.push(value);
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// The account of an article page: its `biz` (base64 of the account number) and the
@@ -436,6 +464,7 @@ pub async fn resolve(
         .map(str::trim)
         .filter(|n| !n.is_empty())
         .map(|n| n.chars().take(200).collect::<String>());
+    let page_name = page_name.map(|n| n.chars().take(200).collect::<String>());
     let mp_name = given.or(page_name).unwrap_or_else(|| feed_id.clone());
     let new = super::new_feed(CreateFeed {
         id: Some(feed_id),
