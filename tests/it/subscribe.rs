@@ -291,3 +291,100 @@ on_both! {
         p.shutdown().await;
     }
 }
+
+/// Two parents on one PostgreSQL database: the search is asked on one, the node's claim is
+/// held on the other and wakes, the node answers there, and the first parent returns it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_asked_on_one_parent_is_answered_through_another() {
+    use crate::helpers::db::{Backend, TestDb};
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = TestDb::create(&backend, &dir).await;
+    let mut config = test_config(&dir);
+    config.db = db.url.clone();
+    let a = TestParent::spawn_with(config, dir).await;
+    let b = TestParent::join(&a).await;
+    let beat = json!({"features": ["commands"], "logins": [login("m", "valid")]});
+    let node = a.online_node("far", beat.clone()).await;
+
+    let held = {
+        let (client, url) = (
+            b.client.clone(),
+            b.url(&cascade("/claim-task?kinds=&wait=30")),
+        );
+        let auth = format!("AK-SK {}:{}", node.key, node.secret);
+        tokio::spawn(async move {
+            let sent = client
+                .post(url)
+                .header("Authorization", auth)
+                .send()
+                .await
+                .expect("sent");
+            TestParent::reply(sent).await
+        })
+    };
+    tokio::time::timeout(HANG, async {
+        while b.state.notifier.waiting_nodes() == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the claim is held on the second parent");
+    let asked = {
+        let (client, url, token) = (
+            a.client.clone(),
+            a.url(&cascade("/feeds/search?q=people")),
+            a.token.clone(),
+        );
+        tokio::spawn(async move {
+            let sent = client
+                .post(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("sent");
+            TestParent::reply(sent).await
+        })
+    };
+    let woken = tokio::time::timeout(HANG, held)
+        .await
+        .expect("claim answers")
+        .expect("joined");
+    assert_eq!(woken.body["commands_pending"], true, "{}", woken.text);
+    let beat = b.post(&cascade("/heartbeat"), &node.auth(), beat).await;
+    let id = beat.ok()["commands"][0]["id"]
+        .as_str()
+        .expect("a search command")
+        .to_string();
+    let answer = json!({"candidates": [
+        {"fakeid": "MzA5MDAwNTM4MQ==", "nickname": "People\u{7} Daily", "alias": "p", "avatar": "javascript:x", "signature": "s"},
+        {"fakeid": "not base64 digits", "nickname": "dropped"}]});
+    b.post(
+        &cascade(&format!("/node-commands/{id}/answer")),
+        &node.auth(),
+        answer,
+    )
+    .await
+    .ok();
+    let found = tokio::time::timeout(HANG, asked)
+        .await
+        .expect("search answers")
+        .expect("joined");
+    let list = found.ok().as_array().cloned().expect("candidates");
+    assert_eq!(
+        list.len(),
+        1,
+        "a candidate without an account id is dropped: {}",
+        found.text
+    );
+    assert_eq!(list[0]["feed_id"], "MP_WXS_3090005381");
+    assert_eq!(
+        list[0]["nickname"], "People Daily",
+        "control characters are dropped"
+    );
+    assert!(list[0]["avatar"].is_null(), "only http(s) avatars are kept");
+    b.shutdown().await;
+    a.shutdown().await;
+}
