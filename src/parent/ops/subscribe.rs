@@ -388,22 +388,17 @@ fn html_unescape(s: &str) -> String {
 
 /// Fetches `/s/<token>` from the configured WeChat host (never another), bounded in time and
 /// size, no redirects followed.
-async fn fetch_page(state: &AppState, base: &reqwest::Url, token: &str) -> ApiResult<String> {
-    let url = format!(
-        "{}/s/{token}",
-        state
-            .config
-            .cascade
-            .wechat_base_url
-            .trim()
-            .trim_end_matches('/')
-    );
-    debug_assert!(url.starts_with(base.as_str().trim_end_matches('/')));
+async fn fetch_page(base: &reqwest::Url, state: &AppState, token: &str) -> ApiResult<String> {
+    // Only the token comes from the link; scheme, host and port are the configured ones.
+    let mut url = base.clone();
+    url.set_path(&format!("/s/{token}"));
+    url.set_query(None);
+    url.set_fragment(None);
     let failed =
         |why: String| ApiError::bad_gateway(format!("the article page could not be read: {why}"));
     let mut resp = state
         .http
-        .get(&url)
+        .get(url)
         .timeout(PAGE_TIMEOUT)
         .send()
         .await
@@ -426,7 +421,7 @@ async fn fetch_page(state: &AppState, base: &reqwest::Url, token: &str) -> ApiRe
 }
 
 /// `POST {P}/feeds/resolve?url=&name=`: subscribes to the account of an article link.
-/// Answers the new feed (201-like `success`); `data.created` is false when the feed existed.
+/// Returns the feed and whether it was created (false: the account was a feed already).
 ///
 /// # Errors
 /// 400 for a link on another host or without an account; 502 when the page cannot be read.
@@ -445,7 +440,7 @@ pub async fn resolve(
     let (biz, page_name) = match parse_link(raw, &base)? {
         LinkTarget::Biz(biz) => (biz, None),
         LinkTarget::Token(token) => {
-            let html = fetch_page(state, &base, &token).await?;
+            let html = fetch_page(&base, state, &token).await?;
             page_account(&html).ok_or_else(|| {
                 ApiError::bad_field(
                     "url",
