@@ -107,6 +107,7 @@ const CASCADE_KEYS: &[&str] = &[
     "budget_per_hour",
     "budget_per_day",
     "weread_ticket",
+    "search_timeout",
 ];
 
 /// Top-level keys and the WeRSS env variable each falls back to when absent from the file.
@@ -352,6 +353,9 @@ cascade_config! {
     /// Child: send `x-wr-ticket` (the login's `wr_skey`) with WeRead calls; older clients
     /// needed it, upstream later made it optional (SOURCES.md §2).
     weread_ticket: bool = false, "lenient_bool";
+    /// Parent: seconds an admin's search by name (`POST {P}/feeds/search`) waits for the
+    /// node that runs it, then 504; at least 1.
+    search_timeout: u64 = 20, "lenient_u64";
 }
 
 /// A number per login kind (`budget_per_hour`, `budget_per_day`); `None` = the kind's default.

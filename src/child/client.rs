@@ -222,6 +222,24 @@ impl ParentClient {
         .await
     }
 
+    /// Posts the answer to command `id` (a search's candidates or its error).
+    ///
+    /// # Errors
+    /// As [`ClientError`].
+    pub async fn answer_command(&self, id: &str, answer: &Value) -> Result<Value, ClientError> {
+        let path = format!(
+            "/node-commands/{}/answer",
+            crate::logins::weread::percent_encode(id)
+        );
+        self.call(
+            reqwest::Method::POST,
+            &path,
+            Some(answer),
+            Duration::from_secs(10),
+        )
+        .await
+    }
+
     /// Claims up to `limit` packages, long-polling `wait` seconds and naming the `kinds` it
     /// can take now, each only when the parent supports it.
     ///

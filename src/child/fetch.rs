@@ -543,7 +543,7 @@ impl Shared {
     }
 
     /// The pacer of one login, made on first use.
-    fn pacer(&self, login_id: &str) -> Arc<Pacer> {
+    pub(super) fn pacer(&self, login_id: &str) -> Arc<Pacer> {
         let c = &self.config.cascade;
         self.pacers
             .lock()

@@ -7,6 +7,7 @@ pub mod client;
 mod fetch;
 mod flows;
 pub mod notify;
+mod search;
 
 use crate::config::Config;
 use crate::fetch::pacer::Pacer;
@@ -355,6 +356,8 @@ async fn heartbeat_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
     let mut period = shared.config.cascade.heartbeat_interval.max(1);
     // QR logins run for the parent; dropped (and so stopped) with this loop.
     let mut flows = flows::Flows::default();
+    // Account searches run for the parent; stopped with this loop.
+    let mut searches = search::Searches::default();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -388,6 +391,7 @@ async fn heartbeat_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
                         .remove(lost);
                 }
                 flows.take_commands(&shared, &data, &shutdown);
+                searches.take_commands(&shared, &data, &shutdown);
                 flows.auto_login(&shared, &shutdown).await;
             }
             Err(e) => tracing::warn!(error = %untrusted_error(&e), "heartbeat failed"),

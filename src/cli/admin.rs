@@ -269,11 +269,30 @@ async fn set_active(api: &Api, id: &str, active: bool) -> anyhow::Result<()> {
 pub async fn feed(api: &Api, json: bool, cmd: FeedCmd) -> anyhow::Result<()> {
     match cmd {
         FeedCmd::Add {
+            search: Some(query),
+            pick,
+            ..
+        } => search_and_add(api, json, &query, pick).await?,
+        FeedCmd::Add {
+            link: Some(link),
+            name,
+            ..
+        } => {
+            let mut path = format!("/feeds/resolve?{}", query(&[("url", &link)]));
+            if let Some(name) = name {
+                path.push_str(&format!("&{}", query(&[("name", &name)])));
+            }
+            let f = api.call(Method::POST, &path, None).await?;
+            print(json, &f, Table::pairs)?;
+        }
+        FeedCmd::Add {
             wechat,
             faker_id,
             rss,
             name,
+            ..
         } => {
+            let name = name.context("--name is needed with --wechat, --faker-id and --rss")?;
             let body = match (rss, wechat, faker_id) {
                 (Some(url), _, _) => json!({"source": "rss", "url": url, "mp_name": name}),
                 (None, None, None) => bail!("give --wechat MP_WXS_…, --faker-id or --rss URL"),
@@ -322,6 +341,74 @@ pub async fn feed(api: &Api, json: bool, cmd: FeedCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `a=b&c=d`, encoded.
+fn query(pairs: &[(&str, &str)]) -> String {
+    let mut url = reqwest::Url::parse("http://query.invalid/").expect("a constant URL");
+    url.query_pairs_mut().extend_pairs(pairs);
+    url.query().unwrap_or_default().to_string()
+}
+
+/// `cascade feed add --search NAME [--pick N]`: lists the candidates a node found, or adds
+/// the Nth.
+async fn search_and_add(
+    api: &Api,
+    json: bool,
+    name: &str,
+    pick: Option<usize>,
+) -> anyhow::Result<()> {
+    if api.local.is_some() {
+        bail!(
+            "searching asks a child node through the running parent: give its address with \
+             --url (and --user, --password or CASCADE_PASSWORD)"
+        );
+    }
+    let path = format!("/feeds/search?{}", query(&[("q", name)]));
+    let found = api.call(Method::POST, &path, None).await?;
+    let list = found.as_array().cloned().unwrap_or_default();
+    let Some(n) = pick else {
+        return print(json, &found, |_| {
+            let mut t = Table::new(&["#", "NAME", "ALIAS", "FEED ID", "SUBSCRIBED", "ABOUT"]);
+            for (i, c) in list.iter().enumerate() {
+                let subscribed = if c["already_subscribed"] == true {
+                    "yes"
+                } else {
+                    "no"
+                };
+                t.row(vec![
+                    (i + 1).to_string(),
+                    text(&c["nickname"]),
+                    text(&c["alias"]),
+                    text(&c["feed_id"]),
+                    subscribed.into(),
+                    text(&c["signature"]).chars().take(40).collect(),
+                ]);
+            }
+            if list.is_empty() {
+                t.footer(format!("no account matches '{name}'"));
+            } else {
+                t.footer(format!(
+                    "add one with: cascade feed add --search '{name}' --pick N"
+                ));
+            }
+            t
+        });
+    };
+    let Some(c) = n.checked_sub(1).and_then(|i| list.get(i)) else {
+        bail!("--pick {n}: the search found {} candidates", list.len());
+    };
+    if c["already_subscribed"] == true {
+        bail!(
+            "{} ({}) is already a feed",
+            text(&c["nickname"]),
+            text(&c["feed_id"])
+        );
+    }
+    let body = json!({"faker_id": c["fakeid"], "mp_name": c["nickname"],
+                      "mp_cover": c["avatar"], "mp_intro": c["signature"]});
+    let f = api.post("/feeds", body).await?;
+    print(json, &f, Table::pairs)
 }
 
 /// Imports in slices of 500 outlines, with a progress bar: thousands of feeds stay responsive.

@@ -71,21 +71,32 @@ pub enum NodeCmd {
 /// `cascade feed …`
 #[derive(Debug, Subcommand)]
 pub enum FeedCmd {
-    /// Add a WeChat account (`--wechat MP_WXS_…` or `--faker-id`) or an RSS/Atom/JSON feed
-    /// (`--rss URL`).
+    /// Add a WeChat account (`--wechat MP_WXS_…`, `--faker-id`, `--search NAME`, `--link
+    /// ARTICLE-URL`) or an RSS/Atom/JSON feed (`--rss URL`).
     Add {
         /// WeChat feed id, `MP_WXS_<digits>`.
-        #[arg(long, conflicts_with = "rss")]
+        #[arg(long, conflicts_with_all = ["rss", "search", "link"])]
         wechat: Option<String>,
         /// WeChat faker_id (base64 of the biz id), instead of --wechat.
-        #[arg(long, conflicts_with = "rss")]
+        #[arg(long, conflicts_with_all = ["rss", "search", "link"])]
         faker_id: Option<String>,
         /// URL of an RSS, Atom or JSON feed.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["search", "link"])]
         rss: Option<String>,
-        /// Display name.
+        /// Find WeChat accounts by name through a node with a valid mp login and list them;
+        /// add one with --pick.
+        #[arg(long, value_name = "NAME", conflicts_with = "link")]
+        search: Option<String>,
+        /// With --search: add the Nth candidate (1 = the first listed).
+        #[arg(long, value_name = "N", requires = "search")]
+        pick: Option<usize>,
+        /// A WeChat article link (https://mp.weixin.qq.com/s/… or /s?__biz=…): add its
+        /// account. (`--url` names the parent.)
+        #[arg(long, value_name = "ARTICLE-URL")]
+        link: Option<String>,
+        /// Display name (needed with --wechat, --faker-id and --rss).
         #[arg(long)]
-        name: String,
+        name: Option<String>,
     },
     /// List feeds.
     List,

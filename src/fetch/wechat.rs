@@ -92,6 +92,46 @@ impl WechatFetcher {
         })
     }
 
+    /// WeChat accounts whose name matches `query` (`searchbiz`, LOGINS.md §1), at most
+    /// `count` (1–20), through the login's pacer.
+    ///
+    /// # Errors
+    /// A typed [`FetchError`] (`rate_limited`, `session_expired`, …).
+    pub async fn search(&self, query: &str, count: usize) -> Result<Vec<Value>, FetchError> {
+        self.pacer.wait_turn().await;
+        let url = format!("{}/cgi-bin/searchbiz", self.base_url);
+        let count = count.clamp(1, 20).to_string();
+        let query = [
+            ("action", "search_biz"),
+            ("begin", "0"),
+            ("count", count.as_str()),
+            ("query", query),
+            ("token", self.token.expose()),
+            ("lang", "zh_CN"),
+            ("f", "json"),
+            ("ajax", "1"),
+        ];
+        let resp = self
+            .http
+            .get(url)
+            .query(&query)
+            .header("Cookie", self.cookie.expose())
+            .header("Referer", "https://mp.weixin.qq.com/")
+            .header("X-Requested-With", "XMLHttpRequest")
+            .send()
+            .await
+            .map_err(|e| FetchError::Network(e.without_url().to_string()))?;
+        let status = resp.status();
+        if status.is_server_error() {
+            return Err(FetchError::Network(format!("HTTP {status}")));
+        }
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| FetchError::Network(e.without_url().to_string()))?;
+        parse_search(&text)
+    }
+
     /// One list page: articles (ids not yet normalised) and `total_count`.
     async fn page(&self, fakeid: &str, begin: usize) -> Result<(Vec<Article>, usize), FetchError> {
         self.pacer.wait_turn().await;
@@ -134,6 +174,50 @@ impl WechatFetcher {
     }
 }
 
+/// Maps WeChat's `base_resp.ret` to a reason (UPSTREAMS §2.1); `Ok` for `0`.
+fn check_ret(body: &Value) -> Result<(), FetchError> {
+    let ret = body["base_resp"]["ret"]
+        .as_i64()
+        .ok_or_else(|| FetchError::Parse("no base_resp.ret".into()))?;
+    let msg = body["base_resp"]["err_msg"].as_str().unwrap_or_default();
+    match ret {
+        0 => Ok(()),
+        200_013 => Err(FetchError::RateLimited { retry_after: None }),
+        200_003 | 200_040 => Err(FetchError::SessionExpired(format!("{ret} {msg}"))),
+        200_002 => Err(FetchError::NotFound(format!("{ret} {msg}"))),
+        _ => Err(FetchError::Network(format!("ret {ret} {msg}"))),
+    }
+}
+
+/// Reads one `searchbiz` answer (LOGINS.md §1): `[{fakeid, nickname, alias, avatar,
+/// signature, service_type}]`.
+///
+/// # Errors
+/// The reason the answer carries, or `parse`.
+pub fn parse_search(text: &str) -> Result<Vec<Value>, FetchError> {
+    let body: Value = serde_json::from_str(text).map_err(|_| {
+        if text.contains("<html") || text.contains("<!DOCTYPE") {
+            FetchError::SessionExpired("login page instead of JSON".into())
+        } else {
+            FetchError::Parse("answer is not JSON".into())
+        }
+    })?;
+    check_ret(&body)?;
+    Ok(body["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["fakeid"].is_string())
+        .map(|a| {
+            serde_json::json!({
+                "fakeid": a["fakeid"], "nickname": a["nickname"], "alias": a["alias"],
+                "avatar": a["round_head_img"], "signature": a["signature"],
+                "service_type": a["service_type"],
+            })
+        })
+        .collect())
+}
+
 /// Reads one `appmsgpublish` answer (UPSTREAMS §1.2, codes of §2.1).
 ///
 /// # Errors
@@ -146,17 +230,7 @@ pub fn parse_page(text: &str) -> Result<(Vec<Article>, usize), FetchError> {
             FetchError::Parse("answer is not JSON".into())
         }
     })?;
-    let ret = body["base_resp"]["ret"]
-        .as_i64()
-        .ok_or_else(|| FetchError::Parse("no base_resp.ret".into()))?;
-    let msg = body["base_resp"]["err_msg"].as_str().unwrap_or_default();
-    match ret {
-        0 => {}
-        200_013 => return Err(FetchError::RateLimited { retry_after: None }),
-        200_003 | 200_040 => return Err(FetchError::SessionExpired(format!("{ret} {msg}"))),
-        200_002 => return Err(FetchError::NotFound(format!("{ret} {msg}"))),
-        _ => return Err(FetchError::Network(format!("ret {ret} {msg}"))),
-    }
+    check_ret(&body)?;
     let Some(page_text) = body["publish_page"].as_str() else {
         return Ok((Vec::new(), 0));
     };
@@ -210,6 +284,32 @@ pub fn parse_page(text: &str) -> Result<(Vec<Article>, usize), FetchError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn search_answers_become_candidates_and_codes_reasons() {
+        let ok = r#"{"base_resp":{"ret":0,"err_msg":"ok"},"total":2,"list":[
+            {"fakeid":"MzA5","nickname":"A","alias":"a","round_head_img":"http://i/0","service_type":1,"signature":"s","extra":1},
+            {"nickname":"no fakeid"}]}"#;
+        let found = parse_search(ok).expect("parsed");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0]["fakeid"], "MzA5");
+        assert_eq!(found[0]["avatar"], "http://i/0");
+        assert!(found[0].get("extra").is_none());
+        let code =
+            |ret: i64| parse_search(&format!(r#"{{"base_resp":{{"ret":{ret},"err_msg":"x"}}}}"#));
+        assert!(matches!(code(200_013), Err(FetchError::RateLimited { .. })));
+        assert!(matches!(code(200_003), Err(FetchError::SessionExpired(_))));
+        assert!(matches!(
+            parse_search("<html>login</html>"),
+            Err(FetchError::SessionExpired(_))
+        ));
+        assert_eq!(
+            parse_search(r#"{"base_resp":{"ret":0}}"#)
+                .expect("empty")
+                .len(),
+            0
+        );
+    }
 
     #[test]
     fn codes_map_to_reasons() {

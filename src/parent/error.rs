@@ -141,6 +141,21 @@ impl ApiError {
         )
     }
 
+    /// 504 `timeout`: a node the parent asked did not answer in time.
+    pub fn gateway_timeout(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message)
+    }
+
+    /// 502 `bad_gateway`: the node or upstream the parent asked failed.
+    pub fn bad_gateway(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_GATEWAY, "bad_gateway", message)
+    }
+
+    /// 503 `unavailable` with a message saying what is missing.
+    pub fn unavailable_because(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+
     /// An error of `status` with `message`, for rejections made outside our extractors.
     pub fn from_status(status: StatusCode, message: impl Into<String>) -> Self {
         let kind = match status.as_u16() {

@@ -22,6 +22,8 @@ pub struct Notifier {
     nodes: Mutex<HashMap<String, Arc<Notify>>>,
     /// Nodes with a command waiting (a login request made on this parent).
     commands: Mutex<HashSet<String>>,
+    /// Requests waiting for a node's answer to a command (a search).
+    answers: Notify,
 }
 
 /// A blocked claim's registration: [`NodeWait::notified`] completes at the next
@@ -61,6 +63,7 @@ impl Notifier {
             peers: Some(store),
             nodes: Mutex::default(),
             commands: Mutex::default(),
+            answers: Notify::new(),
         }
     }
 
@@ -68,6 +71,11 @@ impl Notifier {
     /// again if there is nothing for them). Call it after the change committed.
     pub fn wake_all(&self) {
         self.wake_local();
+        self.wake_peers();
+    }
+
+    /// Wakes the waiting claims and requests of the other parents of a shared database.
+    pub fn wake_peers(&self) {
         if let Some(store) = self.peers.clone().filter(Store::has_peers) {
             tokio::spawn(async move {
                 if let Err(e) = store.wake_peers().await {
@@ -77,9 +85,23 @@ impl Notifier {
         }
     }
 
-    /// Wakes the claims waiting on this parent only.
+    /// Wakes the claims and the requests waiting for a command's answer on this parent only.
     pub fn wake_local(&self) {
         self.wake.notify_waiters();
+        self.answers.notify_waiters();
+    }
+
+    /// Wakes the requests waiting for a command's answer, here and on the other parents
+    /// (they read the answer from the database). Call it after the answer committed.
+    pub fn answer_arrived(&self) {
+        self.answers.notify_waiters();
+        self.wake_peers();
+    }
+
+    /// A future that completes at the next [`Notifier::answer_arrived`] (or wake-up of this
+    /// parent).
+    pub fn answered(&self) -> tokio::sync::futures::Notified<'_> {
+        self.answers.notified()
     }
 
     /// A future that completes at the next [`Notifier::wake_all`].

@@ -67,6 +67,15 @@ pub struct CreateFeed {
     pub url: Option<String>,
 }
 
+/// `POST {P}/node-commands/{id}/answer` (node): the answer to a command.
+#[derive(Debug, Deserialize, Default, schemars::JsonSchema)]
+pub struct CommandAnswer {
+    /// A search's candidates: `[{fakeid, nickname, alias, avatar, signature, service_type}]`.
+    pub candidates: Option<Vec<Value>>,
+    /// Why the node could not run the command.
+    pub error: Option<String>,
+}
+
 /// `PUT {P}/feeds/{id}`.
 #[derive(Debug, Deserialize, Default, schemars::JsonSchema)]
 pub struct UpdateFeed {

@@ -4,6 +4,7 @@
 
 mod adopt;
 mod alloc_types;
+pub(crate) mod commands;
 mod dedup;
 mod engine;
 pub(crate) mod flows;
@@ -17,6 +18,7 @@ mod types;
 mod url;
 
 pub use alloc_types::*;
+pub use commands::{NewNodeCommand, NodeCommand};
 pub use flows::{FLOW_STATES, FlowProgress, LoginFlow, NewLoginFlow, flow_state_is_final};
 pub use scratch::ScratchDb;
 pub use sources::SourceRow;
@@ -403,6 +405,20 @@ delegate! {
     fn cancel_login_flow(&self, id: &str, now: NaiveDateTime) -> Result<LoginFlow>;
     /// Keeps the OTP code typed for a flow that asks for one.
     fn set_login_flow_otp(&self, id: &str, code: &str, now: NaiveDateTime) -> Result<LoginFlow>;
+    /// Records a node command (see [`commands`]).
+    fn create_node_command(&self, new: NewNodeCommand, now: NaiveDateTime) -> Result<()>;
+    /// One node command.
+    fn get_node_command(&self, id: &str) -> Result<NodeCommand>;
+    /// Hands a node its unanswered commands (pending ones become sent).
+    fn deliver_node_commands(&self, node_id: &str, now: NaiveDateTime) -> Result<Vec<NodeCommand>>;
+    /// Whether a command waits for a node, not yet handed out.
+    fn node_command_pending(&self, node_id: &str, now: NaiveDateTime) -> Result<bool>;
+    /// A node's answer to its own command.
+    fn answer_node_command(&self, node_id: &str, id: &str, answer: Option<String>, error: Option<String>, now: NaiveDateTime) -> Result<NodeCommand>;
+    /// Ends a command nobody waits for.
+    fn expire_node_command(&self, id: &str, now: NaiveDateTime) -> Result<()>;
+    /// The nodes that can run a search now, best first.
+    fn search_nodes(&self, online_since: NaiveDateTime, now: NaiveDateTime) -> Result<Vec<String>>;
 
     /// Every WeChat source with a record.
     fn source_rows(&self) -> Result<Vec<SourceRow>>;

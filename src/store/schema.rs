@@ -8,7 +8,8 @@
 /// 8: `cascade_article_links` (one article per feed across sources), filled from stored links.
 /// 9: `we_feeds.source_chain`, `.backlog_offset`, `.backlog_until`; `we_articles.time_estimated`.
 /// 10: `cascade_node_logins.budget` and `.budget_until` (per-login budgets).
-pub(crate) const SCHEMA_VERSION: &str = "10";
+/// 11: `cascade_node_commands` (search commands).
+pub(crate) const SCHEMA_VERSION: &str = "11";
 
 /// Our columns added to WeRSS tables: (table, column, SQLite declaration). PostgreSQL takes
 /// the same list through [`pg_declaration`].

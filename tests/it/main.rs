@@ -30,5 +30,6 @@ mod outputs;
 mod parents;
 mod server;
 mod sources;
+mod subscribe;
 mod webhooks;
 mod weread;

@@ -296,7 +296,10 @@ pub async fn claim(state: &AppState, node_id: &str, q: ClaimQuery) -> ApiResult<
         if !outcome.packages.is_empty() || instant >= deadline {
             break outcome;
         }
-        if state.notifier.take_command(node_id) {
+        // A login asked here, or a search recorded by any parent of the database.
+        if state.notifier.take_command(node_id)
+            || state.store.node_command_pending(node_id, now).await?
+        {
             commands_pending = true;
             break outcome;
         }

@@ -6,6 +6,7 @@ pub mod articles;
 mod catalog;
 pub mod flows;
 pub mod sources;
+pub mod subscribe;
 
 pub use catalog::{feed_update, new_feed, task_fields};
 
@@ -374,7 +375,9 @@ pub async fn heartbeat(state: &AppState, node_id: &str, beat: Heartbeat) -> ApiR
         .iter()
         .any(|f| f == flows::COMMANDS_FEATURE);
     let commands = if takes_commands {
-        flows::commands(state, node_id).await?
+        let mut commands = flows::commands(state, node_id).await?;
+        commands.extend(subscribe::commands(state, node_id).await?);
+        commands
     } else {
         Vec::new()
     };

@@ -11,6 +11,7 @@ mod monitor;
 mod node;
 mod openapi;
 mod outputs;
+mod subscribe;
 mod table;
 
 use super::AppState;

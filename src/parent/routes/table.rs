@@ -2,10 +2,10 @@
 //! parameters and its handler. The router is built from this table and `/api/openapi.json` is
 //! generated from it, so the two cannot drift apart.
 
-use super::{admin, alloc, catalog, dashboard, flows, login, monitor, node, outputs};
+use super::{admin, alloc, catalog, dashboard, flows, login, monitor, node, outputs, subscribe};
 use crate::parent::AppState;
 use crate::protocol::wire::{
-    CreateFeed, CreateNode, Heartbeat, LoginFlowStep, LoginForm, LoginOtp, Release,
+    CommandAnswer, CreateFeed, CreateNode, Heartbeat, LoginFlowStep, LoginForm, LoginOtp, Release,
     ReportCompletion, ReportResult, StartLogin, TaskBody, TaskStatus, UpdateFeed, UpdateNode,
     UploadArticles,
 };
@@ -118,6 +118,9 @@ pub(super) fn cascade() -> Vec<Endpoint> {
         ep("get", "/sync-logs", Admin, "Sync logs, newest first", &["node_id", "operation", "limit", "offset"], Body::None, get(admin::sync_logs)),
         ep("get", "/feeds", Any, "List feeds", PAGE, Body::None, get(catalog::list_feeds)),
         ep("post", "/feeds", Admin, "Create a WeChat or RSS feed", &[], json::<CreateFeed>(), post(catalog::create_feed)),
+        ep("post", "/feeds/search", Admin, "Find WeChat accounts by name through a node with a valid mp login (waits up to search_timeout)", &["q", "limit"], Body::None, post(subscribe::search)),
+        ep("post", "/feeds/resolve", Admin, "Subscribe to the account of a WeChat article link (201 new, 200 existing)", &["url", "name"], Body::None, post(subscribe::resolve)),
+        ep("post", "/node-commands/{id}/answer", Node, "A node's answer to its own command (a search's candidates)", &[], json::<CommandAnswer>(), post(subscribe::answer)),
         ep("get", "/feeds/{id}", Admin, "One feed", &[], Body::None, get(catalog::get_feed)),
         ep("put", "/feeds/{id}", Admin, "Update a feed", &[], json::<UpdateFeed>(), put(catalog::update_feed)),
         ep("delete", "/feeds/{id}", Admin, "Delete a feed (its articles stay)", &[], Body::None, delete(catalog::delete_feed)),

@@ -20,6 +20,7 @@ const SOURCES: &str = include_str!("../../../migrations/postgres/0006_sources.sq
 const LOGIN_REMINDERS: &str = include_str!("../../../migrations/postgres/0005_login_reminders.sql");
 const ARTICLE_LINKS: &str = include_str!("../../../migrations/postgres/0007_article_links.sql");
 const LOGIN_BUDGETS: &str = include_str!("../../../migrations/postgres/0008_login_budgets.sql");
+const NODE_COMMANDS: &str = include_str!("../../../migrations/postgres/0009_node_commands.sql");
 
 /// Whether the schema is at [`SCHEMA_VERSION`] (an unreadable version means no).
 async fn current(pool: &PgPool) -> bool {
@@ -89,6 +90,10 @@ pub(super) async fn run(pool: &PgPool) -> Result<()> {
     if links_new {
         backfill_links(&mut tx).await?;
     }
+    sqlx::raw_sql(NODE_COMMANDS)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| Error::Migrate(format!("creating cascade_node_commands: {e}")))?;
     sqlx::raw_sql(INDEXES)
         .execute(&mut *tx)
         .await

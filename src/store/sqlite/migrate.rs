@@ -21,6 +21,7 @@ const SOURCES: &str = include_str!("../../../migrations/sqlite/0006_sources.sql"
 const LOGIN_REMINDERS: &str = include_str!("../../../migrations/sqlite/0005_login_reminders.sql");
 const ARTICLE_LINKS: &str = include_str!("../../../migrations/sqlite/0007_article_links.sql");
 const LOGIN_BUDGETS: &str = include_str!("../../../migrations/sqlite/0008_login_budgets.sql");
+const NODE_COMMANDS: &str = include_str!("../../../migrations/sqlite/0009_node_commands.sql");
 
 /// Whether the schema is at [`SCHEMA_VERSION`] (an unreadable version means no).
 async fn current(pool: &SqlitePool) -> bool {
@@ -86,6 +87,10 @@ pub(super) async fn run(pool: &SqlitePool) -> Result<()> {
     if links_new {
         backfill_links(&mut tx).await?;
     }
+    sqlx::raw_sql(NODE_COMMANDS)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| Error::Migrate(format!("creating cascade_node_commands: {e}")))?;
     sqlx::raw_sql(INDEXES)
         .execute(&mut *tx)
         .await

@@ -5,6 +5,7 @@ mod alloc;
 mod articles;
 mod beats;
 mod catalog;
+mod commands;
 mod flows;
 mod lifecycle;
 mod migrate;

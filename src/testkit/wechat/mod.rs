@@ -10,6 +10,7 @@
 //! until its TTL on the fake's clock ([`FakeWechat::advance`]) has passed.
 
 mod login;
+mod search;
 
 use login::QrFlow;
 pub use login::{MpLoginSettings, ScanAction, png_grey, qr_png};
@@ -262,11 +263,13 @@ impl FakeWechat {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let stop = CancellationToken::new();
-        let app = login::routes(Router::new().route("/cgi-bin/appmsgpublish", get(list)))
-            .with_state(Shared {
-                inner: inner.clone(),
-                base: base.clone(),
-            });
+        let app = login::routes(search::routes(
+            Router::new().route("/cgi-bin/appmsgpublish", get(list)),
+        ))
+        .with_state(Shared {
+            inner: inner.clone(),
+            base: base.clone(),
+        });
         let token = stop.clone();
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -398,71 +401,87 @@ async fn list(
     respond(&inner, &headers, q).into_response()
 }
 
-fn respond(inner: &Arc<Mutex<Inner>>, headers: &HeaderMap, q: ListQuery) -> Json<Value> {
-    let now = Instant::now();
+/// The `slave_sid` cookie of a request.
+fn session_id(headers: &HeaderMap) -> String {
     let cookie = headers
         .get("cookie")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let sid = cookie
+    cookie
         .split(';')
         .filter_map(|kv| kv.trim().split_once('='))
         .find(|(k, _)| *k == "slave_sid")
         .map(|(_, v)| v.to_string())
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+impl Inner {
+    /// The session checks every `/cgi-bin` request passes, in order: cookies (`200003`),
+    /// token (`200040`), expiry (`200003`); then `closed` (`200013`, when given) and the
+    /// rate limit (`200013`), which counts the request. `None` = the session may go on.
+    fn session_outcome(
+        &mut self,
+        sid: &str,
+        token: &str,
+        closed: bool,
+        now: Instant,
+    ) -> Option<&'static str> {
+        let fake_now = self.now();
+        let Some(s) = self.sessions.get_mut(sid) else {
+            return Some("200003");
+        };
+        let session = s.session.clone().unwrap_or_else(|| FakeSession {
+            token: String::new(),
+            slave_sid: sid.to_string(),
+            limit: None,
+        });
+        if session.token != token {
+            return Some("200040");
+        }
+        if s.expired || s.expires_at.is_some_and(|t| fake_now >= t) {
+            return Some("200003");
+        }
+        if closed {
+            return Some("200013");
+        }
+        if let Some((limit, window)) = session.limit {
+            while s
+                .hits
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= window)
+            {
+                s.hits.pop_front();
+            }
+            s.hits.push_back(now);
+            if s.blocked_until.is_some_and(|t| now < t) || s.hits.len() > limit {
+                s.blocked_until.get_or_insert(now + window);
+                return Some("200013");
+            }
+            s.blocked_until = None;
+        }
+        None
+    }
+}
+
+fn respond(inner: &Arc<Mutex<Inner>>, headers: &HeaderMap, q: ListQuery) -> Json<Value> {
+    let now = Instant::now();
+    let sid = session_id(headers);
     let token = q.token.unwrap_or_default();
     let asked = q.fakeid.unwrap_or_default();
     let begin = q.begin.unwrap_or(0);
     let count = q.count.unwrap_or(5).clamp(1, 20);
     let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
     let inner = &mut *guard;
-    let fake_now = inner.now();
     let own = inner.sessions.get(&sid).and_then(|s| s.own.clone());
     let fakeid = match (&own, asked.is_empty()) {
         (Some(own), true) => own.clone(),
         _ => asked.clone(),
     };
     let closed_for_it = inner.closed && !asked.is_empty() && own.as_deref() != Some(&asked);
-    let outcome = match inner.sessions.get_mut(&sid) {
-        None => "200003",
-        Some(s) => {
-            let session = s.session.clone().unwrap_or_else(|| FakeSession {
-                token: String::new(),
-                slave_sid: sid.clone(),
-                limit: None,
-            });
-            if session.token != token {
-                "200040"
-            } else if s.expired || s.expires_at.is_some_and(|t| fake_now >= t) {
-                "200003"
-            } else if closed_for_it {
-                "200013"
-            } else if let Some((limit, window)) = session.limit {
-                while s
-                    .hits
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) >= window)
-                {
-                    s.hits.pop_front();
-                }
-                s.hits.push_back(now);
-                if s.blocked_until.is_some_and(|t| now < t) || s.hits.len() > limit {
-                    s.blocked_until.get_or_insert(now + window);
-                    "200013"
-                } else {
-                    s.blocked_until = None;
-                    if inner.accounts.contains_key(&fakeid) {
-                        "ok"
-                    } else {
-                        "200002"
-                    }
-                }
-            } else if inner.accounts.contains_key(&fakeid) {
-                "ok"
-            } else {
-                "200002"
-            }
-        }
+    let outcome = match inner.session_outcome(&sid, &token, closed_for_it, now) {
+        Some(refused) => refused,
+        None if inner.accounts.contains_key(&fakeid) => "ok",
+        None => "200002",
     };
     inner.log.push(LogEntry {
         at: now,
