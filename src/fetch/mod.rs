@@ -1,6 +1,7 @@
 //! Fetchers: what a child runs per feed. Each maps upstream trouble to a typed failure reason
 //! (PROTOCOL §4.2) so the parent can re-place or retry. Knows nothing of the parent.
 
+pub mod content;
 pub mod links;
 pub mod pacer;
 pub mod rss;
@@ -98,6 +99,9 @@ pub struct Article {
     /// Likes, when the source tells (WeRead `likeNum`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub like_num: Option<i64>,
+    /// WeRead's `reviewId`, for fetching the body through `/web/mp/content` (not uploaded).
+    #[serde(skip)]
+    pub review_id: Option<String>,
 }
 
 /// What a fetch found.

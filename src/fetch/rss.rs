@@ -150,6 +150,7 @@ pub fn parse_entries(feed_id: &str, body: &[u8], now: i64) -> Result<Vec<Article
                 doc_url: None,
                 read_num: None,
                 like_num: None,
+                review_id: None,
             }
         })
         .collect())

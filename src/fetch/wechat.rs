@@ -184,6 +184,7 @@ pub fn parse_page(text: &str) -> Result<(Vec<Article>, usize), FetchError> {
                 doc_url: None,
                 read_num: None,
                 like_num: None,
+                review_id: None,
             });
         }
     }

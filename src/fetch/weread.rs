@@ -296,6 +296,7 @@ fn review_article(
         doc_url,
         read_num: parse_count(&info["readNum"]),
         like_num: parse_count(&info["likeNum"]),
+        review_id: text(&r["reviewId"]).or_else(|| token.as_ref().map(|t| format!("{book}_{t}"))),
     })
 }
 
@@ -339,6 +340,7 @@ pub fn parse_cover(
         doc_url: None,
         read_num: None,
         like_num: None,
+        review_id: Some(review_id.clone()),
     }])
 }
 

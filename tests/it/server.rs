@@ -448,6 +448,7 @@ async fn our_child_splits_uploads_to_fit_the_parents_limits() {
             doc_url: None,
             read_num: None,
             like_num: None,
+            review_id: None,
         })
         .collect();
     let client = ParentClient::new(

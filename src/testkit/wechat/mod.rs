@@ -10,9 +10,11 @@
 //! until its TTL on the fake's clock ([`FakeWechat::advance`]) has passed.
 
 mod login;
+mod page;
 
 use login::QrFlow;
 pub use login::{MpLoginSettings, ScanAction, png_grey, qr_png};
+pub use page::{HumanCheck, PageLogEntry, PageState};
 
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
@@ -214,6 +216,8 @@ struct Inner {
     /// The list is closed for other accounts (SOURCES.md §1): `200013` for any `fakeid` but
     /// the login's own or an empty one.
     closed: bool,
+    /// The article pages' switches and log.
+    pages: page::PageData,
 }
 
 impl Inner {
@@ -262,11 +266,13 @@ impl FakeWechat {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let stop = CancellationToken::new();
-        let app = login::routes(Router::new().route("/cgi-bin/appmsgpublish", get(list)))
-            .with_state(Shared {
-                inner: inner.clone(),
-                base: base.clone(),
-            });
+        let app = page::routes(login::routes(
+            Router::new().route("/cgi-bin/appmsgpublish", get(list)),
+        ))
+        .with_state(Shared {
+            inner: inner.clone(),
+            base: base.clone(),
+        });
         let token = stop.clone();
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)
