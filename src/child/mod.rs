@@ -4,6 +4,7 @@
 //! Talks to the parent only through [`client::ParentClient`].
 
 pub mod client;
+mod content;
 mod fetch;
 mod flows;
 pub mod notify;
@@ -56,6 +57,8 @@ struct Shared {
     wake: Arc<Notify>,
     /// Sends the next heartbeat now (a QR login just saved a login).
     beat_now: Notify,
+    /// Article page fetches stopped by human checks, per login (or this node).
+    page_blocks: content::PageBlocks,
 }
 
 /// A configured child, ready to run.
@@ -110,6 +113,7 @@ impl Child {
             done: Notify::new(),
             wake: Arc::new(Notify::new()),
             beat_now: Notify::new(),
+            page_blocks: content::PageBlocks::default(),
         };
         Ok(Self {
             shared: Arc::new(shared),
@@ -500,6 +504,8 @@ async fn execute(shared: Arc<Shared>, package: TaskPackage) {
     }
     let mut articles: Vec<Article> = Vec::new();
     let mut results = Vec::new();
+    // Full text: on unless this node or the task turns it off (issue 13 §5).
+    let full_text = shared.config.cascade.full_text && package.full_text.unwrap_or(true);
     for feed in &package.feeds {
         let (source, refused, outcome) = fetch::fetch_through_chain(&shared, feed).await;
         let mut item = result_item(feed, source, &outcome);
@@ -508,7 +514,11 @@ async fn execute(shared: Arc<Shared>, package: TaskPackage) {
         }
         results.push(item);
         if let Ok(found) = outcome {
-            articles.extend(found.articles);
+            let mut found = found.articles;
+            if full_text && matches!(source, "mp_list" | "weread_list" | "weread_cover") {
+                content::fill_bodies(&shared, feed, source, &mut found).await;
+            }
+            articles.extend(found);
         }
     }
     if !articles.is_empty()

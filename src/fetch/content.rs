@@ -10,6 +10,9 @@ use std::time::Duration;
 
 /// Most bytes of one page read (WeRead pages are 2–4 MB).
 pub const MAX_PAGE_BYTES: usize = 8 * 1024 * 1024;
+/// The browser a page fetch says it is (WeChat serves article pages to browsers).
+pub const BROWSER_UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 \
+    (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36";
 /// Longest one page fetch may take.
 pub const PAGE_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -6,7 +6,7 @@
 /// 6: `cascade_node_logins.reminded_stage` and `.reminded_expires_at` (expiry reminders).
 /// 7: `cascade_sources`, `cascade_feed_sources`, `cascade_source_refusals`.
 /// 8: `cascade_article_links` (one article per feed across sources), filled from stored links.
-pub(crate) const SCHEMA_VERSION: &str = "8";
+pub(crate) const SCHEMA_VERSION: &str = "9";
 
 /// Our columns added to WeRSS tables: (table, column, SQLite declaration). PostgreSQL takes
 /// the same list through [`pg_declaration`].
@@ -87,6 +87,7 @@ pub(crate) const OUR_COLUMNS: &[(&str, &str, &str)] = &[
     ),
     ("we_message_tasks", "next_run_at", "DATETIME"),
     ("we_message_tasks", "last_run_at", "DATETIME"),
+    ("we_message_tasks", "full_text", "INTEGER"),
     ("we_articles", "node_id", "VARCHAR(255)"),
     ("we_articles", "allocation_id", "VARCHAR(255)"),
 ];
