@@ -14,6 +14,7 @@ mod dedup;
 mod engine;
 mod errors;
 mod fetch;
+mod full_text;
 mod helpers;
 mod invariants;
 mod lifecycle;
