@@ -149,6 +149,8 @@ pub async fn run(
             .join(format!("child-{i}"))
             .display()
             .to_string();
+        // Article pages come from the fake too, never from the real WeChat.
+        c.cascade.mp_page_base_url = fake.base_url().to_string();
         let token = if i == QR_CHILD {
             c.cascade.wechat_base_url = fake.base_url().to_string();
             qr_login(

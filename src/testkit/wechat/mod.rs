@@ -132,11 +132,13 @@ pub struct FakeSession {
 }
 
 impl FakeSession {
-    /// Points a child's configuration at `fake` with this session as its WeChat login.
+    /// Points a child's configuration at `fake` (list and article pages) with this session as
+    /// its WeChat login.
     pub fn configure(&self, c: &mut crate::config::CascadeConfig, fake: &FakeWechat) {
         c.wechat_token = crate::protocol::credentials::Secret::new(&self.token);
         c.wechat_cookie = crate::protocol::credentials::Secret::new(self.cookie());
         c.wechat_base_url = fake.base_url().to_string();
+        c.mp_page_base_url = fake.base_url().to_string();
     }
 
     /// This session as a child's `mp` login with id `id`.
