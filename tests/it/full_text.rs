@@ -383,3 +383,65 @@ on_both! {
         p.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn page_fetches_are_bounded_and_typed() {
+    use werss_cascade::fetch::FetchError;
+    use werss_cascade::fetch::content::{Gone, MAX_PAGE_BYTES, PageOutcome, fetch_page, page_url};
+    let a = account(3_286_017_006, 3);
+    let wechat = FakeWechat::start(vec![a.clone()])
+        .await
+        .expect("fake wechat");
+    let http = crate::helpers::http_client();
+    let base = wechat.base_url().to_string();
+    let get = |link: String| fetch_page(http.get(page_url(&link, &base)));
+    let long = |i: usize| a.article_link(a.publishes[i].appmsgid, 1);
+
+    // The long link and the short one name the same page; its og meta is read.
+    let Ok(PageOutcome::Body(body)) = get(long(0)).await else {
+        panic!("a body")
+    };
+    assert_eq!(
+        body.title.as_deref(),
+        Some(a.publishes[0].articles[0].title.as_str())
+    );
+    assert_eq!(body.author.as_deref(), Some(a.nickname.as_str()));
+    let short = format!("https://mp.weixin.qq.com/s/{}", token(&a, 0));
+    assert_eq!(get(short).await, Ok(PageOutcome::Body(body)));
+
+    wechat.set_page_state(&token(&a, 1), PageState::UnderReview);
+    assert_eq!(get(long(1)).await, Ok(PageOutcome::Gone(Gone::UnderReview)));
+    wechat.set_page_state(&token(&a, 1), PageState::Unavailable);
+    assert_eq!(get(long(1)).await, Ok(PageOutcome::Gone(Gone::Unavailable)));
+
+    // A page above the cap is refused, not read whole.
+    wechat.set_page_body(&token(&a, 2), &"x".repeat(MAX_PAGE_BYTES + 1));
+    assert!(
+        matches!(get(long(2)).await, Err(FetchError::Parse(m)) if m.contains("larger")),
+        "too large"
+    );
+    // An unknown article is not found.
+    let unknown = format!("https://mp.weixin.qq.com/s/{}", "A".repeat(22));
+    assert!(matches!(get(unknown).await, Err(FetchError::NotFound(_))));
+
+    // The human check, as a page or as a redirect to the captcha.
+    wechat.set_human_check(werss_cascade::testkit::wechat::HumanCheck::Page);
+    assert_eq!(get(long(0)).await, Ok(PageOutcome::HumanCheck));
+    wechat.set_human_check(werss_cascade::testkit::wechat::HumanCheck::Redirect);
+    assert_eq!(get(long(0)).await, Ok(PageOutcome::HumanCheck));
+    let outcomes: Vec<&str> = wechat.page_requests().iter().map(|e| e.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [
+            "ok",
+            "ok",
+            "under_review",
+            "unavailable",
+            "ok",
+            "404",
+            "human_check",
+            "captcha_redirect"
+        ]
+    );
+    wechat.stop();
+}
