@@ -169,6 +169,8 @@ pub async fn run(
         }
         c.cascade.wechat_gap_ms = 30;
         c.cascade.wechat_gap_jitter_ms = 20;
+        // Article pages from the fake, paced like the lists (the real default is 2 s).
+        c.cascade.content_gap_ms = 5;
         c.cascade.capacity = 8;
         c.cascade.claim_wait = 2;
         c.cascade.heartbeat_interval = 5;

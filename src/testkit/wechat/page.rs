@@ -61,6 +61,9 @@ pub(super) struct PageData {
     check: HumanCheck,
     check_for: HashMap<String, HumanCheck>,
     log: Vec<PageLogEntry>,
+    /// `/s/<token>` (each `~` as `_`) → `(fakeid, appmsgid, itemidx)`, rebuilt when a token is
+    /// missing.
+    tokens: HashMap<String, (String, i64, i64)>,
 }
 
 impl FakeWechat {
@@ -117,10 +120,9 @@ async fn short_form(
     Path(token): Path<String>,
 ) -> Response {
     // WeRead links may write the token's `~` as `_`.
-    let found = find(&shared, |a, appmsgid, idx| {
-        let t = a.article_token(appmsgid, idx);
-        t == token || t.replace('~', "_") == token
-    });
+    let key = token.replace('~', "_");
+    let found = by_token(&shared, &key)
+        .and_then(|(biz, mid, idx)| find(&shared, &biz, |appmsgid, i| appmsgid == mid && i == idx));
     answer(&shared, &headers, found, token)
 }
 
@@ -135,27 +137,52 @@ async fn long_form(
         q.mid.unwrap_or_default(),
         q.idx.unwrap_or_default()
     );
-    let found = find(&shared, |a, appmsgid, idx| {
-        q.__biz.as_deref() == Some(a.fakeid().as_str())
-            && q.mid == Some(appmsgid)
-            && q.idx == Some(idx)
-    });
+    let found = find(
+        &shared,
+        q.__biz.as_deref().unwrap_or_default(),
+        |appmsgid, idx| q.mid == Some(appmsgid) && q.idx == Some(idx),
+    );
     answer(&shared, &headers, found, asked)
 }
 
 /// One article found: its account, push id and article.
 type Found = (FakeAccount, i64, super::FakeArticle);
 
-fn find(shared: &Shared, matches: impl Fn(&FakeAccount, i64, i64) -> bool) -> Option<Found> {
+/// The article of account `biz` (its `fakeid`) that `matches` its push id and position.
+fn find(shared: &Shared, biz: &str, matches: impl Fn(i64, i64) -> bool) -> Option<Found> {
     let inner = shared.inner.lock().unwrap_or_else(|p| p.into_inner());
-    inner.accounts.values().find_map(|acc| {
-        acc.publishes.iter().find_map(|p| {
-            p.articles
-                .iter()
-                .find(|a| matches(acc, p.appmsgid, a.itemidx))
-                .map(|a| (acc.clone(), p.appmsgid, a.clone()))
-        })
+    let acc = inner.accounts.get(biz)?;
+    acc.publishes.iter().find_map(|p| {
+        p.articles
+            .iter()
+            .find(|a| matches(p.appmsgid, a.itemidx))
+            .map(|a| (acc.clone(), p.appmsgid, a.clone()))
     })
+}
+
+/// Where the article with `token` (each `~` as `_`) is, from the token index (rebuilt once when it is missing:
+/// publishes may have been added).
+fn by_token(shared: &Shared, token: &str) -> Option<(String, i64, i64)> {
+    let mut inner = shared.inner.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(hit) = inner.pages.tokens.get(token) {
+        return Some(hit.clone());
+    }
+    let index: HashMap<String, (String, i64, i64)> = inner
+        .accounts
+        .iter()
+        .flat_map(|(biz, acc)| {
+            acc.publishes.iter().flat_map(move |p| {
+                p.articles.iter().map(move |a| {
+                    (
+                        acc.article_token(p.appmsgid, a.itemidx).replace('~', "_"),
+                        (biz.clone(), p.appmsgid, a.itemidx),
+                    )
+                })
+            })
+        })
+        .collect();
+    inner.pages.tokens = index;
+    inner.pages.tokens.get(token).cloned()
 }
 
 fn client(headers: &HeaderMap) -> String {
