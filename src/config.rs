@@ -108,6 +108,11 @@ const CASCADE_KEYS: &[&str] = &[
     "budget_per_day",
     "weread_ticket",
     "search_timeout",
+    "full_text",
+    "content_gap_ms",
+    "content_max_per_feed",
+    "content_block_seconds",
+    "mp_page_base_url",
 ];
 
 /// Top-level keys and the WeRSS env variable each falls back to when absent from the file.
@@ -356,6 +361,21 @@ cascade_config! {
     /// Parent: seconds an admin's search by name (`POST {P}/feeds/search`) waits for the
     /// node that runs it, then 504; at least 1.
     search_timeout: u64 = 20, "lenient_u64";
+    /// Child: fetch each new WeChat article's body (WeRead `/web/mp/content` or the MP
+    /// article page) and upload it; a task's `full_text: false` turns it off for that task.
+    full_text: bool = true, "lenient_bool";
+    /// Child: least milliseconds between two article page fetches of one login (WeRead) or of
+    /// this node (anonymous MP pages), from however many feeds at once.
+    content_gap_ms: u64 = 2000, "lenient_u64";
+    /// Child: article bodies fetched per feed and run at most (the newest first); the rest
+    /// are uploaded without a body. 0 = none.
+    content_max_per_feed: u64 = 20, "lenient_u64";
+    /// Child: seconds page fetches stop on a login (or, for MP pages, on this node) after a
+    /// human-check page; doubled on each further one, up to 6 hours.
+    content_block_seconds: u64 = 900, "lenient_u64";
+    /// Child: where MP article pages (`https://mp.weixin.qq.com/s…`) are fetched from (the
+    /// links keep their host; a test points this at a fake).
+    mp_page_base_url: String = "https://mp.weixin.qq.com".into(), "lenient_string";
 }
 
 /// A number per login kind (`budget_per_hour`, `budget_per_day`); `None` = the kind's default.

@@ -181,6 +181,8 @@ pub async fn run(
             .to_string();
         c.cascade.wechat_base_url = fake.base_url().to_string();
         c.cascade.weread_base_url = weread.base_url().to_string();
+        // Article pages come from the fake too, never from the real WeChat.
+        c.cascade.mp_page_base_url = fake.base_url().to_string();
         // The demo's logins are fakes: no production pacing or budgets (0 = no cap).
         c.cascade.weread_gap_ms = Some(20);
         c.cascade.budget_per_hour = crate::config::PerKind {
@@ -215,6 +217,8 @@ pub async fn run(
         };
         c.cascade.wechat_gap_ms = 30;
         c.cascade.wechat_gap_jitter_ms = 20;
+        // Article pages from the fake, paced like the lists (the real default is 2 s).
+        c.cascade.content_gap_ms = 5;
         c.cascade.capacity = 8;
         c.cascade.claim_wait = 2;
         c.cascade.heartbeat_interval = 5;

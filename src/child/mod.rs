@@ -4,6 +4,7 @@
 //! Talks to the parent only through [`client::ParentClient`].
 
 pub mod client;
+mod content;
 mod fetch;
 mod flows;
 pub mod notify;
@@ -62,6 +63,8 @@ struct Shared {
     beat_now: Notify,
     /// The child's time for logins (cooldowns, budgets); tests inject a manual clock.
     clock: crate::clock::Clock,
+    /// Article page fetches stopped by human checks, per login (or this node).
+    page_blocks: content::PageBlocks,
 }
 
 /// A configured child, ready to run.
@@ -119,6 +122,7 @@ impl Child {
             wake: Arc::new(Notify::new()),
             beat_now: Notify::new(),
             clock: crate::clock::Clock::system(),
+            page_blocks: content::PageBlocks::default(),
         };
         Ok(Self {
             shared: Arc::new(shared),
@@ -534,6 +538,8 @@ async fn execute(shared: Arc<Shared>, package: TaskPackage) {
     }
     let mut articles: Vec<Article> = Vec::new();
     let mut results = Vec::new();
+    // Full text: on unless this node or the task turns it off (issue 13 §5).
+    let full_text = shared.config.cascade.full_text && package.full_text.unwrap_or(true);
     for feed in &package.feeds {
         let (source, refused, outcome) = fetch::fetch_through_chain(&shared, feed).await;
         let mut item = result_item(feed, source, &outcome);
@@ -542,7 +548,11 @@ async fn execute(shared: Arc<Shared>, package: TaskPackage) {
         }
         results.push(item);
         if let Ok(found) = outcome {
-            articles.extend(found.articles);
+            let mut found = found.articles;
+            if full_text && matches!(source, "mp_list" | "weread_list" | "weread_cover") {
+                content::fill_bodies(&shared, feed, source, &mut found).await;
+            }
+            articles.extend(found);
         }
     }
     if !articles.is_empty()

@@ -1,6 +1,7 @@
 //! Fetchers: what a child runs per feed. Each maps upstream trouble to a typed failure reason
 //! (PROTOCOL §4.2) so the parent can re-place or retry. Knows nothing of the parent.
 
+pub mod content;
 pub mod links;
 pub mod pacer;
 pub mod rss;
@@ -114,6 +115,9 @@ pub struct Article {
     /// none): the parent does not page back to it and takes the real time when a list gives it.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub time_estimated: bool,
+    /// WeRead's `reviewId`, for fetching the body through `/web/mp/content` (not uploaded).
+    #[serde(skip)]
+    pub review_id: Option<String>,
 }
 
 /// What a fetch found.

@@ -151,6 +151,7 @@ pub fn parse_entries(feed_id: &str, body: &[u8], now: i64) -> Result<Vec<Article
                 read_num: None,
                 like_num: None,
                 time_estimated: false,
+                review_id: None,
             }
         })
         .collect())

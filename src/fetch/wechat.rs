@@ -275,6 +275,7 @@ pub fn parse_page(text: &str) -> Result<(Vec<Article>, usize), FetchError> {
                 read_num: None,
                 like_num: None,
                 time_estimated: false,
+                review_id: None,
             });
         }
     }

@@ -416,6 +416,7 @@ fn review_article(
         read_num: parse_count(&info["readNum"]),
         like_num: parse_count(&info["likeNum"]),
         time_estimated: false,
+        review_id: text(&r["reviewId"]).or_else(|| token.as_ref().map(|t| format!("{book}_{t}"))),
     })
 }
 
@@ -460,6 +461,7 @@ pub fn parse_cover(
         read_num: None,
         like_num: None,
         time_estimated: true,
+        review_id: Some(review_id.clone()),
     }])
 }
 

@@ -139,6 +139,8 @@ pub struct TaskView {
     expose_to_nodes: bool,
     #[serde(serialize_with = "time::ser_opt")]
     next_run_at: Option<NaiveDateTime>,
+    /// Whether children fetch article bodies (ours; default true).
+    full_text: bool,
 }
 
 impl TaskView {
@@ -170,6 +172,7 @@ impl TaskView {
             updated_at: t.updated_at,
             expose_to_nodes: f.expose_to_nodes,
             next_run_at: t.next_run_at,
+            full_text: f.full_text.unwrap_or(true),
         }
     }
 }

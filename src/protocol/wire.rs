@@ -119,6 +119,8 @@ pub struct TaskBody {
     pub cookies: Option<Option<String>>,
     /// Whether nodes may see headers and cookies.
     pub expose_to_nodes: Option<bool>,
+    /// Ours: whether children fetch article bodies for this task (default true).
+    pub full_text: Option<bool>,
 }
 
 /// `POST {P}/heartbeat`; every field optional (WeRSS reads only `callback_url`).
@@ -265,6 +267,10 @@ pub struct TaskPackage {
     /// Lease end.
     #[serde(default)]
     pub lease_expires_at: Option<String>,
+    /// Ours: whether the child fetches article bodies (the task's `full_text`; absent from a
+    /// stock parent = yes; a stock child ignores it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_text: Option<bool>,
 }
 
 /// Query of `claim-task` / `pending-tasks`.

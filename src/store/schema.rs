@@ -9,7 +9,8 @@
 /// 9: `we_feeds.source_chain`, `.backlog_offset`, `.backlog_until`; `we_articles.time_estimated`.
 /// 10: `cascade_node_logins.budget` and `.budget_until` (per-login budgets).
 /// 11: `cascade_node_commands` (search commands).
-pub(crate) const SCHEMA_VERSION: &str = "11";
+/// 12: `we_message_tasks.full_text` (full text switchable per task).
+pub(crate) const SCHEMA_VERSION: &str = "12";
 
 /// Our columns added to WeRSS tables: (table, column, SQLite declaration). PostgreSQL takes
 /// the same list through [`pg_declaration`].
@@ -93,6 +94,7 @@ pub(crate) const OUR_COLUMNS: &[(&str, &str, &str)] = &[
     ),
     ("we_message_tasks", "next_run_at", "DATETIME"),
     ("we_message_tasks", "last_run_at", "DATETIME"),
+    ("we_message_tasks", "full_text", "INTEGER"),
     ("we_articles", "node_id", "VARCHAR(255)"),
     ("we_articles", "allocation_id", "VARCHAR(255)"),
     (

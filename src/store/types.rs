@@ -360,6 +360,8 @@ pub struct TaskFields {
     pub cookies: Option<String>,
     /// Whether nodes may see headers and cookies.
     pub expose_to_nodes: bool,
+    /// Whether children fetch article bodies for this task (`None`: the default, yes).
+    pub full_text: Option<bool>,
 }
 
 impl TaskFields {

@@ -15,6 +15,7 @@ mod dedup;
 mod engine;
 mod errors;
 mod fetch;
+mod full_text;
 mod helpers;
 mod invariants;
 mod lifecycle;

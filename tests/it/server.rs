@@ -449,6 +449,7 @@ async fn our_child_splits_uploads_to_fit_the_parents_limits() {
             read_num: None,
             like_num: None,
             time_estimated: false,
+            review_id: None,
         })
         .collect();
     let client = ParentClient::new(

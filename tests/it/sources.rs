@@ -546,8 +546,11 @@ mod child {
             );
             assert!(items.iter().all(|i| i["url"].as_str().is_some_and(|u| u.starts_with("https://mp.weixin.qq.com/s/"))));
             assert_eq!(fake.renewals(), 1, "renewed once on -2012");
-            let outcomes: Vec<String> = fake.log_for(&vid).into_iter().map(|e| e.outcome).collect();
+            let outcomes: Vec<String> = fake.log_for(&vid).into_iter().filter(|e| e.endpoint == "list").map(|e| e.outcome).collect();
             assert_eq!(outcomes, ["-2012", "ok", "ok"], "one stale try, then the list and its end");
+            // Then one body per new article, with the renewed key.
+            let pages: Vec<String> = fake.log_for(&vid).into_iter().filter(|e| e.endpoint == "content").map(|e| e.outcome).collect();
+            assert_eq!(pages, vec!["ok"; articles_in(&a, 5)]);
             let fs = p.get(&cascade(&format!("/feed-status?feed_id={id}")), &p.admin()).await;
             assert_eq!(fs.ok()["list"][0]["update_status"], "fresh", "{}", fs.ok());
             stop.cancel();

@@ -217,6 +217,9 @@ pub fn task_fields(base: Option<TaskFields>, body: TaskBody) -> ApiResult<TaskFi
     if let Some(e) = body.expose_to_nodes {
         f.expose_to_nodes = e;
     }
+    if let Some(on) = body.full_text {
+        f.full_text = Some(on);
+    }
     Ok(f)
 }
 

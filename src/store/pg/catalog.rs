@@ -120,8 +120,9 @@ impl PgStore {
         let id = uuid::Uuid::new_v4().to_string();
         sqlx::query(
             "INSERT INTO we_message_tasks (id, name, message_type, message_template, web_hook_url,
-                 mps_id, cron_exp, status, headers, cookies, expose_to_nodes, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
+                 mps_id, cron_exp, status, headers, cookies, expose_to_nodes, created_at, updated_at,
+                 full_text)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13)",
         )
         .bind(&id)
         .bind(&task.name)
@@ -135,6 +136,7 @@ impl PgStore {
         .bind(&task.cookies)
         .bind(task.expose_to_nodes)
         .bind(now)
+        .bind(task.full_text.map(i32::from))
         .execute(&self.pool)
         .await?;
         self.get_task(&id).await
@@ -173,7 +175,7 @@ impl PgStore {
         let result = sqlx::query(
             "UPDATE we_message_tasks SET name = $2, message_type = $3, message_template = $4,
                     web_hook_url = $5, mps_id = $6, cron_exp = $7, status = $8, headers = $9,
-                    cookies = $10, expose_to_nodes = $11, updated_at = $12,
+                    cookies = $10, expose_to_nodes = $11, updated_at = $12, full_text = $13,
                     next_run_at = CASE WHEN cron_exp IS NOT DISTINCT FROM $7
                                         AND status IS NOT DISTINCT FROM $8 THEN next_run_at END
               WHERE id = $1",
@@ -190,6 +192,7 @@ impl PgStore {
         .bind(&task.cookies)
         .bind(task.expose_to_nodes)
         .bind(now)
+        .bind(task.full_text.map(i32::from))
         .execute(&self.pool)
         .await?;
         if result.rows_affected() == 0 {

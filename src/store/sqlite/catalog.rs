@@ -119,8 +119,9 @@ impl SqliteStore {
         let id = uuid::Uuid::new_v4().to_string();
         sqlx::query(
             "INSERT INTO we_message_tasks (id, name, message_type, message_template, web_hook_url,
-                 mps_id, cron_exp, status, headers, cookies, expose_to_nodes, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
+                 mps_id, cron_exp, status, headers, cookies, expose_to_nodes, created_at, updated_at,
+                 full_text)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13)",
         )
         .bind(&id)
         .bind(&task.name)
@@ -134,6 +135,7 @@ impl SqliteStore {
         .bind(&task.cookies)
         .bind(task.expose_to_nodes)
         .bind(to_db(now))
+        .bind(task.full_text.map(i64::from))
         .execute(&self.write)
         .await?;
         self.task_on(&self.write, &id).await
@@ -176,7 +178,7 @@ impl SqliteStore {
         let result = sqlx::query(
             "UPDATE we_message_tasks SET name = $2, message_type = $3, message_template = $4,
                     web_hook_url = $5, mps_id = $6, cron_exp = $7, status = $8, headers = $9,
-                    cookies = $10, expose_to_nodes = $11, updated_at = $12,
+                    cookies = $10, expose_to_nodes = $11, updated_at = $12, full_text = $13,
                     next_run_at = CASE WHEN cron_exp IS $7 AND status IS $8 THEN next_run_at END
               WHERE id = $1",
         )
@@ -192,6 +194,7 @@ impl SqliteStore {
         .bind(&task.cookies)
         .bind(task.expose_to_nodes)
         .bind(to_db(now))
+        .bind(task.full_text.map(i64::from))
         .execute(&self.write)
         .await?;
         if result.rows_affected() == 0 {

@@ -10,10 +10,12 @@
 //! until its TTL on the fake's clock ([`FakeWechat::advance`]) has passed.
 
 mod login;
+mod page;
 mod search;
 
 use login::QrFlow;
 pub use login::{MpLoginSettings, ScanAction, png_grey, qr_png};
+pub use page::{HumanCheck, PageLogEntry, PageState};
 
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
@@ -131,11 +133,13 @@ pub struct FakeSession {
 }
 
 impl FakeSession {
-    /// Points a child's configuration at `fake` with this session as its WeChat login.
+    /// Points a child's configuration at `fake` (list and article pages) with this session as
+    /// its WeChat login.
     pub fn configure(&self, c: &mut crate::config::CascadeConfig, fake: &FakeWechat) {
         c.wechat_token = crate::protocol::credentials::Secret::new(&self.token);
         c.wechat_cookie = crate::protocol::credentials::Secret::new(self.cookie());
         c.wechat_base_url = fake.base_url().to_string();
+        c.mp_page_base_url = fake.base_url().to_string();
     }
 
     /// This session as a child's `mp` login with id `id`.
@@ -215,6 +219,8 @@ struct Inner {
     /// The list is closed for other accounts (SOURCES.md §1): `200013` for any `fakeid` but
     /// the login's own or an empty one.
     closed: bool,
+    /// The article pages' switches and log.
+    pages: page::PageData,
 }
 
 impl Inner {
@@ -263,9 +269,9 @@ impl FakeWechat {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let stop = CancellationToken::new();
-        let app = login::routes(search::routes(
+        let app = page::routes(login::routes(search::routes(
             Router::new().route("/cgi-bin/appmsgpublish", get(list)),
-        ))
+        )))
         .with_state(Shared {
             inner: inner.clone(),
             base: base.clone(),

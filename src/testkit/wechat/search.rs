@@ -1,24 +1,21 @@
 //! The fake's account search, `GET /cgi-bin/searchbiz` (LOGINS.md §1, UPSTREAMS.md §1.2):
 //! the same session checks as the list (cookies, token, expiry, rate limit), then the
 //! accounts whose nickname or alias contains the query, case-insensitively, paged by
-//! `begin`/`count`. Also the smallest article page `GET /s/{token}` a link subscription needs
-//! (`var biz`, `var nickname`); the full article pages live with the full-text fakes.
+//! `begin`/`count`. The article pages a link subscription reads (`var biz`, `var nickname`)
+//! are the full-text fakes' (`page.rs`).
 
 use super::{FakeAccount, LogEntry, Shared, err, session_id};
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
 use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
 pub(super) fn routes(router: Router<Shared>) -> Router<Shared> {
-    router
-        .route("/cgi-bin/searchbiz", get(searchbiz))
-        .route("/s/{token}", get(article_page))
+    router.route("/cgi-bin/searchbiz", get(searchbiz))
 }
 
 impl FakeAccount {
@@ -110,37 +107,4 @@ async fn searchbiz(
         })
         .collect();
     Json(json!({"base_resp": {"ret": 0, "err_msg": "ok"}, "list": list, "total": found.len()}))
-}
-
-/// An article page with the account's script variables, or 404 for an unknown token.
-async fn article_page(
-    State(Shared { inner, .. }): State<Shared>,
-    Path(token): Path<String>,
-) -> Response {
-    let inner = inner.lock().unwrap_or_else(|p| p.into_inner());
-    for account in inner.accounts.values() {
-        for p in &account.publishes {
-            for a in &p.articles {
-                if account.article_token(p.appmsgid, a.itemidx) == token {
-                    let page = format!(
-                        "<!DOCTYPE html><html><head><title>{title}</title></head><body>\
-                         <div id=\"js_article\"><h1 id=\"activity-name\">{title}</h1>\
-                         <div id=\"js_content\"><p>{digest}</p></div></div><script>\
-                         var biz = \"\"||\"{biz}\";\nvar nickname = htmlDecode(\"{name}\");\
-                         </script></body></html>",
-                        title = a.title,
-                        digest = a.digest,
-                        biz = account.fakeid(),
-                        name = account.nickname,
-                    );
-                    return Html(page).into_response();
-                }
-            }
-        }
-    }
-    (
-        StatusCode::NOT_FOUND,
-        Html("<html><body>not found</body></html>"),
-    )
-        .into_response()
 }

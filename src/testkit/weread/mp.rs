@@ -115,6 +115,10 @@ pub(super) struct MpData {
     shelves: HashMap<String, Vec<String>>,
     /// Books a shelf holds at most (`-2001` beyond).
     shelf_capacity: Option<usize>,
+    /// `/web/mp/content` answers only the `#js_content` element.
+    content_fragment: bool,
+    /// Sessions (`wr_vid`) whose `/web/mp/content` answers the human-check page.
+    content_check: std::collections::HashSet<String>,
     log: Vec<WereadLogEntry>,
 }
 
@@ -133,6 +137,8 @@ impl Default for MpData {
             captcha: std::collections::HashSet::new(),
             shelves: HashMap::new(),
             shelf_capacity: None,
+            content_fragment: false,
+            content_check: std::collections::HashSet::new(),
             log: Vec::new(),
         }
     }
@@ -233,6 +239,21 @@ impl FakeWeread {
             .get(vid)
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// `/web/mp/content` answers only the `<div id="js_content">` element (no page around it).
+    pub fn content_fragment(&self, on: bool) {
+        self.shared.lock().mp.content_fragment = on;
+    }
+
+    /// `/web/mp/content` answers the human-check page (`当前环境异常…`) to the session `vid`.
+    pub fn content_human_check(&self, vid: &str, on: bool) {
+        let mut inner = self.shared.lock();
+        if on {
+            inner.mp.content_check.insert(vid.to_string());
+        } else {
+            inner.mp.content_check.remove(vid);
+        }
     }
 
     /// A logged-in session made without the QR flow: its jar (`wr_vid`, `wr_skey`,
@@ -507,14 +528,35 @@ async fn content(
         )
             .into_response();
     };
+    let (fragment, checked) = {
+        let inner = shared.lock();
+        (
+            inner.mp.content_fragment,
+            inner.mp.content_check.contains(&vid),
+        )
+    };
+    if checked {
+        log(&shared, vid, "content", &review_id, 0, "human_check".into());
+        return axum::response::Html(
+            "<html><body><div class=\"weui-msg\"><h2 class=\"weui-msg__title\">\
+             当前环境异常，完成验证后即可继续访问。</h2></div></body></html>",
+        )
+        .into_response();
+    }
     log(&shared, vid, "content", &review_id, 0, "ok".into());
-    axum::response::Html(format!(
-        "<!DOCTYPE html><html><head><title>{t}</title></head><body><div class=\"rich_media\">\
-         <h1 id=\"activity-name\">{t}</h1><div id=\"js_content\" class=\"rich_media_content\">\
-         <p>{d}</p><p><img data-src=\"https://mmbiz.qpic.cn/fake/{k}/1\"></p></div></div></body></html>",
-        t = a.title,
+    let element = format!(
+        "<div id=\"js_content\" class=\"rich_media_content\" style=\"visibility: hidden;\">\
+         <p>{d}</p><p><img data-src=\"https://mmbiz.qpic.cn/fake/{k}/1\"></p></div>",
         d = a.digest,
         k = a.token
+    );
+    if fragment {
+        return axum::response::Html(element).into_response();
+    }
+    axum::response::Html(format!(
+        "<!DOCTYPE html><html><head><title>{t}</title><meta property=\"og:title\" content=\"{t}\"></head>\
+         <body><div class=\"rich_media\" id=\"js_article\"><h1 id=\"activity-name\">{t}</h1>{element}</div></body></html>",
+        t = a.title,
     ))
     .into_response()
 }

@@ -115,6 +115,10 @@ pub fn test_config(dir: &TempDir) -> Config {
         ..Config::default()
     };
     config.cascade.notify_timeout = 2;
+    // Article pages: never the real WeChat (a closed local port unless a test points it at a
+    // fake), and no pacing between them.
+    config.cascade.mp_page_base_url = "http://127.0.0.1:1".into();
+    config.cascade.content_gap_ms = 0;
     // A child's own files (its login store) stay in the test's directory.
     config.cascade.data_dir = dir.path().join("child-data").display().to_string();
     config
