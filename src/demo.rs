@@ -337,6 +337,29 @@ pub async fn run(
         println!("  {name}: {feeds} feeds, {articles} articles ({reads})");
     }
     println!("total: {articles_total} articles");
+    // Bodies the children fetched (WeRead content for what `weread_list` read).
+    let wechat_ids: Vec<String> = accounts
+        .iter()
+        .map(|a| format!("MP_WXS_{}", a.number))
+        .collect();
+    let (mut wechat_articles, mut with_body, mut offset) = (0, 0, 0);
+    loop {
+        let page = Page {
+            limit: 1000,
+            offset,
+        };
+        let rows = store.list_articles(Some(wechat_ids.clone()), page).await?;
+        wechat_articles += rows.len();
+        with_body += rows
+            .iter()
+            .filter(|a| a.content_html.as_deref().is_some_and(|c| !c.is_empty()))
+            .count();
+        if rows.len() < 1000 {
+            break;
+        }
+        offset += 1000;
+    }
+    println!("full text: {with_body} of {wechat_articles} WeChat articles");
     // What the fleet learnt of the sources (GET {P}/sources).
     println!("sources:");
     let rows = store.source_rows().await?;

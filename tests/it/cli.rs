@@ -150,6 +150,11 @@ async fn demo_runs_the_whole_cascade_and_summarises() {
         "{stdout}"
     );
     assert!(stdout.contains("nodes cooling: none"), "{stdout}");
+    // Each WeChat article read through WeRead came with its body.
+    assert!(
+        stdout.contains("full text: 900 of 900 WeChat articles"),
+        "{stdout}"
+    );
     // Child 1 logs in by QR through the fake: the code is drawn, the demo plays the phone.
     assert!(
         stdout.contains("demo-child-1 logs in to WeChat by QR code:\n█"),
