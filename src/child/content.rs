@@ -24,6 +24,10 @@ pub const MAX_BLOCK: Duration = Duration::from_secs(6 * 3600);
 /// The page-fetch identity of anonymous MP page fetches: this node.
 const NODE: &str = "node";
 
+/// Largest body uploaded: an article must fit one upload under the parent's 1 MiB request
+/// limit with room for JSON escaping and its other fields; a larger one goes without it.
+const MAX_BODY_BYTES: usize = 400 * 1024;
+
 /// Where page fetches stand per identity (a `weread` login id, or [`NODE`]).
 #[derive(Debug, Default)]
 pub(super) struct PageBlocks {
@@ -110,6 +114,9 @@ pub(super) async fn fill_bodies(
             _ => mp_body(shared, a.doc_url.as_deref().unwrap_or(&a.url)).await,
         };
         match outcome {
+            Some(Ok(PageOutcome::Body(b))) if b.html.len() > MAX_BODY_BYTES => {
+                tracing::warn!(feed = %untrusted(&feed.id), article = %untrusted(&a.id), bytes = b.html.len(), "article body too large to upload; uploaded without it");
+            }
             Some(Ok(PageOutcome::Body(b))) => a.content = b.html,
             Some(Ok(PageOutcome::Gone(why))) => {
                 tracing::info!(feed = %untrusted(&feed.id), article = %untrusted(&a.id), ?why, "article page gone: status 1000");
@@ -139,7 +146,12 @@ async fn weread_body(shared: &Shared, review_id: &str) -> Option<Result<PageOutc
         let login = next_login(shared, &tried, now)?;
         tried.push(login.id.clone());
         let identity = format!("weread:{}", login.id);
+        // A WeRead call like any other: the login's WeRead gap, then its budget.
+        shared.weread_pacer(&login.id).wait_turn().await;
         pacer(shared, &identity).wait_turn().await;
+        if shared.reserve_for(&login.id)().is_err() {
+            continue;
+        }
         let jar = WereadJar::from_pairs(login.secrets.cookies.iter().cloned());
         let req = shared
             .http
@@ -185,7 +197,12 @@ async fn mp_body(shared: &Shared, link: &str) -> Option<Result<PageOutcome, Fetc
         return None;
     }
     pacer(shared, NODE).wait_turn().await;
-    let url = page_url(link, &shared.config.cascade.mp_page_base_url);
+    // Only WeChat's article pages: a link elsewhere (upstream data) is never fetched.
+    let Some(url) = page_url(link, &shared.config.cascade.mp_page_base_url) else {
+        return Some(Err(FetchError::Parse(
+            "not a WeChat article link; body not fetched".into(),
+        )));
+    };
     let req = shared.http.get(url).header(
         reqwest::header::USER_AGENT,
         crate::fetch::content::BROWSER_UA,

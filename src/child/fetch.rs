@@ -518,7 +518,7 @@ async fn list_shelving(
 
 impl Shared {
     /// The pacer of one `weread` login (`weread_gap_ms` apart), made on first use.
-    fn weread_pacer(&self, login_id: &str) -> Arc<Pacer> {
+    pub(super) fn weread_pacer(&self, login_id: &str) -> Arc<Pacer> {
         let gap = self.config.cascade.weread_gap();
         self.pacers
             .lock()
@@ -529,7 +529,7 @@ impl Shared {
     }
 
     /// Reserves one call of login `id` in its budget at the child's time (issue 13 §7).
-    fn reserve_for(&self, id: &str) -> Reserve {
+    pub(super) fn reserve_for(&self, id: &str) -> Reserve {
         let (logins, clock, id) = (self.logins.clone(), self.clock.clone(), id.to_string());
         Arc::new(move || {
             let now = clock.now().and_utc();

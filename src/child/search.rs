@@ -97,7 +97,8 @@ async fn search(shared: &Shared, query: &str, limit: usize) -> Result<Vec<Value>
             login.secrets.token.clone().unwrap_or_default(),
             login.secrets.cookie_header(),
             shared.pacer(&login.id),
-        );
+        )
+        .with_budget(shared.reserve_for(&login.id));
         match fetcher.search(query, limit).await {
             Ok(found) => {
                 shared.logins.mark_ok(&login.id, chrono::Utc::now());

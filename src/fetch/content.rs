@@ -455,17 +455,18 @@ fn drop_hidden(style: &str) -> String {
 }
 
 /// The URL an MP article link is fetched from: its path and query on `base` (so a test can
-/// point it at a fake); other links unchanged. The `#fragment` is dropped.
-pub fn page_url(link: &str, base: &str) -> String {
+/// point it at a fake); `None` for a link to any other host, which is never fetched. The
+/// `#fragment` is dropped.
+pub fn page_url(link: &str, base: &str) -> Option<String> {
     let link = link.split('#').next().unwrap_or(link);
     for prefix in ["https://mp.weixin.qq.com", "http://mp.weixin.qq.com"] {
         if let Some(rest) = link.strip_prefix(prefix)
             && rest.starts_with('/')
         {
-            return format!("{}{rest}", base.trim_end_matches('/'));
+            return Some(format!("{}{rest}", base.trim_end_matches('/')));
         }
     }
-    link.to_string()
+    None
 }
 
 #[cfg(test)]
@@ -590,15 +591,16 @@ mod tests {
                 "http://mp.weixin.qq.com/s?__biz=M&mid=1&idx=1&sn=x#rd",
                 "http://127.0.0.1:9/"
             ),
-            "http://127.0.0.1:9/s?__biz=M&mid=1&idx=1&sn=x"
+            Some("http://127.0.0.1:9/s?__biz=M&mid=1&idx=1&sn=x".into())
         );
         assert_eq!(
             page_url("https://mp.weixin.qq.com/s/tok", "https://mp.weixin.qq.com"),
-            "https://mp.weixin.qq.com/s/tok"
+            Some("https://mp.weixin.qq.com/s/tok".into())
         );
+        assert_eq!(page_url("https://example.com/a", "http://x"), None);
         assert_eq!(
-            page_url("https://example.com/a", "http://x"),
-            "https://example.com/a"
+            page_url("https://mp.weixin.qq.com.evil.example/s/tok", "http://x"),
+            None
         );
     }
 }

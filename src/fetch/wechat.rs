@@ -13,6 +13,9 @@ use std::sync::Arc;
 /// Page size asked of WeChat.
 const PAGE: usize = 5;
 
+/// Longest wait for one MP backend answer (the client itself bounds only the connect).
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// One WeChat login: token, cookie and the pacer all its fetches share.
 #[derive(Clone)]
 pub struct WechatFetcher {
@@ -99,6 +102,9 @@ impl WechatFetcher {
     /// A typed [`FetchError`] (`rate_limited`, `session_expired`, …).
     pub async fn search(&self, query: &str, count: usize) -> Result<Vec<Value>, FetchError> {
         self.pacer.wait_turn().await;
+        if let Some(reserve) = &self.reserve {
+            reserve()?;
+        }
         let url = format!("{}/cgi-bin/searchbiz", self.base_url);
         let count = count.clamp(1, 20).to_string();
         let query = [
@@ -118,6 +124,7 @@ impl WechatFetcher {
             .header("Cookie", self.cookie.expose())
             .header("Referer", "https://mp.weixin.qq.com/")
             .header("X-Requested-With", "XMLHttpRequest")
+            .timeout(REQUEST_TIMEOUT)
             .send()
             .await
             .map_err(|e| FetchError::Network(e.without_url().to_string()))?;
@@ -159,6 +166,7 @@ impl WechatFetcher {
             .header("Cookie", self.cookie.expose())
             .header("Referer", "https://mp.weixin.qq.com/")
             .header("X-Requested-With", "XMLHttpRequest")
+            .timeout(REQUEST_TIMEOUT)
             .send()
             .await
             .map_err(|e| FetchError::Network(e.without_url().to_string()))?;

@@ -206,9 +206,14 @@ impl WereadFetcher {
             let mut done = false;
             while pages_left > 0 {
                 pages_left -= 1;
+                // Whatever stops the backlog (budget, refusal, network) keeps the new
+                // articles read above: the backlog is gone on with next time.
                 let groups = match self.list_page(&book, at).await {
-                    Err(FetchError::OutOfBudget { .. }) => break,
-                    other => other?,
+                    Ok(groups) => groups,
+                    Err(e) => {
+                        tracing::info!(feed.id = %feed.id, error = %e, "WeRead backlog read stopped; kept for next time");
+                        break;
+                    }
                 };
                 if groups.is_empty() {
                     done = true;

@@ -290,6 +290,44 @@ on_both! {
 
 on_both! {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_article_too_large_for_one_upload_goes_without_its_body_and_none_is_lost(backend) {
+        let p = TestParent::on(backend.clone()).await;
+        let a = account(3_286_017_009, 3);
+        let wechat = FakeWechat::start(vec![a.clone()]).await.expect("fake wechat");
+        let session = FakeSession { token: "big-token".into(), slave_sid: "big-sid".into(), limit: None };
+        wechat.add_session(session.clone());
+        // Over the parent's 1 MiB request limit once in JSON, on its own.
+        wechat.set_page_body(&token(&a, 1), &format!("<p>{}</p>", "\"q\" ".repeat(300_000)));
+        let node = p.add_node("mp").await;
+        let (mut c, data) = child_config(&p, &node);
+        c.cascade.wechat_base_url = wechat.base_url().to_string();
+        c.cascade.mp_page_base_url = wechat.base_url().to_string();
+        c.cascade.wechat_gap_ms = 0;
+        c.cascade.wechat_gap_jitter_ms = 0;
+        c.cascade.mp_closure_rest = 0;
+        LoginStore::open(&data).expect("store").upsert(session.login("mp-1")).expect("saved");
+        let task = p.wechat_task(std::slice::from_ref(&a)).await;
+        run_task(&p, c, &task).await;
+
+        let feed = format!("MP_WXS_{}", a.number);
+        let rows = article_rows(&p, &backend, &feed).await;
+        assert_eq!(rows.len(), 3, "every article uploaded: {rows:?}");
+        let big_id = format!("{}-{}_1", a.number, a.publishes[1].appmsgid);
+        for (id, status, content) in &rows {
+            assert_eq!(*status, 1, "{id}");
+            if *id == big_id {
+                assert_eq!(content, "", "the oversized body is left out");
+            } else {
+                assert!(content.contains("mmbiz.qpic.cn/fake/"), "{id}: {content}");
+            }
+        }
+        wechat.stop();
+        p.shutdown().await;
+    }
+}
+
+on_both! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_human_check_stops_page_fetches_on_that_login_only(backend) {
         let p = TestParent::on(backend.clone()).await;
         let a = account(3_286_017_003, 4);
@@ -394,7 +432,7 @@ async fn page_fetches_are_bounded_and_typed() {
         .expect("fake wechat");
     let http = crate::helpers::http_client();
     let base = wechat.base_url().to_string();
-    let get = |link: String| fetch_page(http.get(page_url(&link, &base)));
+    let get = |link: String| fetch_page(http.get(page_url(&link, &base).expect("a WeChat link")));
     let long = |i: usize| a.article_link(a.publishes[i].appmsgid, 1);
 
     // The long link and the short one name the same page; its og meta is read.

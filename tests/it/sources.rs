@@ -136,6 +136,36 @@ async fn a_capped_read_goes_on_next_time_from_where_it_stopped() {
         [0, 42],
         "the gap's page, shifted by the two new groups"
     );
+
+    // A backlog page that fails (here the login's budget, -2014) keeps the new articles read
+    // before it, and the backlog waits where it was (shifted by the new group).
+    let push = FakePublish {
+        appmsgid: 2_247_490_048,
+        articles: vec![FakeArticle {
+            itemidx: 1,
+            title: "Later 48".into(),
+            digest: String::new(),
+            update_time: NEWEST + 3600 * 48,
+        }],
+    };
+    fake.publish(
+        &werss_cascade::testkit::weread::book_id(&a),
+        WereadGroup::from_publish(&a, &push),
+    );
+    let other = fake.new_session("another reader");
+    fake.set_budget(Some((1, Duration::from_secs(3600))));
+    let g = fetcher(&fake, options(&fake, 2, true), &other);
+    known.since = Some(NEWEST + 47 * 3600);
+    let third = g.list(&known).await.expect("the new article is kept");
+    assert_eq!(third.articles.len(), 1, "{third:?}");
+    assert!(third.backlog_incomplete && !third.backlog_done);
+    assert_eq!(
+        third.backlog_next,
+        Some(werss_cascade::protocol::wire::Backlog {
+            offset: 41,
+            until: NEWEST
+        })
+    );
     fake.stop();
 }
 

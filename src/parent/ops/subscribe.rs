@@ -91,9 +91,11 @@ pub async fn search(state: &AppState, q: Option<&str>, limit: Option<i64>) -> Ap
              with `cascade child login` on a node or POST /nodes/{id}/logins",
         ));
     };
-    let timeout = c.search_timeout.max(1);
+    // A day at most: the command's expiry and this wait stay the same, and no setting can
+    // overflow the clock.
+    let timeout = c.search_timeout.clamp(1, 86_400);
     let id = uuid::Uuid::new_v4().to_string();
-    let secs = i64::try_from(timeout).unwrap_or(i64::MAX / 2).min(86_400);
+    let secs = i64::try_from(timeout).unwrap_or(86_400);
     state
         .store
         .create_node_command(
