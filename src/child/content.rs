@@ -146,12 +146,18 @@ async fn weread_body(shared: &Shared, review_id: &str) -> Option<Result<PageOutc
         let login = next_login(shared, &tried, now)?;
         tried.push(login.id.clone());
         let identity = format!("weread:{}", login.id);
-        // A WeRead call like any other: the login's WeRead gap, then its budget.
-        shared.weread_pacer(&login.id).wait_turn().await;
-        pacer(shared, &identity).wait_turn().await;
-        if shared.reserve_for(&login.id)().is_err() {
+        // Bodies have their own budget (`content_gap_ms`, `content_max_per_feed`), so full text
+        // never starves the lists; but a login resting because its list budget is spent makes
+        // no call at all, and its WeRead gap holds between any two of its calls.
+        let spent = shared
+            .logins
+            .budget(&login.id, shared.now())
+            .is_some_and(|b| b.resets_at.is_some());
+        if spent {
             continue;
         }
+        shared.weread_pacer(&login.id).wait_turn().await;
+        pacer(shared, &identity).wait_turn().await;
         let jar = WereadJar::from_pairs(login.secrets.cookies.iter().cloned());
         let req = shared
             .http

@@ -256,6 +256,8 @@ mod child {
         c.cascade.api_secret = Secret::new(&node.secret);
         c.cascade.weread_base_url = fake.base_url().to_string();
         c.cascade.weread_gap_ms = Some(0);
+        // These tests count list and cover calls; bodies have their own budget.
+        c.cascade.full_text = false;
         c.cascade.budget_per_hour = PerKind {
             mp: None,
             weread: Some(per_hour),
@@ -417,7 +419,9 @@ mod child {
             let a = account(3_286_016_820);
             fake.serve_account(&a);
             let node = p.add_node("two-logins").await;
-            let (c, data) = config(&p, &node, &fake, 2, 25);
+            let (mut c, data) = config(&p, &node, &fake, 2, 25);
+            // Bodies too: a resting login fetches none of them either.
+            c.cascade.full_text = true;
             // `spent` spent its hour ten minutes ago (a count kept from an earlier run).
             let (mut spent, vs) = login(&fake, "weread-spent");
             let t = p.clock.now().and_utc() - chrono::TimeDelta::minutes(10);
