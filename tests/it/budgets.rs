@@ -232,7 +232,8 @@ mod child {
     async fn until(what: &str, done: impl Fn() -> bool) {
         let wait = async {
             while !done() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                // Polls without sleeping, as `TestParent::poll_until` does.
+                tokio::task::yield_now().await;
             }
         };
         tokio::time::timeout(Duration::from_secs(60), wait)
@@ -310,7 +311,8 @@ mod child {
                 if busy == 0 && done == n {
                     return;
                 }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                // Polls without sleeping, as `TestParent::poll_until` does.
+                tokio::task::yield_now().await;
             }
         };
         tokio::time::timeout(Duration::from_secs(60), wait)
