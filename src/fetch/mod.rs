@@ -138,3 +138,35 @@ pub struct Fetched {
     /// The package's backlog was read to its end (reported as `backlog_incomplete: false`).
     pub backlog_done: bool,
 }
+
+/// Most bytes of one JSON answer read from WeChat or WeRead (real ones are tens of KiB).
+pub const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+
+/// The body of `resp`, read chunk by chunk up to `max` bytes (a larger one is a `parse`
+/// error, never held in memory whole).
+///
+/// # Errors
+/// `network` when the connection fails, `parse` when the body passes `max`.
+pub async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, FetchError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| FetchError::Network(e.without_url().to_string()))?
+    {
+        if bytes.len() + chunk.len() > max {
+            return Err(FetchError::Parse(format!("answer larger than {max} bytes")));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+/// [`read_capped`] with [`MAX_ANSWER_BYTES`], as text.
+///
+/// # Errors
+/// As [`read_capped`].
+pub async fn answer_text(resp: reqwest::Response) -> Result<String, FetchError> {
+    let bytes = read_capped(resp, MAX_ANSWER_BYTES).await?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}

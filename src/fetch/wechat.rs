@@ -117,10 +117,17 @@ impl WechatFetcher {
             ("f", "json"),
             ("ajax", "1"),
         ];
+        let text = self.get(&url, &query).await?;
+        parse_search(&text)
+    }
+
+    /// One MP backend call with the login's cookie: its answer's text (bounded in time and
+    /// size); a 5xx is a `network` error.
+    async fn get(&self, url: &str, query: &[(&str, &str)]) -> Result<String, FetchError> {
         let resp = self
             .http
             .get(url)
-            .query(&query)
+            .query(query)
             .header("Cookie", self.cookie.expose())
             .header("Referer", "https://mp.weixin.qq.com/")
             .header("X-Requested-With", "XMLHttpRequest")
@@ -132,11 +139,7 @@ impl WechatFetcher {
         if status.is_server_error() {
             return Err(FetchError::Network(format!("HTTP {status}")));
         }
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| FetchError::Network(e.without_url().to_string()))?;
-        parse_search(&text)
+        super::answer_text(resp).await
     }
 
     /// One list page: articles (ids not yet normalised) and `total_count`.
@@ -159,25 +162,7 @@ impl WechatFetcher {
             ("f", "json"),
             ("ajax", "1"),
         ];
-        let resp = self
-            .http
-            .get(url)
-            .query(&query)
-            .header("Cookie", self.cookie.expose())
-            .header("Referer", "https://mp.weixin.qq.com/")
-            .header("X-Requested-With", "XMLHttpRequest")
-            .timeout(REQUEST_TIMEOUT)
-            .send()
-            .await
-            .map_err(|e| FetchError::Network(e.without_url().to_string()))?;
-        let status = resp.status();
-        if status.is_server_error() {
-            return Err(FetchError::Network(format!("HTTP {status}")));
-        }
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| FetchError::Network(e.without_url().to_string()))?;
+        let text = self.get(&url, &query).await?;
         parse_page(&text)
     }
 }
