@@ -131,7 +131,12 @@ async fn send(state: &AppState, url: &str, alert: &Alert) -> Result<(), String> 
             .await;
         let error = match sent {
             Ok(r) if r.status().is_success() => {
-                let reply = r.json::<Value>().await.unwrap_or(Value::Null);
+                // A reply is a small JSON status; a larger one is read no further.
+                let reply = crate::fetch::read_capped(r, 64 * 1024)
+                    .await
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                    .unwrap_or(Value::Null);
                 match refused_by_platform(platform, &reply) {
                     None => return Ok(()),
                     Some(e) => e,
