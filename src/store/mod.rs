@@ -5,9 +5,11 @@
 mod adopt;
 mod alloc_types;
 pub(crate) mod commands;
+pub(crate) mod db;
 mod dedup;
 mod engine;
 pub(crate) mod flows;
+mod ops;
 mod pg;
 mod rows;
 mod schema;
@@ -57,6 +59,14 @@ pub enum Error {
     /// A migration failed.
     #[error("migration failed: {0}")]
     Migrate(String),
+    /// A SQLite failure: its extended result code and message.
+    #[error("database error: {message}")]
+    Sqlite {
+        /// SQLite's extended result code.
+        code: i32,
+        /// What SQLite said.
+        message: String,
+    },
 }
 
 /// Why the database refuses work for now: conditions that are not the request's fault and
@@ -110,6 +120,9 @@ impl Error {
     /// busy, full, read-only, failing storage or unreachable. Such failures are answered
     /// 503, never 500.
     pub fn unavailable(&self) -> Option<Unavailable> {
+        if let Self::Sqlite { code, .. } = self {
+            return sqlite_unavailable(&code.to_string());
+        }
         let Self::Database(e) = self else {
             return None;
         };
@@ -132,6 +145,31 @@ impl Error {
                 }
             }
             _ => None,
+        }
+    }
+}
+
+impl Error {
+    /// The same failure again, for a second caller (a group commit answers each of its
+    /// requests with the group's failure). Details that cannot be copied become text.
+    pub(crate) fn again(&self) -> Self {
+        match self {
+            Self::NotFound(what) => Self::NotFound(what),
+            Self::Conflict(m) => Self::Conflict(m.clone()),
+            Self::Unsupported(m) => Self::Unsupported(m.clone()),
+            Self::NodeInactive => Self::NodeInactive,
+            Self::LeaseLost => Self::LeaseLost,
+            Self::InvalidTransition(s) => Self::InvalidTransition(s.clone()),
+            Self::Invalid(m) => Self::Invalid(m.clone()),
+            Self::Migrate(m) => Self::Migrate(m.clone()),
+            Self::Sqlite { code, message } => Self::Sqlite {
+                code: *code,
+                message: message.clone(),
+            },
+            Self::Database(e) => Self::Sqlite {
+                code: 1,
+                message: e.to_string(),
+            },
         }
     }
 }
@@ -174,6 +212,7 @@ enum Backend {
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
+    db: db::Db,
 }
 
 impl std::fmt::Debug for Store {
@@ -192,12 +231,24 @@ impl Store {
     /// An unsupported or malformed URL, an unreachable database or a failed migration.
     pub async fn connect(url: &str) -> Result<Self> {
         match parse_db_url(url)? {
-            DbUrl::Sqlite(target) => Ok(Self {
-                backend: Backend::Sqlite(sqlite::SqliteStore::open(target).await?),
-            }),
-            DbUrl::Postgres(url) => Ok(Self {
-                backend: Backend::Postgres(pg::PgStore::open(&url).await?),
-            }),
+            DbUrl::Sqlite(target) => {
+                let old = sqlite::SqliteStore::open(target.clone()).await?;
+                let db = db::sqlite::SqliteDb::open(target.as_deref())?;
+                Ok(Self {
+                    backend: Backend::Sqlite(old),
+                    db: db::Db::Sqlite(std::sync::Arc::new(db)),
+                })
+            }
+            DbUrl::Postgres(url) => {
+                let old = pg::PgStore::open(&url).await?;
+                let db = db::Db::Pg(db::PgDb {
+                    pool: old.pool.clone(),
+                });
+                Ok(Self {
+                    backend: Backend::Postgres(old),
+                    db,
+                })
+            }
         }
     }
 
@@ -272,24 +323,6 @@ macro_rules! delegate {
 }
 
 delegate! {
-    /// Checks that the database answers.
-    fn ping(&self) -> Result<()>;
-    /// Reads a parent setting.
-    fn setting(&self, key: &str) -> Result<Option<String>>;
-    /// Stores `value` under `key` unless one exists; returns the value now stored. Writes
-    /// only when the key is missing.
-    fn setting_or_insert(&self, key: &str, value: &str) -> Result<String>;
-    /// Stores `value` under `key`, replacing any.
-    fn set_setting(&self, key: &str, value: &str) -> Result<()>;
-    /// Writes one tiny row (the readiness probe): fails when the database cannot write.
-    fn probe_write(&self, now: NaiveDateTime) -> Result<()>;
-
-    /// Number of admin accounts.
-    fn count_users(&self) -> Result<i64>;
-    /// Creates an admin; `Conflict` if the username exists.
-    fn create_user(&self, username: &str, password_hash: &str, now: NaiveDateTime) -> Result<()>;
-    /// Looks an admin up by username.
-    fn find_user(&self, username: &str) -> Result<Option<User>>;
 
     /// Creates a node record.
     fn create_node(&self, node: NewNode, now: NaiveDateTime) -> Result<Node>;
@@ -386,10 +419,6 @@ delegate! {
     /// (claims a cron firing); `fired_at` also records `last_run_at`.
     fn set_next_run(&self, id: &str, expected: Option<NaiveDateTime>, next: Option<NaiveDateTime>, fired_at: Option<NaiveDateTime>) -> Result<bool>;
 
-    /// Writes a `report_result` sync log and marks the node alive, in one transaction.
-    fn report_result(&self, node_id: &str, task_id: &str, result_count: i64, now: NaiveDateTime) -> Result<()>;
-    /// Sync logs, newest first.
-    fn list_sync_logs(&self, filter: SyncLogFilter, page: Page) -> Result<(Vec<SyncLog>, i64)>;
 
     /// Opens a QR login flow on a node, or returns the open one of that kind (`false`).
     fn create_login_flow(&self, new: NewLoginFlow, now: NaiveDateTime) -> Result<(LoginFlow, bool)>;

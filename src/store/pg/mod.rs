@@ -30,7 +30,7 @@ const WAKE_CHANNEL: &str = "cascade_wake";
 /// The PostgreSQL implementation of the store.
 #[derive(Clone)]
 pub(crate) struct PgStore {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
 }
 
 impl PgStore {

@@ -1,0 +1,363 @@
+//! SQLite: one writer thread with group commit, and read-only connections for reads.
+//!
+//! The writer thread owns the only write connection. It takes a request, then every request
+//! that queued meanwhile (up to [`GROUP_MAX`]), and runs them in one `BEGIN IMMEDIATE`
+//! transaction, each inside a savepoint: a request that fails (or panics) rolls back to its
+//! savepoint and the others go on. Each request is answered only after `COMMIT` returned,
+//! so an acknowledged write survives a crash (WAL, `synchronous=NORMAL`: a power loss may
+//! lose the last commits, a process crash loses none).
+
+use super::{Arg, Op, Row, Tx, Val};
+use crate::protocol::time::to_db;
+use crate::store::{Error, Result};
+use rusqlite::types::{ToSqlOutput, Value, ValueRef};
+use rusqlite::{Connection, OpenFlags};
+use std::path::Path;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+use tokio::sync::{Semaphore, oneshot};
+
+/// Most requests committed together.
+pub(crate) const GROUP_MAX: usize = 64;
+/// Read-only connections (files only; a memory database has one connection).
+const READERS: usize = 4;
+/// How long a statement waits for another process's lock before `SQLITE_BUSY`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A write request on its way to the writer thread: given the group's connection it runs
+/// its operation; given an error (the group could not begin) it only answers with it.
+type Job = Box<dyn FnOnce(std::result::Result<&mut Tx, &Error>) -> Finish + Send>;
+
+/// What a request did inside the group: its error, if it failed (its savepoint is rolled
+/// back), and how to answer it once the group's commit is known.
+struct Finish {
+    failed: Option<Error>,
+    answer: Box<dyn FnOnce(Option<&Error>) + Send>,
+}
+
+/// The SQLite database: the writer's queue and the read connections.
+pub(crate) struct SqliteDb {
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    readers: Mutex<Vec<Connection>>,
+    permits: Semaphore,
+    /// A memory database: reads go to the writer, the only connection.
+    memory: bool,
+}
+
+impl SqliteDb {
+    /// Opens `path` (memory when `None`) and starts the writer thread. The schema must be
+    /// migrated before.
+    pub(crate) fn open(path: Option<&Path>) -> Result<Self> {
+        let write = match path {
+            Some(p) => Connection::open_with_flags(
+                p,
+                OpenFlags::SQLITE_OPEN_READ_WRITE
+                    | OpenFlags::SQLITE_OPEN_CREATE
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            ),
+            None => Connection::open_in_memory(),
+        }
+        .map_err(error)?;
+        configure(&write, false)?;
+        let mut readers = Vec::new();
+        if let Some(p) = path {
+            for _ in 0..READERS {
+                let c = Connection::open_with_flags(
+                    p,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(error)?;
+                configure(&c, true)?;
+                readers.push(c);
+            }
+        }
+        let (send, recv) = mpsc::channel::<Job>();
+        let writer = std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || run_writer(write, &recv))
+            .map_err(|e| Error::Unsupported(format!("cannot start the SQLite writer: {e}")))?;
+        Ok(Self {
+            jobs: Mutex::new(Some(send)),
+            writer: Mutex::new(Some(writer)),
+            permits: Semaphore::new(readers.len()),
+            readers: Mutex::new(readers),
+            memory: path.is_none(),
+        })
+    }
+
+    /// Runs `op` inside the writer's current group; answers after the group committed.
+    pub(crate) async fn write<T: Send + 'static>(&self, op: Op<T>) -> Result<T> {
+        let (send, recv) = oneshot::channel::<Result<T>>();
+        let job: Job = Box::new(move |tx| {
+            let result = match tx {
+                Ok(tx) => run_op(tx, op),
+                Err(e) => Err(e.again()),
+            };
+            let failed = result.as_ref().err().map(Error::again);
+            Finish {
+                failed,
+                answer: Box::new(move |commit: Option<&Error>| {
+                    let result = match (result, commit) {
+                        (Ok(_), Some(e)) => Err(e.again()),
+                        (r, _) => r,
+                    };
+                    let _ = send.send(result);
+                }),
+            }
+        });
+        self.send(job)?;
+        recv.await.map_err(|_| closed())?
+    }
+
+    /// Runs `op` on a read connection, inside one read transaction (one snapshot).
+    pub(crate) async fn read<T: Send + 'static>(self: &Arc<Self>, op: Op<T>) -> Result<T> {
+        if self.memory {
+            return self.write(op).await;
+        }
+        let _permit = self.permits.acquire().await.map_err(|_| closed())?;
+        let db = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let conn = db.readers.lock().map_err(|_| closed())?.pop();
+            let conn = conn.ok_or_else(closed)?;
+            conn.execute_batch("BEGIN").map_err(error)?;
+            let mut tx = Tx::Sqlite(conn);
+            let result = run_op(&mut tx, op);
+            let Tx::Sqlite(conn) = tx else {
+                unreachable!("a SQLite request keeps its connection")
+            };
+            let ended = conn.execute_batch("COMMIT").map_err(error);
+            if let Ok(mut readers) = db.readers.lock() {
+                readers.push(conn);
+            }
+            ended?;
+            result
+        })
+        .await
+        .map_err(|_| Error::Invalid("a database read was cancelled".into()))?
+    }
+
+    fn send(&self, job: Job) -> Result<()> {
+        let jobs = self.jobs.lock().map_err(|_| closed())?;
+        jobs.as_ref()
+            .ok_or_else(closed)?
+            .send(job)
+            .map_err(|_| closed())
+    }
+
+    /// Stops taking writes and waits for the writer to commit what it has.
+    pub(crate) fn close(&self) {
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.take();
+        }
+        let handle = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for SqliteDb {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn closed() -> Error {
+    Error::Sqlite {
+        code: SQLITE_MISUSE,
+        message: "the database is closed".into(),
+    }
+}
+
+const SQLITE_MISUSE: i32 = 21;
+
+fn configure(c: &Connection, read_only: bool) -> Result<()> {
+    c.busy_timeout(BUSY_TIMEOUT).map_err(error)?;
+    c.set_prepared_statement_cache_capacity(256);
+    if !read_only {
+        c.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;",
+        )
+        .map_err(error)?;
+    }
+    Ok(())
+}
+
+/// Drives an operation to its end on this thread: its futures are always ready, since every
+/// statement runs synchronously.
+fn run_op<T>(tx: &mut Tx, op: Op<T>) -> Result<T> {
+    let run = std::panic::AssertUnwindSafe(|| futures::executor::block_on(op(tx)));
+    std::panic::catch_unwind(run).unwrap_or_else(|_| {
+        tracing::error!("a database request panicked; its changes are rolled back");
+        Err(Error::Invalid("the request failed inside the database".into()))
+    })
+}
+
+/// The writer thread: group after group until the queue closes.
+fn run_writer(conn: Connection, jobs: &mpsc::Receiver<Job>) {
+    let mut tx = Tx::Sqlite(conn);
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < GROUP_MAX {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        run_group(&mut tx, group);
+    }
+}
+
+/// One group: one transaction, a savepoint per request, answers after the commit.
+fn run_group(tx: &mut Tx, group: Vec<Job>) {
+    if let Err(e) = statement(tx, "BEGIN IMMEDIATE") {
+        for job in group {
+            (job(Err(&e)).answer)(Some(&e));
+        }
+        return;
+    }
+    let mut finishes = Vec::with_capacity(group.len());
+    let mut broken: Option<Error> = None;
+    for job in group {
+        if let Some(e) = &broken {
+            finishes.push(job(Err(e)));
+            continue;
+        }
+        let marked = statement(tx, "SAVEPOINT req");
+        let finish = job(Ok(&mut *tx));
+        if autocommit(tx) {
+            // SQLite rolled the whole transaction back (a full disk, say): nothing of the
+            // group is kept, so nobody is told it was.
+            broken = Some(finish.failed.as_ref().map_or_else(
+                || Error::Sqlite {
+                    code: 1,
+                    message: "the transaction was rolled back".into(),
+                },
+                Error::again,
+            ));
+        } else if marked.is_ok() {
+            let end = if finish.failed.is_none() {
+                "RELEASE req"
+            } else {
+                "ROLLBACK TO req; RELEASE req"
+            };
+            if let Err(e) = statement(tx, end) {
+                broken = Some(e);
+            }
+        }
+        finishes.push(finish);
+    }
+    let failure = match broken {
+        Some(e) => {
+            let _ = statement(tx, "ROLLBACK");
+            Some(e)
+        }
+        None => statement(tx, "COMMIT").err().inspect(|_| {
+            let _ = statement(tx, "ROLLBACK");
+        }),
+    };
+    for finish in finishes {
+        (finish.answer)(failure.as_ref());
+    }
+}
+
+fn statement(tx: &Tx, sql: &str) -> Result<()> {
+    match tx {
+        Tx::Sqlite(c) => c.execute_batch(sql).map_err(error),
+        Tx::Pg(_) => unreachable!("the writer holds a SQLite connection"),
+    }
+}
+
+fn autocommit(tx: &Tx) -> bool {
+    match tx {
+        Tx::Sqlite(c) => c.is_autocommit(),
+        Tx::Pg(_) => false,
+    }
+}
+
+/// Binds every `$n` of the statement to `args[n - 1]`.
+fn bind(stmt: &mut rusqlite::Statement<'_>, args: &[Arg]) -> Result<()> {
+    for i in 1..=stmt.parameter_count() {
+        let n = stmt
+            .parameter_name(i)
+            .and_then(|name| name.strip_prefix('$'))
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or(i);
+        let arg = args.get(n.wrapping_sub(1)).ok_or_else(|| {
+            Error::Invalid(format!("statement parameter ${n} has no argument"))
+        })?;
+        stmt.raw_bind_parameter(i, to_sql(arg)).map_err(error)?;
+    }
+    Ok(())
+}
+
+fn to_sql(arg: &Arg) -> ToSqlOutput<'_> {
+    let v = match arg {
+        Arg::Int(v) => v.map_or(Value::Null, Value::Integer),
+        Arg::Real(v) => v.map_or(Value::Null, Value::Real),
+        Arg::Bool(v) => v.map_or(Value::Null, |b| Value::Integer(i64::from(b))),
+        Arg::Text(v) => return v.as_deref().map_or(ToSqlOutput::Owned(Value::Null), |s| {
+            ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes()))
+        }),
+        Arg::Time(v) => v.map_or(Value::Null, |t| Value::Text(to_db(t))),
+        Arg::List(v) => Value::Text(serde_json::to_string(v).unwrap_or_default()),
+    };
+    ToSqlOutput::Owned(v)
+}
+
+/// Runs a statement on `c`; the rows it changed.
+pub(super) fn exec(c: &Connection, sql: &str, args: &[Arg]) -> Result<u64> {
+    let mut stmt = c.prepare_cached(sql).map_err(error)?;
+    bind(&mut stmt, args)?;
+    let mut rows = stmt.raw_query();
+    while rows.next().map_err(error)?.is_some() {}
+    drop(rows);
+    Ok(c.changes())
+}
+
+/// Runs a query on `c`; up to `limit` rows.
+pub(super) fn rows(c: &Connection, sql: &str, args: &[Arg], limit: usize) -> Result<Vec<Row>> {
+    let mut stmt = c.prepare_cached(sql).map_err(error)?;
+    bind(&mut stmt, args)?;
+    let cols: Arc<[String]> = stmt
+        .column_names()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    let width = cols.len();
+    let mut out = Vec::new();
+    let mut rows = stmt.raw_query();
+    while out.len() < limit {
+        let Some(row) = rows.next().map_err(error)? else {
+            break;
+        };
+        let mut vals = Vec::with_capacity(width);
+        for i in 0..width {
+            vals.push(match row.get_ref(i).map_err(error)? {
+                ValueRef::Null => Val::Null,
+                ValueRef::Integer(n) => Val::Int(n),
+                ValueRef::Real(x) => Val::Real(x),
+                ValueRef::Text(t) | ValueRef::Blob(t) => {
+                    Val::Text(String::from_utf8_lossy(t).into_owned())
+                }
+            });
+        }
+        out.push(Row::new(Arc::clone(&cols), vals));
+    }
+    Ok(out)
+}
+
+/// A SQLite failure as a store error: its extended result code and message.
+pub(crate) fn error(e: rusqlite::Error) -> Error {
+    match e {
+        rusqlite::Error::SqliteFailure(f, message) => Error::Sqlite {
+            code: f.extended_code,
+            message: message.unwrap_or_else(|| f.to_string()),
+        },
+        other => Error::Sqlite {
+            code: 1,
+            message: other.to_string(),
+        },
+    }
+}

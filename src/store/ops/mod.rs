@@ -1,0 +1,10 @@
+//! The store's operations, each written once over a [`Tx`](super::db::Tx) and run on either
+//! backend. A public method of [`Store`](super::Store) moves what it needs into a request and
+//! hands it to [`Db::write`](super::db::Db::write) or [`Db::read`](super::db::Db::read); the
+//! SQL and the logic live in the private `async fn`s beside it.
+
+pub(crate) mod lifecycle;
+pub(crate) mod nodes;
+mod settings;
+
+pub(crate) use settings::{SyncLogRow, insert_sync_log};
