@@ -56,6 +56,9 @@ pub struct Claimed {
     pub commands_pending: bool,
 }
 
+/// Bodies from this size on are sent gzip-compressed to a parent that accepts it.
+const GZIP_FROM: usize = 4096;
+
 /// A client bound to one parent and one node credential.
 pub struct ParentClient {
     http: reqwest::Client,
@@ -135,7 +138,7 @@ impl ParentClient {
                 .header("Authorization", self.auth.expose())
                 .timeout(timeout);
             if let Some(b) = body {
-                req = req.json(b);
+                req = self.with_body(req, b);
             }
             match req.send().await {
                 Ok(resp) => return judge(resp).await,
@@ -148,6 +151,25 @@ impl ParentClient {
             }
         }
         Err(ClientError::Network("retries exhausted".into()))
+    }
+
+    /// Sets a JSON body: gzip-compressed when the parent advertised `gzip` and the body is
+    /// large enough to gain from it (article uploads), plain otherwise.
+    fn with_body(&self, req: reqwest::RequestBuilder, body: &Value) -> reqwest::RequestBuilder {
+        let json = serde_json::to_vec(body).unwrap_or_default();
+        if json.len() >= GZIP_FROM && self.has("gzip") {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            if std::io::Write::write_all(&mut gz, &json).is_ok()
+                && let Ok(packed) = gz.finish()
+            {
+                return req
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .header(reqwest::header::CONTENT_ENCODING, "gzip")
+                    .body(packed);
+            }
+        }
+        req.header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(json)
     }
 
     /// Heartbeat; stores the features the parent advertises (none from a stock parent).

@@ -34,6 +34,7 @@ pub const FEATURES: &[&str] = &[
     "held",
     "kinds",
     "commands",
+    "gzip",
 ];
 
 /// Fetcher kinds a node may report.

@@ -3,7 +3,7 @@
 use crate::parent::AppState;
 use crate::parent::auth::{AdminAuth, AnyAuth};
 use crate::parent::error::ApiResult;
-use crate::parent::extract::{Json, Path, QueryParams};
+use crate::parent::extract::{Json, ListJson, Path, QueryParams};
 use crate::parent::ops;
 use crate::parent::views::{FeedView, TaskView};
 use crate::protocol::Envelope;
@@ -110,7 +110,7 @@ pub(super) async fn list_tasks(
 pub(super) async fn create_task(
     State(state): State<AppState>,
     _: AdminAuth,
-    Json(body): Json<TaskBody>,
+    ListJson(body): ListJson<TaskBody>,
 ) -> Reply<TaskView> {
     let fields = ops::task_fields(None, body)?;
     let task = state.store.create_task(fields, state.clock.now()).await?;
@@ -129,7 +129,7 @@ pub(super) async fn update_task(
     State(state): State<AppState>,
     _: AdminAuth,
     Path(id): Path<String>,
-    Json(body): Json<TaskBody>,
+    ListJson(body): ListJson<TaskBody>,
 ) -> Reply<TaskView> {
     let current = state.store.get_task(&id).await?;
     let fields = ops::task_fields(Some(current.fields), body)?;

@@ -25,6 +25,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -50,7 +52,11 @@ pub(super) fn router(state: AppState) -> Router {
         .merge(top_routes().layer(DefaultBodyLimit::max(BODY_LIMIT)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
-    api.layer(middleware::map_response(envelope_rejections))
+    // Bodies sent gzip-compressed are read through their decompression, so every body limit
+    // counts the bytes after it (a small compressed bomb still meets its 413); a coding we do
+    // not read gets a 415 in the envelope.
+    api.layer(RequestDecompressionLayer::new())
+        .layer(middleware::map_response(envelope_rejections))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             super::server::request_deadline,
@@ -73,6 +79,8 @@ pub(super) fn router(state: AppState) -> Router {
             ApiError::internal(&"handler panicked").into_response()
         }))
         .layer(middleware::from_fn(request_context))
+        // Answers are compressed when the client asks (`Accept-Encoding: gzip`).
+        .layer(CompressionLayer::new())
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)

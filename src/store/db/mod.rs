@@ -379,7 +379,10 @@ mod tests {
             render(Dialect::Sqlite, "x {not_in:$2} AND '{\"a\":1}'"),
             "x NOT IN (SELECT value FROM json_each($2)) AND '{\"a\":1}'"
         );
-        assert!(matches!(render(Dialect::Sqlite, "SELECT 1"), Cow::Borrowed(_)));
+        assert!(matches!(
+            render(Dialect::Sqlite, "SELECT 1"),
+            Cow::Borrowed(_)
+        ));
     }
 
     #[test]

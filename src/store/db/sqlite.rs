@@ -190,7 +190,9 @@ fn run_op<T>(tx: &mut Tx, op: Op<T>) -> Result<T> {
     let run = std::panic::AssertUnwindSafe(|| futures::executor::block_on(op(tx)));
     std::panic::catch_unwind(run).unwrap_or_else(|_| {
         tracing::error!("a database request panicked; its changes are rolled back");
-        Err(Error::Invalid("the request failed inside the database".into()))
+        Err(Error::Invalid(
+            "the request failed inside the database".into(),
+        ))
     })
 }
 
@@ -284,9 +286,9 @@ fn bind(stmt: &mut rusqlite::Statement<'_>, args: &[Arg]) -> Result<()> {
             .and_then(|name| name.strip_prefix('$'))
             .and_then(|n| n.parse::<usize>().ok())
             .unwrap_or(i);
-        let arg = args.get(n.wrapping_sub(1)).ok_or_else(|| {
-            Error::Invalid(format!("statement parameter ${n} has no argument"))
-        })?;
+        let arg = args
+            .get(n.wrapping_sub(1))
+            .ok_or_else(|| Error::Invalid(format!("statement parameter ${n} has no argument")))?;
         stmt.raw_bind_parameter(i, to_sql(arg)).map_err(error)?;
     }
     Ok(())
@@ -297,9 +299,11 @@ fn to_sql(arg: &Arg) -> ToSqlOutput<'_> {
         Arg::Int(v) => v.map_or(Value::Null, Value::Integer),
         Arg::Real(v) => v.map_or(Value::Null, Value::Real),
         Arg::Bool(v) => v.map_or(Value::Null, |b| Value::Integer(i64::from(b))),
-        Arg::Text(v) => return v.as_deref().map_or(ToSqlOutput::Owned(Value::Null), |s| {
-            ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes()))
-        }),
+        Arg::Text(v) => {
+            return v.as_deref().map_or(ToSqlOutput::Owned(Value::Null), |s| {
+                ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes()))
+            });
+        }
         Arg::Time(v) => v.map_or(Value::Null, |t| Value::Text(to_db(t))),
         Arg::List(v) => Value::Text(serde_json::to_string(v).unwrap_or_default()),
     };

@@ -50,7 +50,9 @@ impl Store {
         self.db
             .write(move |tx| {
                 Box::pin(async move {
-                    tx.exec(rows::SET_SETTING, args![key, value]).await.map(drop)
+                    tx.exec(rows::SET_SETTING, args![key, value])
+                        .await
+                        .map(drop)
                 })
             })
             .await
@@ -67,7 +69,10 @@ impl Store {
         self.db
             .read(|tx| {
                 Box::pin(async move {
-                    Ok(tx.int("SELECT COUNT(*) FROM we_users", &[]).await?.unwrap_or(0))
+                    Ok(tx
+                        .int("SELECT COUNT(*) FROM we_users", &[])
+                        .await?
+                        .unwrap_or(0))
                 })
             })
             .await
@@ -194,8 +199,11 @@ impl Store {
 }
 
 async fn setting(tx: &mut Tx, key: &str) -> Result<Option<String>> {
-    tx.text("SELECT value FROM cascade_settings WHERE key = $1", args![key])
-        .await
+    tx.text(
+        "SELECT value FROM cascade_settings WHERE key = $1",
+        args![key],
+    )
+    .await
 }
 
 /// A complete sync log, written inside the caller's transaction.
