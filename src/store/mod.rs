@@ -384,24 +384,6 @@ delegate! {
     fn apply_dispatch(&self, batch: DispatchBatch, now: NaiveDateTime) -> Result<Option<Vec<CreatedAllocation>>>;
     /// Atomically claims up to `limit` allocations for a node within its free capacity.
     fn claim(&self, node_id: &str, limit: i64, now: NaiveDateTime, policy: ClaimPolicy) -> Result<ClaimOutcome>;
-    /// Applies a holder's report (status, completion, failure) by the state machine.
-    fn report(&self, node_id: &str, allocation_id: &str, token: Option<String>, report: Report, now: NaiveDateTime, policy: LifecyclePolicy) -> Result<ReportOutcome>;
-    /// Upserts uploaded articles for an allocation the node holds (or completed); an item of
-    /// a WeChat feed that has the same article under another id fills that one in (`dedup`).
-    fn upload_articles(&self, node_id: &str, allocation_id: &str, token: Option<String>, items: Vec<ArticleIn>, now: NaiveDateTime, policy: UploadPolicy) -> Result<UploadOutcome>;
-    /// Articles of the given feeds (all feeds when `None`), newest first.
-    fn list_articles(&self, feed_ids: Option<Vec<String>>, page: Page) -> Result<Vec<StoredArticle>>;
-    /// The named articles, newest first.
-    fn get_articles(&self, ids: Vec<String>) -> Result<Vec<StoredArticle>>;
-    /// Claims up to `limit` due webhooks for `lease_seconds` (another parent takes them after
-    /// that if this one stops), counting the try.
-    fn claim_webhooks(&self, now: NaiveDateTime, limit: i64, lease_seconds: i64) -> Result<Vec<WebhookJob>>;
-    /// Records how a webhook try ended.
-    fn finish_webhook(&self, id: &str, result: WebhookResult, now: NaiveDateTime) -> Result<()>;
-    /// Returns held allocations to `pending` without spending an attempt.
-    fn release(&self, node_id: &str, items: Vec<(String, Option<String>)>, now: NaiveDateTime) -> Result<(Vec<String>, Vec<(String, &'static str)>)>;
-    /// Expires leases and takes work from silent nodes.
-    fn reap(&self, now: NaiveDateTime, offline_after: i64, policy: LifecyclePolicy) -> Result<ReapOutcome>;
     /// Allocations, newest dispatch first.
     fn list_allocations(&self, filter: AllocationFilter, page: Page) -> Result<(Vec<Allocation>, i64)>;
     /// Allocations by status.

@@ -2,10 +2,79 @@
 //! retries. Every change is one transaction with its sync log; on PostgreSQL the node row is
 //! locked first, then the allocation row, then feeds.
 
+use super::{SyncLogRow, insert_sync_log};
+use crate::dispatch::retry::{self, Next, NodeEffect, Reason};
 use crate::store::db::{Tx, args};
-use crate::store::rows::AllocRow;
-use crate::store::{Error, Result};
-use chrono::NaiveDateTime;
+use crate::store::engine::completion_effects;
+use crate::store::rows::{AllocRow, RowExt};
+use crate::store::{
+    Completion, Error, Failure, LifecyclePolicy, Report, ReportOutcome, Result, Store,
+};
+use chrono::{NaiveDateTime, TimeDelta};
+use serde_json::json;
+
+impl Store {
+    /// Applies a holder's report (status, completion, failure) by the state machine.
+    pub async fn report(
+        &self,
+        node_id: &str,
+        allocation_id: &str,
+        token: Option<String>,
+        report: Report,
+        now: NaiveDateTime,
+        policy: LifecyclePolicy,
+    ) -> Result<ReportOutcome> {
+        let (node_id, allocation_id) = (node_id.to_string(), allocation_id.to_string());
+        self.db
+            .write(move |tx| {
+                Box::pin(async move {
+                    let token = token.as_deref();
+                    report_on(tx, &node_id, &allocation_id, token, report, now, &policy).await
+                })
+            })
+            .await
+    }
+}
+
+async fn report_on(
+    tx: &mut Tx,
+    node_id: &str,
+    allocation_id: &str,
+    token: Option<&str>,
+    report: Report,
+    now: NaiveDateTime,
+    policy: &LifecyclePolicy,
+) -> Result<ReportOutcome> {
+    super::nodes::lock_self(tx, node_id).await?;
+    let row = load(tx, allocation_id).await?;
+    if let Some(done) = row.check_report(&report, node_id, token)? {
+        return Ok(done);
+    }
+    if !matches!(report, Report::Completed(_)) {
+        super::nodes::touch(tx, node_id, now).await?;
+    }
+    match report {
+        Report::Executing => {
+            let after = tx
+                .one(
+                    "UPDATE we_cascade_task_allocations SET status = 'executing',
+                        started_at = COALESCE(started_at, $2),
+                        lease_expires_at = {least}($3, COALESCE(run_deadline, $3)), updated_at = $2
+                      WHERE id = $1 RETURNING *",
+                    args![&row.id, now, renew(now, policy)],
+                )
+                .await?;
+            Ok(AllocRow::from_row(&after)?.outcome())
+        }
+        Report::Completed(c) => complete(tx, &row, node_id, c, now, policy).await,
+        Report::Failed(f) => apply_failure(tx, &row, node_id, &f, now, policy).await,
+    }
+}
+
+/// The lease end of a renewal at `now`.
+fn renew(now: NaiveDateTime, policy: &LifecyclePolicy) -> NaiveDateTime {
+    now + TimeDelta::seconds(policy.lease_seconds)
+}
 
 /// Reads (and on PostgreSQL locks) an allocation row.
 pub(crate) async fn load(tx: &mut Tx, id: &str) -> Result<AllocRow> {
@@ -39,4 +108,250 @@ pub(crate) async fn close_feeds(tx: &mut Tx, id: &str) -> Result<()> {
     )
     .await?;
     Ok(())
+}
+
+/// Applies a failure by the table of §4.2, with its node effect and sync log.
+pub(crate) async fn apply_failure(
+    tx: &mut Tx,
+    row: &AllocRow,
+    node_id: &str,
+    f: &Failure,
+    now: NaiveDateTime,
+    policy: &LifecyclePolicy,
+) -> Result<ReportOutcome> {
+    let jitter = rand::random_range(0.5..1.5);
+    let (next, effect) = retry::after_failure(
+        f.reason,
+        row.source,
+        row.attempt,
+        row.max_attempts,
+        f.retry_after,
+        &policy.retry,
+        jitter,
+        now,
+    );
+    match next {
+        Next::Pending {
+            available_at,
+            spend_attempt,
+        } => {
+            requeue_at(tx, row, f, available_at, spend_attempt).await?;
+        }
+        Next::Failed => {
+            tx.exec(
+                "UPDATE we_cascade_task_allocations SET status = 'failed', reason = $2,
+                    error_message = COALESCE($3, error_message), completed_at = $4, updated_at = $4
+                  WHERE id = $1",
+                args![&row.id, f.reason.as_str(), &f.error_message, now],
+            )
+            .await?;
+            close_feeds(tx, &row.id).await?;
+            mark_feeds(tx, row, node_id, "failed", f.error_message.as_deref(), now).await?;
+        }
+    }
+    node_effect(tx, node_id, effect, now, policy).await?;
+    let after = load(tx, &row.id).await?;
+    let (operation, direction) = match f.reason {
+        Reason::LeaseExpired | Reason::NodeOffline => ("lease_expired", "local"),
+        _ => ("task_failed", "push"),
+    };
+    let extra = json!({ "allocation_id": row.id, "task_id": row.task_id, "reason": f.reason.as_str(), "status": after.status, "attempt": after.attempt });
+    let log = SyncLogRow {
+        node_id,
+        operation,
+        direction,
+        status: 2,
+        data_count: 0,
+        error_message: f.error_message.as_deref(),
+        extra: &extra,
+    };
+    insert_sync_log(tx, &log, now).await?;
+    Ok(after.outcome())
+}
+
+/// Returns an allocation to `pending` from `available_at`, giving its attempt back unless
+/// `spend_attempt`.
+pub(crate) async fn requeue_at(
+    tx: &mut Tx,
+    row: &AllocRow,
+    f: &Failure,
+    available_at: NaiveDateTime,
+    spend_attempt: bool,
+) -> Result<()> {
+    tx.exec(
+        "UPDATE we_cascade_task_allocations
+            SET status = 'pending', node_id = NULL, assigned_node_id = NULL, lease_token = NULL,
+                lease_expires_at = NULL, run_deadline = NULL, reason = $2,
+                error_message = COALESCE($3, error_message),
+                attempt = CASE WHEN $4 THEN attempt WHEN attempt > 0 THEN attempt - 1 ELSE 0 END,
+                available_at = $5, updated_at = $5
+          WHERE id = $1",
+        args![
+            &row.id,
+            f.reason.as_str(),
+            &f.error_message,
+            spend_attempt,
+            available_at
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// What a failure does to the node: its session expired, or a (longer) cooldown.
+async fn node_effect(
+    tx: &mut Tx,
+    node_id: &str,
+    effect: NodeEffect,
+    now: NaiveDateTime,
+    policy: &LifecyclePolicy,
+) -> Result<()> {
+    match effect {
+        NodeEffect::None => {}
+        NodeEffect::SessionExpired => {
+            tx.exec(
+                "UPDATE we_cascade_nodes SET session_state = 'expired' WHERE id = $1",
+                args![node_id],
+            )
+            .await?;
+        }
+        NodeEffect::Cooldown { retry_after } => {
+            let level = tx
+                .int(
+                    "UPDATE we_cascade_nodes SET cooldown_level = cooldown_level + 1 WHERE id = $1
+                     RETURNING cooldown_level",
+                    args![node_id],
+                )
+                .await?
+                .unwrap_or(1);
+            let until = now + retry::cooldown(level, retry_after, &policy.retry);
+            tx.exec(
+                "UPDATE we_cascade_nodes SET cooldown_until = $2 WHERE id = $1",
+                args![node_id, until],
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Per-feed bookkeeping after an allocation ends.
+async fn mark_feeds(
+    tx: &mut Tx,
+    row: &AllocRow,
+    node_id: &str,
+    status: &str,
+    error: Option<&str>,
+    now: NaiveDateTime,
+) -> Result<()> {
+    tx.exec(
+        "UPDATE we_feeds SET last_allocation_id = $2, last_task_status = $3, last_task_at = $4,
+            last_node_id = $5, last_error = $6
+          WHERE id {in:$1}",
+        args![&row.feed_ids, &row.id, status, now, node_id, error],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Completes an allocation: its summary, each feed's end (which also frees it), the node's
+/// liveness and cooldown, and the sync log.
+async fn complete(
+    tx: &mut Tx,
+    row: &AllocRow,
+    node_id: &str,
+    completion: Option<Completion>,
+    now: NaiveDateTime,
+    policy: &LifecyclePolicy,
+) -> Result<ReportOutcome> {
+    let (summary, given, result_count) = match &completion {
+        Some(c) => (
+            Some(json!({ "task_id": c.task_id, "results": c.raw_results, "article_count": c.article_count }).to_string()),
+            c.article_count,
+            c.results.len(),
+        ),
+        None => (None, 0, 0),
+    };
+    // A NULL count (an adopted row) takes the given one.
+    let after = tx
+        .one(
+            "UPDATE we_cascade_task_allocations SET status = 'completed', completed_at = $2,
+                updated_at = $2, result_summary = COALESCE($3, result_summary),
+                article_count = CASE WHEN article_count IS NULL OR article_count < $4
+                                     THEN $4 ELSE article_count END,
+                lease_expires_at = NULL, run_deadline = NULL
+              WHERE id = $1 RETURNING *",
+            args![&row.id, now, summary, given],
+        )
+        .await?;
+    let article_count = after.int("article_count")?;
+    let results = completion.map(|c| c.results).unwrap_or_default();
+    let effects = completion_effects(row, &results);
+    let epoch = now.and_utc().timestamp();
+    for feed in effects.feeds {
+        let backlog = feed.backlog.flatten();
+        // Also frees the feed for the next dispatch (invariant 5).
+        tx.exec(
+            "UPDATE we_feeds SET last_allocation_id = $2, last_task_status = $3, last_task_at = $4,
+                last_node_id = $5, last_error = $6,
+                open_allocation_id = CASE WHEN open_allocation_id = $2 THEN NULL ELSE open_allocation_id END,
+                sync_time = CASE WHEN $7 THEN $8 ELSE sync_time END,
+                update_time = CASE WHEN $7 THEN $8 ELSE update_time END,
+                http_etag = CASE WHEN $7 THEN COALESCE($9, http_etag) ELSE http_etag END,
+                http_last_modified = CASE WHEN $7 THEN COALESCE($10, http_last_modified) ELSE http_last_modified END,
+                backlog_offset = CASE WHEN $11 THEN $12 ELSE backlog_offset END,
+                backlog_until = CASE WHEN $11 THEN $13 ELSE backlog_until END
+              WHERE id = $1",
+            args![
+                feed.feed_id,
+                &row.id,
+                if feed.ok { "completed" } else { "failed" },
+                now,
+                node_id,
+                feed.error,
+                feed.ok,
+                epoch,
+                feed.etag,
+                feed.last_modified,
+                feed.backlog.is_some(),
+                backlog.map(|b| b.offset),
+                backlog.map(|b| b.until),
+            ],
+        )
+        .await?;
+    }
+    // Liveness (never moving the last heartbeat backwards), last sync and (after a WeChat
+    // success) the cooldown level, in one statement.
+    tx.exec(
+        "UPDATE we_cascade_nodes SET
+            last_heartbeat_at = CASE WHEN last_heartbeat_at IS NULL OR last_heartbeat_at < $2
+                                     THEN $2 ELSE last_heartbeat_at END,
+            status = 1, last_sync_at = $2,
+            cooldown_level = CASE WHEN $3 THEN 0 ELSE cooldown_level END
+          WHERE id = $1",
+        args![node_id, now, effects.reset_cooldown],
+    )
+    .await?;
+    if let Some(retry_after) = effects.cooldown {
+        node_effect(
+            tx,
+            node_id,
+            NodeEffect::Cooldown { retry_after },
+            now,
+            policy,
+        )
+        .await?;
+    }
+    let extra = json!({ "allocation_id": row.id, "task_id": row.task_id, "article_count": article_count, "result_count": result_count });
+    let log = SyncLogRow {
+        node_id,
+        operation: "task_completion",
+        direction: "push",
+        status: 1,
+        data_count: article_count,
+        error_message: None,
+        extra: &extra,
+    };
+    insert_sync_log(tx, &log, now).await?;
+    AllocRow::from_row(&after).map(|a| a.outcome())
 }

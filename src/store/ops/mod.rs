@@ -3,8 +3,10 @@
 //! hands it to [`Db::write`](super::db::Db::write) or [`Db::read`](super::db::Db::read); the
 //! SQL and the logic live in the private `async fn`s beside it.
 
+mod articles;
 pub(crate) mod lifecycle;
 pub(crate) mod nodes;
+mod recovery;
 mod settings;
 
 pub(crate) use settings::{SyncLogRow, insert_sync_log};

@@ -4,7 +4,6 @@
 //! holds (`FOR UPDATE SKIP LOCKED`); dispatch locks the feeds it opens in id order.
 
 mod alloc;
-mod articles;
 mod beats;
 mod catalog;
 mod commands;
@@ -13,7 +12,6 @@ mod lifecycle;
 mod migrate;
 mod monitor;
 mod nodes;
-mod recovery;
 mod row;
 mod sources;
 

@@ -2,7 +2,6 @@
 //! read pool. Every write request is one transaction on the write connection.
 
 mod alloc;
-mod articles;
 mod beats;
 mod catalog;
 mod commands;
@@ -11,7 +10,6 @@ mod lifecycle;
 mod migrate;
 mod monitor;
 mod nodes;
-mod recovery;
 mod row;
 mod sources;
 
