@@ -3,7 +3,9 @@
 //! hands it to [`Db::write`](super::db::Db::write) or [`Db::read`](super::db::Db::read); the
 //! SQL and the logic live in the private `async fn`s beside it.
 
+mod beats;
 pub(crate) mod lifecycle;
+mod monitor;
 pub(crate) mod nodes;
 mod settings;
 

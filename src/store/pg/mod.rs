@@ -5,13 +5,11 @@
 
 mod alloc;
 mod articles;
-mod beats;
 mod catalog;
 mod commands;
 mod flows;
 mod lifecycle;
 mod migrate;
-mod monitor;
 mod nodes;
 mod recovery;
 mod row;

@@ -3,13 +3,11 @@
 
 mod alloc;
 mod articles;
-mod beats;
 mod catalog;
 mod commands;
 mod flows;
 mod lifecycle;
 mod migrate;
-mod monitor;
 mod nodes;
 mod recovery;
 mod row;
@@ -29,7 +27,6 @@ use std::time::Duration;
 pub(crate) struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
-    beats: std::sync::Arc<beats::BeatBuffer>,
 }
 
 impl SqliteStore {
@@ -52,7 +49,6 @@ impl SqliteStore {
             return Ok(Self {
                 write: pool.clone(),
                 read: pool,
-                beats: Default::default(),
             });
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -71,11 +67,7 @@ impl SqliteStore {
             .test_before_acquire(false)
             .connect_with(base.filename(&path).read_only(true))
             .await?;
-        Ok(Self {
-            write,
-            read,
-            beats: Default::default(),
-        })
+        Ok(Self { write, read })
     }
 
     pub(crate) async fn ping(&self) -> Result<()> {
