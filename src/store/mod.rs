@@ -324,30 +324,6 @@ macro_rules! delegate {
 
 delegate! {
 
-    /// Creates a node record.
-    fn create_node(&self, node: NewNode, now: NaiveDateTime) -> Result<Node>;
-    /// Lists nodes, optionally of one type.
-    fn list_nodes(&self, node_type: Option<i64>) -> Result<Vec<Node>>;
-    /// The logins nodes reported (of one node when given), by node name, kind and id.
-    fn list_node_logins(&self, node_id: Option<String>) -> Result<Vec<NodeLogin>>;
-    /// The logins of active nodes (of one node when given) with their reminder columns.
-    fn login_reminders(&self, node_id: Option<String>) -> Result<Vec<LoginReminder>>;
-    /// Sets a login's reminder columns only if its row still holds what `seen` read (state,
-    /// `expires_at`, reminder columns): a compare-and-set, so of several parents evaluating
-    /// the same login one wins. Whether it was applied.
-    fn set_login_reminder(&self, seen: LoginReminder, stage: i64, stage_expires_at: Option<NaiveDateTime>) -> Result<bool>;
-    /// One node.
-    fn get_node(&self, id: &str) -> Result<Node>;
-    /// Applies an admin update; deactivation returns holdings to `pending`.
-    fn update_node(&self, id: &str, update: NodeUpdate, now: NaiveDateTime) -> Result<()>;
-    /// Deletes a node; its holdings return to `pending`, its history stays.
-    fn delete_node(&self, id: &str, now: NaiveDateTime) -> Result<()>;
-    /// Replaces a child's credentials (key in clear, secret as SHA-256 hex).
-    fn set_node_credentials(&self, id: &str, api_key: &str, secret_hash: &str, now: NaiveDateTime) -> Result<()>;
-    /// The credential record of an api key, for authentication (reads only).
-    fn find_node_credential(&self, api_key: &str) -> Result<Option<NodeCredential>>;
-    /// Records a heartbeat and renews leases in one transaction.
-    fn heartbeat(&self, node_id: &str, beat: HeartbeatUpdate, now: NaiveDateTime, lease: LeasePolicy) -> Result<HeartbeatOutcome>;
 
     /// Creates a feed; `Conflict` if its id exists.
     fn create_feed(&self, feed: NewFeed, now: NaiveDateTime) -> Result<Feed>;
@@ -384,19 +360,7 @@ delegate! {
     fn apply_dispatch(&self, batch: DispatchBatch, now: NaiveDateTime) -> Result<Option<Vec<CreatedAllocation>>>;
     /// Atomically claims up to `limit` allocations for a node within its free capacity.
     fn claim(&self, node_id: &str, limit: i64, now: NaiveDateTime, policy: ClaimPolicy) -> Result<ClaimOutcome>;
-    /// Allocations, newest dispatch first.
-    fn list_allocations(&self, filter: AllocationFilter, page: Page) -> Result<(Vec<Allocation>, i64)>;
-    /// Allocations by status.
-    fn allocation_counts(&self) -> Result<Vec<(String, i64)>>;
-    /// Webhook outbox rows by status (`pending`, `sent`, `failed`).
-    fn webhook_counts(&self) -> Result<Vec<(String, i64)>>;
-    /// The `pending-allocations` counters.
-    fn counters(&self, now: NaiveDateTime, offline_after: i64, default_capacity: u64) -> Result<Counters>;
-    /// Feed freshness, stalest first.
-    fn feed_status(&self, feed_id: Option<String>, page: Page, now: NaiveDateTime) -> Result<(Vec<FeedStatus>, i64)>;
 
-    /// Enabled nodes online with a callback URL and credentials.
-    fn notify_targets(&self, now: NaiveDateTime, offline_after: i64) -> Result<Vec<NotifyTarget>>;
     /// Moves a task's `next_run_at` from `expected` to `next` only if it is still `expected`
     /// (claims a cron firing); `fired_at` also records `last_run_at`.
     fn set_next_run(&self, id: &str, expected: Option<NaiveDateTime>, next: Option<NaiveDateTime>, fired_at: Option<NaiveDateTime>) -> Result<bool>;

@@ -478,7 +478,7 @@ on_both! {
         }
         let d = dispatch.await.expect("dispatch joined");
         assert_eq!(d["data"]["allocations_created"], 5_000);
-        // Buffered heartbeats are written once the writer is free; the newest one's extras win.
+        // Every heartbeat is written; the newest one's extras win.
         let want = format!("v{beats}");
         let landed = async {
             loop {
@@ -496,6 +496,54 @@ on_both! {
             .expect("buffered heartbeats written");
         assert_eq!(n["online"], true);
         assert_eq!(n["capacity"], beats.min(10));
+        p.shutdown().await;
+    }
+}
+
+on_both! {
+    /// A heartbeat is answered only once it is written, even while a long write holds the
+    /// database: what the node reported is there as soon as it has its answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_heartbeat_answered_during_a_large_dispatch_is_already_written(backend) {
+        let p = TestParent::on(backend.clone()).await;
+        let node = p.online_node("beating", json!({})).await;
+        let feeds = p.feeds(600_000_000, 5_000).await;
+        let task = p.store.create_task(
+            werss_cascade::store::TaskFields {
+                name: "big".into(),
+                mps_id: json!(feeds).to_string(),
+                status: 1,
+                ..Default::default()
+            },
+            p.clock.now(),
+        );
+        let task = task.await.expect("task").id;
+        let dispatch = {
+            let (client, url, token) = (
+                p.client.clone(),
+                p.url(&cascade(&format!("/dispatch-task?task_id={task}"))),
+                p.token.clone(),
+            );
+            tokio::spawn(async move {
+                let r = client.post(url).bearer_auth(token).send().await;
+                r.expect("sent").json::<Value>().await.expect("json")
+            })
+        };
+        let mut beats = 0;
+        while !dispatch.is_finished() || beats == 0 {
+            beats += 1;
+            let version = format!("v{beats}");
+            let r = p
+                .post(&cascade("/heartbeat"), &node.auth(), json!({"version": version}))
+                .await;
+            assert_eq!(r.ok()["status"], "alive");
+            let n = p
+                .get(&cascade(&format!("/nodes/{}", node.id)), &p.admin())
+                .await;
+            assert_eq!(n.ok()["version"], version.as_str(), "heartbeat {beats}");
+        }
+        let d = dispatch.await.expect("dispatch joined");
+        assert_eq!(d["data"]["allocations_created"], 5_000);
         p.shutdown().await;
     }
 }

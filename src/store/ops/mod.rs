@@ -4,7 +4,9 @@
 //! SQL and the logic live in the private `async fn`s beside it.
 
 mod articles;
+mod beats;
 pub(crate) mod lifecycle;
+mod monitor;
 pub(crate) mod nodes;
 mod recovery;
 mod settings;

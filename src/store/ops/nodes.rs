@@ -1,9 +1,12 @@
 //! Node records: CRUD, credentials and the holdings that follow a node's state.
 
 use crate::store::db::{Tx, args};
-use crate::store::rows::node_from_row;
-use crate::store::{Error, Node, Result};
-use chrono::NaiveDateTime;
+use crate::store::rows::{RowExt, login_reminder_from_row, node_from_row, node_login_from_row};
+use crate::store::{
+    Error, LoginReminder, NewNode, Node, NodeCredential, NodeLogin, NodeUpdate, NotifyTarget,
+    Result, Store,
+};
+use chrono::{NaiveDateTime, TimeDelta};
 
 /// Locks a node's row for the rest of the transaction (PostgreSQL; SQLite has one writer).
 /// Every node-scoped write takes this lock first, so writes for one node are serialized
@@ -57,4 +60,335 @@ pub(crate) async fn node_in(tx: &mut Tx, id: &str) -> Result<Node> {
         .await?
         .ok_or(Error::NotFound("node"))?;
     node_from_row(&row)
+}
+
+/// Returns what a node holds to `pending` without spending an attempt, and frees what was
+/// assigned to it, so other nodes can take the work at once.
+async fn requeue_holdings(
+    tx: &mut Tx,
+    node_id: &str,
+    reason: &str,
+    now: NaiveDateTime,
+) -> Result<()> {
+    tx.exec(
+        "UPDATE we_cascade_task_allocations
+            SET status = 'pending', node_id = NULL, assigned_node_id = NULL, lease_token = NULL,
+                lease_expires_at = NULL, run_deadline = NULL, reason = $2,
+                attempt = CASE WHEN attempt > 0 THEN attempt - 1 ELSE 0 END,
+                available_at = $3, updated_at = $3
+          WHERE node_id = $1 AND status IN ('claimed', 'executing')",
+        args![node_id, reason, now],
+    )
+    .await?;
+    tx.exec(
+        "UPDATE we_cascade_task_allocations SET assigned_node_id = NULL, updated_at = $2
+          WHERE assigned_node_id = $1 AND status = 'pending'",
+        args![node_id, now],
+    )
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Enabled nodes online with a callback URL and credentials.
+    pub async fn notify_targets(
+        &self,
+        now: NaiveDateTime,
+        offline_after: i64,
+    ) -> Result<Vec<NotifyTarget>> {
+        let since = now - TimeDelta::seconds(offline_after);
+        self.db
+            .read(move |tx| {
+                Box::pin(async move {
+                    let rows = tx
+                        .rows(
+                            "SELECT id, callback_url, api_key, api_secret_hash
+                               FROM we_cascade_nodes
+                              WHERE node_type = 1 AND is_active <> {false}
+                                AND last_heartbeat_at >= $1
+                                AND callback_url IS NOT NULL AND callback_url <> ''
+                                AND api_key IS NOT NULL AND api_secret_hash IS NOT NULL",
+                            args![since],
+                        )
+                        .await?;
+                    rows.iter()
+                        .map(|r| {
+                            Ok(NotifyTarget {
+                                node_id: r.text("id")?,
+                                callback_url: r.text("callback_url")?,
+                                api_key: r.text("api_key")?,
+                                secret_hash: r.text("api_secret_hash")?,
+                            })
+                        })
+                        .collect()
+                })
+            })
+            .await
+    }
+
+    /// Creates a node record.
+    pub async fn create_node(&self, node: NewNode, now: NaiveDateTime) -> Result<Node> {
+        self.db
+            .write(move |tx| {
+                Box::pin(async move {
+                    let id = uuid::Uuid::new_v4().to_string();
+                    tx.exec(
+                        "INSERT INTO we_cascade_nodes
+                           (id, node_type, name, description, api_url, status, sync_config,
+                            is_active, session_state, cooldown_level, created_at, updated_at)
+                         VALUES ($1, $2, $3, $4, $5, 0, $6, {true}, 'unknown', 0, $7, $7)",
+                        args![
+                            &id,
+                            node.node_type,
+                            node.name,
+                            node.description,
+                            node.api_url,
+                            node.sync_config.to_string(),
+                            now,
+                        ],
+                    )
+                    .await?;
+                    node_in(tx, &id).await
+                })
+            })
+            .await
+    }
+
+    /// Lists nodes, optionally of one type.
+    pub async fn list_nodes(&self, node_type: Option<i64>) -> Result<Vec<Node>> {
+        self.db
+            .read(move |tx| {
+                Box::pin(async move {
+                    let rows = tx
+                        .rows(
+                            &format!(
+                                "{SELECT_NODE} WHERE (CAST($1 AS BIGINT) IS NULL OR n.node_type = $1)
+                                  ORDER BY n.created_at, n.id"
+                            ),
+                            args![node_type],
+                        )
+                        .await?;
+                    rows.iter().map(node_from_row).collect()
+                })
+            })
+            .await
+    }
+
+    /// The logins nodes reported (of one node when given), by node name, kind and id.
+    pub async fn list_node_logins(&self, node_id: Option<String>) -> Result<Vec<NodeLogin>> {
+        self.db
+            .read(move |tx| {
+                Box::pin(async move {
+                    let rows = tx
+                        .rows(
+                            "SELECT l.*, n.name AS node_name FROM cascade_node_logins l
+                               JOIN we_cascade_nodes n ON n.id = l.node_id
+                              WHERE CAST($1 AS TEXT) IS NULL OR l.node_id = $1
+                              ORDER BY n.name, l.node_id, l.kind, l.login_id",
+                            args![node_id],
+                        )
+                        .await?;
+                    rows.iter().map(node_login_from_row).collect()
+                })
+            })
+            .await
+    }
+
+    /// The logins of active nodes (of one node when given) with their reminder columns.
+    pub async fn login_reminders(&self, node_id: Option<String>) -> Result<Vec<LoginReminder>> {
+        self.db
+            .read(move |tx| {
+                Box::pin(async move {
+                    let rows = tx
+                        .rows(
+                            "SELECT l.*, n.name AS node_name FROM cascade_node_logins l
+                               JOIN we_cascade_nodes n ON n.id = l.node_id
+                              WHERE (CAST($1 AS TEXT) IS NULL OR l.node_id = $1)
+                                AND n.is_active <> {false}
+                              ORDER BY l.node_id, l.login_id",
+                            args![node_id],
+                        )
+                        .await?;
+                    rows.iter().map(login_reminder_from_row).collect()
+                })
+            })
+            .await
+    }
+
+    /// Sets a login's reminder columns only if its row still holds what `seen` read (state,
+    /// `expires_at`, reminder columns): a compare-and-set, so of several parents evaluating
+    /// the same login one wins. Whether it was applied.
+    pub async fn set_login_reminder(
+        &self,
+        seen: LoginReminder,
+        stage: i64,
+        stage_expires_at: Option<NaiveDateTime>,
+    ) -> Result<bool> {
+        self.db
+            .write(move |tx| {
+                Box::pin(async move {
+                    let done = tx
+                        .exec(
+                            "UPDATE cascade_node_logins
+                                SET reminded_stage = $7, reminded_expires_at = $8
+                              WHERE node_id = $1 AND login_id = $2 AND state = $3
+                                AND expires_at IS NOT DISTINCT FROM $4
+                                AND reminded_stage = $5
+                                AND reminded_expires_at IS NOT DISTINCT FROM $6",
+                            args![
+                                &seen.login.node_id,
+                                &seen.login.login_id,
+                                &seen.login.state,
+                                seen.login.expires_at,
+                                seen.stage,
+                                seen.stage_expires_at,
+                                stage,
+                                stage_expires_at,
+                            ],
+                        )
+                        .await?;
+                    Ok(done == 1)
+                })
+            })
+            .await
+    }
+
+    /// One node.
+    pub async fn get_node(&self, id: &str) -> Result<Node> {
+        let id = id.to_string();
+        self.db
+            .read(move |tx| Box::pin(async move { node_in(tx, &id).await }))
+            .await
+    }
+
+    /// Applies an admin update; deactivation returns holdings to `pending`.
+    pub async fn update_node(
+        &self,
+        id: &str,
+        update: NodeUpdate,
+        now: NaiveDateTime,
+    ) -> Result<()> {
+        let id = id.to_string();
+        self.db
+            .write(move |tx| Box::pin(async move { update_node(tx, &id, update, now).await }))
+            .await
+    }
+
+    /// Deletes a node; its holdings return to `pending`, its history stays.
+    pub async fn delete_node(&self, id: &str, now: NaiveDateTime) -> Result<()> {
+        let id = id.to_string();
+        self.db
+            .write(move |tx| {
+                Box::pin(async move {
+                    lock(tx, &id).await?;
+                    tx.exec("DELETE FROM we_cascade_nodes WHERE id = $1", args![&id])
+                        .await?;
+                    tx.exec(
+                        "DELETE FROM cascade_node_logins WHERE node_id = $1",
+                        args![&id],
+                    )
+                    .await?;
+                    requeue_holdings(tx, &id, "node_disabled", now).await
+                })
+            })
+            .await
+    }
+
+    /// Replaces a child's credentials (key in clear, secret as SHA-256 hex).
+    pub async fn set_node_credentials(
+        &self,
+        id: &str,
+        api_key: &str,
+        secret_hash: &str,
+        now: NaiveDateTime,
+    ) -> Result<()> {
+        let (id, api_key, hash) = (id.to_string(), api_key.to_string(), secret_hash.to_string());
+        self.db
+            .write(move |tx| {
+                Box::pin(async move {
+                    let done = tx
+                        .exec(
+                            "UPDATE we_cascade_nodes
+                                SET api_key = $2, api_secret_hash = $3, updated_at = $4
+                              WHERE id = $1",
+                            args![id, api_key, hash, now],
+                        )
+                        .await?;
+                    if done == 0 {
+                        return Err(Error::NotFound("node"));
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// The credential record of an api key, for authentication (reads only).
+    pub async fn find_node_credential(&self, api_key: &str) -> Result<Option<NodeCredential>> {
+        let api_key = api_key.to_string();
+        self.db
+            .read(move |tx| {
+                Box::pin(async move {
+                    let row = tx
+                        .opt(
+                            "SELECT id, name, node_type, is_active, api_secret_hash
+                               FROM we_cascade_nodes WHERE api_key = $1",
+                            args![api_key],
+                        )
+                        .await?;
+                    row.map(|r| {
+                        Ok(NodeCredential {
+                            node_id: r.text("id")?,
+                            name: r.text("name")?,
+                            node_type: r.int("node_type")?,
+                            is_active: r.flag("is_active")?,
+                            secret_hash: r.text("api_secret_hash")?,
+                        })
+                    })
+                    .transpose()
+                })
+            })
+            .await
+    }
+}
+
+/// An admin update: the node row is locked first, then its holdings follow a deactivation.
+async fn update_node(tx: &mut Tx, id: &str, update: NodeUpdate, now: NaiveDateTime) -> Result<()> {
+    lock(tx, id).await?;
+    let (set_api_url, api_url) = match update.api_url {
+        Some(v) => (true, v),
+        None => (false, None),
+    };
+    tx.exec(
+        "UPDATE we_cascade_nodes SET
+            name = COALESCE($2, name),
+            description = COALESCE($3, description),
+            api_url = CASE WHEN $4 THEN $5 ELSE api_url END,
+            status = CASE WHEN CAST($6 AS BOOLEAN) IS NULL THEN status
+                          WHEN $6 = {false} THEN 2
+                          WHEN is_active = {false} THEN 0 ELSE status END,
+            is_active = COALESCE($6, is_active),
+            sync_config = COALESCE($7, sync_config),
+            cooldown_until = CASE WHEN $8 THEN NULL ELSE cooldown_until END,
+            cooldown_level = CASE WHEN $8 THEN 0 ELSE cooldown_level END,
+            session_state = CASE WHEN $8 THEN 'unknown' ELSE session_state END,
+            updated_at = $9
+          WHERE id = $1",
+        args![
+            id,
+            update.name,
+            update.description,
+            set_api_url,
+            api_url,
+            update.is_active,
+            update.sync_config.map(|v| v.to_string()),
+            update.reset_state,
+            now,
+        ],
+    )
+    .await?;
+    if update.is_active == Some(false) {
+        requeue_holdings(tx, id, "node_disabled", now).await?;
+    }
+    Ok(())
 }

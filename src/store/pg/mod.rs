@@ -4,13 +4,11 @@
 //! holds (`FOR UPDATE SKIP LOCKED`); dispatch locks the feeds it opens in id order.
 
 mod alloc;
-mod beats;
 mod catalog;
 mod commands;
 mod flows;
 mod lifecycle;
 mod migrate;
-mod monitor;
 mod nodes;
 mod row;
 mod sources;

@@ -2,13 +2,11 @@
 //! read pool. Every write request is one transaction on the write connection.
 
 mod alloc;
-mod beats;
 mod catalog;
 mod commands;
 mod flows;
 mod lifecycle;
 mod migrate;
-mod monitor;
 mod nodes;
 mod row;
 mod sources;
@@ -27,7 +25,6 @@ use std::time::Duration;
 pub(crate) struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
-    beats: std::sync::Arc<beats::BeatBuffer>,
 }
 
 impl SqliteStore {
@@ -50,7 +47,6 @@ impl SqliteStore {
             return Ok(Self {
                 write: pool.clone(),
                 read: pool,
-                beats: Default::default(),
             });
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -69,11 +65,7 @@ impl SqliteStore {
             .test_before_acquire(false)
             .connect_with(base.filename(&path).read_only(true))
             .await?;
-        Ok(Self {
-            write,
-            read,
-            beats: Default::default(),
-        })
+        Ok(Self { write, read })
     }
 
     pub(crate) async fn ping(&self) -> Result<()> {

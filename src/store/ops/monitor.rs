@@ -1,0 +1,178 @@
+//! Monitoring reads (PROTOCOL §9.2): allocation lists, counters, feed status. Each is a fixed
+//! number of queries, never one per feed or node.
+
+use crate::store::db::{Tx, args};
+use crate::store::rows::{
+    ALLOCATION_COUNTS, RowExt, WEBHOOK_COUNTS, allocation_from_row, counters_from,
+    feed_status_from_row, node_from_row,
+};
+use crate::store::{Allocation, AllocationFilter, Counters, FeedStatus, Page, Result, Store};
+use chrono::{NaiveDateTime, TimeDelta};
+
+const ALLOC_WHERE: &str = "WHERE (CAST($1 AS TEXT) IS NULL OR a.task_id = $1)
+    AND (CAST($2 AS TEXT) IS NULL OR a.node_id = $2)
+    AND (CAST($3 AS TEXT) IS NULL OR a.status = $3)
+    AND (CAST($4 AS TEXT) IS NULL OR a.schedule_run_id = $4)";
+
+impl Store {
+    /// Allocations, newest dispatch first.
+    pub async fn list_allocations(
+        &self,
+        filter: AllocationFilter,
+        page: Page,
+    ) -> Result<(Vec<Allocation>, i64)> {
+        self.db
+            .read(move |tx| {
+                Box::pin(async move {
+                    let f = &filter;
+                    let total = tx
+                        .int(
+                            &format!(
+                                "SELECT COUNT(*) FROM we_cascade_task_allocations a {ALLOC_WHERE}"
+                            ),
+                            args![&f.task_id, &f.node_id, &f.status, &f.schedule_run_id],
+                        )
+                        .await?
+                        .unwrap_or(0);
+                    let rows = tx
+                        .rows(
+                            &format!(
+                                "SELECT a.*, n.name AS node_name FROM we_cascade_task_allocations a
+                                   LEFT JOIN we_cascade_nodes n ON n.id = a.node_id {ALLOC_WHERE}
+                                  ORDER BY a.dispatched_at DESC, a.id DESC LIMIT $5 OFFSET $6"
+                            ),
+                            args![
+                                &f.task_id,
+                                &f.node_id,
+                                &f.status,
+                                &f.schedule_run_id,
+                                page.limit,
+                                page.offset,
+                            ],
+                        )
+                        .await?;
+                    let list = rows
+                        .iter()
+                        .map(allocation_from_row)
+                        .collect::<Result<Vec<_>>>()?;
+                    Ok((list, total))
+                })
+            })
+            .await
+    }
+
+    /// Allocations by status.
+    pub async fn allocation_counts(&self) -> Result<Vec<(String, i64)>> {
+        self.db
+            .read(|tx| Box::pin(async move { status_counts(tx, ALLOCATION_COUNTS).await }))
+            .await
+    }
+
+    /// Webhook outbox rows by status (`pending`, `sent`, `failed`).
+    pub async fn webhook_counts(&self) -> Result<Vec<(String, i64)>> {
+        self.db
+            .read(|tx| Box::pin(async move { status_counts(tx, WEBHOOK_COUNTS).await }))
+            .await
+    }
+
+    /// The `pending-allocations` counters.
+    pub async fn counters(
+        &self,
+        now: NaiveDateTime,
+        offline_after: i64,
+        default_capacity: u64,
+    ) -> Result<Counters> {
+        let midnight = now.date().and_hms_opt(0, 0, 0).unwrap_or(now);
+        self.db
+            .read(move |tx| {
+                Box::pin(async move {
+                    let r = tx
+                        .one(
+                            "SELECT
+                               COUNT(*) FILTER (WHERE status = 'pending') AS pending,
+                               COUNT(*) FILTER (WHERE status IN ('claimed', 'executing'))
+                                 AS executing,
+                               COUNT(*) FILTER (WHERE status = 'completed' AND completed_at >= $1)
+                                 AS completed_today,
+                               COUNT(*) FILTER (WHERE status IN ('failed', 'timeout')
+                                                  AND completed_at >= $1) AS failed_today,
+                               COUNT(*) FILTER (WHERE status = 'pending' AND available_at > $2)
+                                 AS delayed,
+                               CAST(COALESCE(SUM(feed_count) FILTER
+                                 (WHERE status IN ('claimed', 'executing')), 0) AS BIGINT) AS held
+                             FROM we_cascade_task_allocations",
+                            args![midnight, now],
+                        )
+                        .await?;
+                    let nodes = tx
+                        .rows(
+                            "SELECT *, 0 AS held_feeds FROM we_cascade_nodes WHERE node_type = 1",
+                            &[],
+                        )
+                        .await?;
+                    let nodes = nodes
+                        .iter()
+                        .map(node_from_row)
+                        .collect::<Result<Vec<_>>>()?;
+                    counters_from(&r, &nodes, now, offline_after, default_capacity)
+                })
+            })
+            .await
+    }
+
+    /// Feed freshness, stalest first.
+    pub async fn feed_status(
+        &self,
+        feed_id: Option<String>,
+        page: Page,
+        now: NaiveDateTime,
+    ) -> Result<(Vec<FeedStatus>, i64)> {
+        let epoch = now.and_utc().timestamp();
+        let hour = move |h: i64| epoch - TimeDelta::hours(h).num_seconds();
+        self.db
+            .read(move |tx| {
+                Box::pin(async move {
+                    let total = tx
+                        .int(
+                            "SELECT COUNT(*) FROM we_feeds WHERE (CAST($1 AS TEXT) IS NULL OR id = $1)",
+                            args![&feed_id],
+                        )
+                        .await?
+                        .unwrap_or(0);
+                    let rows = tx
+                        .rows(
+                            "SELECT f.*, n.name AS last_node_name,
+                                    COALESCE(s.article_count, 0) AS article_count,
+                                    s.latest AS latest_publish_time,
+                                    CASE WHEN COALESCE(f.update_time, 0) = 0 THEN 2
+                                         WHEN f.update_time >= $2 THEN 4
+                                         WHEN f.update_time >= $3 THEN 3
+                                         WHEN f.update_time >= $4 THEN 1 ELSE 0 END AS rank
+                               FROM we_feeds f
+                               LEFT JOIN (SELECT mp_id, COUNT(*) AS article_count,
+                                                 CAST(MAX(publish_time) AS BIGINT) AS latest
+                                            FROM we_articles GROUP BY mp_id) s ON s.mp_id = f.id
+                               LEFT JOIN we_cascade_nodes n ON n.id = f.last_node_id
+                              WHERE (CAST($1 AS TEXT) IS NULL OR f.id = $1)
+                              ORDER BY rank, COALESCE(f.update_time, 0), f.id LIMIT $5 OFFSET $6",
+                            args![&feed_id, hour(1), hour(24), hour(72), page.limit, page.offset],
+                        )
+                        .await?;
+                    let list = rows
+                        .iter()
+                        .map(feed_status_from_row)
+                        .collect::<Result<Vec<_>>>()?;
+                    Ok((list, total))
+                })
+            })
+            .await
+    }
+}
+
+/// `(status, n)` rows of a count query.
+async fn status_counts(tx: &mut Tx, sql: &str) -> Result<Vec<(String, i64)>> {
+    let rows = tx.rows(sql, &[]).await?;
+    rows.iter()
+        .map(|r| Ok((r.text("status")?, r.int("n")?)))
+        .collect()
+}
