@@ -3,8 +3,12 @@
 //! hands it to [`Db::write`](super::db::Db::write) or [`Db::read`](super::db::Db::read); the
 //! SQL and the logic live in the private `async fn`s beside it.
 
+pub(crate) mod catalog;
+mod commands;
+mod flows;
 pub(crate) mod lifecycle;
 pub(crate) mod nodes;
 mod settings;
+mod sources;
 
 pub(crate) use settings::{SyncLogRow, insert_sync_log};

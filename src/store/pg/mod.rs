@@ -6,16 +6,12 @@
 mod alloc;
 mod articles;
 mod beats;
-mod catalog;
-mod commands;
-mod flows;
 mod lifecycle;
 mod migrate;
 mod monitor;
 mod nodes;
 mod recovery;
 mod row;
-mod sources;
 
 use super::rows::{self, RowExt, sync_log_from_row};
 use super::{Error, Page, Result, SyncLog, SyncLogFilter, User};

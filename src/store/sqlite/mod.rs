@@ -4,16 +4,12 @@
 mod alloc;
 mod articles;
 mod beats;
-mod catalog;
-mod commands;
-mod flows;
 mod lifecycle;
 mod migrate;
 mod monitor;
 mod nodes;
 mod recovery;
 mod row;
-mod sources;
 
 use super::{Error, Page, Result, SyncLog, SyncLogFilter, User};
 use crate::protocol::time::to_db;
