@@ -325,32 +325,6 @@ macro_rules! delegate {
 delegate! {
 
 
-    /// Creates a feed; `Conflict` if its id exists.
-    fn create_feed(&self, feed: NewFeed, now: NaiveDateTime) -> Result<Feed>;
-    /// Creates many feeds in one transaction, skipping existing ids; returns how many were new.
-    fn create_feeds(&self, feeds: Vec<NewFeed>, now: NaiveDateTime) -> Result<u64>;
-    /// Feeds ordered by id, paged when `page` is given.
-    fn list_feeds(&self, page: Option<Page>) -> Result<Vec<Feed>>;
-    /// One feed.
-    fn get_feed(&self, id: &str) -> Result<Feed>;
-    /// Updates a feed.
-    fn update_feed(&self, id: &str, update: FeedUpdate, now: NaiveDateTime) -> Result<Feed>;
-    /// Deletes a feed (its articles stay).
-    fn delete_feed(&self, id: &str) -> Result<()>;
-
-    /// Creates a message task.
-    fn create_task(&self, task: TaskFields, now: NaiveDateTime) -> Result<MessageTask>;
-    /// Lists message tasks, optionally of one status.
-    fn list_tasks(&self, status: Option<i64>) -> Result<Vec<MessageTask>>;
-    /// One message task.
-    fn get_task(&self, id: &str) -> Result<MessageTask>;
-    /// Enabled tasks with a cron expression: only what the scheduler needs.
-    fn cron_jobs(&self) -> Result<Vec<CronJob>>;
-    /// Replaces a task's fields.
-    fn update_task(&self, id: &str, task: TaskFields, now: NaiveDateTime) -> Result<MessageTask>;
-    /// Deletes a task; its pending allocations fail with `not_found`.
-    fn delete_task(&self, id: &str, now: NaiveDateTime) -> Result<()>;
-
     /// Online nodes with their load, for placement.
     fn dispatch_snapshot(&self) -> Result<Vec<NodeLoad>>;
     /// The named feeds with their kind, status and open state.
@@ -361,54 +335,5 @@ delegate! {
     /// Atomically claims up to `limit` allocations for a node within its free capacity.
     fn claim(&self, node_id: &str, limit: i64, now: NaiveDateTime, policy: ClaimPolicy) -> Result<ClaimOutcome>;
 
-    /// Moves a task's `next_run_at` from `expected` to `next` only if it is still `expected`
-    /// (claims a cron firing); `fired_at` also records `last_run_at`.
-    fn set_next_run(&self, id: &str, expected: Option<NaiveDateTime>, next: Option<NaiveDateTime>, fired_at: Option<NaiveDateTime>) -> Result<bool>;
 
-
-    /// Opens a QR login flow on a node, or returns the open one of that kind (`false`).
-    fn create_login_flow(&self, new: NewLoginFlow, now: NaiveDateTime) -> Result<(LoginFlow, bool)>;
-    /// One login flow.
-    fn get_login_flow(&self, id: &str) -> Result<LoginFlow>;
-    /// The newest login flows, of one node when given.
-    fn list_login_flows(&self, node_id: Option<String>, limit: i64) -> Result<Vec<LoginFlow>>;
-    /// Login flows a node was asked to start and has not reported on.
-    fn login_commands(&self, node_id: &str) -> Result<Vec<LoginFlow>>;
-    /// Applies a node's step to its own open flow (an OTP code waiting for it is handed out once).
-    fn progress_login_flow(&self, node_id: &str, id: &str, step: FlowProgress, now: NaiveDateTime) -> Result<LoginFlow>;
-    /// Cancels an open login flow.
-    fn cancel_login_flow(&self, id: &str, now: NaiveDateTime) -> Result<LoginFlow>;
-    /// Keeps the OTP code typed for a flow that asks for one.
-    fn set_login_flow_otp(&self, id: &str, code: &str, now: NaiveDateTime) -> Result<LoginFlow>;
-    /// Records a node command (see [`commands`]).
-    fn create_node_command(&self, new: NewNodeCommand, now: NaiveDateTime) -> Result<()>;
-    /// One node command.
-    fn get_node_command(&self, id: &str) -> Result<NodeCommand>;
-    /// Hands a node its unanswered commands (pending ones become sent).
-    fn deliver_node_commands(&self, node_id: &str, now: NaiveDateTime) -> Result<Vec<NodeCommand>>;
-    /// Whether a command waits for a node, not yet handed out.
-    fn node_command_pending(&self, node_id: &str, now: NaiveDateTime) -> Result<bool>;
-    /// A node's answer to its own command.
-    fn answer_node_command(&self, node_id: &str, id: &str, answer: Option<String>, error: Option<String>, now: NaiveDateTime) -> Result<NodeCommand>;
-    /// Ends a command nobody waits for.
-    fn expire_node_command(&self, id: &str, now: NaiveDateTime) -> Result<()>;
-    /// The nodes that can run a search now, best first.
-    fn search_nodes(&self, online_since: NaiveDateTime, now: NaiveDateTime) -> Result<Vec<String>>;
-
-    /// Every WeChat source with a record.
-    fn source_rows(&self) -> Result<Vec<SourceRow>>;
-    /// A success of a source; `true` when it reopened (one caller).
-    fn source_ok(&self, source: &str, now: NaiveDateTime) -> Result<bool>;
-    /// A refusal of a source to a node's login; `true` when it closed (one caller).
-    fn source_refused(&self, source: &str, node_id: &str, error: &str, needed: i64, now: NaiveDateTime, probe_at: NaiveDateTime) -> Result<bool>;
-    /// Takes a closed source's due probe (one caller).
-    fn take_source_probe(&self, source: &str, now: NaiveDateTime, next: NaiveDateTime) -> Result<bool>;
-    /// Records the source that read these feeds.
-    fn feeds_read_by(&self, source: &str, feed_ids: Vec<String>, now: NaiveDateTime) -> Result<()>;
-    /// Feeds each source read last.
-    fn feeds_by_source(&self) -> Result<Vec<(String, i64)>>;
-    /// Active nodes with a usable login, by kind.
-    fn nodes_with_usable_logins(&self) -> Result<Vec<(String, i64)>>;
-    /// Usable logins of active nodes, by kind.
-    fn usable_logins(&self) -> Result<Vec<(String, i64)>>;
 }

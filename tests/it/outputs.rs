@@ -207,6 +207,42 @@ on_both! {
     }
 }
 
+on_both! {
+    #[tokio::test]
+    async fn a_large_opml_import_counts_new_and_existing_feeds_across_statements(backend) {
+        // 1200 distinct feeds (more than one insert statement holds), one named twice in one
+        // statement and one again in a later statement, two present before the import.
+        let p = TestParent::on(backend.clone()).await;
+        let url = |i: usize| format!("https://news{i}.example/feed.xml");
+        for i in [600, 1100] {
+            p.post(&cascade("/feeds"), &p.admin(), json!({"mp_name": format!("kept {i}"), "source": "rss", "url": url(i)}))
+                .await
+                .ok();
+        }
+        let mut outlines: Vec<String> = (0..1200)
+            .map(|i| format!("<outline text=\"news {i}\" type=\"rss\" xmlUrl=\"{}\"/>", url(i)))
+            .collect();
+        outlines.insert(2, outlines[1].clone());
+        outlines.push(outlines[0].clone());
+        let doc = format!("<?xml version=\"1.0\"?><opml version=\"2.0\"><body>{}</body></opml>", outlines.concat());
+        let imported = p.client.post(p.url(&cascade("/feeds/import-opml"))).bearer_auth(&p.token).body(doc).send().await.expect("sent");
+        let imported = TestParent::reply(imported).await;
+        assert_eq!(imported.ok(), &json!({"received": 1202, "created": 1198, "existing": 4, "skipped": 0}));
+
+        let listed = p.get(&cascade("/feeds"), &p.admin()).await;
+        let feeds = listed.ok().as_array().expect("list").clone();
+        assert_eq!(feeds.len(), 1200);
+        let by_url = |i: usize| feeds.iter().find(|f| f["url"] == url(i).as_str()).unwrap_or_else(|| panic!("feed {i} listed"));
+        for i in [0, 1, 499, 500, 999, 1000, 1199] {
+            assert_eq!(by_url(i)["mp_name"], format!("news {i}"));
+            assert_eq!(by_url(i)["source"], "rss");
+        }
+        assert_eq!(by_url(600)["mp_name"], "kept 600", "an existing feed is kept unchanged");
+        assert_eq!(by_url(1100)["mp_name"], "kept 1100");
+        p.shutdown().await;
+    }
+}
+
 /// An OPML document whose only feed sits `depth` outlines deep (folders in folders).
 fn nested_opml(depth: usize) -> String {
     format!(

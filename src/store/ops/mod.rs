@@ -5,10 +5,14 @@
 
 mod articles;
 mod beats;
+pub(crate) mod catalog;
+mod commands;
+mod flows;
 pub(crate) mod lifecycle;
 mod monitor;
 pub(crate) mod nodes;
 mod recovery;
 mod settings;
+mod sources;
 
 pub(crate) use settings::{SyncLogRow, insert_sync_log};

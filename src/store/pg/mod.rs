@@ -4,14 +4,10 @@
 //! holds (`FOR UPDATE SKIP LOCKED`); dispatch locks the feeds it opens in id order.
 
 mod alloc;
-mod catalog;
-mod commands;
-mod flows;
 mod lifecycle;
 mod migrate;
 mod nodes;
 mod row;
-mod sources;
 
 use super::rows::{self, RowExt, sync_log_from_row};
 use super::{Error, Page, Result, SyncLog, SyncLogFilter, User};

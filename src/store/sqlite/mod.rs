@@ -2,14 +2,10 @@
 //! read pool. Every write request is one transaction on the write connection.
 
 mod alloc;
-mod catalog;
-mod commands;
-mod flows;
 mod lifecycle;
 mod migrate;
 mod nodes;
 mod row;
-mod sources;
 
 use super::{Error, Page, Result, SyncLog, SyncLogFilter, User};
 use crate::protocol::time::to_db;
