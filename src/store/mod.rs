@@ -233,10 +233,13 @@ impl Store {
         match parse_db_url(url)? {
             DbUrl::Sqlite(target) => {
                 let old = sqlite::SqliteStore::open(target.clone()).await?;
-                let db = db::sqlite::SqliteDb::open(target.as_deref())?;
+                let db = db::Db::Sqlite(std::sync::Arc::new(db::sqlite::SqliteDb::open(
+                    target.as_deref(),
+                )?));
+                ops::migrate::run(&db).await?;
                 Ok(Self {
                     backend: Backend::Sqlite(old),
-                    db: db::Db::Sqlite(std::sync::Arc::new(db)),
+                    db,
                 })
             }
             DbUrl::Postgres(url) => {
@@ -244,6 +247,7 @@ impl Store {
                 let db = db::Db::Pg(db::PgDb {
                     pool: old.pool.clone(),
                 });
+                ops::migrate::run(&db).await?;
                 Ok(Self {
                     backend: Backend::Postgres(old),
                     db,

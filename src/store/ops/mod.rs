@@ -9,6 +9,7 @@ pub(crate) mod catalog;
 mod commands;
 mod flows;
 pub(crate) mod lifecycle;
+pub(crate) mod migrate;
 mod monitor;
 pub(crate) mod nodes;
 mod recovery;

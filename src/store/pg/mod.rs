@@ -5,7 +5,6 @@
 
 mod alloc;
 mod lifecycle;
-mod migrate;
 mod nodes;
 mod row;
 
@@ -34,7 +33,6 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(5))
             .connect(url)
             .await?;
-        migrate::run(&pool).await?;
         Ok(Self { pool })
     }
 

@@ -3,7 +3,6 @@
 
 mod alloc;
 mod lifecycle;
-mod migrate;
 mod nodes;
 mod row;
 
@@ -39,7 +38,6 @@ impl SqliteStore {
                 .max_lifetime(None)
                 .connect_with(base.in_memory(true))
                 .await?;
-            migrate::run(&pool).await?;
             return Ok(Self {
                 write: pool.clone(),
                 read: pool,
@@ -55,7 +53,6 @@ impl SqliteStore {
             .test_before_acquire(false)
             .connect_with(base.clone().filename(&path).create_if_missing(true))
             .await?;
-        migrate::run(&write).await?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .test_before_acquire(false)
