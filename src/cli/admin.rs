@@ -452,7 +452,7 @@ pub async fn task(api: &Api, json: bool, cmd: TaskCmd) -> anyhow::Result<()> {
     match cmd {
         TaskCmd::Add {
             name,
-            mut feeds,
+            feeds,
             all_feeds,
             cron,
             webhook,
@@ -460,18 +460,11 @@ pub async fn task(api: &Api, json: bool, cmd: TaskCmd) -> anyhow::Result<()> {
             message_type,
             disabled,
         } => {
-            if all_feeds {
-                let list = api.get("/feeds").await?;
-                feeds = list
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|f| f["id"].as_str().map(str::to_string))
-                    .collect();
-            }
-            let body = json!({"name": name, "mps_id": feeds, "cron_exp": cron, "web_hook_url": webhook,
-                              "message_template": template, "message_type": message_type,
-                              "status": i64::from(!disabled)});
+            // `--all-feeds` asks the parent to read every feed at each dispatch, so feeds
+            // added later are included.
+            let body = json!({"name": name, "mps_id": feeds, "all_feeds": all_feeds, "cron_exp": cron,
+                              "web_hook_url": webhook, "message_template": template,
+                              "message_type": message_type, "status": i64::from(!disabled)});
             let t = api.post("/message-tasks", body).await?;
             print(json, &t, Table::pairs)?;
         }

@@ -122,7 +122,7 @@ pub enum TaskCmd {
         /// Feed ids, comma separated.
         #[arg(long, value_delimiter = ',', required_unless_present = "all_feeds")]
         feeds: Vec<String>,
-        /// Every feed there is now.
+        /// Every feed, read again at each dispatch (feeds added later are included).
         #[arg(long)]
         all_feeds: bool,
         /// Cron expression (5 or 6 fields), e.g. "*/30 * * * *".

@@ -141,6 +141,8 @@ pub struct TaskView {
     next_run_at: Option<NaiveDateTime>,
     /// Whether children fetch article bodies (ours; default true).
     full_text: bool,
+    /// Whether the task covers every feed, read at each dispatch (ours).
+    all_feeds: bool,
 }
 
 impl TaskView {
@@ -173,6 +175,7 @@ impl TaskView {
             expose_to_nodes: f.expose_to_nodes,
             next_run_at: t.next_run_at,
             full_text: f.full_text.unwrap_or(true),
+            all_feeds: f.all_feeds,
         }
     }
 }

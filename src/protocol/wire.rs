@@ -121,6 +121,9 @@ pub struct TaskBody {
     pub expose_to_nodes: Option<bool>,
     /// Ours: whether children fetch article bodies for this task (default true).
     pub full_text: Option<bool>,
+    /// Ours: the task covers every feed, read at each dispatch; `mps_id` may then be
+    /// omitted (stored as `[]`) and is ignored.
+    pub all_feeds: Option<bool>,
 }
 
 /// `POST {P}/heartbeat`; every field optional (WeRSS reads only `callback_url`).

@@ -165,7 +165,7 @@ pub(crate) fn take_fitting(
 
 /// The task columns a package needs (never `mps_id`, which may list 100k feeds).
 pub(crate) const PACKAGE_TASK: &str = "SELECT name, message_type, message_template, web_hook_url,
-    cron_exp, headers, cookies, expose_to_nodes, full_text FROM we_message_tasks WHERE id = $1";
+    cron_exp, headers, cookies, expose_to_nodes, full_text, all_feeds FROM we_message_tasks WHERE id = $1";
 
 /// The package of a claimed allocation row, from its task row and feed rows (each with the
 /// `since` column: the newest stored `publish_time`).

@@ -5,6 +5,7 @@
 mod adopt;
 mod alloc_types;
 pub(crate) mod commands;
+mod creds;
 pub(crate) mod db;
 mod dedup;
 mod engine;
@@ -213,6 +214,7 @@ enum Backend {
 pub struct Store {
     backend: Backend,
     db: db::Db,
+    creds: std::sync::Arc<creds::CredCache>,
 }
 
 impl std::fmt::Debug for Store {
@@ -240,6 +242,7 @@ impl Store {
                 Ok(Self {
                     backend: Backend::Sqlite(old),
                     db,
+                    creds: std::sync::Arc::default(),
                 })
             }
             DbUrl::Postgres(url) => {
@@ -251,6 +254,7 @@ impl Store {
                 Ok(Self {
                     backend: Backend::Postgres(old),
                     db,
+                    creds: std::sync::Arc::default(),
                 })
             }
         }

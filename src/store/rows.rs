@@ -162,6 +162,7 @@ pub(crate) fn task_from_row(r: &impl RowExt) -> Result<MessageTask> {
             cookies: r.opt_text("cookies")?,
             expose_to_nodes: r.flag("expose_to_nodes")?,
             full_text: r.opt_int("full_text")?.map(|v| v != 0),
+            all_feeds: r.opt_int("all_feeds")?.is_some_and(|v| v != 0),
         },
         created_at: r.time("created_at")?,
         updated_at: r.time("updated_at")?,

@@ -10,7 +10,8 @@
 /// 10: `cascade_node_logins.budget` and `.budget_until` (per-login budgets).
 /// 11: `cascade_node_commands` (search commands).
 /// 12: `we_message_tasks.full_text` (full text switchable per task).
-pub(crate) const SCHEMA_VERSION: &str = "12";
+/// 14: `we_message_tasks.all_feeds` (tasks over every feed, read at dispatch).
+pub(crate) const SCHEMA_VERSION: &str = "14";
 
 /// Our columns added to WeRSS tables: (table, column, SQLite declaration). PostgreSQL takes
 /// the same list through [`pg_declaration`].
@@ -95,6 +96,11 @@ pub(crate) const OUR_COLUMNS: &[(&str, &str, &str)] = &[
     ("we_message_tasks", "next_run_at", "DATETIME"),
     ("we_message_tasks", "last_run_at", "DATETIME"),
     ("we_message_tasks", "full_text", "INTEGER"),
+    (
+        "we_message_tasks",
+        "all_feeds",
+        "BOOLEAN NOT NULL DEFAULT 0",
+    ),
     ("we_articles", "node_id", "VARCHAR(255)"),
     ("we_articles", "allocation_id", "VARCHAR(255)"),
     (

@@ -362,6 +362,8 @@ pub struct TaskFields {
     pub expose_to_nodes: bool,
     /// Whether children fetch article bodies for this task (`None`: the default, yes).
     pub full_text: Option<bool>,
+    /// Ours: the task covers every feed, read at each dispatch (`mps_id` is then ignored).
+    pub all_feeds: bool,
 }
 
 impl TaskFields {

@@ -144,7 +144,11 @@ async fn dispatch_batch(
     let mut allocations = Vec::new();
     let mut summaries = Vec::new();
     for task in &tasks {
-        let named = task.fields.feed_ids();
+        let named = if task.fields.all_feeds {
+            state.store.all_feed_ids().await?
+        } else {
+            task.fields.feed_ids()
+        };
         let unique: Vec<String> = {
             let mut seen = HashSet::new();
             named

@@ -179,8 +179,12 @@ pub fn task_fields(base: Option<TaskFields>, body: TaskBody) -> ApiResult<TaskFi
         }
         None => {}
     }
+    if let Some(all) = body.all_feeds {
+        f.all_feeds = all;
+    }
     match body.mps_id {
         Some(v) => f.mps_id = mps_id_text(v)?,
+        None if creating && f.all_feeds => f.mps_id = "[]".into(),
         None if creating => return Err(ApiError::bad_field("mps_id", "missing field 'mps_id'")),
         None => {}
     }

@@ -34,6 +34,15 @@ impl Store {
             .await
     }
 
+    /// The ids of every feed, in id order (a task over all feeds, at dispatch).
+    pub async fn all_feed_ids(&self) -> Result<Vec<String>> {
+        self.db
+            .read(|tx| {
+                Box::pin(async move { tx.texts("SELECT id FROM we_feeds ORDER BY id", &[]).await })
+            })
+            .await
+    }
+
     /// Feeds ordered by id, paged when `page` is given.
     pub async fn list_feeds(&self, page: Option<Page>) -> Result<Vec<Feed>> {
         self.db
@@ -133,8 +142,8 @@ impl Store {
                         "INSERT INTO we_message_tasks
                            (id, name, message_type, message_template, web_hook_url, mps_id,
                             cron_exp, status, headers, cookies, expose_to_nodes, created_at,
-                            updated_at, full_text)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13)",
+                            updated_at, full_text, all_feeds)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14)",
                         args![
                             &id,
                             &task.name,
@@ -149,6 +158,7 @@ impl Store {
                             task.expose_to_nodes,
                             now,
                             task.full_text.map(i64::from),
+                            task.all_feeds,
                         ],
                     )
                     .await?;
@@ -215,7 +225,7 @@ impl Store {
                                 SET name = $2, message_type = $3, message_template = $4,
                                     web_hook_url = $5, mps_id = $6, cron_exp = $7, status = $8,
                                     headers = $9, cookies = $10, expose_to_nodes = $11,
-                                    updated_at = $12, full_text = $13,
+                                    updated_at = $12, full_text = $13, all_feeds = $14,
                                     next_run_at = CASE WHEN cron_exp IS NOT DISTINCT FROM $7
                                                         AND status IS NOT DISTINCT FROM $8
                                                        THEN next_run_at END
@@ -234,6 +244,7 @@ impl Store {
                                 task.expose_to_nodes,
                                 now,
                                 task.full_text.map(i64::from),
+                                task.all_feeds,
                             ],
                         )
                         .await?;

@@ -269,15 +269,19 @@ impl Store {
         now: NaiveDateTime,
     ) -> Result<()> {
         let id = id.to_string();
-        self.db
+        let done = self
+            .db
             .write(move |tx| Box::pin(async move { update_node(tx, &id, update, now).await }))
-            .await
+            .await;
+        self.creds.clear();
+        done
     }
 
     /// Deletes a node; its holdings return to `pending`, its history stays.
     pub async fn delete_node(&self, id: &str, now: NaiveDateTime) -> Result<()> {
         let id = id.to_string();
-        self.db
+        let done = self
+            .db
             .write(move |tx| {
                 Box::pin(async move {
                     lock(tx, &id).await?;
@@ -291,7 +295,9 @@ impl Store {
                     requeue_holdings(tx, &id, "node_disabled", now).await
                 })
             })
-            .await
+            .await;
+        self.creds.clear();
+        done
     }
 
     /// Replaces a child's credentials (key in clear, secret as SHA-256 hex).
@@ -303,7 +309,8 @@ impl Store {
         now: NaiveDateTime,
     ) -> Result<()> {
         let (id, api_key, hash) = (id.to_string(), api_key.to_string(), secret_hash.to_string());
-        self.db
+        let done = self
+            .db
             .write(move |tx| {
                 Box::pin(async move {
                     let done = tx
@@ -320,20 +327,27 @@ impl Store {
                     Ok(())
                 })
             })
-            .await
+            .await;
+        self.creds.clear();
+        done
     }
 
-    /// The credential record of an api key, for authentication (reads only).
+    /// The credential record of an api key, for authentication (reads only; cached for a
+    /// few seconds, see [`crate::store::creds`]).
     pub async fn find_node_credential(&self, api_key: &str) -> Result<Option<NodeCredential>> {
-        let api_key = api_key.to_string();
-        self.db
+        if let Some(cred) = self.creds.get(api_key) {
+            return Ok(Some(cred));
+        }
+        let key = api_key.to_string();
+        let found = self
+            .db
             .read(move |tx| {
                 Box::pin(async move {
                     let row = tx
                         .opt(
                             "SELECT id, name, node_type, is_active, api_secret_hash
                                FROM we_cascade_nodes WHERE api_key = $1",
-                            args![api_key],
+                            args![key],
                         )
                         .await?;
                     row.map(|r| {
@@ -348,7 +362,11 @@ impl Store {
                     .transpose()
                 })
             })
-            .await
+            .await?;
+        if let Some(cred) = &found {
+            self.creds.put(api_key, cred);
+        }
+        Ok(found)
     }
 }
 
