@@ -375,15 +375,6 @@ delegate! {
     /// Deletes a task; its pending allocations fail with `not_found`.
     fn delete_task(&self, id: &str, now: NaiveDateTime) -> Result<()>;
 
-    /// Online nodes with their load, for placement.
-    fn dispatch_snapshot(&self) -> Result<Vec<NodeLoad>>;
-    /// The named feeds with their kind, status and open state.
-    fn dispatch_feeds(&self, ids: Vec<String>) -> Result<Vec<DispatchFeed>>;
-    /// Inserts a dispatch in one transaction, skipping feeds that already have an open
-    /// allocation. `None` when the batch is a cron firing another pass already claimed.
-    fn apply_dispatch(&self, batch: DispatchBatch, now: NaiveDateTime) -> Result<Option<Vec<CreatedAllocation>>>;
-    /// Atomically claims up to `limit` allocations for a node within its free capacity.
-    fn claim(&self, node_id: &str, limit: i64, now: NaiveDateTime, policy: ClaimPolicy) -> Result<ClaimOutcome>;
     /// Applies a holder's report (status, completion, failure) by the state machine.
     fn report(&self, node_id: &str, allocation_id: &str, token: Option<String>, report: Report, now: NaiveDateTime, policy: LifecyclePolicy) -> Result<ReportOutcome>;
     /// Upserts uploaded articles for an allocation the node holds (or completed); an item of

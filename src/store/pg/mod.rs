@@ -3,7 +3,6 @@
 //! so concurrent parents never deadlock on each other; claims skip rows another transaction
 //! holds (`FOR UPDATE SKIP LOCKED`); dispatch locks the feeds it opens in id order.
 
-mod alloc;
 mod articles;
 mod beats;
 mod catalog;

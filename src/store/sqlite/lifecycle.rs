@@ -36,7 +36,10 @@ impl SqliteStore {
         now: NaiveDateTime,
         policy: LifecyclePolicy,
     ) -> Result<ReportOutcome> {
-        let mut tx = self.write.begin().await?;
+        // MERGE: transitional (store-a). Claims now commit on the new writer thread, a second
+        // writer connection: a deferred transaction that reads before it writes would fail
+        // with SQLITE_BUSY_SNAPSHOT. Gone once this operation moves to ops::lifecycle.
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
         let row = load(&mut tx, allocation_id).await?;
         if let Some(done) = row.check_report(&report, node_id, token.as_deref())? {
             return Ok(done);

@@ -1,7 +1,6 @@
 //! SQLite backend: WAL, busy timeout, one write connection (the single writer path) and a small
 //! read pool. Every write request is one transaction on the write connection.
 
-mod alloc;
 mod articles;
 mod beats;
 mod catalog;
