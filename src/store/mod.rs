@@ -11,12 +11,10 @@ mod dedup;
 mod engine;
 pub(crate) mod flows;
 mod ops;
-mod pg;
 mod rows;
 mod schema;
 mod scratch;
 pub(crate) mod sources;
-mod sqlite;
 mod types;
 mod url;
 
@@ -27,8 +25,6 @@ pub use scratch::ScratchDb;
 pub use sources::SourceRow;
 pub use types::*;
 pub use url::{DbUrl, parse_db_url, redact_url, with_database};
-
-use chrono::NaiveDateTime;
 
 /// Store errors. `Database` details are logged by the caller's edge and never shown to clients.
 #[derive(Debug, thiserror::Error)]
@@ -203,26 +199,20 @@ fn pg_unavailable(code: &str) -> Option<Unavailable> {
 /// `Result` with the store's error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-#[derive(Clone)]
-enum Backend {
-    Sqlite(sqlite::SqliteStore),
-    Postgres(pg::PgStore),
-}
+/// The channel parents use to wake each other's long-polls (PostgreSQL `NOTIFY`).
+const WAKE_CHANNEL: &str = "cascade_wake";
 
-/// The persistence handle: cheap to clone, shared by handlers and loops.
+/// The persistence handle: cheap to clone, shared by handlers and loops. Its operations are
+/// written once in [`ops`] and run on either backend through [`db::Db`].
 #[derive(Clone)]
 pub struct Store {
-    backend: Backend,
     db: db::Db,
     creds: std::sync::Arc<creds::CredCache>,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.backend {
-            Backend::Sqlite(_) => f.write_str("Store(sqlite)"),
-            Backend::Postgres(_) => f.write_str("Store(postgres)"),
-        }
+        write!(f, "Store({})", self.backend_name())
     }
 }
 
@@ -232,45 +222,30 @@ impl Store {
     /// # Errors
     /// An unsupported or malformed URL, an unreachable database or a failed migration.
     pub async fn connect(url: &str) -> Result<Self> {
-        match parse_db_url(url)? {
-            DbUrl::Sqlite(target) => {
-                let old = sqlite::SqliteStore::open(target.clone()).await?;
-                let db = db::Db::Sqlite(std::sync::Arc::new(db::sqlite::SqliteDb::open(
-                    target.as_deref(),
-                )?));
-                ops::migrate::run(&db).await?;
-                Ok(Self {
-                    backend: Backend::Sqlite(old),
-                    db,
-                    creds: std::sync::Arc::default(),
-                })
-            }
-            DbUrl::Postgres(url) => {
-                let old = pg::PgStore::open(&url).await?;
-                let db = db::Db::Pg(db::PgDb {
-                    pool: old.pool.clone(),
-                });
-                ops::migrate::run(&db).await?;
-                Ok(Self {
-                    backend: Backend::Postgres(old),
-                    db,
-                    creds: std::sync::Arc::default(),
-                })
-            }
-        }
+        let db = match parse_db_url(url)? {
+            DbUrl::Sqlite(target) => db::Db::Sqlite(std::sync::Arc::new(
+                db::sqlite::SqliteDb::open(target.as_deref())?,
+            )),
+            DbUrl::Postgres(url) => db::Db::Pg(db::PgDb::open(&url).await?),
+        };
+        ops::migrate::run(&db).await?;
+        Ok(Self {
+            db,
+            creds: std::sync::Arc::default(),
+        })
     }
 
     /// The backend's name: `sqlite` or `postgres`.
     pub fn backend_name(&self) -> &'static str {
-        match &self.backend {
-            Backend::Sqlite(_) => "sqlite",
-            Backend::Postgres(_) => "postgres",
+        match self.db.dialect() {
+            db::Dialect::Sqlite => "sqlite",
+            db::Dialect::Postgres => "postgres",
         }
     }
 
     /// Whether other parents may share this database (PostgreSQL), so wake-ups must cross.
     pub fn has_peers(&self) -> bool {
-        matches!(self.backend, Backend::Postgres(_))
+        self.db.pg_pool().is_some()
     }
 
     /// Tells the other parents on a shared database that work may have appeared (PostgreSQL
@@ -279,10 +254,13 @@ impl Store {
     /// # Errors
     /// A database failure.
     pub async fn wake_peers(&self) -> Result<()> {
-        match &self.backend {
-            Backend::Sqlite(_) => Ok(()),
-            Backend::Postgres(s) => s.wake_peers().await,
+        if let Some(pool) = self.db.pg_pool() {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(WAKE_CHANNEL)
+                .execute(pool)
+                .await?;
         }
+        Ok(())
     }
 
     /// A listener for the wake-ups of [`Store::wake_peers`], or `None` when the backend has
@@ -291,10 +269,12 @@ impl Store {
     /// # Errors
     /// A database failure.
     pub async fn wake_listener(&self) -> Result<Option<WakeListener>> {
-        match &self.backend {
-            Backend::Sqlite(_) => Ok(None),
-            Backend::Postgres(s) => Ok(Some(WakeListener(s.wake_listener().await?))),
-        }
+        let Some(pool) = self.db.pg_pool() else {
+            return Ok(None);
+        };
+        let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+        listener.listen(WAKE_CHANNEL).await?;
+        Ok(Some(WakeListener(listener)))
     }
 }
 
@@ -311,37 +291,4 @@ impl WakeListener {
         self.0.try_recv().await?;
         Ok(())
     }
-}
-
-/// Generates `impl Store` methods that forward to the active backend.
-macro_rules! delegate {
-    ($( $(#[$meta:meta])* fn $name:ident(&self $(, $arg:ident : $ty:ty)* $(,)?) -> $ret:ty; )*) => {
-        impl Store {
-            $(
-                $(#[$meta])*
-                pub async fn $name(&self $(, $arg: $ty)*) -> $ret {
-                    match &self.backend {
-                        Backend::Sqlite(s) => s.$name($($arg),*).await,
-                        Backend::Postgres(s) => s.$name($($arg),*).await,
-                    }
-                }
-            )*
-        }
-    };
-}
-
-delegate! {
-
-
-    /// Online nodes with their load, for placement.
-    fn dispatch_snapshot(&self) -> Result<Vec<NodeLoad>>;
-    /// The named feeds with their kind, status and open state.
-    fn dispatch_feeds(&self, ids: Vec<String>) -> Result<Vec<DispatchFeed>>;
-    /// Inserts a dispatch in one transaction, skipping feeds that already have an open
-    /// allocation. `None` when the batch is a cron firing another pass already claimed.
-    fn apply_dispatch(&self, batch: DispatchBatch, now: NaiveDateTime) -> Result<Option<Vec<CreatedAllocation>>>;
-    /// Atomically claims up to `limit` allocations for a node within its free capacity.
-    fn claim(&self, node_id: &str, limit: i64, now: NaiveDateTime, policy: ClaimPolicy) -> Result<ClaimOutcome>;
-
-
 }

@@ -196,11 +196,6 @@ impl Tx {
         self.dialect() == Dialect::Postgres
     }
 
-    /// The SQL with its fragments written for this backend.
-    pub(crate) fn sql<'s>(&self, sql: &'s str) -> Cow<'s, str> {
-        render(self.dialect(), sql)
-    }
-
     /// Runs a statement; the number of rows it changed.
     pub(crate) async fn exec(&mut self, sql: &str, args: &[Arg]) -> Result<u64> {
         let sql = render(self.dialect(), sql);

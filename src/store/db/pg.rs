@@ -118,6 +118,17 @@ pub(crate) struct PgDb {
 }
 
 impl PgDb {
+    /// Connects to `url` (a `postgres://` URL).
+    pub(crate) async fn open(url: &str) -> Result<Self> {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(16)
+            .min_connections(1)
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect(url)
+            .await?;
+        Ok(Self { pool })
+    }
+
     /// Runs `op` in one transaction in its own task: a caller that goes away does not cut
     /// the transaction short.
     pub(crate) async fn write<T: Send + 'static>(&self, op: Op<T>) -> Result<T> {

@@ -32,8 +32,11 @@ type Job = Box<dyn FnOnce(std::result::Result<&mut Tx, &Error>) -> Finish + Send
 /// back), and how to answer it once the group's commit is known.
 struct Finish {
     failed: Option<Error>,
-    answer: Box<dyn FnOnce(Option<&Error>) + Send>,
+    answer: Answer,
 }
+
+/// Answers a request, given the group's failure (if the group did not commit).
+type Answer = Box<dyn FnOnce(Option<&Error>) + Send>;
 
 /// The SQLite database: the writer's queue and the read connections.
 pub(crate) struct SqliteDb {
@@ -49,6 +52,14 @@ impl SqliteDb {
     /// Opens `path` (memory when `None`) and starts the writer thread. The schema must be
     /// migrated before.
     pub(crate) fn open(path: Option<&Path>) -> Result<Self> {
+        if let Some(dir) = path
+            .and_then(Path::parent)
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                Error::Unsupported(format!("cannot create folder {}: {e}", dir.display()))
+            })?;
+        }
         let write = match path {
             Some(p) => Connection::open_with_flags(
                 p,

@@ -3,6 +3,7 @@
 //! hands it to [`Db::write`](super::db::Db::write) or [`Db::read`](super::db::Db::read); the
 //! SQL and the logic live in the private `async fn`s beside it.
 
+mod alloc;
 mod articles;
 mod beats;
 pub(crate) mod catalog;

@@ -1,0 +1,459 @@
+//! Dispatch (one transaction per call, the wanted feeds locked in id order on PostgreSQL) and
+//! claims (the node row locked, candidates taken with `FOR UPDATE SKIP LOCKED` on PostgreSQL;
+//! one writer on SQLite), so no allocation is ever handed out twice, even with several parents.
+
+use crate::dispatch::Source;
+use crate::protocol::wire::TaskPackage;
+use crate::store::db::{Arg, Tx, args};
+use crate::store::ops::lifecycle::fail_not_found;
+use crate::store::ops::nodes::{lock_self, node_in, touch};
+use crate::store::rows::{self, ClaimGate, RowExt, node_from_row, sort_as, take_fitting};
+use crate::store::{
+    ClaimOutcome, ClaimPolicy, CreatedAllocation, DispatchBatch, DispatchFeed, NodeLoad, Result,
+    Store,
+};
+use chrono::{NaiveDateTime, TimeDelta};
+use std::collections::HashSet;
+
+/// Feed ids read or locked per statement inside the dispatch transaction (bounds memory).
+const DISPATCH_CHUNK: usize = 5000;
+/// Allocations inserted per statement: 8 parameters a row keeps a statement well under
+/// SQLite's 32,766 parameters (and PostgreSQL's 65,535).
+const INSERT_CHUNK: usize = 1000;
+/// `(feed, allocation)` pairs written per statement (2 parameters each).
+const OPEN_CHUNK: usize = 5000;
+
+const CANDIDATE_COLUMNS: &str = "id, feed_count, available_at, dispatched_at";
+const PENDING_OF_KIND: &str = "status = 'pending' AND available_at <= $2
+    AND feed_source {in:$3} AND feed_count <= $4";
+
+impl Store {
+    /// Online nodes with their load, for placement.
+    pub async fn dispatch_snapshot(&self) -> Result<Vec<NodeLoad>> {
+        self.db
+            .read(|tx| Box::pin(async move { dispatch_snapshot(tx).await }))
+            .await
+    }
+
+    /// The named feeds with their kind, status and open state.
+    pub async fn dispatch_feeds(&self, ids: Vec<String>) -> Result<Vec<DispatchFeed>> {
+        self.db
+            .read(move |tx| Box::pin(async move { dispatch_feeds(tx, &ids).await }))
+            .await
+    }
+
+    /// Inserts a dispatch in one transaction, skipping feeds that already have an open
+    /// allocation. `None` when the batch is a cron firing another pass already claimed.
+    pub async fn apply_dispatch(
+        &self,
+        batch: DispatchBatch,
+        now: NaiveDateTime,
+    ) -> Result<Option<Vec<CreatedAllocation>>> {
+        self.db
+            .write(move |tx| Box::pin(async move { apply_dispatch(tx, &batch, now).await }))
+            .await
+    }
+
+    /// Atomically claims up to `limit` allocations for a node within its free capacity.
+    pub async fn claim(
+        &self,
+        node_id: &str,
+        limit: i64,
+        now: NaiveDateTime,
+        policy: ClaimPolicy,
+    ) -> Result<ClaimOutcome> {
+        let node_id = node_id.to_string();
+        self.db
+            .write(move |tx| {
+                Box::pin(async move { claim(tx, &node_id, limit, now, &policy).await })
+            })
+            .await
+    }
+}
+
+async fn dispatch_snapshot(tx: &mut Tx) -> Result<Vec<NodeLoad>> {
+    let rows = tx
+        .rows(
+            "SELECT n.*,
+               (SELECT CAST(COALESCE(SUM(a.feed_count), 0) AS BIGINT) FROM we_cascade_task_allocations a
+                 WHERE a.node_id = n.id AND a.status IN ('claimed', 'executing')) AS held_feeds,
+               (SELECT CAST(COALESCE(SUM(a.feed_count), 0) AS BIGINT) FROM we_cascade_task_allocations a
+                 WHERE a.assigned_node_id = n.id AND a.status = 'pending') AS assigned_pending,
+               CASE WHEN n.reports_logins <> {false} THEN
+                 (SELECT COUNT(*) FROM cascade_node_logins l
+                   WHERE l.node_id = n.id AND l.kind = 'mp'
+                     AND l.state IN ('valid', 'expiring', 'cooling') AND l.budget_until IS NULL) END AS usable_mp_logins,
+               CASE WHEN n.reports_logins <> {false} THEN
+                 (SELECT COUNT(*) FROM cascade_node_logins l
+                   WHERE l.node_id = n.id AND l.kind = 'weread'
+                     AND l.state IN ('valid', 'expiring', 'cooling') AND l.budget_until IS NULL) END AS usable_weread_logins
+             FROM we_cascade_nodes n WHERE n.node_type = 1 ORDER BY n.id",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(NodeLoad {
+                node: node_from_row(r)?,
+                assigned_pending: r.int("assigned_pending")?,
+                usable_mp_logins: r.opt_int("usable_mp_logins")?,
+                usable_weread_logins: r.opt_int("usable_weread_logins")?,
+            })
+        })
+        .collect()
+}
+
+async fn dispatch_feeds(tx: &mut Tx, ids: &[String]) -> Result<Vec<DispatchFeed>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(DISPATCH_CHUNK) {
+        let rows = tx
+            .rows(
+                "SELECT id, source, status, open_allocation_id IS NOT NULL AS open FROM we_feeds
+                  WHERE id {in:$1}",
+                args![chunk],
+            )
+            .await?;
+        for r in &rows {
+            out.push(DispatchFeed {
+                id: r.text("id")?,
+                source: Source::parse(&r.opt_text("source")?.unwrap_or_default()),
+                status: r.opt_int("status")?.unwrap_or(1),
+                open: r.flag("open")?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// One allocation row to insert.
+struct NewRow {
+    id: String,
+    task_id: String,
+    task_name: String,
+    cron_exp: String,
+    feed_ids: String,
+    assigned: Option<String>,
+    feed_count: i64,
+    source: &'static str,
+}
+
+async fn apply_dispatch(
+    tx: &mut Tx,
+    batch: &DispatchBatch,
+    now: NaiveDateTime,
+) -> Result<Option<Vec<CreatedAllocation>>> {
+    // The firing first: a parent racing for it waits on the task row, then finds it moved
+    // and dispatches nothing.
+    if let Some(firing) = &batch.firing {
+        let claimed = tx
+            .exec(
+                "UPDATE we_message_tasks SET next_run_at = $3, last_run_at = $4
+                  WHERE id = $1 AND next_run_at = $2",
+                args![&firing.task_id, firing.due, firing.next, firing.fired_at],
+            )
+            .await?;
+        if claimed == 0 {
+            return Ok(None); // another pass took this firing
+        }
+    }
+    // Invariant 5: only feeds with no open allocation, read inside the write transaction.
+    let mut free = free_feeds(tx, batch).await?;
+    let mut created = Vec::with_capacity(batch.allocations.len());
+    for chunk in batch.allocations.chunks(INSERT_CHUNK) {
+        let mut rows = Vec::with_capacity(chunk.len());
+        let mut opened: Vec<(String, String)> = Vec::new();
+        for a in chunk {
+            let kept: Vec<&String> = a
+                .feed_ids
+                .iter()
+                .filter(|f| free.remove(f.as_str()))
+                .collect();
+            if kept.is_empty() {
+                continue;
+            }
+            let id = uuid::Uuid::new_v4().to_string();
+            let feed_count = i64::try_from(kept.len()).unwrap_or(i64::MAX);
+            opened.extend(kept.iter().map(|f| ((*f).clone(), id.clone())));
+            rows.push(NewRow {
+                id: id.clone(),
+                task_id: a.task_id.clone(),
+                task_name: a.task_name.clone(),
+                cron_exp: a.cron_exp.clone(),
+                feed_ids: serde_json::json!(kept).to_string(),
+                assigned: a.assigned_node_id.clone(),
+                feed_count,
+                source: a.source.as_str(),
+            });
+            created.push(CreatedAllocation {
+                id,
+                task_id: a.task_id.clone(),
+                assigned_node_id: a.assigned_node_id.clone(),
+                feed_count,
+            });
+        }
+        if rows.is_empty() {
+            continue;
+        }
+        insert_allocations(tx, rows, batch, now).await?;
+        for pairs in opened.chunks(OPEN_CHUNK) {
+            open_feeds(tx, pairs).await?;
+        }
+    }
+    Ok(Some(created))
+}
+
+/// The wanted feeds that have no open allocation. On PostgreSQL each is locked, in id order
+/// (bytewise, the order of the chunks), so a concurrent dispatch of the same feeds waits here
+/// and then sees them open (invariant 5 across parents).
+async fn free_feeds(tx: &mut Tx, batch: &DispatchBatch) -> Result<HashSet<String>> {
+    let mut wanted: Vec<&String> = batch
+        .allocations
+        .iter()
+        .flat_map(|a| a.feed_ids.iter())
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    // SQLite has one writer and no "C" collation: nothing to lock, no order needed.
+    let lock = if tx.is_pg() {
+        "ORDER BY id COLLATE \"C\" FOR UPDATE"
+    } else {
+        ""
+    };
+    let sql =
+        format!("SELECT id FROM we_feeds WHERE id {{in:$1}} AND open_allocation_id IS NULL {lock}");
+    let mut free = HashSet::with_capacity(wanted.len());
+    for chunk in wanted.chunks(DISPATCH_CHUNK) {
+        let ids: Vec<String> = chunk.iter().map(|s| (*s).clone()).collect();
+        free.extend(tx.texts(&sql, args![ids]).await?);
+    }
+    Ok(free)
+}
+
+/// Inserts pending allocations: one multi-row `VALUES` with numbered parameters (`$1`–`$3`
+/// shared: time, run id, max attempts; then 8 per row).
+async fn insert_allocations(
+    tx: &mut Tx,
+    rows: Vec<NewRow>,
+    batch: &DispatchBatch,
+    now: NaiveDateTime,
+) -> Result<()> {
+    const SHARED: usize = 3;
+    const PER_ROW: usize = 8;
+    let mut sql = String::from(
+        "INSERT INTO we_cascade_task_allocations
+           (id, task_id, task_name, cron_exp, feed_ids, assigned_node_id, feed_count, feed_source,
+            node_id, status, dispatched_at, schedule_run_id, article_count, new_article_count,
+            created_at, updated_at, attempt, max_attempts, available_at)
+         VALUES ",
+    );
+    let mut args: Vec<Arg> = Vec::with_capacity(SHARED + PER_ROW * rows.len());
+    args.extend([
+        Arg::from(now),
+        Arg::from(batch.schedule_run_id.as_str()),
+        Arg::from(batch.max_attempts),
+    ]);
+    for (i, r) in rows.into_iter().enumerate() {
+        let p = SHARED + PER_ROW * i;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, NULL, 'pending', $1, $2, 0, 0, $1, $1, 0, $3, $1)",
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5,
+            p + 6,
+            p + 7,
+            p + 8
+        ));
+        args.extend([
+            Arg::from(r.id),
+            Arg::from(r.task_id),
+            Arg::from(r.task_name),
+            Arg::from(r.cron_exp),
+            Arg::from(r.feed_ids),
+            Arg::from(r.assigned),
+            Arg::from(r.feed_count),
+            Arg::from(r.source),
+        ]);
+    }
+    tx.exec(&sql, &args).await?;
+    Ok(())
+}
+
+/// Marks feeds open by their new allocations: `(feed id, allocation id)` pairs.
+async fn open_feeds(tx: &mut Tx, pairs: &[(String, String)]) -> Result<()> {
+    let mut values = String::with_capacity(pairs.len() * 16);
+    let mut args: Vec<Arg> = Vec::with_capacity(pairs.len() * 2);
+    for (i, (feed, alloc)) in pairs.iter().enumerate() {
+        if i > 0 {
+            values.push_str(", ");
+        }
+        values.push_str(&format!("(${}, ${})", 2 * i + 1, 2 * i + 2));
+        args.extend([Arg::from(feed), Arg::from(alloc)]);
+    }
+    // A `VALUES` list names its columns column1, column2 on both backends.
+    let sql = format!(
+        "UPDATE we_feeds SET open_allocation_id = m.column2
+           FROM (VALUES {values}) AS m
+          WHERE we_feeds.id = m.column1"
+    );
+    tx.exec(&sql, &args).await?;
+    Ok(())
+}
+
+async fn claim(
+    tx: &mut Tx,
+    node_id: &str,
+    limit: i64,
+    now: NaiveDateTime,
+    policy: &ClaimPolicy,
+) -> Result<ClaimOutcome> {
+    // Claims of one node are serialized (capacity holds across parents); claims of different
+    // nodes run side by side and skip each other's candidates.
+    lock_self(tx, node_id).await?;
+    touch(tx, node_id, now).await?;
+    let node = node_in(tx, node_id).await?;
+    let gate = match ClaimGate::of(&node, now, policy) {
+        Ok(gate) => gate,
+        Err(block) => {
+            return Ok(ClaimOutcome {
+                packages: Vec::new(),
+                blocked: Some(block),
+            });
+        }
+    };
+    let want = limit.min(gate.free);
+    let ids = candidates(tx, node_id, &gate.kinds, gate.free, want, now, policy).await?;
+    let mut packages = Vec::new();
+    if !ids.is_empty() {
+        let claimed = mark_claimed(tx, node_id, &ids, now, policy).await?;
+        for row in &claimed {
+            if let Some(p) = package(tx, row, now).await? {
+                packages.push(p);
+            }
+        }
+    }
+    Ok(ClaimOutcome {
+        packages,
+        blocked: None,
+    })
+}
+
+/// Claimable ids in claim order (own → unassigned → stealable) whose feeds fit in `free`;
+/// on PostgreSQL every candidate row is locked, and rows another transaction holds are
+/// skipped.
+async fn candidates(
+    tx: &mut Tx,
+    node_id: &str,
+    kinds: &[String],
+    free: i64,
+    want: i64,
+    now: NaiveDateTime,
+    policy: &ClaimPolicy,
+) -> Result<Vec<String>> {
+    let steal_before = now - TimeDelta::seconds(policy.steal_after);
+    let silent_since = now - TimeDelta::seconds(policy.offline_after);
+    let groups = [
+        format!("SELECT {CANDIDATE_COLUMNS} FROM we_cascade_task_allocations WHERE {PENDING_OF_KIND} AND assigned_node_id = $1"),
+        format!("SELECT {CANDIDATE_COLUMNS} FROM we_cascade_task_allocations WHERE {PENDING_OF_KIND} AND assigned_node_id IS NULL"),
+        format!(
+            "SELECT {CANDIDATE_COLUMNS} FROM we_cascade_task_allocations WHERE {PENDING_OF_KIND}
+               AND assigned_node_id IS NOT NULL AND assigned_node_id <> $1
+               AND (dispatched_at <= $6 OR assigned_node_id IN (
+                 SELECT id FROM we_cascade_nodes WHERE is_active = {{false}} OR last_heartbeat_at IS NULL
+                   OR last_heartbeat_at < $7 OR cooldown_until > $2 OR session_state IN ('expired', 'none')))"
+        ),
+    ];
+    let mut picked: Vec<String> = Vec::new();
+    let mut room = free;
+    for sql in groups {
+        let remaining = want - i64::try_from(picked.len()).unwrap_or(i64::MAX);
+        if remaining <= 0 || room <= 0 {
+            break;
+        }
+        let sql =
+            format!("{sql} ORDER BY available_at, dispatched_at, id LIMIT $5 {{skip_locked}}");
+        let rows = tx
+            .rows(
+                &sql,
+                args![
+                    node_id,
+                    now,
+                    kinds,
+                    room,
+                    remaining,
+                    steal_before,
+                    silent_since
+                ],
+            )
+            .await?;
+        take_fitting(&rows, &mut picked, &mut room, want)?;
+    }
+    Ok(picked)
+}
+
+async fn mark_claimed(
+    tx: &mut Tx,
+    node_id: &str,
+    ids: &[String],
+    now: NaiveDateTime,
+    policy: &ClaimPolicy,
+) -> Result<Vec<crate::store::db::Row>> {
+    let lease_end = now + TimeDelta::seconds(policy.lease_seconds);
+    let deadline = now + TimeDelta::seconds(policy.max_run_seconds);
+    // A fresh token per row (32 lowercase hex digits): each backend's own random source.
+    // `CAST(status AS TEXT)` keeps SQLite on the primary key (a bare `status = ...` would
+    // walk every pending row through the claim-order index); a no-op on PostgreSQL.
+    let token = if tx.is_pg() {
+        "replace(CAST(gen_random_uuid() AS TEXT), '-', '')"
+    } else {
+        "lower(hex(randomblob(16)))"
+    };
+    let sql = format!(
+        "UPDATE we_cascade_task_allocations
+            SET status = 'claimed', node_id = $1, assigned_node_id = $1, claimed_at = $2,
+                started_at = NULL, lease_expires_at = $3, run_deadline = $4,
+                lease_token = {token}, attempt = attempt + 1,
+                article_count = 0, new_article_count = 0, updated_at = $2
+          WHERE id {{in:$5}} AND CAST(status AS TEXT) = 'pending'
+          RETURNING *"
+    );
+    let mut rows = tx
+        .rows(
+            &sql,
+            args![node_id, now, lease_end.min(deadline), deadline, ids],
+        )
+        .await?;
+    sort_as(&mut rows, ids);
+    Ok(rows)
+}
+
+/// Builds the package of a claimed row; `None` (and the row failed `not_found`) when its task
+/// or every feed is gone.
+async fn package(
+    tx: &mut Tx,
+    row: &crate::store::db::Row,
+    now: NaiveDateTime,
+) -> Result<Option<TaskPackage>> {
+    let id = row.text("id")?;
+    let task = tx
+        .opt(rows::PACKAGE_TASK, args![row.text("task_id")?])
+        .await?;
+    let feed_ids = row.string_list("feed_ids")?.unwrap_or_default();
+    let feeds = tx
+        .rows(
+            "SELECT f.*, (SELECT MAX(a.publish_time) FROM we_articles a
+                    WHERE a.mp_id = f.id AND NOT a.time_estimated) AS since
+               FROM we_feeds f WHERE f.id {in:$1} ORDER BY f.id",
+            args![feed_ids],
+        )
+        .await?;
+    let Some(task) = task.filter(|_| !feeds.is_empty()) else {
+        fail_not_found(tx, &id, now).await?;
+        return Ok(None);
+    };
+    Ok(Some(rows::package(row, &task, &feeds)?))
+}
