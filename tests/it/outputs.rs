@@ -196,7 +196,7 @@ on_both! {
         TestParent::reply(bad).await.err(400);
         let binary = q.client.post(q.url(&cascade("/feeds/import-opml"))).bearer_auth(&q.token).body(vec![0xff_u8, 0xfe, 0x00]).send().await.expect("sent");
         TestParent::reply(binary).await.err(400);
-        let huge = q.client.post(q.url(&cascade("/feeds/import-opml"))).bearer_auth(&q.token).body(vec![b' '; 17 * 1024 * 1024]).send().await.expect("sent");
+        let huge = q.client.post(q.url(&cascade("/feeds/import-opml"))).bearer_auth(&q.token).body(vec![b' '; 33 * 1024 * 1024]).send().await.expect("sent");
         TestParent::reply(huge).await.err(413);
         let node = q.add_node("n").await;
         let denied = q.client.post(q.url(&cascade("/feeds/import-opml")))
