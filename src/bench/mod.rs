@@ -27,6 +27,10 @@ pub struct BenchOptions {
     pub postgres: Option<String>,
     /// Parents sharing the database (PostgreSQL only); children are spread over them.
     pub parents: usize,
+    /// Pending depths at which to time claims (empty: skip).
+    pub depths: Vec<usize>,
+    /// Seconds to measure an idle parent's CPU with a 100k-feed task (0: skip).
+    pub idle_seconds: u64,
 }
 
 struct Harness {
@@ -143,10 +147,15 @@ impl Harness {
     }
 
     async fn node(&self, name: &str) -> anyhow::Result<String> {
+        Ok(self.node_with(name, 1000).await?.1)
+    }
+
+    /// A child node with credentials, online: its id and `Authorization` value.
+    async fn node_with(&self, name: &str, capacity: u64) -> anyhow::Result<(String, String)> {
         let created = self
             .admin(
                 "/api/v1/wx/cascade/nodes",
-                json!({"node_type": 1, "name": name, "sync_config": {"max_capacity": 1000}}),
+                json!({"node_type": 1, "name": name, "sync_config": {"max_capacity": capacity}}),
             )
             .await?;
         let id = created["data"]["node_id"]
@@ -170,7 +179,16 @@ impl Harness {
             .json(&json!({}))
             .send()
             .await?;
-        Ok(auth)
+        Ok((id, auth))
+    }
+
+    async fn remove_node(&self, id: &str) -> anyhow::Result<()> {
+        self.http
+            .delete(format!("{}/api/v1/wx/cascade/nodes/{id}", self.bases[0]))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        Ok(())
     }
 
     async fn task_with_feeds(&self, start: u64, n: usize) -> anyhow::Result<String> {
@@ -181,7 +199,6 @@ impl Harness {
         self.store
             .create_feeds(feeds, Clock::system().now())
             .await?;
-        // Created through the store: a 100k-feed `mps_id` is larger than the API's 1 MiB body limit.
         let fields = TaskFields {
             name: format!("bench-{start}"),
             mps_id: json!(ids).to_string(),
@@ -277,11 +294,14 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
         "RSS idle after start: {:.1} MiB\n",
         rss_kib("VmRSS:") as f64 / 1024.0
     );
+    let mut next_feed = 1_000_000_000u64;
     println!(
         "| children | cycles/s | claim p50 ms | claim p99 ms | status p50 ms | completion p50 ms | cycles | RSS after MiB |\n|---|---|---|---|---|---|---|---|"
     );
-    let mut next_feed = 1_000_000_000u64;
-    for (run, &k) in opts.children.iter().enumerate() {
+    if !opts.depths.is_empty() {
+        depth_runs(&h, &opts.depths, &mut next_feed).await?;
+    }
+    for (run, &k) in opts.children.iter().enumerate().filter(|(_, k)| **k > 0) {
         let mut auths = Vec::new();
         for i in 0..k {
             auths.push(h.node(&format!("bench-{run}-{i}")).await?);
@@ -376,11 +396,124 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
             rss_kib("VmRSS:") as f64 / 1024.0
         );
     }
+    if opts.idle_seconds > 0 {
+        idle_run(&h, opts.idle_seconds, &mut next_feed).await?;
+    }
     println!(
         "\nRSS now: {:.1} MiB; peak: {:.1} MiB",
         rss_kib("VmRSS:") as f64 / 1024.0,
         rss_kib("VmHWM:") as f64 / 1024.0
     );
     h.shutdown.cancel();
+    Ok(())
+}
+
+/// Claims cost at pending depth D: a node taking unassigned work, then a node with nothing of
+/// its own searching the steal set (all of it another online node's fresh work).
+async fn depth_runs(h: &Harness, depths: &[usize], next_feed: &mut u64) -> anyhow::Result<()> {
+    const CLAIMS: usize = 500;
+    println!(
+        "| pending | claim with work p50 ms | p99 ms | empty claim (steal search) p50 ms | p99 ms |\n|---|---|---|---|---|"
+    );
+    for (run, &depth) in depths.iter().enumerate() {
+        // Dispatched with no node online: all of it unassigned.
+        let task = h.task_with_feeds(*next_feed, depth).await?;
+        *next_feed += depth as u64;
+        h.dispatch(&task).await?;
+        let taker = h
+            .node_with(&format!("depth-{run}-taker"), CLAIMS as u64)
+            .await?;
+        let with_work = claims(h, &taker.1, CLAIMS).await;
+        delete_task(h, &task).await?;
+        // Another node's fresh work: nothing stealable, every claim searches.
+        let holder = h
+            .node_with(&format!("depth-{run}-holder"), depth as u64 + 1)
+            .await?;
+        let task = h.task_with_feeds(*next_feed, depth).await?;
+        *next_feed += depth as u64;
+        h.dispatch(&task).await?;
+        let searcher = h.node_with(&format!("depth-{run}-searcher"), 1000).await?;
+        let empty = claims(h, &searcher.1, CLAIMS).await;
+        delete_task(h, &task).await?;
+        for (id, _) in [taker, holder, searcher] {
+            h.remove_node(&id).await?;
+        }
+        println!(
+            "| {depth} | {} | {} | {} | {} |",
+            ms(percentile(&with_work, 0.5)),
+            ms(percentile(&with_work, 0.99)),
+            ms(percentile(&empty, 0.5)),
+            ms(percentile(&empty, 0.99)),
+        );
+    }
+    println!();
+    Ok(())
+}
+
+/// Times `n` claims of one node, one after another; sorted latencies.
+async fn claims(h: &Harness, auth: &str, n: usize) -> Vec<Duration> {
+    let mut lat = Vec::with_capacity(n);
+    let url = format!("{}/api/v1/wx/cascade/claim-task", h.bases[0]);
+    for _ in 0..n {
+        let (_, took) = timed(h.http.post(&url).json(&json!({})), auth).await;
+        lat.push(took);
+    }
+    sorted(lat)
+}
+
+async fn delete_task(h: &Harness, task: &str) -> anyhow::Result<()> {
+    h.http
+        .delete(format!(
+            "{}/api/v1/wx/cascade/message-tasks/{task}",
+            h.bases[0]
+        ))
+        .bearer_auth(&h.token)
+        .send()
+        .await?;
+    Ok(())
+}
+
+/// CPU time of this process, from `/proc/self/stat` (user + system).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at its closing paren.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the paren.
+    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+/// An idle parent with an enabled 100k-feed cron task: CPU per second of wall time.
+async fn idle_run(h: &Harness, seconds: u64, next_feed: &mut u64) -> anyhow::Result<()> {
+    let task = h.task_with_feeds(*next_feed, 100_000).await?;
+    *next_feed += 100_000;
+    let put = h
+        .http
+        .put(format!(
+            "{}/api/v1/wx/cascade/message-tasks/{task}",
+            h.bases[0]
+        ))
+        .bearer_auth(&h.token)
+        .json(&json!({"cron_exp": "0 0 1 1 *", "status": 1}))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        put.status().is_success(),
+        "could not schedule the idle task"
+    );
+    // Let the scheduler take the task in, then measure.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (cpu, wall) = (cpu_time(), Instant::now());
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let used = cpu_time().saturating_sub(cpu).as_secs_f64() * 1000.0;
+    println!(
+        "\nIdle with a 100k-feed cron task: {:.2} ms CPU per second over {:.0} s (the whole process: parent and bench)",
+        used / wall.elapsed().as_secs_f64(),
+        wall.elapsed().as_secs_f64()
+    );
     Ok(())
 }

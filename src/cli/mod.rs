@@ -94,6 +94,12 @@ pub enum Command {
         /// engine: parents sharing the database (needs --db postgresql://…).
         #[arg(long, default_value_t = 1)]
         parents: usize,
+        /// engine: pending depths at which to time claims, e.g. 1000,100000 (none by default).
+        #[arg(long, value_delimiter = ',')]
+        depth: Vec<usize>,
+        /// engine: seconds to measure an idle parent's CPU with a 100k-feed task (0: skip).
+        #[arg(long, default_value_t = 0)]
+        idle: u64,
         /// freshness: list requests per login per window.
         #[arg(long, default_value_t = 10)]
         rate: usize,
@@ -279,6 +285,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             dispatch,
             db,
             parents,
+            depth,
+            idle,
             ..
         } => {
             let opts = crate::bench::BenchOptions {
@@ -287,6 +295,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 dispatch_sizes: dispatch,
                 postgres: db,
                 parents,
+                depths: depth,
+                idle_seconds: idle,
             };
             crate::bench::run(opts).await
         }
