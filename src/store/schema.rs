@@ -10,7 +10,8 @@
 /// 10: `cascade_node_logins.budget` and `.budget_until` (per-login budgets).
 /// 11: `cascade_node_commands` (search commands).
 /// 12: `we_message_tasks.full_text` (full text switchable per task).
-pub(crate) const SCHEMA_VERSION: &str = "12";
+/// 13: the claim indexes (`ix_cascade_alloc_pending_order`, `ix_cascade_alloc_pending_moved`).
+pub(crate) const SCHEMA_VERSION: &str = "13";
 
 /// Our columns added to WeRSS tables: (table, column, SQLite declaration). PostgreSQL takes
 /// the same list through [`pg_declaration`].

@@ -21,6 +21,7 @@ const LOGIN_REMINDERS: &str = include_str!("../../../migrations/postgres/0005_lo
 const ARTICLE_LINKS: &str = include_str!("../../../migrations/postgres/0007_article_links.sql");
 const LOGIN_BUDGETS: &str = include_str!("../../../migrations/postgres/0008_login_budgets.sql");
 const NODE_COMMANDS: &str = include_str!("../../../migrations/postgres/0009_node_commands.sql");
+const CLAIM_INDEXES: &str = include_str!("../../../migrations/postgres/0010_claim_indexes.sql");
 
 /// Whether the schema is at [`SCHEMA_VERSION`] (an unreadable version means no).
 async fn current(pool: &PgPool) -> bool {
@@ -98,6 +99,10 @@ pub(super) async fn run(pool: &PgPool) -> Result<()> {
         .execute(&mut *tx)
         .await
         .map_err(|e| Error::Migrate(format!("creating indexes: {e}")))?;
+    sqlx::raw_sql(CLAIM_INDEXES)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| Error::Migrate(format!("creating claim indexes: {e}")))?;
     backfill(&mut tx, Clock::system().now()).await?;
     sqlx::query(
         "INSERT INTO cascade_settings (key, value) VALUES ('schema_version', $1)
