@@ -386,7 +386,7 @@ async fn candidates(
 
 const OWN: &str = "assigned_node_id = $1 AND available_at <= $2";
 const UNASSIGNED: &str = "assigned_node_id IS NULL AND available_at <= $2";
-/// Pending rows of another node's (`COALESCE` keeps SQLite off the index on
+/// Work assigned to another node (`COALESCE` keeps SQLite off the index on
 /// `assigned_node_id`, whose range would need a sort).
 const OTHERS: &str = "COALESCE(assigned_node_id, $1) <> $1";
 /// A node whose assigned work others may take: inactive, silent, cooling or parked.
