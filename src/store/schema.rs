@@ -10,6 +10,7 @@
 /// 10: `cascade_node_logins.budget` and `.budget_until` (per-login budgets).
 /// 11: `cascade_node_commands` (search commands).
 /// 12: `we_message_tasks.full_text` (full text switchable per task).
+/// 13: the claim indexes (`ix_cascade_alloc_pending_order`, `ix_cascade_alloc_pending_moved`).
 /// 14: `we_message_tasks.all_feeds` (tasks over every feed, read at dispatch).
 pub(crate) const SCHEMA_VERSION: &str = "14";
 

@@ -8,6 +8,7 @@ mod blocked;
 mod budgets;
 mod catalog;
 mod child;
+mod claims;
 mod cli;
 mod compat;
 mod compression;

@@ -27,48 +27,28 @@ struct Files {
     login_budgets: &'static str,
     node_commands: &'static str,
     indexes: &'static str,
+    claim_indexes: &'static str,
+}
+
+macro_rules! sql_file {
+    ($dir:literal, $name:literal) => {
+        include_str!(concat!("../../../migrations/", $dir, "/", $name))
+    };
 }
 
 macro_rules! files {
     ($dir:literal) => {
         Files {
-            werss_tables: include_str!(concat!(
-                "../../../migrations/",
-                $dir,
-                "/0001_werss_tables.sql"
-            )),
-            indexes: include_str!(concat!("../../../migrations/", $dir, "/0002_indexes.sql")),
-            node_logins: include_str!(concat!(
-                "../../../migrations/",
-                $dir,
-                "/0003_node_logins.sql"
-            )),
-            login_flows: include_str!(concat!(
-                "../../../migrations/",
-                $dir,
-                "/0004_login_flows.sql"
-            )),
-            login_reminders: include_str!(concat!(
-                "../../../migrations/",
-                $dir,
-                "/0005_login_reminders.sql"
-            )),
-            sources: include_str!(concat!("../../../migrations/", $dir, "/0006_sources.sql")),
-            article_links: include_str!(concat!(
-                "../../../migrations/",
-                $dir,
-                "/0007_article_links.sql"
-            )),
-            login_budgets: include_str!(concat!(
-                "../../../migrations/",
-                $dir,
-                "/0008_login_budgets.sql"
-            )),
-            node_commands: include_str!(concat!(
-                "../../../migrations/",
-                $dir,
-                "/0009_node_commands.sql"
-            )),
+            werss_tables: sql_file!($dir, "0001_werss_tables.sql"),
+            indexes: sql_file!($dir, "0002_indexes.sql"),
+            node_logins: sql_file!($dir, "0003_node_logins.sql"),
+            login_flows: sql_file!($dir, "0004_login_flows.sql"),
+            login_reminders: sql_file!($dir, "0005_login_reminders.sql"),
+            sources: sql_file!($dir, "0006_sources.sql"),
+            article_links: sql_file!($dir, "0007_article_links.sql"),
+            login_budgets: sql_file!($dir, "0008_login_budgets.sql"),
+            node_commands: sql_file!($dir, "0009_node_commands.sql"),
+            claim_indexes: sql_file!($dir, "0010_claim_indexes.sql"),
         }
     };
 }
@@ -146,6 +126,7 @@ async fn migrate(tx: &mut Tx, now: NaiveDateTime) -> Result<()> {
     }
     step(tx, files.node_commands, "creating cascade_node_commands").await?;
     step(tx, files.indexes, "creating indexes").await?;
+    step(tx, files.claim_indexes, "creating claim indexes").await?;
     backfill(tx, now).await?;
     tx.exec(
         "INSERT INTO cascade_settings (key, value) VALUES ('schema_version', $1)
