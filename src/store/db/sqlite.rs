@@ -46,6 +46,15 @@ pub(crate) struct SqliteDb {
     permits: Semaphore,
     /// A memory database: reads go to the writer, the only connection.
     memory: bool,
+    /// Groups committed (or rolled back) so far, and the requests they carried.
+    stats: Arc<GroupStats>,
+}
+
+/// How the writer grouped its work.
+#[derive(Default)]
+pub(crate) struct GroupStats {
+    pub(crate) groups: std::sync::atomic::AtomicU64,
+    pub(crate) requests: std::sync::atomic::AtomicU64,
 }
 
 impl SqliteDb {
@@ -84,9 +93,11 @@ impl SqliteDb {
             }
         }
         let (send, recv) = mpsc::channel::<Job>();
+        let stats = Arc::new(GroupStats::default());
+        let counted = Arc::clone(&stats);
         let writer = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run_writer(write, &recv))
+            .spawn(move || run_writer(write, &recv, &counted))
             .map_err(|e| Error::Unsupported(format!("cannot start the SQLite writer: {e}")))?;
         Ok(Self {
             jobs: Mutex::new(Some(send)),
@@ -94,6 +105,7 @@ impl SqliteDb {
             permits: Semaphore::new(readers.len()),
             readers: Mutex::new(readers),
             memory: path.is_none(),
+            stats,
         })
     }
 
@@ -146,6 +158,15 @@ impl SqliteDb {
         })
         .await
         .map_err(|_| Error::Invalid("a database read was cancelled".into()))?
+    }
+
+    /// How the writer grouped its work so far: (groups, requests).
+    pub(crate) fn grouping(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.stats.groups.load(Relaxed),
+            self.stats.requests.load(Relaxed),
+        )
     }
 
     fn send(&self, job: Job) -> Result<()> {
@@ -208,7 +229,7 @@ fn run_op<T>(tx: &mut Tx, op: Op<T>) -> Result<T> {
 }
 
 /// The writer thread: group after group until the queue closes.
-fn run_writer(conn: Connection, jobs: &mpsc::Receiver<Job>) {
+fn run_writer(conn: Connection, jobs: &mpsc::Receiver<Job>, stats: &GroupStats) {
     let mut tx = Tx::Sqlite(conn);
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
@@ -218,7 +239,13 @@ fn run_writer(conn: Connection, jobs: &mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        stats
+            .requests
+            .fetch_add(group.len() as u64, std::sync::atomic::Ordering::Relaxed);
         run_group(&mut tx, group);
+        stats
+            .groups
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -374,5 +401,119 @@ pub(crate) fn error(e: rusqlite::Error) -> Error {
             code: 1,
             message: other.to_string(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::db::{Db, args};
+
+    async fn count(db: &Db) -> i64 {
+        db.read(|tx| Box::pin(async move { tx.int("SELECT COUNT(*) FROM t", &[]).await }))
+            .await
+            .expect("read")
+            .unwrap_or(0)
+    }
+
+    /// Inserts `id`, then (when `fail`) breaks a rule: its own insert must not survive.
+    fn insert(db: &Db, id: i64, fail: bool) -> tokio::task::JoinHandle<Result<()>> {
+        let db = db.clone();
+        tokio::spawn(async move {
+            db.write(move |tx| {
+                Box::pin(async move {
+                    tx.exec("INSERT INTO t (id) VALUES ($1)", args![id]).await?;
+                    if fail {
+                        tx.exec("INSERT INTO t (id) VALUES ($1)", args![1_i64])
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
+        })
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_failing_request_in_a_group_rolls_back_alone_and_all_are_answered() {
+        let dir = tempfile::tempdir().expect("dir");
+        let sqlite = Arc::new(SqliteDb::open(Some(&dir.path().join("g.db"))).expect("opened"));
+        let db = Db::Sqlite(Arc::clone(&sqlite));
+        db.write(|tx| {
+            Box::pin(async move {
+                tx.batch("CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1);")
+                    .await
+            })
+        })
+        .await
+        .expect("table");
+        let before = sqlite.grouping();
+        // The writer is held by one request until three more are queued behind it.
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let blocker = {
+            let db = db.clone();
+            tokio::spawn(async move {
+                db.write(move |_tx| {
+                    Box::pin(async move {
+                        held.recv().ok();
+                        Ok(())
+                    })
+                })
+                .await
+            })
+        };
+        let queued = [
+            insert(&db, 10, false),
+            insert(&db, 11, true),
+            insert(&db, 12, false),
+        ];
+        // On this one-thread runtime each spawned request runs up to its answer's await,
+        // sending its job first.
+        for _ in 0..16 {
+            tokio::task::yield_now().await;
+        }
+        release.send(()).expect("released");
+        blocker.await.expect("joined").expect("the blocker commits");
+        let [a, b, c] = queued;
+        a.await.expect("joined").expect("10 commits");
+        let failed = b
+            .await
+            .expect("joined")
+            .expect_err("11 breaks the primary key");
+        assert!(failed.to_string().contains("UNIQUE"), "{failed}");
+        c.await.expect("joined").expect("12 commits");
+        assert_eq!(
+            count(&db).await,
+            3,
+            "1, 10 and 12; 11 rolled back to its savepoint"
+        );
+        let after = sqlite.grouping();
+        assert_eq!(
+            (after.0 - before.0, after.1 - before.1),
+            (2, 4),
+            "the blocker alone, then the three queued behind it in one group"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_answer_comes_after_its_commit() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("c.db");
+        let db = Db::Sqlite(Arc::new(SqliteDb::open(Some(&path)).expect("opened")));
+        db.write(|tx| {
+            Box::pin(async move { tx.batch("CREATE TABLE t (id INTEGER PRIMARY KEY)").await })
+        })
+        .await
+        .expect("table");
+        insert(&db, 5, false)
+            .await
+            .expect("joined")
+            .expect("inserted");
+        // Another connection, as another process would open it, sees the row at once.
+        let other = Connection::open(&path).expect("opened");
+        let n: i64 = other
+            .query_row("SELECT COUNT(*) FROM t WHERE id = 5", [], |r| r.get(0))
+            .expect("counted");
+        assert_eq!(n, 1);
     }
 }
