@@ -296,7 +296,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
     );
     let mut next_feed = 1_000_000_000u64;
     println!(
-        "| children | cycles/s | claim p50 ms | claim p99 ms | status p50 ms | completion p50 ms | cycles | RSS after MiB |\n|---|---|---|---|---|---|---|---|"
+        "| children | cycles/s | claim p50 ms | claim p99 ms | status p50 ms | completion p50 ms | cycles | writes per commit | RSS after MiB |\n|---|---|---|---|---|---|---|---|---|"
     );
     if !opts.depths.is_empty() {
         depth_runs(&h, &opts.depths, &mut next_feed).await?;
@@ -310,6 +310,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
         let task = h.task_with_feeds(next_feed, feeds).await?;
         next_feed += feeds as u64;
         h.dispatch(&task).await?;
+        let grouped_before = h.store.write_grouping();
         let started = Instant::now();
         let until = started + Duration::from_secs(opts.seconds);
         let mut set = tokio::task::JoinSet::new();
@@ -326,10 +327,16 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
             all.complete.extend(l.complete);
         }
         let elapsed = started.elapsed().as_secs_f64();
+        let per_group = match (grouped_before, h.store.write_grouping()) {
+            (Some((g0, r0)), Some((g1, r1))) if g1 > g0 => {
+                format!("{:.1}", (r1 - r0) as f64 / (g1 - g0) as f64)
+            }
+            _ => "-".into(),
+        };
         let (claims, status, complete) =
             (sorted(all.claim), sorted(all.status), sorted(all.complete));
         println!(
-            "| {k} | {:.0} | {} | {} | {} | {} | {cycles} | {:.1} |",
+            "| {k} | {:.0} | {} | {} | {} | {} | {cycles} | {per_group} | {:.1} |",
             cycles as f64 / elapsed,
             ms(percentile(&claims, 0.5)),
             ms(percentile(&claims, 0.99)),

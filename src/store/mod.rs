@@ -243,6 +243,15 @@ impl Store {
         }
     }
 
+    /// How SQLite's writer grouped the writes so far: (groups committed, requests in them);
+    /// `None` on PostgreSQL.
+    pub fn write_grouping(&self) -> Option<(u64, u64)> {
+        match &self.db {
+            db::Db::Sqlite(s) => Some(s.grouping()),
+            db::Db::Pg(_) => None,
+        }
+    }
+
     /// Whether other parents may share this database (PostgreSQL), so wake-ups must cross.
     pub fn has_peers(&self) -> bool {
         self.db.pg_pool().is_some()
