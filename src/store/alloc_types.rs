@@ -68,9 +68,9 @@ pub struct DispatchBatch {
     pub max_attempts: i64,
     /// What to insert.
     pub allocations: Vec<NewAllocation>,
-    /// The cron firing this dispatch is, claimed in the same transaction: the dispatch
-    /// happens only if the firing is still unclaimed, and a dispatch that fails leaves it
-    /// unclaimed, so the next pass (of any parent) retries it.
+    /// The cron firing this dispatch is, claimed in the transaction of its first part: the
+    /// dispatch happens only if the firing is still unclaimed, and a first part that fails
+    /// leaves it unclaimed, so the next pass (of any parent) retries it.
     pub firing: Option<Firing>,
 }
 

@@ -20,6 +20,8 @@ const DISPATCH_CHUNK: usize = 5000;
 /// Allocations inserted per statement: 8 parameters a row keeps a statement well under
 /// SQLite's 32,766 parameters (and PostgreSQL's 65,535).
 const INSERT_CHUNK: usize = 1000;
+/// Allocations committed per write request of a dispatch.
+const REQUEST_CHUNK: usize = 2000;
 /// `(feed, allocation)` pairs written per statement (2 parameters each).
 const OPEN_CHUNK: usize = 5000;
 
@@ -43,16 +45,47 @@ impl Store {
             .await
     }
 
-    /// Inserts a dispatch in one transaction, skipping feeds that already have an open
-    /// allocation. `None` when the batch is a cron firing another pass already claimed.
+    /// Inserts a dispatch, skipping feeds that already have an open allocation, in write
+    /// requests of [`REQUEST_CHUNK`] allocations. `None` when the batch is a cron firing
+    /// another pass already claimed.
     pub async fn apply_dispatch(
         &self,
         batch: DispatchBatch,
         now: NaiveDateTime,
     ) -> Result<Option<Vec<CreatedAllocation>>> {
-        self.db
-            .write(move |tx| Box::pin(async move { apply_dispatch(tx, &batch, now).await }))
-            .await
+        // Committed in parts, so heartbeats and claims queued meanwhile are served between
+        // them (on SQLite they wait for the writer): the first part claims the firing; if a
+        // later part fails, the parts before it stand (their feeds are open and will be
+        // crawled) and the rest waits for the next dispatch.
+        let DispatchBatch {
+            schedule_run_id,
+            max_attempts,
+            allocations,
+            mut firing,
+        } = batch;
+        let mut created = Vec::with_capacity(allocations.len());
+        let mut rest = allocations;
+        loop {
+            let tail = rest.split_off(rest.len().min(REQUEST_CHUNK));
+            let part = DispatchBatch {
+                schedule_run_id: schedule_run_id.clone(),
+                max_attempts,
+                allocations: rest,
+                firing: firing.take(),
+            };
+            let done = self
+                .db
+                .write(move |tx| Box::pin(async move { apply_dispatch(tx, &part, now).await }))
+                .await?;
+            let Some(done) = done else {
+                return Ok(None); // another pass took this firing
+            };
+            created.extend(done);
+            if tail.is_empty() {
+                return Ok(Some(created));
+            }
+            rest = tail;
+        }
     }
 
     /// Atomically claims up to `limit` allocations for a node within its free capacity.
