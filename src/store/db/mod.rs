@@ -259,8 +259,38 @@ impl Tx {
     }
 }
 
-/// Writes the fragments of `sql` (see the module's table) for `dialect`.
+/// Writes the fragments of `sql` (see the module's table) for `dialect`. On SQLite, `$n`
+/// becomes `?n`: a numbered parameter binds by its number, where a named one (`$n` is a name
+/// to SQLite) would cost a search of every name per bind.
 pub(crate) fn render(dialect: Dialect, sql: &str) -> Cow<'_, str> {
+    let sql = fragments(dialect, sql);
+    if dialect == Dialect::Sqlite && sql.contains('$') {
+        return Cow::Owned(numbered(&sql));
+    }
+    sql
+}
+
+/// `$n` → `?n`, outside quoted text.
+fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut quote: Option<char> = None;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '$') if chars.peek().is_some_and(char::is_ascii_digit) => {
+                out.push('?');
+                continue;
+            }
+            _ => {}
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn fragments(dialect: Dialect, sql: &str) -> Cow<'_, str> {
     if !sql.contains('{') {
         return Cow::Borrowed(sql);
     }
@@ -368,11 +398,11 @@ mod tests {
         );
         assert_eq!(
             render(Dialect::Sqlite, sql),
-            "SELECT * FROM t WHERE id IN (SELECT value FROM json_each($1)) AND n = MIN(a, b) "
+            "SELECT * FROM t WHERE id IN (SELECT value FROM json_each(?1)) AND n = MIN(a, b) "
         );
         assert_eq!(
             render(Dialect::Sqlite, "x {not_in:$2} AND '{\"a\":1}'"),
-            "x NOT IN (SELECT value FROM json_each($2)) AND '{\"a\":1}'"
+            "x NOT IN (SELECT value FROM json_each(?2)) AND '{\"a\":1}'"
         );
         assert!(matches!(
             render(Dialect::Sqlite, "SELECT 1"),

@@ -316,17 +316,13 @@ fn autocommit(tx: &Tx) -> bool {
     }
 }
 
-/// Binds every `$n` of the statement to `args[n - 1]`.
+/// Binds parameter `?n` (the `$n` of the written SQL, see [`super::render`]) to
+/// `args[n - 1]`.
 fn bind(stmt: &mut rusqlite::Statement<'_>, args: &[Arg]) -> Result<()> {
     for i in 1..=stmt.parameter_count() {
-        let n = stmt
-            .parameter_name(i)
-            .and_then(|name| name.strip_prefix('$'))
-            .and_then(|n| n.parse::<usize>().ok())
-            .unwrap_or(i);
         let arg = args
-            .get(n.wrapping_sub(1))
-            .ok_or_else(|| Error::Invalid(format!("statement parameter ${n} has no argument")))?;
+            .get(i - 1)
+            .ok_or_else(|| Error::Invalid(format!("statement parameter ${i} has no argument")))?;
         stmt.raw_bind_parameter(i, to_sql(arg)).map_err(error)?;
     }
     Ok(())
