@@ -144,22 +144,7 @@ impl Store {
                             cron_exp, status, headers, cookies, expose_to_nodes, created_at,
                             updated_at, full_text, all_feeds)
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14)",
-                        args![
-                            &id,
-                            &task.name,
-                            task.message_type,
-                            &task.message_template,
-                            &task.web_hook_url,
-                            &task.mps_id,
-                            &task.cron_exp,
-                            task.status,
-                            &task.headers,
-                            &task.cookies,
-                            task.expose_to_nodes,
-                            now,
-                            task.full_text.map(i64::from),
-                            task.all_feeds,
-                        ],
+                        &task_args(&id, &task, now),
                     )
                     .await?;
                     task_on(tx, &id).await
@@ -230,22 +215,7 @@ impl Store {
                                                         AND status IS NOT DISTINCT FROM $8
                                                        THEN next_run_at END
                               WHERE id = $1",
-                            args![
-                                &id,
-                                &task.name,
-                                task.message_type,
-                                &task.message_template,
-                                &task.web_hook_url,
-                                &task.mps_id,
-                                &task.cron_exp,
-                                task.status,
-                                &task.headers,
-                                &task.cookies,
-                                task.expose_to_nodes,
-                                now,
-                                task.full_text.map(i64::from),
-                                task.all_feeds,
-                            ],
+                            &task_args(&id, &task, now),
                         )
                         .await?;
                     if done == 0 {
@@ -384,4 +354,26 @@ async fn delete_task(tx: &mut Tx, id: &str, now: NaiveDateTime) -> Result<()> {
     )
     .await?;
     Ok(())
+}
+
+/// A task's columns in the order both the insert and the update bind them (`$1` its id, `$12`
+/// the time of the change).
+fn task_args(id: &str, task: &TaskFields, now: NaiveDateTime) -> Vec<Arg> {
+    args![
+        id,
+        &task.name,
+        task.message_type,
+        &task.message_template,
+        &task.web_hook_url,
+        &task.mps_id,
+        &task.cron_exp,
+        task.status,
+        &task.headers,
+        &task.cookies,
+        task.expose_to_nodes,
+        now,
+        task.full_text.map(i64::from),
+        task.all_feeds,
+    ]
+    .to_vec()
 }
