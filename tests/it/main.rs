@@ -14,6 +14,7 @@ mod compat;
 mod compression;
 mod dashboard;
 mod dedup;
+mod durability;
 mod engine;
 mod errors;
 mod fetch;

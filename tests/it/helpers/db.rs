@@ -118,3 +118,31 @@ pub async fn execute(url: &str, sql: &str) {
         }
     }
 }
+
+/// The rows of the query `sql` on the database at `url`, read on a connection of its own
+/// (as another program would), each decoded as `T` (a tuple: cast columns so both backends
+/// agree, e.g. `CAST(n AS BIGINT)`).
+pub async fn query<T>(url: &str, sql: &str) -> Vec<T>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+        + Send
+        + Unpin,
+{
+    use sqlx::Connection;
+    let sql = sqlx::AssertSqlSafe(sql.to_string());
+    match werss_cascade::store::parse_db_url(url).expect("database URL") {
+        werss_cascade::store::DbUrl::Sqlite(Some(path)) => {
+            let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+            let mut c = sqlx::SqliteConnection::connect_with(&options)
+                .await
+                .expect("sqlite");
+            sqlx::query_as(sql).fetch_all(&mut c).await.expect("rows")
+        }
+        werss_cascade::store::DbUrl::Sqlite(None) => panic!("an in-memory database is private"),
+        werss_cascade::store::DbUrl::Postgres(url) => {
+            let mut c = sqlx::PgConnection::connect(&url).await.expect("pg");
+            sqlx::query_as(sql).fetch_all(&mut c).await.expect("rows")
+        }
+    }
+}
