@@ -205,13 +205,46 @@ pub struct RunNotice {
     /// The run.
     pub schedule_run_id: String,
     /// What this run created for the task.
-    pub created: Vec<CreatedAllocation>,
+    pub created: RunCreated,
+}
+
+/// A summary of what one run created for one task: enough to tell each child about it, and
+/// bounded by the number of nodes, not of allocations.
+#[derive(Debug, Default, Clone)]
+pub struct RunCreated {
+    /// Allocations created.
+    pub allocations: usize,
+    /// Feeds in them.
+    pub feeds: i64,
+    /// The first allocation created.
+    pub first: Option<String>,
+    /// The first allocation created for each assigned node.
+    pub first_by_node: HashMap<String, String>,
+}
+
+impl RunCreated {
+    /// Counts `a` in.
+    pub fn add(&mut self, a: &CreatedAllocation) {
+        self.allocations += 1;
+        self.feeds += a.feed_count;
+        if self.first.is_none() {
+            self.first = Some(a.id.clone());
+        }
+        if let Some(node) = &a.assigned_node_id {
+            self.first_by_node
+                .entry(node.clone())
+                .or_insert_with(|| a.id.clone());
+        }
+    }
 }
 
 /// Sends `new_task` notifications for `runs` to every online child with a callback URL, in
 /// the background; failures are logged, never retried.
 pub fn notify_children(state: &AppState, runs: Vec<RunNotice>) {
-    let runs: Vec<RunNotice> = runs.into_iter().filter(|r| !r.created.is_empty()).collect();
+    let runs: Vec<RunNotice> = runs
+        .into_iter()
+        .filter(|r| r.created.allocations > 0)
+        .collect();
     if runs.is_empty() {
         return;
     }
@@ -228,17 +261,16 @@ pub fn notify_children(state: &AppState, runs: Vec<RunNotice>) {
         };
         let mut sends = tokio::task::JoinSet::new();
         for run in &runs {
-            let feed_count: i64 = run.created.iter().map(|a| a.feed_count).sum();
+            let created = &run.created;
             for t in &targets {
-                let first = run
-                    .created
-                    .iter()
-                    .find(|a| a.assigned_node_id.as_deref() == Some(t.node_id.as_str()))
-                    .unwrap_or(&run.created[0]);
+                let first = created
+                    .first_by_node
+                    .get(&t.node_id)
+                    .or(created.first.as_ref());
                 let body = json!({
-                    "type": "new_task", "allocation_id": first.id, "feed_count": feed_count,
+                    "type": "new_task", "allocation_id": first, "feed_count": created.feeds,
                     "timestamp": to_wire(now), "task_id": run.task_id,
-                    "schedule_run_id": run.schedule_run_id, "allocation_count": run.created.len(),
+                    "schedule_run_id": run.schedule_run_id, "allocation_count": created.allocations,
                 });
                 let auth = super::ops::notify_authorization(&t.api_key, &t.secret_hash);
                 let callbacks = state.callbacks.clone();

@@ -5,12 +5,12 @@ use crate::dispatch::retry::{Reason, RetryPolicy};
 use crate::dispatch::{self, FeedRef, NodeSnapshot, Source};
 use crate::parent::AppState;
 use crate::parent::error::{ApiError, ApiResult};
-use crate::parent::notifier::{RunNotice, notify_children};
+use crate::parent::notifier::{RunCreated, RunNotice, notify_children};
 use crate::protocol::time::to_wire;
 use crate::protocol::wire::{ClaimQuery, ReportCompletion, TaskStatus};
 use crate::store::{
-    ClaimBlock, ClaimPolicy, Completion, DispatchBatch, Failure, FeedResult, Firing,
-    LifecyclePolicy, MessageTask, NewAllocation, Report, ReportOutcome,
+    ClaimBlock, ClaimPolicy, Completion, CreatedAllocation, DispatchBatch, Failure, FeedResult,
+    Firing, LifecyclePolicy, MessageTask, NewAllocation, Report, ReportOutcome,
 };
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
@@ -64,8 +64,9 @@ pub async fn dispatch_task(state: &AppState, task_id: Option<&str>) -> ApiResult
     dispatch_tasks(state, tasks, uuid::Uuid::new_v4().to_string()).await
 }
 
-/// Places and inserts every feed of `tasks` in one transaction under `run_id`, then wakes
-/// long-polls and notifies children in the background.
+/// Places and inserts every feed of `tasks` under `run_id`, in parts of [`DISPATCH_PART`]
+/// allocations each committed on its own, then wakes long-polls and notifies children in
+/// the background.
 ///
 /// # Errors
 /// Database failures.
@@ -141,96 +142,172 @@ async fn dispatch_batch(
         })
         .collect();
     let online_nodes = nodes.iter().filter(|n| n.online).count();
-    let mut allocations = Vec::new();
-    let mut summaries = Vec::new();
+    let per = usize::try_from(c.feeds_per_allocation).unwrap_or(1).max(1);
+    let mut firing = firing;
+    let mut total_created = 0;
+    let mut notices = Vec::new();
+    let mut per_task = Vec::new();
     for task in &tasks {
         let named = if task.fields.all_feeds {
             state.store.all_feed_ids().await?
         } else {
             task.fields.feed_ids()
         };
+        let named_count = named.len();
         let unique: Vec<String> = {
             let mut seen = HashSet::new();
             named
-                .iter()
-                .filter(|id| seen.insert(id.as_str()))
-                .cloned()
+                .into_iter()
+                .filter(|id| seen.insert(id.clone()))
                 .collect()
         };
-        let found = state.store.dispatch_feeds(unique.clone()).await?;
-        let by_id: HashMap<&str, _> = found.iter().map(|f| (f.id.as_str(), f)).collect();
-        let enabled: Vec<_> = unique
-            .iter()
-            .filter_map(|id| by_id.get(id.as_str()))
-            .filter(|f| f.status == 1)
-            .collect();
-        let to_place: Vec<FeedRef> = enabled
-            .iter()
-            .filter(|f| !f.open)
-            .map(|f| FeedRef {
-                id: f.id.clone(),
-                source: f.source,
-            })
-            .collect();
-        let planned = dispatch::plan(
-            &to_place,
-            &mut nodes,
-            usize::try_from(c.feeds_per_allocation).unwrap_or(1),
-        );
-        summaries.push((
-            task,
-            named.len(),
-            enabled.len(),
-            enabled.len() - to_place.len(),
-            unique.len() - found.len(),
-        ));
-        allocations.extend(planned.into_iter().map(|p| NewAllocation {
-            task_id: task.id.clone(),
-            task_name: task.fields.name.clone(),
-            cron_exp: task.fields.cron_exp.clone(),
-            feed_ids: p.feed_ids,
-            source: p.source,
-            assigned_node_id: p.node_id,
-        }));
-    }
-    let batch = DispatchBatch {
-        schedule_run_id: run_id.clone(),
-        max_attempts: secs(c.max_attempts),
-        allocations,
-        firing,
-    };
-    let Some(created) = state.store.apply_dispatch(batch, now).await? else {
-        return Ok(None);
-    };
-    state.metrics.dispatch(started.elapsed(), created.len());
-    state.notifier.wake_all();
-    let total_created = created.len();
-    let mut by_task: HashMap<String, Vec<_>> = HashMap::new();
-    for a in created {
-        by_task.entry(a.task_id.clone()).or_default().push(a);
-    }
-    let mut notices = Vec::new();
-    let mut per_task = Vec::new();
-    for (task, mp_count, feed_count, skipped, missing) in summaries {
-        let mine = by_task.remove(&task.id).unwrap_or_default();
-        let placed_feeds: i64 = mine.iter().map(|a| a.feed_count).sum();
-        let raced = i64::try_from(feed_count - skipped).unwrap_or(0) - placed_feeds;
+        let mut tally = TaskTally::default();
+        let mut created = RunCreated::default();
+        // Streamed in parts (read, place, insert): memory is bounded by a part, not by the
+        // task, and heartbeats and claims are served between the parts' commits. The next
+        // part is read and placed while the writer inserts the one before.
+        let mut parts = unique.chunks(per * DISPATCH_PART);
+        let mut in_flight = None;
+        loop {
+            let next = parts.next();
+            let writing = in_flight.take();
+            let (written, placed) = tokio::join!(
+                async {
+                    match writing {
+                        Some(w) => Some(w.await),
+                        None => None,
+                    }
+                },
+                async {
+                    match next {
+                        Some(part) => {
+                            Some(place_part(state, part, &mut nodes, per, &mut tally).await)
+                        }
+                        None => None,
+                    }
+                }
+            );
+            if let Some(written) = written {
+                let Some(done) = written? else {
+                    return Ok(None); // another pass took this firing
+                };
+                for a in &done {
+                    created.add(a);
+                }
+            }
+            let Some(planned) = placed else { break };
+            in_flight = Some(apply_part(
+                state,
+                task,
+                planned?,
+                &run_id,
+                firing.take(),
+                now,
+            ));
+        }
+        if firing.is_some() {
+            // Nothing to place: the firing is still claimed, so it is not fired again.
+            let Some(_) = apply_part(state, task, Vec::new(), &run_id, firing.take(), now).await?
+            else {
+                return Ok(None);
+            };
+        }
+        let raced = i64::try_from(tally.to_place).unwrap_or(0) - created.feeds;
         per_task.push(json!({
-            "id": task.id, "name": task.fields.name, "mp_count": mp_count, "feed_count": feed_count,
-            "created": mine.len(), "skipped_open": i64::try_from(skipped).unwrap_or(0) + raced.max(0), "missing": missing,
+            "id": task.id, "name": task.fields.name, "mp_count": named_count, "feed_count": tally.enabled,
+            "created": created.allocations, "skipped_open": i64::try_from(tally.skipped).unwrap_or(0) + raced.max(0),
+            "missing": tally.missing,
         }));
+        total_created += created.allocations;
         notices.push(RunNotice {
             task_id: task.id.clone(),
             schedule_run_id: run_id.clone(),
-            created: mine,
+            created,
         });
     }
+    state.metrics.dispatch(started.elapsed(), total_created);
+    state.notifier.wake_all();
     tracing::info!(run.id = %run_id, allocations = total_created, "dispatched");
     notify_children(state, notices);
     Ok(Some(json!({
         "online_nodes": online_nodes, "task_count": tasks.len(), "tasks": per_task,
         "allocations_created": total_created, "schedule_run_id": run_id,
     })))
+}
+
+/// Allocations (of `feeds_per_allocation` feeds each) placed and inserted per part of a
+/// dispatch.
+const DISPATCH_PART: usize = 2_000;
+
+/// What a task's dispatch found, counted over its parts.
+#[derive(Default)]
+struct TaskTally {
+    enabled: usize,
+    skipped: usize,
+    missing: usize,
+    to_place: usize,
+}
+
+/// Reads one part of a task's feeds and places those to dispatch on `nodes`.
+async fn place_part(
+    state: &AppState,
+    part: &[String],
+    nodes: &mut [NodeSnapshot],
+    per: usize,
+    tally: &mut TaskTally,
+) -> ApiResult<Vec<dispatch::PlannedAllocation>> {
+    let found = state.store.dispatch_feeds(part.to_vec()).await?;
+    let by_id: HashMap<&str, _> = found.iter().map(|f| (f.id.as_str(), f)).collect();
+    let enabled: Vec<_> = part
+        .iter()
+        .filter_map(|id| by_id.get(id.as_str()))
+        .filter(|f| f.status == 1)
+        .collect();
+    let to_place: Vec<FeedRef> = enabled
+        .iter()
+        .filter(|f| !f.open)
+        .map(|f| FeedRef {
+            id: f.id.clone(),
+            source: f.source,
+        })
+        .collect();
+    tally.enabled += enabled.len();
+    tally.skipped += enabled.len() - to_place.len();
+    tally.missing += part.len() - found.len();
+    tally.to_place += to_place.len();
+    Ok(dispatch::plan(&to_place, nodes, per))
+}
+
+/// Inserts one part of a task's dispatch (claiming `firing` first, when given). `None` when
+/// another pass already took the firing.
+async fn apply_part(
+    state: &AppState,
+    task: &MessageTask,
+    planned: Vec<dispatch::PlannedAllocation>,
+    run_id: &str,
+    firing: Option<Firing>,
+    now: chrono::NaiveDateTime,
+) -> ApiResult<Option<Vec<CreatedAllocation>>> {
+    let batch = DispatchBatch {
+        schedule_run_id: run_id.to_string(),
+        max_attempts: secs(state.config.cascade.max_attempts),
+        allocations: planned
+            .into_iter()
+            .map(|p| NewAllocation {
+                task_id: task.id.clone(),
+                task_name: task.fields.name.clone(),
+                cron_exp: task.fields.cron_exp.clone(),
+                feed_ids: p.feed_ids,
+                source: p.source,
+                assigned_node_id: p.node_id,
+            })
+            .collect(),
+        firing,
+    };
+    if batch.allocations.is_empty() && batch.firing.is_none() {
+        return Ok(Some(Vec::new()));
+    }
+    Ok(state.store.apply_dispatch(batch, now).await?)
 }
 
 /// What a claim answers: whether it got work, the message suffix when it did not, `data`,

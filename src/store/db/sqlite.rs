@@ -92,12 +92,16 @@ impl SqliteDb {
                 readers.push(c);
             }
         }
+        let checkpointer = match path {
+            Some(p) => Some(Checkpointer::start(p)?),
+            None => None,
+        };
         let (send, recv) = mpsc::channel::<Job>();
         let stats = Arc::new(GroupStats::default());
         let counted = Arc::clone(&stats);
         let writer = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run_writer(write, &recv, &counted))
+            .spawn(move || run_writer(write, &recv, &counted, checkpointer))
             .map_err(|e| Error::Unsupported(format!("cannot start the SQLite writer: {e}")))?;
         Ok(Self {
             jobs: Mutex::new(Some(send)),
@@ -207,15 +211,17 @@ const SQLITE_MISUSE: i32 = 21;
 fn configure(c: &Connection, read_only: bool) -> Result<()> {
     c.busy_timeout(BUSY_TIMEOUT).map_err(error)?;
     c.set_prepared_statement_cache_capacity(256);
-    // SQLite's default page cache is 2 MiB: a large dispatch (random UUID keys in several
-    // indexes) then reads and spills pages through the kernel for most of its time. The
-    // writer gets 64 MiB, each reader 16 MiB (upper bounds; pages are taken as needed).
-    let cache_kib = if read_only { 16 * 1024 } else { 64 * 1024 };
+    // The page cache stays small: new allocation ids are time-ordered, so a dispatch writes
+    // at the end of each index and needs few pages at once, and SQLite scans the whole cache
+    // at the end of some transactions (64 MiB cost a sixth of the writer's time at 32
+    // children; docs/BENCHMARKS.md).
+    let cache_kib = if read_only { 2 * 1024 } else { 4 * 1024 };
     c.execute_batch(&format!("PRAGMA cache_size = -{cache_kib};"))
         .map_err(error)?;
     if !read_only {
         c.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;",
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;
+             PRAGMA temp_store = MEMORY;",
         )
         .map_err(error)?;
     }
@@ -234,8 +240,73 @@ fn run_op<T>(tx: &mut Tx, op: Op<T>) -> Result<T> {
     })
 }
 
+/// Copies the WAL back into the database file on its own thread and connection, so the
+/// writer never waits for those writes and their `fsync`s. Woken after each commit, it runs
+/// a passive checkpoint (it never blocks the writer or a reader), then rests
+/// [`CHECKPOINT_PAUSE`]; commits made meanwhile wake it once. The writer's own automatic
+/// checkpoint stays as a backstop at [`WAL_BACKSTOP_PAGES`].
+struct Checkpointer {
+    wake: mpsc::SyncSender<()>,
+    /// Dropped to stop: ends the thread's rest at once.
+    stop: mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+/// The least time between two checkpoints.
+const CHECKPOINT_PAUSE: Duration = Duration::from_millis(200);
+/// WAL pages at which the writer checkpoints by itself (the checkpointer fell behind).
+const WAL_BACKSTOP_PAGES: u32 = 16_384;
+
+impl Checkpointer {
+    fn start(path: &Path) -> Result<Self> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(error)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(error)?;
+        let (wake, woken) = mpsc::sync_channel::<()>(1);
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                while woken.recv().is_ok() {
+                    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
+                        tracing::warn!(error = %error(e), "SQLite checkpoint failed; retried after the next commit");
+                    }
+                    if let Err(mpsc::RecvTimeoutError::Disconnected) =
+                        stopped.recv_timeout(CHECKPOINT_PAUSE)
+                    {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| Error::Unsupported(format!("cannot start the SQLite checkpointer: {e}")))?;
+        Ok(Self { wake, stop, thread })
+    }
+
+    /// Ends the thread after its current checkpoint.
+    fn stop(self) {
+        drop(self.stop);
+        drop(self.wake);
+        let _ = self.thread.join();
+    }
+}
+
 /// The writer thread: group after group until the queue closes.
-fn run_writer(conn: Connection, jobs: &mpsc::Receiver<Job>, stats: &GroupStats) {
+fn run_writer(
+    conn: Connection,
+    jobs: &mpsc::Receiver<Job>,
+    stats: &GroupStats,
+    checkpointer: Option<Checkpointer>,
+) {
+    if checkpointer.is_some()
+        && let Err(e) = conn.execute_batch(&format!(
+            "PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES};"
+        ))
+    {
+        tracing::warn!(error = %error(e), "SQLite: the writer keeps checkpointing by itself");
+    }
     let mut tx = Tx::Sqlite(conn);
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
@@ -252,15 +323,37 @@ fn run_writer(conn: Connection, jobs: &mpsc::Receiver<Job>, stats: &GroupStats) 
         stats
             .groups
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(c) = &checkpointer {
+            let _ = c.wake.try_send(());
+        }
+    }
+    if let Some(c) = checkpointer {
+        c.stop();
     }
 }
 
 /// One group: one transaction, a savepoint per request, answers after the commit.
-fn run_group(tx: &mut Tx, group: Vec<Job>) {
+fn run_group(tx: &mut Tx, mut group: Vec<Job>) {
     if let Err(e) = statement(tx, "BEGIN IMMEDIATE") {
         for job in group {
             (job(Err(&e)).answer)(Some(&e));
         }
+        return;
+    }
+    if group.len() == 1 {
+        // Alone, a request needs no savepoint (whose journal copies every page it changes):
+        // its failure rolls back the transaction, which holds nothing else.
+        let Some(job) = group.pop() else { return };
+        let finish = job(Ok(&mut *tx));
+        let failure = if finish.failed.is_some() {
+            if !autocommit(tx) {
+                let _ = statement(tx, "ROLLBACK");
+            }
+            None
+        } else {
+            commit(tx)
+        };
+        (finish.answer)(failure.as_ref());
         return;
     }
     let mut finishes = Vec::with_capacity(group.len());
@@ -299,13 +392,18 @@ fn run_group(tx: &mut Tx, group: Vec<Job>) {
             let _ = statement(tx, "ROLLBACK");
             Some(e)
         }
-        None => statement(tx, "COMMIT").err().inspect(|_| {
-            let _ = statement(tx, "ROLLBACK");
-        }),
+        None => commit(tx),
     };
     for finish in finishes {
         (finish.answer)(failure.as_ref());
     }
+}
+
+/// Commits the group; its failure, after rolling back.
+fn commit(tx: &Tx) -> Option<Error> {
+    statement(tx, "COMMIT").err().inspect(|_| {
+        let _ = statement(tx, "ROLLBACK");
+    })
 }
 
 fn statement(tx: &Tx, sql: &str) -> Result<()> {
@@ -500,6 +598,41 @@ mod tests {
             (after.0 - before.0, after.1 - before.1),
             (2, 4),
             "the blocker alone, then the three queued behind it in one group"
+        );
+    }
+
+    /// A request alone in its group runs without a savepoint: its failure rolls back the
+    /// whole transaction, which holds only its own changes, and the writer goes on.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_lone_failing_request_leaves_nothing_and_the_next_one_commits() {
+        let dir = tempfile::tempdir().expect("dir");
+        let sqlite = Arc::new(SqliteDb::open(Some(&dir.path().join("l.db"))).expect("opened"));
+        let db = Db::Sqlite(Arc::clone(&sqlite));
+        db.write(|tx| {
+            Box::pin(async move {
+                tx.batch("CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1);")
+                    .await
+            })
+        })
+        .await
+        .expect("table");
+        let before = sqlite.grouping();
+        let failed = insert(&db, 20, true)
+            .await
+            .expect("joined")
+            .expect_err("the second insert breaks the primary key");
+        assert!(failed.to_string().contains("UNIQUE"), "{failed}");
+        assert_eq!(count(&db).await, 1, "20 was rolled back with its request");
+        insert(&db, 21, false)
+            .await
+            .expect("joined")
+            .expect("the writer goes on");
+        assert_eq!(count(&db).await, 2, "1 and 21");
+        let after = sqlite.grouping();
+        assert_eq!(
+            (after.0 - before.0, after.1 - before.1),
+            (2, 2),
+            "each request was a group of its own"
         );
     }
 

@@ -205,7 +205,8 @@ async fn apply_dispatch(
             if kept.is_empty() {
                 continue;
             }
-            let id = uuid::Uuid::new_v4().to_string();
+            // Time-ordered: each index takes the new rows at its end, not at random pages.
+            let id = uuid::Uuid::now_v7().to_string();
             let feed_count = i64::try_from(kept.len()).unwrap_or(i64::MAX);
             opened.extend(kept.iter().map(|f| ((*f).clone(), id.clone())));
             rows.push(NewRow {
