@@ -3,12 +3,19 @@ CREATE UNIQUE INDEX IF NOT EXISTS ix_cascade_nodes_api_key
     ON we_cascade_nodes (api_key) WHERE api_key IS NOT NULL AND api_key <> '';
 DROP INDEX IF EXISTS ix_cascade_alloc_claim;
 DROP INDEX IF EXISTS ix_cascade_alloc_assigned;
-CREATE INDEX IF NOT EXISTS ix_cascade_alloc_claim_order
-    ON we_cascade_task_allocations (status, assigned_node_id, available_at, dispatched_at, id);
+-- Claims read only pending rows, so only they are indexed in claim order: a row leaves the
+-- index when claimed, and its later changes (executing, completed) touch it no more.
+DROP INDEX IF EXISTS ix_cascade_alloc_claim_order;
+CREATE INDEX IF NOT EXISTS ix_cascade_alloc_pending_claim
+    ON we_cascade_task_allocations (status, assigned_node_id, available_at, dispatched_at, id)
+    WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS ix_feeds_open_allocation
     ON we_feeds (open_allocation_id) WHERE open_allocation_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS ix_cascade_alloc_lease
-    ON we_cascade_task_allocations (status, lease_expires_at);
+-- Leases are looked up on held rows only (claimed or executing).
+DROP INDEX IF EXISTS ix_cascade_alloc_lease;
+CREATE INDEX IF NOT EXISTS ix_cascade_alloc_held_lease
+    ON we_cascade_task_allocations (lease_expires_at)
+    WHERE status IN ('claimed', 'executing');
 CREATE INDEX IF NOT EXISTS ix_cascade_alloc_node
     ON we_cascade_task_allocations (node_id, status);
 CREATE INDEX IF NOT EXISTS ix_cascade_alloc_task

@@ -12,7 +12,9 @@
 /// 12: `we_message_tasks.full_text` (full text switchable per task).
 /// 13: the claim indexes (`ix_cascade_alloc_pending_order`, `ix_cascade_alloc_pending_moved`).
 /// 14: `we_message_tasks.all_feeds` (tasks over every feed, read at dispatch).
-pub(crate) const SCHEMA_VERSION: &str = "14";
+/// 15: claim-order and lease indexes hold only the rows they serve (pending; claimed or
+///     executing), so a status change moves fewer index entries.
+pub(crate) const SCHEMA_VERSION: &str = "15";
 
 /// Our columns added to WeRSS tables: (table, column, SQLite declaration). PostgreSQL takes
 /// the same list through [`pg_declaration`].

@@ -97,16 +97,14 @@ async fn release(
     Ok((released, rejected))
 }
 
+/// Held allocations whose lease ended before `$1` (through `ix_cascade_alloc_held_lease`).
+pub(super) const EXPIRED_LEASES: &str = "SELECT id FROM we_cascade_task_allocations
+  WHERE status IN ('claimed', 'executing') AND lease_expires_at < $1
+  ORDER BY id {skip_locked}";
+
 /// Fails (by the retry table) every held allocation whose lease ended before `now`; how many.
 async fn expire_leases(tx: &mut Tx, now: NaiveDateTime, policy: &LifecyclePolicy) -> Result<usize> {
-    let expired = tx
-        .texts(
-            "SELECT id FROM we_cascade_task_allocations
-              WHERE status IN ('claimed', 'executing') AND lease_expires_at < $1
-              ORDER BY id {skip_locked}",
-            args![now],
-        )
-        .await?;
+    let expired = tx.texts(EXPIRED_LEASES, args![now]).await?;
     let lease = Failure::by_parent(Reason::LeaseExpired, Some("lease expired"));
     for id in &expired {
         let row = load(tx, id).await?;
