@@ -316,13 +316,14 @@ fn run_writer(
                 Err(_) => break,
             }
         }
+        // Counted before any of the group is answered, so an answered request is counted.
         stats
             .requests
             .fetch_add(group.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        run_group(&mut tx, group);
         stats
             .groups
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        run_group(&mut tx, group);
         if let Some(c) = &checkpointer {
             let _ = c.wake.try_send(());
         }
@@ -634,6 +635,35 @@ mod tests {
             (2, 2),
             "each request was a group of its own"
         );
+    }
+
+    /// A statement with its `LIMIT` written as the store writes it runs from the statement
+    /// cache without being prepared again, however often it is bound.
+    #[test]
+    fn a_cast_limit_keeps_the_prepared_statement() {
+        let c = Connection::open_in_memory().expect("memory database");
+        c.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1), (2);")
+            .expect("table");
+        let sql = "SELECT id FROM t ORDER BY id LIMIT CAST(?1 AS BIGINT)";
+        for n in [1_i64, 2, 1] {
+            let got = rows(&c, sql, &[Arg::from(n)], usize::MAX).expect("rows");
+            assert_eq!(got.len(), usize::try_from(n).expect("small"));
+        }
+        let stmt = c.prepare_cached(sql).expect("cached");
+        assert_eq!(stmt.get_status(rusqlite::StatementStatus::RePrepare), 0);
+    }
+
+    /// The store's SQL follows the rule above (see the module docs of `store::db`).
+    #[test]
+    fn no_operation_binds_a_bare_limit() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store/ops");
+        for entry in std::fs::read_dir(&dir).expect("ops folder") {
+            let path = entry.expect("entry").path();
+            let text = std::fs::read_to_string(&path).expect("source");
+            for bare in ["LIMIT $", "OFFSET $"] {
+                assert!(!text.contains(bare), "{} binds `{bare}n`", path.display());
+            }
+        }
     }
 
     #[tokio::test]

@@ -59,7 +59,7 @@ impl Store {
                                    LEFT JOIN we_feeds f ON f.id = a.mp_id
                                   WHERE ($4 OR a.mp_id {{in:$1}})
                                   ORDER BY COALESCE(a.publish_time, 0) DESC, a.id DESC
-                                  LIMIT $2 OFFSET $3"
+                                  LIMIT CAST($2 AS BIGINT) OFFSET CAST($3 AS BIGINT)"
                             ),
                             args![feed_ids.unwrap_or_default(), page.limit, page.offset, all],
                         )
@@ -127,7 +127,7 @@ impl Store {
                                 SET next_attempt_at = $2, attempts = attempts + 1
                               WHERE id IN (SELECT id FROM cascade_webhook_outbox
                                             WHERE status = 'pending' AND next_attempt_at <= $1
-                                            ORDER BY next_attempt_at LIMIT $3 {skip_locked})
+                                            ORDER BY next_attempt_at LIMIT CAST($3 AS BIGINT) {skip_locked})
                               RETURNING id, task_id, article_ids, attempts",
                             args![now, until, limit],
                         )

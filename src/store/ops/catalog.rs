@@ -51,7 +51,7 @@ impl Store {
                     let rows = match page {
                         Some(p) => {
                             tx.rows(
-                                "SELECT * FROM we_feeds ORDER BY id LIMIT $1 OFFSET $2",
+                                "SELECT * FROM we_feeds ORDER BY id LIMIT CAST($1 AS BIGINT) OFFSET CAST($2 AS BIGINT)",
                                 args![p.limit, p.offset],
                             )
                             .await?

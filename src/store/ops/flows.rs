@@ -41,7 +41,7 @@ impl Store {
                         .rows(
                             &format!(
                                 "{SELECT_FLOW} WHERE CAST($1 AS TEXT) IS NULL OR f.node_id = $1
-                                  ORDER BY f.created_at DESC, f.id LIMIT $2"
+                                  ORDER BY f.created_at DESC, f.id LIMIT CAST($2 AS BIGINT)"
                             ),
                             args![node_id, limit],
                         )

@@ -39,7 +39,7 @@ impl Store {
                             &format!(
                                 "SELECT a.*, n.name AS node_name FROM we_cascade_task_allocations a
                                    LEFT JOIN we_cascade_nodes n ON n.id = a.node_id {ALLOC_WHERE}
-                                  ORDER BY a.dispatched_at DESC, a.id DESC LIMIT $5 OFFSET $6"
+                                  ORDER BY a.dispatched_at DESC, a.id DESC LIMIT CAST($5 AS BIGINT) OFFSET CAST($6 AS BIGINT)"
                             ),
                             args![
                                 &f.task_id,
@@ -154,7 +154,7 @@ impl Store {
                                             FROM we_articles GROUP BY mp_id) s ON s.mp_id = f.id
                                LEFT JOIN we_cascade_nodes n ON n.id = f.last_node_id
                               WHERE (CAST($1 AS TEXT) IS NULL OR f.id = $1)
-                              ORDER BY rank, COALESCE(f.update_time, 0), f.id LIMIT $5 OFFSET $6",
+                              ORDER BY rank, COALESCE(f.update_time, 0), f.id LIMIT CAST($5 AS BIGINT) OFFSET CAST($6 AS BIGINT)",
                             args![&feed_id, hour(1), hour(24), hour(72), page.limit, page.offset],
                         )
                         .await?;

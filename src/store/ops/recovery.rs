@@ -97,10 +97,11 @@ async fn release(
     Ok((released, rejected))
 }
 
-/// Held allocations whose lease ended before `$1` (through `ix_cascade_alloc_held_lease`).
+/// Held allocations whose lease ended before `$1`, through `ix_cascade_alloc_held_lease`
+/// (in lease order: an `ORDER BY id` made SQLite walk every row by its key instead).
 pub(super) const EXPIRED_LEASES: &str = "SELECT id FROM we_cascade_task_allocations
   WHERE status IN ('claimed', 'executing') AND lease_expires_at < $1
-  ORDER BY id {skip_locked}";
+  ORDER BY lease_expires_at {skip_locked}";
 
 /// Fails (by the retry table) every held allocation whose lease ended before `now`; how many.
 async fn expire_leases(tx: &mut Tx, now: NaiveDateTime, policy: &LifecyclePolicy) -> Result<usize> {

@@ -185,7 +185,7 @@ impl Store {
                         .rows(
                             &format!(
                                 "SELECT * FROM we_cascade_sync_logs {WHERE}
-                                  ORDER BY started_at DESC, id DESC LIMIT $3 OFFSET $4"
+                                  ORDER BY started_at DESC, id DESC LIMIT CAST($3 AS BIGINT) OFFSET CAST($4 AS BIGINT)"
                             ),
                             args![&filter.node_id, &filter.operation, page.limit, page.offset],
                         )
