@@ -243,16 +243,8 @@ fn run_op<T>(tx: &mut Tx, op: Op<T>) -> Result<T> {
 /// Copies the WAL back into the database file on its own thread and connection, so the
 /// writer never waits for those writes and their `fsync`s. Woken after each commit, it runs
 /// a passive checkpoint (it never blocks the writer or a reader), then rests
-/// [`CHECKPOINT_PAUSE`]; commits made meanwhile wake it once.
-///
-/// The writer does not checkpoint after every commit: SQLite's automatic checkpoint counts
-/// every frame of the WAL, and once readers had kept a long WAL from restarting it ran (with
-/// its `fsync`s) after every commit, holding heartbeats up to 290 ms during a dispatch. A
-/// WAL restarts only when a write begins with every frame copied, which the checkpointer
-/// alone never sees under steady writes; so the writer runs a (by then short) passive
-/// checkpoint itself every [`WRITER_CHECKPOINT_EVERY`]. When the WAL still reaches
-/// [`WAL_TRUNCATE_PAGES`], the checkpointer truncates it: that waits for the readers and
-/// holds the writer meanwhile.
+/// [`CHECKPOINT_PAUSE`]; commits made meanwhile wake it once. The writer's own automatic
+/// checkpoint stays as a backstop at [`WAL_BACKSTOP_PAGES`].
 struct Checkpointer {
     wake: mpsc::SyncSender<()>,
     /// Dropped to stop: ends the thread's rest at once.
@@ -262,12 +254,8 @@ struct Checkpointer {
 
 /// The least time between two checkpoints.
 const CHECKPOINT_PAUSE: Duration = Duration::from_millis(200);
-/// How often the writer copies what is left of the WAL itself, so the WAL can restart.
-const WRITER_CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
-/// WAL pages (of 4 KiB) at which the checkpointer truncates the WAL: 256 MiB.
-const WAL_TRUNCATE_PAGES: i64 = 65_536;
-/// The size a restarted WAL file is cut back to.
-const WAL_KEEP_BYTES: i64 = 64 * 1024 * 1024;
+/// WAL pages at which the writer checkpoints by itself (the checkpointer fell behind).
+const WAL_BACKSTOP_PAGES: u32 = 16_384;
 
 impl Checkpointer {
     fn start(path: &Path) -> Result<Self> {
@@ -283,7 +271,9 @@ impl Checkpointer {
             .name("sqlite-checkpoint".into())
             .spawn(move || {
                 while woken.recv().is_ok() {
-                    checkpoint(&conn);
+                    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
+                        tracing::warn!(error = %error(e), "SQLite checkpoint failed; retried after the next commit");
+                    }
                     if let Err(mpsc::RecvTimeoutError::Disconnected) =
                         stopped.recv_timeout(CHECKPOINT_PAUSE)
                     {
@@ -291,9 +281,7 @@ impl Checkpointer {
                     }
                 }
             })
-            .map_err(|e| {
-                Error::Unsupported(format!("cannot start the SQLite checkpointer: {e}"))
-            })?;
+            .map_err(|e| Error::Unsupported(format!("cannot start the SQLite checkpointer: {e}")))?;
         Ok(Self { wake, stop, thread })
     }
 
@@ -302,24 +290,6 @@ impl Checkpointer {
         drop(self.stop);
         drop(self.wake);
         let _ = self.thread.join();
-    }
-}
-
-/// One passive checkpoint, and a truncating one when the WAL has grown past
-/// [`WAL_TRUNCATE_PAGES`]. Failures are logged and retried after the next commit.
-fn checkpoint(conn: &Connection) {
-    let passive = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1));
-    match passive {
-        Ok(pages) if pages >= WAL_TRUNCATE_PAGES => {
-            tracing::info!(pages, "SQLite: the WAL is long; truncating it");
-            if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
-                tracing::warn!(error = %error(e), "SQLite: the WAL could not be truncated; retried after the next commit");
-            }
-        }
-        Ok(_) => {}
-        Err(e) => {
-            tracing::warn!(error = %error(e), "SQLite checkpoint failed; retried after the next commit");
-        }
     }
 }
 
@@ -332,13 +302,12 @@ fn run_writer(
 ) {
     if checkpointer.is_some()
         && let Err(e) = conn.execute_batch(&format!(
-            "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {WAL_KEEP_BYTES};"
+            "PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES};"
         ))
     {
         tracing::warn!(error = %error(e), "SQLite: the writer keeps checkpointing by itself");
     }
     let mut tx = Tx::Sqlite(conn);
-    let mut checkpointed = std::time::Instant::now();
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
         while group.len() < GROUP_MAX {
@@ -357,12 +326,6 @@ fn run_writer(
         run_group(&mut tx, group);
         if let Some(c) = &checkpointer {
             let _ = c.wake.try_send(());
-            if checkpointed.elapsed() >= WRITER_CHECKPOINT_EVERY {
-                checkpointed = std::time::Instant::now();
-                if let Err(e) = statement(&tx, "PRAGMA wal_checkpoint(PASSIVE)") {
-                    tracing::warn!(error = %e, "SQLite: the writer's checkpoint failed");
-                }
-            }
         }
     }
     if let Some(c) = checkpointer {
