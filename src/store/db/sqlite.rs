@@ -517,6 +517,21 @@ mod tests {
             .unwrap_or(0)
     }
 
+    /// A database at `path` with table `t` holding the row 1.
+    async fn with_table(path: &Path) -> (Arc<SqliteDb>, Db) {
+        let sqlite = Arc::new(SqliteDb::open(Some(path)).expect("opened"));
+        let db = Db::Sqlite(Arc::clone(&sqlite));
+        db.write(|tx| {
+            Box::pin(async move {
+                tx.batch("CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1);")
+                    .await
+            })
+        })
+        .await
+        .expect("table");
+        (sqlite, db)
+    }
+
     /// Inserts `id`, then (when `fail`) breaks a rule: its own insert must not survive.
     fn insert(db: &Db, id: i64, fail: bool) -> tokio::task::JoinHandle<Result<()>> {
         let db = db.clone();
@@ -538,16 +553,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_failing_request_in_a_group_rolls_back_alone_and_all_are_answered() {
         let dir = tempfile::tempdir().expect("dir");
-        let sqlite = Arc::new(SqliteDb::open(Some(&dir.path().join("g.db"))).expect("opened"));
-        let db = Db::Sqlite(Arc::clone(&sqlite));
-        db.write(|tx| {
-            Box::pin(async move {
-                tx.batch("CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1);")
-                    .await
-            })
-        })
-        .await
-        .expect("table");
+        let (sqlite, db) = with_table(&dir.path().join("g.db")).await;
         let before = sqlite.grouping();
         // The writer is held by one request until three more are queued behind it.
         let (release, held) = std::sync::mpsc::channel::<()>();
@@ -607,16 +613,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_lone_failing_request_leaves_nothing_and_the_next_one_commits() {
         let dir = tempfile::tempdir().expect("dir");
-        let sqlite = Arc::new(SqliteDb::open(Some(&dir.path().join("l.db"))).expect("opened"));
-        let db = Db::Sqlite(Arc::clone(&sqlite));
-        db.write(|tx| {
-            Box::pin(async move {
-                tx.batch("CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1);")
-                    .await
-            })
-        })
-        .await
-        .expect("table");
+        let (sqlite, db) = with_table(&dir.path().join("l.db")).await;
         let before = sqlite.grouping();
         let failed = insert(&db, 20, true)
             .await
