@@ -208,6 +208,7 @@ async fn fetch_mp(shared: &Shared, feed: &PackageFeed) -> Result<Fetched, FetchE
             break;
         }
         tried.push(login.id.clone());
+        let pick_no = shared.count_mp_pick(&login.id, 1);
         let fetcher = WechatFetcher::new(
             shared.http.clone(),
             &shared.config.cascade.wechat_base_url,
@@ -230,8 +231,12 @@ async fn fetch_mp(shared: &Shared, feed: &PackageFeed) -> Result<Fetched, FetchE
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains(&login.id);
+        // Another request of this login picked meanwhile may have reached WeChat first
+        // (the login's one allowed request): then this refusal is throttling, not closure.
+        let alone = shared.count_mp_pick(&login.id, 0) == pick_no;
         let rested = refused_before
             || (rest > 0
+                && alone
                 && login.last_used_at.is_none_or(|t| {
                     (now - t).num_seconds() >= i64::try_from(rest).unwrap_or(i64::MAX)
                 }));
@@ -540,6 +545,14 @@ impl Shared {
                 }
             })
         })
+    }
+
+    /// Adds `n` to the picks of MP login `id`; its picks so far.
+    fn count_mp_pick(&self, id: &str, n: u64) -> u64 {
+        let mut picks = self.mp_picks.lock().unwrap_or_else(|p| p.into_inner());
+        let count = picks.entry(id.to_string()).or_default();
+        *count += n;
+        *count
     }
 
     /// The pacer of one login, made on first use.
