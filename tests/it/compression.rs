@@ -73,6 +73,18 @@ async fn answers_are_gzip_when_asked_and_plain_otherwise() {
     assert!(plain.headers().get("content-encoding").is_none());
     let body: Value = plain.json().await.expect("plain JSON");
     assert_eq!(body["data"].as_array().map(Vec::len), Some(50));
+
+    // A short answer is sent as it is, asked or not: gzip would cost more than it saves.
+    let short = client
+        .get(p.url(&cascade("/feeds?limit=1")))
+        .header("Authorization", format!("Bearer {}", p.token))
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .expect("sent");
+    assert!(short.headers().get("content-encoding").is_none());
+    let body: Value = short.json().await.expect("plain JSON");
+    assert_eq!(body["data"].as_array().map(Vec::len), Some(1));
     p.shutdown().await;
 }
 
