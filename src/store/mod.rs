@@ -208,6 +208,7 @@ const WAKE_CHANNEL: &str = "cascade_wake";
 pub struct Store {
     db: db::Db,
     creds: std::sync::Arc<creds::CredCache>,
+    sources: std::sync::Arc<sources::SourceCache>,
 }
 
 impl std::fmt::Debug for Store {
@@ -232,6 +233,7 @@ impl Store {
         Ok(Self {
             db,
             creds: std::sync::Arc::default(),
+            sources: std::sync::Arc::default(),
         })
     }
 

@@ -6,6 +6,46 @@
 use super::Result;
 use super::rows::RowExt;
 use chrono::NaiveDateTime;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long the sources' records, once read, answer without the database. Every change made
+/// through this parent empties the cache at once; another parent's change is seen within this.
+pub(crate) const CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// The sources' records as last read: every claim and heartbeat asks for them, and they
+/// change only when a source closes, reopens or is probed.
+#[derive(Default)]
+pub(crate) struct SourceCache {
+    /// A generation (bumped by each change) and the rows read in it, with when.
+    state: Mutex<(u64, Option<(Instant, Vec<SourceRow>)>)>,
+}
+
+impl SourceCache {
+    /// The cached rows while fresh; otherwise the generation to give [`SourceCache::put`].
+    pub(crate) fn get(&self) -> std::result::Result<Vec<SourceRow>, u64> {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match &state.1 {
+            Some((at, rows)) if at.elapsed() < CACHE_TTL => Ok(rows.clone()),
+            _ => Err(state.0),
+        }
+    }
+
+    /// Keeps rows read in `generation`, unless a change came since (they may predate it).
+    pub(crate) fn put(&self, generation: u64, rows: &[SourceRow]) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.0 == generation {
+            state.1 = Some((Instant::now(), rows.to_vec()));
+        }
+    }
+
+    /// Forgets the rows: a source's record changed (or may have).
+    pub(crate) fn clear(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.0 += 1;
+        state.1 = None;
+    }
+}
 
 /// A source's record.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use crate::dispatch::Source;
 use crate::protocol::wire::TaskPackage;
 use crate::store::db::{Arg, Row, Tx, args};
 use crate::store::ops::lifecycle::fail_not_found;
-use crate::store::ops::nodes::{lock_self, node_in, touch};
+use crate::store::ops::nodes::touch_read;
 use crate::store::rows::{self, ClaimGate, RowExt, node_from_row, sort_as, take_fitting};
 use crate::store::{
     ClaimOutcome, ClaimPolicy, CreatedAllocation, DispatchBatch, DispatchFeed, NodeLoad, Result,
@@ -348,9 +348,7 @@ async fn claim(
 ) -> Result<ClaimOutcome> {
     // Claims of one node are serialized (capacity holds across parents); claims of different
     // nodes run side by side and skip each other's candidates.
-    lock_self(tx, node_id).await?;
-    touch(tx, node_id, now).await?;
-    let node = node_in(tx, node_id).await?;
+    let node = touch_read(tx, node_id, now).await?;
     let gate = match ClaimGate::of(&node, now, policy) {
         Ok(gate) => gate,
         Err(block) => {

@@ -29,29 +29,51 @@ pub(crate) async fn lock_self(tx: &mut Tx, id: &str) -> Result<()> {
     }
 }
 
-/// Marks an active node online as of `now` (never moving its last heartbeat backwards);
-/// `NodeInactive` when it was deactivated or removed.
-pub(crate) async fn touch(tx: &mut Tx, node_id: &str, now: NaiveDateTime) -> Result<()> {
-    let done = tx
-        .exec(
-            "UPDATE we_cascade_nodes SET status = 1,
-                last_heartbeat_at = CASE WHEN last_heartbeat_at IS NULL OR last_heartbeat_at < $2
-                                         THEN $2 ELSE last_heartbeat_at END
-              WHERE id = $1 AND is_active <> {false}",
-            args![node_id, now],
+/// The feeds held by the node of the row named `$node`, as the column `held_feeds`.
+macro_rules! held_feeds {
+    ($node:literal) => {
+        concat!(
+            "(SELECT CAST(COALESCE(SUM(a.feed_count), 0) AS BIGINT)
+               FROM we_cascade_task_allocations a
+              WHERE a.node_id = ",
+            $node,
+            ".id AND a.status IN ('claimed', 'executing')) AS held_feeds"
         )
-        .await?;
-    if done == 0 {
+    };
+}
+
+/// The statement that marks an active node online as of `now` (never moving its last
+/// heartbeat backwards). As an `UPDATE` it also locks the node's row on PostgreSQL, so a
+/// node-scoped write may start with it instead of [`lock`].
+const TOUCH: &str = "UPDATE we_cascade_nodes SET status = 1,
+    last_heartbeat_at = CASE WHEN last_heartbeat_at IS NULL OR last_heartbeat_at < $2
+                             THEN $2 ELSE last_heartbeat_at END
+  WHERE id = $1 AND is_active <> {false}";
+
+/// Marks an active node online as of `now`; `NodeInactive` when it was deactivated or
+/// removed.
+pub(crate) async fn touch(tx: &mut Tx, node_id: &str, now: NaiveDateTime) -> Result<()> {
+    if tx.exec(TOUCH, args![node_id, now]).await? == 0 {
         return Err(Error::NodeInactive);
     }
     Ok(())
 }
 
+/// [`touch`], answering the node with the feeds it holds, in one statement.
+pub(crate) async fn touch_read(tx: &mut Tx, node_id: &str, now: NaiveDateTime) -> Result<Node> {
+    let row = tx
+        .opt(
+            &format!("{TOUCH} RETURNING *, {}", held_feeds!("we_cascade_nodes")),
+            args![node_id, now],
+        )
+        .await?
+        .ok_or(Error::NodeInactive)?;
+    node_from_row(&row)
+}
+
 /// A node with the feeds it holds (`held_feeds`).
-pub(crate) const SELECT_NODE: &str = "SELECT n.*,
-    (SELECT CAST(COALESCE(SUM(a.feed_count), 0) AS BIGINT) FROM we_cascade_task_allocations a
-      WHERE a.node_id = n.id AND a.status IN ('claimed', 'executing')) AS held_feeds
-  FROM we_cascade_nodes n";
+pub(crate) const SELECT_NODE: &str =
+    concat!("SELECT n.*, ", held_feeds!("n"), " FROM we_cascade_nodes n");
 
 /// Reads a node inside the caller's transaction.
 pub(crate) async fn node_in(tx: &mut Tx, id: &str) -> Result<Node> {

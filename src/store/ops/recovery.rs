@@ -61,7 +61,6 @@ async fn release(
     items: Vec<(String, Option<String>)>,
     now: NaiveDateTime,
 ) -> Result<Released> {
-    super::nodes::lock_self(tx, node_id).await?;
     super::nodes::touch(tx, node_id, now).await?;
     let (mut released, mut rejected) = (Vec::new(), Vec::new());
     let failure = Failure::by_parent(Reason::Released, None);

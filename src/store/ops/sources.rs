@@ -8,8 +8,18 @@ use crate::store::{Result, SourceRow, Store};
 use chrono::NaiveDateTime;
 
 impl Store {
-    /// Every WeChat source with a record.
+    /// Every WeChat source with a record (cached briefly: [`crate::store::sources`]).
     pub async fn source_rows(&self) -> Result<Vec<SourceRow>> {
+        let generation = match self.sources.get() {
+            Ok(rows) => return Ok(rows),
+            Err(generation) => generation,
+        };
+        let rows = self.read_source_rows().await?;
+        self.sources.put(generation, &rows);
+        Ok(rows)
+    }
+
+    async fn read_source_rows(&self) -> Result<Vec<SourceRow>> {
         self.db
             .read(|tx| {
                 Box::pin(async move {
@@ -46,7 +56,8 @@ impl Store {
     /// and is open again (only one caller sees `true`).
     pub async fn source_ok(&self, source: &str, now: NaiveDateTime) -> Result<bool> {
         let source = source.to_string();
-        self.db
+        let changed = self
+            .db
             .write(move |tx| {
                 Box::pin(async move {
                     lock_source(tx, &source, now).await?;
@@ -72,7 +83,9 @@ impl Store {
                     Ok(reopened)
                 })
             })
-            .await
+            .await;
+        self.sources.clear();
+        changed
     }
 
     /// A refusal of a source to a login of `node_id`: recorded as evidence; when the distinct
@@ -88,7 +101,8 @@ impl Store {
         probe_at: NaiveDateTime,
     ) -> Result<bool> {
         let (source, node_id, error) = (source.to_string(), node_id.to_string(), error.to_string());
-        self.db
+        let changed = self
+            .db
             .write(move |tx| {
                 Box::pin(async move {
                     lock_source(tx, &source, now).await?;
@@ -126,7 +140,9 @@ impl Store {
                     Ok(closed)
                 })
             })
-            .await
+            .await;
+        self.sources.clear();
+        changed
     }
 
     /// Takes a closed source's probe that is due at `now` (one caller gets `true`); the next
@@ -138,7 +154,8 @@ impl Store {
         next: NaiveDateTime,
     ) -> Result<bool> {
         let source = source.to_string();
-        self.db
+        let changed = self
+            .db
             .write(move |tx| {
                 Box::pin(async move {
                     let taken = tx
@@ -152,7 +169,9 @@ impl Store {
                     Ok(taken == 1)
                 })
             })
-            .await
+            .await;
+        self.sources.clear();
+        changed
     }
 
     /// Records that `source` read these feeds at `now`.
