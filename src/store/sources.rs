@@ -17,33 +17,40 @@ pub(crate) const CACHE_TTL: Duration = Duration::from_secs(1);
 /// change only when a source closes, reopens or is probed.
 #[derive(Default)]
 pub(crate) struct SourceCache {
-    /// A generation (bumped by each change) and the rows read in it, with when.
-    state: Mutex<(u64, Option<(Instant, Vec<SourceRow>)>)>,
+    state: Mutex<Cached>,
+}
+
+#[derive(Default)]
+struct Cached {
+    /// Bumped by each change.
+    generation: u64,
+    /// The rows read in this generation, with when.
+    rows: Option<(Instant, Vec<SourceRow>)>,
 }
 
 impl SourceCache {
     /// The cached rows while fresh; otherwise the generation to give [`SourceCache::put`].
     pub(crate) fn get(&self) -> std::result::Result<Vec<SourceRow>, u64> {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        match &state.1 {
+        match &state.rows {
             Some((at, rows)) if at.elapsed() < CACHE_TTL => Ok(rows.clone()),
-            _ => Err(state.0),
+            _ => Err(state.generation),
         }
     }
 
     /// Keeps rows read in `generation`, unless a change came since (they may predate it).
     pub(crate) fn put(&self, generation: u64, rows: &[SourceRow]) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if state.0 == generation {
-            state.1 = Some((Instant::now(), rows.to_vec()));
+        if state.generation == generation {
+            state.rows = Some((Instant::now(), rows.to_vec()));
         }
     }
 
     /// Forgets the rows: a source's record changed (or may have).
     pub(crate) fn clear(&self) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        state.0 += 1;
-        state.1 = None;
+        state.generation += 1;
+        state.rows = None;
     }
 }
 
