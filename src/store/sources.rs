@@ -85,3 +85,40 @@ pub(crate) fn source_from_row(r: &impl RowExt) -> Result<SourceRow> {
         probe_at: r.time("probe_at")?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(state: &str) -> SourceRow {
+        SourceRow {
+            source: "mp_list".into(),
+            state: state.into(),
+            since: None,
+            last_ok_at: None,
+            last_error: None,
+            refused_by: Vec::new(),
+            probe_at: None,
+        }
+    }
+
+    #[test]
+    fn rows_read_before_a_change_are_not_kept() {
+        let cache = SourceCache::default();
+        let Err(before) = cache.get() else {
+            panic!("an empty cache answers nothing")
+        };
+        // A change commits and empties the cache while the rows were being read.
+        cache.clear();
+        cache.put(before, &[row("open")]);
+        let Err(now) = cache.get() else {
+            panic!("rows older than the change were kept")
+        };
+        assert_ne!(now, before);
+        // Rows read after the change are kept and answer until the next change.
+        cache.put(now, &[row("closed")]);
+        assert_eq!(cache.get(), Ok(vec![row("closed")]));
+        cache.clear();
+        assert!(cache.get().is_err());
+    }
+}
