@@ -11,7 +11,9 @@ use crate::logins::LoginKind;
 use crate::protocol::wire::PackageFeed;
 use crate::telemetry::untrusted;
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// The WeChat sources a child can run (issue 13 §1), by the package feed's `source`.
@@ -193,6 +195,128 @@ async fn fetch_feed(
     }
 }
 
+/// The longest a refused request waits for the other requests of its burst before it is told
+/// apart (closure or throttling); past it, throttling, the safer guess.
+const MP_SIBLINGS_WAIT: Duration = Duration::from_secs(30);
+
+/// The MP list requests of each login, grouped in bursts (requests that overlap in time):
+/// a `200013` is the MP list's closure only when the burst began after a rest and none of
+/// its requests succeeded. One that did reached WeChat first and spent what the login was
+/// allowed, so the refusals beside it are throttling.
+#[derive(Default)]
+pub(super) struct MpRequests {
+    logins: Mutex<HashMap<String, MpTrack>>,
+    finished: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct MpTrack {
+    in_flight: u32,
+    successes: u64,
+    /// The current burst: whether it began after a rest, and the successes before it.
+    burst: Burst,
+}
+
+/// What a request knows of its burst.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Burst {
+    rested: bool,
+    successes_before: u64,
+}
+
+/// One request in flight; dropped unfinished (its fetch cancelled), it counts as failed.
+pub(super) struct MpRequest<'a> {
+    requests: &'a MpRequests,
+    login: String,
+    burst: Burst,
+    done: bool,
+}
+
+impl MpRequests {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, MpTrack>> {
+        self.logins.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A request of `login` starts; `rested` when the login was not used for the rest time.
+    /// With none in flight it begins a burst.
+    pub(super) fn start(&self, login: &str, rested: bool) -> MpRequest<'_> {
+        let burst = {
+            let mut logins = self.lock();
+            let track = logins.entry(login.to_string()).or_default();
+            if track.in_flight == 0 {
+                track.burst = Burst {
+                    rested,
+                    successes_before: track.successes,
+                };
+            }
+            track.in_flight += 1;
+            track.burst
+        };
+        MpRequest {
+            requests: self,
+            login: login.to_string(),
+            burst,
+            done: false,
+        }
+    }
+
+    fn end(&self, login: &str, ok: bool) {
+        {
+            let mut logins = self.lock();
+            let track = logins.entry(login.to_string()).or_default();
+            track.in_flight = track.in_flight.saturating_sub(1);
+            track.successes += u64::from(ok);
+        }
+        self.finished.notify_waiters();
+    }
+
+    /// Whether a refusal in `burst` is the MP list's closure: the burst began after a rest
+    /// and, once its requests are done (waiting at most `wait`, then no), none succeeded.
+    pub(super) async fn closure(&self, login: &str, burst: Burst, wait: Duration) -> bool {
+        if !burst.rested {
+            return false;
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let finished = self.finished.notified();
+            tokio::pin!(finished);
+            finished.as_mut().enable();
+            {
+                let logins = self.lock();
+                let Some(track) = logins.get(login) else {
+                    return false;
+                };
+                if track.successes != burst.successes_before {
+                    return false;
+                }
+                if track.in_flight == 0 {
+                    return true;
+                }
+            }
+            if tokio::time::timeout_at(deadline, finished).await.is_err() {
+                return false;
+            }
+        }
+    }
+}
+
+impl MpRequest<'_> {
+    /// Ends the request; its burst.
+    pub(super) fn finish(mut self, ok: bool) -> Burst {
+        self.done = true;
+        self.requests.end(&self.login, ok);
+        self.burst
+    }
+}
+
+impl Drop for MpRequest<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.requests.end(&self.login, false);
+        }
+    }
+}
+
 /// `mp_list`: the MP backend list with the child's `mp` logins.
 async fn fetch_mp(shared: &Shared, feed: &PackageFeed) -> Result<Fetched, FetchError> {
     // Each usable login gets at most one try at this feed: a rate-limited or dead login hands
@@ -208,7 +332,12 @@ async fn fetch_mp(shared: &Shared, feed: &PackageFeed) -> Result<Fetched, FetchE
             break;
         }
         tried.push(login.id.clone());
-        let pick_no = shared.count_mp_pick(&login.id, 1);
+        let rest = shared.config.cascade.mp_closure_rest;
+        let after_rest = rest > 0
+            && login
+                .last_used_at
+                .is_none_or(|t| (now - t).num_seconds() >= i64::try_from(rest).unwrap_or(i64::MAX));
+        let request = shared.mp_requests.start(&login.id, after_rest);
         let fetcher = WechatFetcher::new(
             shared.http.clone(),
             &shared.config.cascade.wechat_base_url,
@@ -218,6 +347,7 @@ async fn fetch_mp(shared: &Shared, feed: &PackageFeed) -> Result<Fetched, FetchE
         )
         .with_budget(shared.reserve_for(&login.id));
         let outcome = fetcher.fetch(feed).await;
+        let burst = request.finish(outcome.is_ok());
         let now = shared.now();
         // Another process may have replaced this login meanwhile (a new scan): the outcome
         // concerns the secrets used, so it is recorded only while they are still the login's.
@@ -225,21 +355,19 @@ async fn fetch_mp(shared: &Shared, feed: &PackageFeed) -> Result<Fetched, FetchE
             .logins
             .get(&login.id)
             .is_some_and(|l| l.secrets == login.secrets);
-        let rest = shared.config.cascade.mp_closure_rest;
         let refused_before = shared
             .mp_refused
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains(&login.id);
-        // Another request of this login picked meanwhile may have reached WeChat first
-        // (the login's one allowed request): then this refusal is throttling, not closure.
-        let alone = shared.count_mp_pick(&login.id, 0) == pick_no;
+        // A refusal in a burst that began after a rest, with no success in it (requests sent
+        // alongside may have reached WeChat first and spent what the login allows).
         let rested = refused_before
-            || (rest > 0
-                && alone
-                && login.last_used_at.is_none_or(|t| {
-                    (now - t).num_seconds() >= i64::try_from(rest).unwrap_or(i64::MAX)
-                }));
+            || (matches!(outcome, Err(FetchError::RateLimited { .. }))
+                && shared
+                    .mp_requests
+                    .closure(&login.id, burst, MP_SIBLINGS_WAIT)
+                    .await);
         {
             let mut refused = shared.mp_refused.lock().unwrap_or_else(|p| p.into_inner());
             match &outcome {
@@ -545,14 +673,6 @@ impl Shared {
                 }
             })
         })
-    }
-
-    /// Adds `n` to the picks of MP login `id`; its picks so far.
-    fn count_mp_pick(&self, id: &str, n: u64) -> u64 {
-        let mut picks = self.mp_picks.lock().unwrap_or_else(|p| p.into_inner());
-        let count = picks.entry(id.to_string()).or_default();
-        *count += n;
-        *count
     }
 
     /// The pacer of one login, made on first use.

@@ -55,9 +55,8 @@ struct Shared {
     /// `mp` logins the MP list refused as closed, with no success since: a `200013` of theirs
     /// is the same refusal, not throttling.
     mp_refused: Mutex<std::collections::HashSet<String>>,
-    /// How many times each MP login was picked: a refusal counts as a first request after a
-    /// rest only when no other request of the login was picked while it ran.
-    mp_picks: Mutex<std::collections::HashMap<String, u64>>,
+    /// The MP list requests of each login in flight, and their successes.
+    mp_requests: fetch::MpRequests,
     rss: Option<RssFetcher>,
     held: Mutex<HashMap<String, TaskPackage>>,
     done: Notify,
@@ -118,7 +117,7 @@ impl Child {
             logins: Arc::new(logins),
             pacers: Mutex::default(),
             mp_refused: Mutex::default(),
-            mp_picks: Mutex::default(),
+            mp_requests: fetch::MpRequests::default(),
             config,
             rss,
             held: Mutex::default(),

@@ -29,19 +29,6 @@ pub(crate) async fn lock_self(tx: &mut Tx, id: &str) -> Result<()> {
     }
 }
 
-/// The feeds held by the node of the row named `$node`, as the column `held_feeds`.
-macro_rules! held_feeds {
-    ($node:literal) => {
-        concat!(
-            "(SELECT CAST(COALESCE(SUM(a.feed_count), 0) AS BIGINT)
-               FROM we_cascade_task_allocations a
-              WHERE a.node_id = ",
-            $node,
-            ".id AND a.status IN ('claimed', 'executing')) AS held_feeds"
-        )
-    };
-}
-
 /// The statement that marks an active node online as of `now` (never moving its last
 /// heartbeat backwards). As an `UPDATE` it also locks the node's row on PostgreSQL, so a
 /// node-scoped write may start with it instead of [`lock`].
@@ -59,21 +46,20 @@ pub(crate) async fn touch(tx: &mut Tx, node_id: &str, now: NaiveDateTime) -> Res
     Ok(())
 }
 
-/// [`touch`], answering the node with the feeds it holds, in one statement.
+/// [`touch`], then the node with the feeds it holds. The read is a statement of its own:
+/// on PostgreSQL an `UPDATE` that waited for the row's lock still reads other tables as of
+/// its start, so a `RETURNING` subquery would miss what a concurrent claim of the same node
+/// just committed (and the node would be given more than its capacity).
 pub(crate) async fn touch_read(tx: &mut Tx, node_id: &str, now: NaiveDateTime) -> Result<Node> {
-    let row = tx
-        .opt(
-            &format!("{TOUCH} RETURNING *, {}", held_feeds!("we_cascade_nodes")),
-            args![node_id, now],
-        )
-        .await?
-        .ok_or(Error::NodeInactive)?;
-    node_from_row(&row)
+    touch(tx, node_id, now).await?;
+    node_in(tx, node_id).await
 }
 
 /// A node with the feeds it holds (`held_feeds`).
-pub(crate) const SELECT_NODE: &str =
-    concat!("SELECT n.*, ", held_feeds!("n"), " FROM we_cascade_nodes n");
+pub(crate) const SELECT_NODE: &str = "SELECT n.*,
+    (SELECT CAST(COALESCE(SUM(a.feed_count), 0) AS BIGINT) FROM we_cascade_task_allocations a
+      WHERE a.node_id = n.id AND a.status IN ('claimed', 'executing')) AS held_feeds
+  FROM we_cascade_nodes n";
 
 /// Reads a node inside the caller's transaction.
 pub(crate) async fn node_in(tx: &mut Tx, id: &str) -> Result<Node> {
