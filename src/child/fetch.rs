@@ -691,3 +691,53 @@ impl Shared {
             .clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn a_burst_after_a_rest_with_no_success_is_closure() {
+        let requests = MpRequests::default();
+        let first = requests.start("mp-1", true);
+        // Sent alongside, so not after a rest by itself: it joins the first one's burst.
+        let second = requests.start("mp-1", false);
+        let refused = first.finish(false);
+        let waiting = requests.closure("mp-1", refused, WAIT);
+        tokio::pin!(waiting);
+        // Undecided while the sibling is in flight: it may still succeed.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), waiting.as_mut())
+                .await
+                .is_err()
+        );
+        let sibling = second.finish(false);
+        assert!(waiting.await, "every request of the burst was refused");
+        assert!(requests.closure("mp-1", sibling, WAIT).await);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_beside_a_success_is_throttling() {
+        let requests = MpRequests::default();
+        let first = requests.start("mp-1", true);
+        let second = requests.start("mp-1", false);
+        // The sibling reached WeChat first and spent the login's allowed call.
+        second.finish(true);
+        let refused = first.finish(false);
+        assert!(!requests.closure("mp-1", refused, WAIT).await);
+        // A later burst that does not begin after a rest is never closure.
+        let next = requests.start("mp-1", false).finish(false);
+        assert!(!requests.closure("mp-1", next, WAIT).await);
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_request_ends_its_part_of_the_burst() {
+        let requests = MpRequests::default();
+        let first = requests.start("mp-1", true);
+        drop(requests.start("mp-1", false));
+        let refused = first.finish(false);
+        assert!(requests.closure("mp-1", refused, WAIT).await);
+    }
+}
