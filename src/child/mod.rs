@@ -3,6 +3,7 @@
 //! uploads, reports per-feed results, and on shutdown finishes or gives back what it holds.
 //! Talks to the parent only through [`client::ParentClient`].
 
+mod bursts;
 pub mod client;
 mod content;
 mod fetch;
@@ -56,7 +57,7 @@ struct Shared {
     /// is the same refusal, not throttling.
     mp_refused: Mutex<std::collections::HashSet<String>>,
     /// The MP list requests of each login in flight, and their successes.
-    mp_requests: fetch::MpRequests,
+    mp_requests: bursts::MpRequests,
     rss: Option<RssFetcher>,
     held: Mutex<HashMap<String, TaskPackage>>,
     done: Notify,
@@ -117,7 +118,7 @@ impl Child {
             logins: Arc::new(logins),
             pacers: Mutex::default(),
             mp_refused: Mutex::default(),
-            mp_requests: fetch::MpRequests::default(),
+            mp_requests: bursts::MpRequests::default(),
             config,
             rss,
             held: Mutex::default(),
