@@ -6,6 +6,7 @@ use crate::store::rows::RowExt;
 use crate::store::sources::source_from_row;
 use crate::store::{Result, SourceRow, Store};
 use chrono::NaiveDateTime;
+use futures::future::BoxFuture;
 
 impl Store {
     /// Every WeChat source with a record (cached briefly: [`crate::store::sources`]).
@@ -17,6 +18,16 @@ impl Store {
         let rows = self.read_source_rows().await?;
         self.sources.put(generation, &rows);
         Ok(rows)
+    }
+
+    /// Runs a write that changes sources' records, then empties their cache.
+    async fn change_sources<T: Send + 'static>(
+        &self,
+        op: impl for<'c> FnOnce(&'c mut Tx) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        let changed = self.db.write(op).await;
+        self.sources.clear();
+        changed
     }
 
     async fn read_source_rows(&self) -> Result<Vec<SourceRow>> {
@@ -56,36 +67,32 @@ impl Store {
     /// and is open again (only one caller sees `true`).
     pub async fn source_ok(&self, source: &str, now: NaiveDateTime) -> Result<bool> {
         let source = source.to_string();
-        let changed = self
-            .db
-            .write(move |tx| {
-                Box::pin(async move {
-                    lock_source(tx, &source, now).await?;
-                    let reopened = tx
-                        .exec(
-                            "UPDATE cascade_sources SET state = 'open', since = $2, probe_at = NULL
+        self.change_sources(move |tx| {
+            Box::pin(async move {
+                lock_source(tx, &source, now).await?;
+                let reopened = tx
+                    .exec(
+                        "UPDATE cascade_sources SET state = 'open', since = $2, probe_at = NULL
                               WHERE source = $1 AND state = 'closed'",
-                            args![&source, now],
-                        )
-                        .await?
-                        == 1;
-                    tx.exec(
-                        "UPDATE cascade_sources SET last_ok_at = $2, updated_at = $2
-                          WHERE source = $1",
                         args![&source, now],
                     )
-                    .await?;
-                    tx.exec(
-                        "DELETE FROM cascade_source_refusals WHERE source = $1",
-                        args![&source],
-                    )
-                    .await?;
-                    Ok(reopened)
-                })
+                    .await?
+                    == 1;
+                tx.exec(
+                    "UPDATE cascade_sources SET last_ok_at = $2, updated_at = $2
+                          WHERE source = $1",
+                    args![&source, now],
+                )
+                .await?;
+                tx.exec(
+                    "DELETE FROM cascade_source_refusals WHERE source = $1",
+                    args![&source],
+                )
+                .await?;
+                Ok(reopened)
             })
-            .await;
-        self.sources.clear();
-        changed
+        })
+        .await
     }
 
     /// A refusal of a source to a login of `node_id`: recorded as evidence; when the distinct
@@ -101,48 +108,44 @@ impl Store {
         probe_at: NaiveDateTime,
     ) -> Result<bool> {
         let (source, node_id, error) = (source.to_string(), node_id.to_string(), error.to_string());
-        let changed = self
-            .db
-            .write(move |tx| {
-                Box::pin(async move {
-                    lock_source(tx, &source, now).await?;
-                    tx.exec(
-                        "INSERT INTO cascade_source_refusals (source, node_id, at)
+        self.change_sources(move |tx| {
+            Box::pin(async move {
+                lock_source(tx, &source, now).await?;
+                tx.exec(
+                    "INSERT INTO cascade_source_refusals (source, node_id, at)
                          VALUES ($1, $2, $3) ON CONFLICT (source, node_id) DO NOTHING",
-                        args![&source, node_id, now],
-                    )
-                    .await?;
-                    tx.exec(
-                        "UPDATE cascade_sources
+                    args![&source, node_id, now],
+                )
+                .await?;
+                tx.exec(
+                    "UPDATE cascade_sources
                             SET last_error = $2, last_error_at = $3, updated_at = $3
                           WHERE source = $1",
-                        args![&source, error, now],
+                    args![&source, error, now],
+                )
+                .await?;
+                let refused = tx
+                    .int(
+                        "SELECT COUNT(*) FROM cascade_source_refusals WHERE source = $1",
+                        args![&source],
                     )
-                    .await?;
-                    let refused = tx
-                        .int(
-                            "SELECT COUNT(*) FROM cascade_source_refusals WHERE source = $1",
-                            args![&source],
-                        )
-                        .await?
-                        .unwrap_or(0);
-                    if refused < needed.max(1) {
-                        return Ok(false);
-                    }
-                    let closed = tx
-                        .exec(
-                            "UPDATE cascade_sources SET state = 'closed', since = $2, probe_at = $3
+                    .await?
+                    .unwrap_or(0);
+                if refused < needed.max(1) {
+                    return Ok(false);
+                }
+                let closed = tx
+                    .exec(
+                        "UPDATE cascade_sources SET state = 'closed', since = $2, probe_at = $3
                               WHERE source = $1 AND state = 'open'",
-                            args![&source, now, probe_at],
-                        )
-                        .await?
-                        == 1;
-                    Ok(closed)
-                })
+                        args![&source, now, probe_at],
+                    )
+                    .await?
+                    == 1;
+                Ok(closed)
             })
-            .await;
-        self.sources.clear();
-        changed
+        })
+        .await
     }
 
     /// Takes a closed source's probe that is due at `now` (one caller gets `true`); the next
@@ -154,24 +157,20 @@ impl Store {
         next: NaiveDateTime,
     ) -> Result<bool> {
         let source = source.to_string();
-        let changed = self
-            .db
-            .write(move |tx| {
-                Box::pin(async move {
-                    let taken = tx
-                        .exec(
-                            "UPDATE cascade_sources SET probe_at = $3
+        self.change_sources(move |tx| {
+            Box::pin(async move {
+                let taken = tx
+                    .exec(
+                        "UPDATE cascade_sources SET probe_at = $3
                               WHERE source = $1 AND state = 'closed' AND probe_at IS NOT NULL
                                 AND probe_at <= $2",
-                            args![source, now, next],
-                        )
-                        .await?;
-                    Ok(taken == 1)
-                })
+                        args![source, now, next],
+                    )
+                    .await?;
+                Ok(taken == 1)
             })
-            .await;
-        self.sources.clear();
-        changed
+        })
+        .await
     }
 
     /// Records that `source` read these feeds at `now`.
