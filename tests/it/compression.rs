@@ -45,18 +45,28 @@ fn aksk(auth: &Auth) -> String {
     }
 }
 
+/// `GET /feeds?limit=N` as the admin, asking for gzip or not.
+async fn feeds(
+    client: &reqwest::Client,
+    p: &TestParent,
+    limit: usize,
+    gzip: bool,
+) -> reqwest::Response {
+    let mut req = client
+        .get(p.url(&cascade(&format!("/feeds?limit={limit}"))))
+        .header("Authorization", format!("Bearer {}", p.token));
+    if gzip {
+        req = req.header("Accept-Encoding", "gzip");
+    }
+    req.send().await.expect("sent")
+}
+
 #[tokio::test]
 async fn answers_are_gzip_when_asked_and_plain_otherwise() {
     let p = TestParent::spawn().await;
     p.feeds(41_000_000, 50).await;
     let client = raw_client();
-    let asked = client
-        .get(p.url(&cascade("/feeds?limit=50")))
-        .header("Authorization", format!("Bearer {}", p.token))
-        .header("Accept-Encoding", "gzip")
-        .send()
-        .await
-        .expect("sent");
+    let asked = feeds(&client, &p, 50, true).await;
     assert_eq!(asked.status(), 200);
     assert_eq!(asked.headers()["content-encoding"], "gzip");
     let body: Value =
@@ -64,24 +74,13 @@ async fn answers_are_gzip_when_asked_and_plain_otherwise() {
     assert_eq!(body["code"], 0);
     assert_eq!(body["data"].as_array().map(Vec::len), Some(50), "{body}");
 
-    let plain = client
-        .get(p.url(&cascade("/feeds?limit=50")))
-        .header("Authorization", format!("Bearer {}", p.token))
-        .send()
-        .await
-        .expect("sent");
+    let plain = feeds(&client, &p, 50, false).await;
     assert!(plain.headers().get("content-encoding").is_none());
     let body: Value = plain.json().await.expect("plain JSON");
     assert_eq!(body["data"].as_array().map(Vec::len), Some(50));
 
     // A short answer is sent as it is, asked or not: gzip would cost more than it saves.
-    let short = client
-        .get(p.url(&cascade("/feeds?limit=1")))
-        .header("Authorization", format!("Bearer {}", p.token))
-        .header("Accept-Encoding", "gzip")
-        .send()
-        .await
-        .expect("sent");
+    let short = feeds(&client, &p, 1, true).await;
     assert!(short.headers().get("content-encoding").is_none());
     let body: Value = short.json().await.expect("plain JSON");
     assert_eq!(body["data"].as_array().map(Vec::len), Some(1));
