@@ -175,13 +175,13 @@ async fn upload(
     now: NaiveDateTime,
     policy: UploadPolicy,
 ) -> Result<UploadOutcome> {
-    super::nodes::lock_self(tx, node_id).await?;
+    // Marking the node alive locks its row before the allocation's.
+    super::nodes::touch_report(tx, node_id, now, false).await?;
     let row = load(tx, allocation_id).await?;
     row.check_holder(node_id, token)?;
     if !row.is_held() && row.status != "completed" {
         return Err(Error::InvalidTransition(row.status));
     }
-    super::nodes::touch(tx, node_id, now).await?;
     let window = (row.source == Source::Wechat).then_some(policy.dedup_window_seconds);
     let by = Uploader {
         node_id,

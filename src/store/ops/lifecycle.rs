@@ -45,13 +45,12 @@ async fn report_on(
     now: NaiveDateTime,
     policy: &LifecyclePolicy,
 ) -> Result<ReportOutcome> {
-    super::nodes::lock_self(tx, node_id).await?;
+    // Marking the node alive locks its row first (lock order: node, allocation, feeds).
+    let completing = matches!(report, Report::Completed(_));
+    let level = super::nodes::touch_report(tx, node_id, now, completing).await?;
     let row = load(tx, allocation_id).await?;
     if let Some(done) = row.check_report(&report, node_id, token)? {
         return Ok(done);
-    }
-    if !matches!(report, Report::Completed(_)) {
-        super::nodes::touch(tx, node_id, now).await?;
     }
     match report {
         Report::Executing => {
@@ -66,7 +65,7 @@ async fn report_on(
                 .await?;
             Ok(AllocRow::from_row(&after)?.outcome())
         }
-        Report::Completed(c) => complete(tx, &row, node_id, c, now, policy).await,
+        Report::Completed(c) => complete(tx, &row, node_id, level, c, now, policy).await,
         Report::Failed(f) => apply_failure(tx, &row, node_id, &f, now, policy).await,
     }
 }
@@ -255,11 +254,12 @@ async fn mark_feeds(
 }
 
 /// Completes an allocation: its summary, each feed's end (which also frees it), the node's
-/// liveness and cooldown, and the sync log.
+/// cooldown (`cooldown_level` is the node's, read as the report began), and the sync log.
 async fn complete(
     tx: &mut Tx,
     row: &AllocRow,
     node_id: &str,
+    cooldown_level: i64,
     completion: Option<Completion>,
     now: NaiveDateTime,
     policy: &LifecyclePolicy,
@@ -320,18 +320,15 @@ async fn complete(
         )
         .await?;
     }
-    // Liveness (never moving the last heartbeat backwards), last sync and (after a WeChat
-    // success) the cooldown level, in one statement.
-    tx.exec(
-        "UPDATE we_cascade_nodes SET
-            last_heartbeat_at = CASE WHEN last_heartbeat_at IS NULL OR last_heartbeat_at < $2
-                                     THEN $2 ELSE last_heartbeat_at END,
-            status = 1, last_sync_at = $2,
-            cooldown_level = CASE WHEN $3 THEN 0 ELSE cooldown_level END
-          WHERE id = $1",
-        args![node_id, now, effects.reset_cooldown],
-    )
-    .await?;
+    // Liveness and the last sync were written by the report's first statement; a WeChat
+    // success resets the cooldown level, when there is one.
+    if effects.reset_cooldown && cooldown_level != 0 {
+        tx.exec(
+            "UPDATE we_cascade_nodes SET cooldown_level = 0 WHERE id = $1",
+            args![node_id],
+        )
+        .await?;
+    }
     if let Some(retry_after) = effects.cooldown {
         node_effect(
             tx,

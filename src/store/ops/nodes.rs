@@ -21,14 +21,6 @@ pub(crate) async fn lock(tx: &mut Tx, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Locks the row of the node making a request; gone since it authenticated → `NodeInactive`.
-pub(crate) async fn lock_self(tx: &mut Tx, id: &str) -> Result<()> {
-    match lock(tx, id).await {
-        Err(Error::NotFound(_)) => Err(Error::NodeInactive),
-        other => other,
-    }
-}
-
 /// The statement that marks an active node online as of `now` (never moving its last
 /// heartbeat backwards). As an `UPDATE` it also locks the node's row on PostgreSQL, so a
 /// node-scoped write may start with it instead of [`lock`].
@@ -44,6 +36,28 @@ pub(crate) async fn touch(tx: &mut Tx, node_id: &str, now: NaiveDateTime) -> Res
         return Err(Error::NodeInactive);
     }
     Ok(())
+}
+
+/// [`touch`] for a holder's report, which also locks the node's row before the allocation's:
+/// a completion also records the node's last sync. The node's cooldown level, so a
+/// completion resets it only when it is not already 0.
+pub(crate) async fn touch_report(
+    tx: &mut Tx,
+    node_id: &str,
+    now: NaiveDateTime,
+    synced: bool,
+) -> Result<i64> {
+    tx.int(
+        "UPDATE we_cascade_nodes SET status = 1,
+            last_heartbeat_at = CASE WHEN last_heartbeat_at IS NULL OR last_heartbeat_at < $2
+                                     THEN $2 ELSE last_heartbeat_at END,
+            last_sync_at = CASE WHEN $3 THEN $2 ELSE last_sync_at END
+          WHERE id = $1 AND is_active <> {false}
+          RETURNING COALESCE(cooldown_level, 0)",
+        args![node_id, now, synced],
+    )
+    .await?
+    .ok_or(Error::NodeInactive)
 }
 
 /// [`touch`], then the node with the feeds it holds. The read is a statement of its own:
