@@ -368,6 +368,20 @@ impl Db {
         }
     }
 
+    /// Runs `op` as a write whose statements need not commit together (each is correct
+    /// alone): on PostgreSQL each commits by itself, saving the transaction's two round
+    /// trips; on SQLite it is a [`Db::write`] (its writer commits in groups anyway).
+    pub(crate) async fn write_each<T, F>(&self, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut Tx) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        match self {
+            Db::Sqlite(db) => db.write(Box::new(op)).await,
+            Db::Pg(db) => db.write_each(Box::new(op)).await,
+        }
+    }
+
     /// Runs `op` on a read connection (one consistent snapshot on SQLite).
     pub(crate) async fn read<T, F>(&self, op: F) -> Result<T>
     where

@@ -158,6 +158,18 @@ impl PgDb {
             .map_err(|_| Error::Invalid("the request failed inside the database".into()))?
     }
 
+    /// Runs `op` in its own task with each statement committing on its own: no `BEGIN` and
+    /// `COMMIT` round trips, for writes whose statements need not stand or fall together.
+    pub(crate) async fn write_each<T: Send + 'static>(&self, op: Op<T>) -> Result<T> {
+        let pool = self.pool.clone();
+        let task = tokio::spawn(async move {
+            let mut tx = Tx::Pg(PgConn::Plain(pool.acquire().await?));
+            op(&mut tx).await
+        });
+        task.await
+            .map_err(|_| Error::Invalid("the request failed inside the database".into()))?
+    }
+
     /// Runs `op` on a pooled connection.
     pub(crate) async fn read<T: Send + 'static>(&self, op: Op<T>) -> Result<T> {
         let mut tx = Tx::Pg(PgConn::Plain(self.pool.acquire().await?));

@@ -1,9 +1,10 @@
 //! Heartbeats: liveness and extras, renewal of live leases and the `lost` list, in one
-//! request that starts by updating (and so, on PostgreSQL, locking) the node row. On SQLite
+//! request that starts by updating (and so, on PostgreSQL, locking) the node row. Without a
+//! login list its statements each stand alone, and PostgreSQL commits each by itself. On SQLite
 //! a heartbeat is one request to the writer thread, committed with whatever else queued
 //! meanwhile, so it needs no buffer of its own.
 
-use crate::store::db::{Tx, args};
+use crate::store::db::{Op, Tx, args};
 use crate::store::rows::RowExt;
 use crate::store::{
     Error, HeartbeatOutcome, HeartbeatUpdate, LeasePolicy, LoginBudget, ReportedLogin, Result,
@@ -13,7 +14,8 @@ use chrono::{NaiveDateTime, TimeDelta};
 use std::collections::HashSet;
 
 impl Store {
-    /// Records a heartbeat and renews leases in one transaction.
+    /// Records a heartbeat and renews leases: one transaction when it reports logins; else
+    /// on PostgreSQL two statements, each committed alone.
     pub async fn heartbeat(
         &self,
         node_id: &str,
@@ -21,12 +23,17 @@ impl Store {
         now: NaiveDateTime,
         lease: LeasePolicy,
     ) -> Result<HeartbeatOutcome> {
+        let beat_is_simple = beat.logins.is_none();
         let node_id = node_id.to_string();
-        self.db
-            .write(move |tx| {
-                Box::pin(async move { heartbeat(tx, &node_id, &beat, now, lease).await })
-            })
-            .await
+        let op: Op<HeartbeatOutcome> = Box::new(move |tx| {
+            Box::pin(async move { heartbeat(tx, &node_id, &beat, now, lease).await })
+        });
+        // Liveness and the renewal each stand alone; a login list is replaced as a whole.
+        if beat_is_simple {
+            self.db.write_each(op).await
+        } else {
+            self.db.write(op).await
+        }
     }
 }
 
@@ -83,17 +90,11 @@ async fn heartbeat(
             Vec::new()
         }
         Some(held) => {
-            tx.exec(
-                &format!("{renew} AND id {{in:$4}}"),
-                args![node_id, lease_end, now, held],
-            )
-            .await?;
+            // What it renews is what it still holds: the live leases among `held`.
             let live = tx
                 .texts(
-                    "SELECT id FROM we_cascade_task_allocations
-                      WHERE node_id = $1 AND status IN ('claimed', 'executing')
-                        AND lease_expires_at > $2 AND id {in:$3}",
-                    args![node_id, now, held],
+                    &format!("{renew} AND id {{in:$4}} RETURNING id"),
+                    args![node_id, lease_end, now, held],
                 )
                 .await?;
             let live: HashSet<String> = live.into_iter().collect();
