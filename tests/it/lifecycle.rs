@@ -514,6 +514,11 @@ on_both! {
             .await;
         assert_eq!(failed.ok()["list"][0]["status"], "failed");
         assert_eq!(failed.ok()["list"][0]["error_message"], "任务不存在");
+        assert_eq!(failed.ok()["list"][0]["assigned_node_id"], Value::Null);
+        // The deleted task's feeds are free: a new task over them gets them all.
+        let again = p.task(&feeds).await;
+        let d = p.dispatch(&again).await;
+        assert_eq!(d["allocations_created"], 1, "{d}");
         p.shutdown().await;
     }
 }
