@@ -4,7 +4,7 @@
 
 use super::{SyncLogRow, insert_sync_log};
 use crate::dispatch::retry::{self, Next, NodeEffect, Reason};
-use crate::store::db::{Tx, args};
+use crate::store::db::{Arg, Op, Row, Tx, args};
 use crate::store::engine::completion_effects;
 use crate::store::rows::{AllocRow, RowExt};
 use crate::store::{
@@ -25,14 +25,20 @@ impl Store {
         policy: LifecyclePolicy,
     ) -> Result<ReportOutcome> {
         let (node_id, allocation_id) = (node_id.to_string(), allocation_id.to_string());
-        self.db
-            .write(move |tx| {
-                Box::pin(async move {
-                    let token = token.as_deref();
-                    report_on(tx, &node_id, &allocation_id, token, report, now, &policy).await
-                })
+        // A status report is two statements that each stand alone (the node is alive; the
+        // allocation, if still held, is executing), so PostgreSQL may commit each by itself.
+        let alone = matches!(report, Report::Executing);
+        let op: Op<ReportOutcome> = Box::new(move |tx| {
+            Box::pin(async move {
+                let token = token.as_deref();
+                report_on(tx, &node_id, &allocation_id, token, report, now, &policy).await
             })
-            .await
+        });
+        if alone {
+            self.db.write_each(op).await
+        } else {
+            self.db.write(op).await
+        }
     }
 }
 
@@ -48,25 +54,73 @@ async fn report_on(
     // Marking the node alive locks its row first (lock order: node, allocation, feeds).
     let completing = matches!(report, Report::Completed(_));
     let level = super::nodes::touch_report(tx, node_id, now, completing).await?;
-    let row = load(tx, allocation_id).await?;
-    if let Some(done) = row.check_report(&report, node_id, token)? {
-        return Ok(done);
-    }
+    let holder = Holder {
+        allocation_id,
+        node_id,
+        token,
+    };
     match report {
         Report::Executing => {
-            let after = tx
-                .one(
-                    "UPDATE we_cascade_task_allocations SET status = 'executing',
-                        started_at = COALESCE(started_at, $2),
-                        lease_expires_at = {least}($3, COALESCE(run_deadline, $3)), updated_at = $2
-                      WHERE id = $1 RETURNING *",
-                    args![&row.id, now, renew(now, policy)],
-                )
-                .await?;
-            Ok(AllocRow::from_row(&after)?.outcome())
+            let set = "SET status = 'executing', started_at = COALESCE(started_at, $5),
+                lease_expires_at = {least}($6, COALESCE(run_deadline, $6)), updated_at = $5";
+            let extra = args![now, renew(now, policy)];
+            match holder.update(tx, set, None, extra).await? {
+                Some(after) => Ok(AllocRow::from_row(&after)?.outcome()),
+                None => holder.refused(tx, &report).await,
+            }
         }
-        Report::Completed(c) => complete(tx, &row, node_id, level, c, now, policy).await,
-        Report::Failed(f) => apply_failure(tx, &row, node_id, &f, now, policy).await,
+        Report::Completed(c) => complete(tx, &holder, level, c, now, policy).await,
+        Report::Failed(ref f) => {
+            let row = load(tx, allocation_id).await?;
+            if let Some(done) = row.check_report(&report, node_id, token)? {
+                return Ok(done);
+            }
+            apply_failure(tx, &row, node_id, f, now, policy).await
+        }
+    }
+}
+
+/// Who reports on which allocation, with which lease token.
+struct Holder<'a> {
+    allocation_id: &'a str,
+    node_id: &'a str,
+    token: Option<&'a str>,
+}
+
+impl Holder<'_> {
+    /// Applies `set` (its own arguments from `$5`) to the allocation if the holder still holds
+    /// it (and it belongs to `task`, when named): the report's check and change in one
+    /// statement. `None` when it does not apply; [`Holder::refused`] says why.
+    async fn update(
+        &self,
+        tx: &mut Tx,
+        set: &str,
+        task: Option<&str>,
+        extra: &[Arg],
+    ) -> Result<Option<Row>> {
+        // `CAST(status AS TEXT)` keeps SQLite on the primary key (the held-rows index would
+        // otherwise be walked).
+        let sql = format!(
+            "UPDATE we_cascade_task_allocations {set}
+              WHERE id = $1 AND node_id = $2 AND CAST(status AS TEXT) IN ('claimed', 'executing')
+                AND ($3 IS NULL OR lease_token IS NULL OR lease_token = $3)
+                AND ($4 IS NULL OR task_id = $4)
+              RETURNING *"
+        );
+        let mut bound = args![self.allocation_id, self.node_id, self.token, task].to_vec();
+        bound.extend_from_slice(extra);
+        tx.opt(&sql, &bound).await
+    }
+
+    /// Why a report did not apply: the idempotent answer to a repeated terminal report, or
+    /// the error of the state machine's checks.
+    async fn refused(&self, tx: &mut Tx, report: &Report) -> Result<ReportOutcome> {
+        let row = load(tx, self.allocation_id).await?;
+        match row.check_report(report, self.node_id, self.token)? {
+            Some(done) => Ok(done),
+            // The checks pass only for a held row, which the update would have changed.
+            None => Err(Error::InvalidTransition(row.status)),
+        }
     }
 }
 
@@ -257,13 +311,13 @@ async fn mark_feeds(
 /// cooldown (`cooldown_level` is the node's, read as the report began), and the sync log.
 async fn complete(
     tx: &mut Tx,
-    row: &AllocRow,
-    node_id: &str,
+    holder: &Holder<'_>,
     cooldown_level: i64,
     completion: Option<Completion>,
     now: NaiveDateTime,
     policy: &LifecyclePolicy,
 ) -> Result<ReportOutcome> {
+    let node_id = holder.node_id;
     let (summary, given, result_count) = match &completion {
         Some(c) => (
             Some(json!({ "task_id": c.task_id, "results": c.raw_results, "article_count": c.article_count }).to_string()),
@@ -273,17 +327,18 @@ async fn complete(
         None => (None, 0, 0),
     };
     // A NULL count (an adopted row) takes the given one.
-    let after = tx
-        .one(
-            "UPDATE we_cascade_task_allocations SET status = 'completed', completed_at = $2,
-                updated_at = $2, result_summary = COALESCE($3, result_summary),
-                article_count = CASE WHEN article_count IS NULL OR article_count < $4
-                                     THEN $4 ELSE article_count END,
-                lease_expires_at = NULL, run_deadline = NULL
-              WHERE id = $1 RETURNING *",
-            args![&row.id, now, summary, given],
-        )
-        .await?;
+    let set = "SET status = 'completed', completed_at = $5, updated_at = $5,
+        result_summary = COALESCE($6, result_summary),
+        article_count = CASE WHEN article_count IS NULL OR article_count < $7
+                             THEN $7 ELSE article_count END,
+        lease_expires_at = NULL, run_deadline = NULL";
+    let task = completion.as_ref().map(|c| c.task_id.clone());
+    let extra = args![now, summary, given];
+    let Some(after) = holder.update(tx, set, task.as_deref(), extra).await? else {
+        return holder.refused(tx, &Report::Completed(completion)).await;
+    };
+    let row = AllocRow::from_row(&after)?;
+    let row = &row;
     let article_count = after.int("article_count")?;
     let results = completion.map(|c| c.results).unwrap_or_default();
     let effects = completion_effects(row, &results);
@@ -350,5 +405,5 @@ async fn complete(
         extra: &extra,
     };
     insert_sync_log(tx, &log, now).await?;
-    AllocRow::from_row(&after).map(|a| a.outcome())
+    Ok(row.outcome())
 }
