@@ -2,7 +2,7 @@
 //! an allocation, the claim gate and candidate fitting, package assembly, upload item checks.
 
 use super::rows::RowExt;
-use super::{ArticleIn, ClaimBlock, ClaimPolicy, Error, Node, ReportOutcome, Result};
+use super::{AllocStatus, ArticleIn, ClaimBlock, ClaimPolicy, Error, Node, ReportOutcome, Result};
 use crate::dispatch::Source;
 use crate::protocol::ids::article_id;
 use crate::protocol::time::to_wire;
@@ -13,7 +13,7 @@ use chrono::NaiveDateTime;
 pub(crate) struct AllocRow {
     pub(crate) id: String,
     pub(crate) task_id: String,
-    pub(crate) status: String,
+    pub(crate) status: AllocStatus,
     pub(crate) node_id: Option<String>,
     pub(crate) lease_token: Option<String>,
     pub(crate) attempt: i64,
@@ -29,7 +29,7 @@ impl AllocRow {
         Ok(Self {
             id: r.text("id")?,
             task_id: r.text("task_id")?,
-            status: r.text("status")?,
+            status: AllocStatus::parse(&r.text("status")?),
             node_id: r.opt_text("node_id")?,
             lease_token: r.opt_text("lease_token")?,
             attempt: r.int("attempt")?,
@@ -42,7 +42,7 @@ impl AllocRow {
     }
 
     pub(crate) fn is_held(&self) -> bool {
-        matches!(self.status.as_str(), "claimed" | "executing")
+        self.status.is_held()
     }
 
     pub(crate) fn outcome(&self) -> ReportOutcome {
@@ -92,13 +92,14 @@ impl AllocRow {
             return Ok(None);
         }
         let same = matches!(
-            (report, self.status.as_str()),
-            (Report::Completed(_), "completed") | (Report::Failed(_), "failed")
+            (report, &self.status),
+            (Report::Completed(_), AllocStatus::Completed)
+                | (Report::Failed(_), AllocStatus::Failed)
         );
         if same {
             Ok(Some(self.outcome()))
         } else {
-            Err(Error::InvalidTransition(self.status.clone()))
+            Err(Error::InvalidTransition(self.status.to_string()))
         }
     }
 }

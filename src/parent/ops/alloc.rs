@@ -9,8 +9,8 @@ use crate::parent::notifier::{RunCreated, RunNotice, notify_children};
 use crate::protocol::time::to_wire;
 use crate::protocol::wire::{ClaimQuery, ReportCompletion, TaskStatus};
 use crate::store::{
-    ClaimBlock, ClaimPolicy, Completion, CreatedAllocation, DispatchBatch, Failure, FeedResult,
-    Firing, LifecyclePolicy, MessageTask, NewAllocation, Report, ReportOutcome,
+    AllocStatus, ClaimBlock, ClaimPolicy, Completion, CreatedAllocation, DispatchBatch, Failure,
+    FeedResult, Firing, LifecyclePolicy, MessageTask, NewAllocation, Report, ReportOutcome,
 };
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
@@ -501,7 +501,7 @@ async fn apply_report(
             lifecycle_policy(state),
         )
         .await?;
-    if requeued && outcome.status == "pending" {
+    if requeued && outcome.status == AllocStatus::Pending {
         state.notifier.wake_all();
     }
     // Capacity freed, or a cooldown or parked session begun: the node's blocked claims look again.

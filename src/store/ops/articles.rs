@@ -13,8 +13,8 @@ use crate::store::rows::{
     webhook_job_from_row, webhook_outcome,
 };
 use crate::store::{
-    ArticleIn, Error, Page, Result, Store, StoredArticle, UploadOutcome, UploadPolicy, WebhookJob,
-    WebhookResult,
+    AllocStatus, ArticleIn, Error, Page, Result, Store, StoredArticle, UploadOutcome, UploadPolicy,
+    WebhookJob, WebhookResult,
 };
 use chrono::{NaiveDateTime, TimeDelta};
 use serde_json::json;
@@ -179,8 +179,8 @@ async fn upload(
     super::nodes::touch_report(tx, node_id, now, false).await?;
     let row = load(tx, allocation_id).await?;
     row.check_holder(node_id, token)?;
-    if !row.is_held() && row.status != "completed" {
-        return Err(Error::InvalidTransition(row.status));
+    if !row.is_held() && row.status != AllocStatus::Completed {
+        return Err(Error::InvalidTransition(row.status.to_string()));
     }
     let window = (row.source == Source::Wechat).then_some(policy.dedup_window_seconds);
     let by = Uploader {

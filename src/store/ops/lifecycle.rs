@@ -119,7 +119,7 @@ impl Holder<'_> {
         match row.check_report(report, self.node_id, self.token)? {
             Some(done) => Ok(done),
             // The checks pass only for a held row, which the update would have changed.
-            None => Err(Error::InvalidTransition(row.status)),
+            None => Err(Error::InvalidTransition(row.status.to_string())),
         }
     }
 }
