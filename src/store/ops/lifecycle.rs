@@ -1,6 +1,7 @@
 //! The allocation state machine (PROTOCOL §4.1–§4.3): reports from the holder, failures and
-//! retries. Every change is one transaction with its sync log; on PostgreSQL the node row is
-//! locked first, then the allocation row, then feeds.
+//! retries. A report starts by marking its node alive, which locks the node's row on
+//! PostgreSQL (then the allocation's, then feeds'). A completion or failure is one
+//! transaction with its sync log; a status report is two statements that each stand alone.
 
 use super::{SyncLogRow, insert_sync_log};
 use crate::dispatch::retry::{self, Next, NodeEffect, Reason};
