@@ -1,7 +1,9 @@
-//! Pure allocation rules: where dispatched feeds go ([`plan`]) and what a failure does
-//! ([`retry`]). No I/O, no clock, no randomness of its own: callers pass all of that in.
+//! Pure allocation rules: where dispatched feeds go ([`plan`]), what a failure does
+//! ([`retry`]) and when a feed is checked next ([`schedule`]). No I/O, no clock, no
+//! randomness of its own: callers pass all of that in.
 
 pub mod retry;
+pub mod schedule;
 
 use std::collections::HashMap;
 
