@@ -2,6 +2,7 @@
 //! ([`retry`]) and when a feed is checked next ([`schedule`]). No I/O, no clock, no
 //! randomness of its own: callers pass all of that in.
 
+pub mod planner;
 pub mod retry;
 pub mod schedule;
 
