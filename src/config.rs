@@ -113,6 +113,8 @@ const CASCADE_KEYS: &[&str] = &[
     "content_max_per_feed",
     "content_block_seconds",
     "mp_page_base_url",
+    "check_min_interval",
+    "check_max_interval",
 ];
 
 /// Top-level keys and the WeRSS env variable each falls back to when absent from the file.
@@ -376,6 +378,12 @@ cascade_config! {
     /// Child: where MP article pages (`https://mp.weixin.qq.com/s…`) are fetched from (the
     /// links keep their host; a test points this at a fake).
     mp_page_base_url: String = "https://mp.weixin.qq.com".into(), "lenient_string";
+    /// Parent: the shortest time, in seconds, between two checks of one feed that a
+    /// per-feed schedule or the planner (`GET {P}/plan`) uses.
+    check_min_interval: u64 = 1800, "lenient_u64";
+    /// Parent: the longest time, in seconds, between two checks of one feed that answers;
+    /// a feed that publishes nothing is checked this often.
+    check_max_interval: u64 = 86_400, "lenient_u64";
 }
 
 /// A number per login kind (`budget_per_hour`, `budget_per_day`); `None` = the kind's default.

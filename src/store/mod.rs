@@ -21,6 +21,7 @@ mod url;
 pub use alloc_types::*;
 pub use commands::{NewNodeCommand, NodeCommand};
 pub use flows::{FLOW_STATES, FlowProgress, LoginFlow, NewLoginFlow, flow_state_is_final};
+pub use ops::monitor::PlanFacts;
 pub use scratch::ScratchDb;
 pub use sources::SourceRow;
 pub use types::*;

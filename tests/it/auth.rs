@@ -170,6 +170,7 @@ fn admin_routes(node_id: &str) -> Vec<(Method, String)> {
         (Method::GET, "/message-tasks/x".into()),
         (Method::PUT, "/message-tasks/x".into()),
         (Method::DELETE, "/message-tasks/x".into()),
+        (Method::GET, "/plan".into()),
     ]
 }
 

@@ -32,6 +32,7 @@ mod openapi;
 mod operator;
 mod outputs;
 mod parents;
+mod plan;
 mod scale;
 mod server;
 mod sources;

@@ -5,6 +5,7 @@ pub mod alloc;
 pub mod articles;
 mod catalog;
 pub mod flows;
+pub mod plan;
 pub mod sources;
 pub mod subscribe;
 

@@ -100,6 +100,29 @@ pub(super) async fn feed_status(
     )))
 }
 
+#[derive(Deserialize)]
+pub(super) struct PlanQuery {
+    target: Option<String>,
+    days: Option<i64>,
+    per_login_day: Option<f64>,
+    calls_per_check: Option<f64>,
+}
+
+pub(super) async fn plan(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    QueryParams(q): QueryParams<PlanQuery>,
+) -> Reply<Value> {
+    let ask = ops::plan::PlanAsk {
+        target: q.target,
+        days: q.days,
+        per_login_day: q.per_login_day,
+        calls_per_check: q.calls_per_check,
+    };
+    let data = ops::plan::plan(&state, ask).await?;
+    Ok(axum::Json(Envelope::ok("success", data)))
+}
+
 async fn scheduler_state(state: &AppState) -> ApiResult<Value> {
     let jobs = crate::parent::scheduler::jobs(state).await?;
     let running = crate::parent::scheduler::running(state).await?;

@@ -135,6 +135,7 @@ pub(super) fn cascade() -> Vec<Endpoint> {
         ep("get", "/allocations", Admin, "Allocations, newest first", &[ "task_id", "node_id", "status", "schedule_run_id", "limit", "offset", ], Body::None, get(monitor::allocations)),
         ep("get", "/pending-allocations", Admin, "Counters: pending, running, done today, nodes, capacity", &[], Body::None, get(monitor::pending_allocations)),
         ep("get", "/feed-status", Admin, "Feed freshness, stalest first", &["feed_id", "limit", "offset"], Body::None, get(monitor::feed_status)),
+        ep("get", "/plan", Admin, "The freshness the fleet can keep, and the logins a p95 target needs", &["target", "days", "per_login_day", "calls_per_check"], Body::None, get(monitor::plan)),
         ep("post", "/start-scheduler", Admin, "Let cron firings dispatch", &[], Body::None, post(monitor::start_scheduler)),
         ep("post", "/stop-scheduler", Admin, "Hold cron firings", &[], Body::None, post(monitor::stop_scheduler)),
         ep("post", "/reload-scheduler", Admin, "Recompute every task's next run", &[], Body::None, post(monitor::reload_scheduler)),

@@ -11,7 +11,7 @@ mod commands;
 mod flows;
 pub(crate) mod lifecycle;
 pub(crate) mod migrate;
-mod monitor;
+pub(crate) mod monitor;
 pub(crate) mod nodes;
 mod recovery;
 mod settings;

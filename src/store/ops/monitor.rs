@@ -176,3 +176,67 @@ async fn status_counts(tx: &mut Tx, sql: &str) -> Result<Vec<(String, i64)>> {
         .map(|r| Ok((r.text("status")?, r.int("n")?)))
         .collect()
 }
+
+/// What the freshness planner reads (`GET {P}/plan`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PlanFacts {
+    /// Each enabled feed: its source and the articles it published in the window.
+    pub feeds: Vec<(crate::dispatch::Source, i64)>,
+    /// Usable WeRead logins (valid, expiring or cooling) on enabled nodes.
+    pub weread_logins: i64,
+    /// Usable MP logins on enabled nodes.
+    pub mp_logins: i64,
+}
+
+impl Store {
+    /// Each enabled feed's articles published since `since` (epoch seconds), and the usable
+    /// logins by kind: two queries whatever the number of feeds.
+    pub async fn plan_facts(&self, since: i64) -> Result<PlanFacts> {
+        self.db
+            .read(move |tx| {
+                Box::pin(async move {
+                    let rows = tx
+                        .rows(
+                            "SELECT f.source, COALESCE(s.recent, 0) AS recent
+                               FROM we_feeds f
+                               LEFT JOIN (SELECT mp_id, COUNT(*) AS recent FROM we_articles
+                                           WHERE publish_time >= $1 GROUP BY mp_id) s
+                                 ON s.mp_id = f.id
+                              WHERE COALESCE(f.status, 1) <> 0",
+                            args![since],
+                        )
+                        .await?;
+                    let feeds = rows
+                        .iter()
+                        .map(|r| {
+                            let source = r.opt_text("source")?.unwrap_or_default();
+                            Ok((crate::dispatch::Source::parse(&source), r.int("recent")?))
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    let logins = tx
+                        .rows(
+                            "SELECT l.kind, COUNT(*) AS n FROM cascade_node_logins l
+                               JOIN we_cascade_nodes n ON n.id = l.node_id
+                              WHERE n.is_active <> {false}
+                                AND l.state IN ('valid', 'expiring', 'cooling')
+                              GROUP BY l.kind",
+                            &[],
+                        )
+                        .await?;
+                    let mut facts = PlanFacts {
+                        feeds,
+                        ..PlanFacts::default()
+                    };
+                    for r in &logins {
+                        match r.opt_text("kind")?.as_deref() {
+                            Some("weread") => facts.weread_logins = r.int("n")?,
+                            Some("mp") => facts.mp_logins = r.int("n")?,
+                            _ => {}
+                        }
+                    }
+                    Ok(facts)
+                })
+            })
+            .await
+    }
+}
