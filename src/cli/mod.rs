@@ -5,6 +5,7 @@ mod admin;
 mod admin_args;
 mod login;
 mod out;
+mod plan;
 mod table;
 
 use crate::clock::Clock;
@@ -148,6 +149,22 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// How fresh the fleet can keep its feeds, and how many WeRead logins a target needs
+    /// (from each feed's measured publishing rate and the usable logins).
+    Plan {
+        /// The p95 age of an article when read to plan for: 30m, 1h, 2d.
+        #[arg(long)]
+        target: Option<String>,
+        /// Days of articles to measure publishing rates over (default 28).
+        #[arg(long)]
+        days: Option<u32>,
+        /// Calls one WeRead login may make a day (default: budget_per_day, 25).
+        #[arg(long)]
+        per_login_day: Option<f64>,
+        /// Login calls one check of a feed costs (default 1).
+        #[arg(long)]
+        calls_per_check: Option<f64>,
+    },
     /// Check the config, the database and, for a child config, the parent with its credentials.
     Check,
     /// Create the database and an admin account.
@@ -251,6 +268,21 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         } => {
             let api = admin::Api::connect(&cli.target, config).await?;
             admin::allocations(&api, json, status, node, task, limit).await
+        }
+        Command::Plan {
+            target,
+            days,
+            per_login_day,
+            calls_per_check,
+        } => {
+            let api = admin::Api::connect(&cli.target, config).await?;
+            let args = plan::PlanArgs {
+                target,
+                days,
+                per_login_day,
+                calls_per_check,
+            };
+            plan::plan(&api, json, args).await
         }
         Command::Check => check(config, cli.config.as_deref()).await,
         Command::Parent => {

@@ -74,7 +74,8 @@ fn intervals(feeds: &[PlanFeed], k: f64, min: f64, max: f64) -> Vec<f64> {
 }
 
 fn checks(intervals: &[f64]) -> f64 {
-    intervals.iter().map(|t| DAY / t).sum()
+    // `+ 0.0`: an empty sum is -0.0.
+    intervals.iter().map(|t| DAY / t).sum::<f64>() + 0.0
 }
 
 /// The intervals (seconds) that spend at most `budget` checks a day with the least mean age.
@@ -180,9 +181,11 @@ pub fn checks_for(feeds: &[PlanFeed], input: &PlanInput, target: TimeDelta) -> O
 }
 
 /// Logins needed for `checks_per_day` when each may make `calls_per_day` calls and a check
-/// costs `calls_per_check` of them; one when a login has no cap (`None` or 0).
+/// costs `calls_per_check` of them; one when a login has no cap (`None` or 0), none when
+/// nothing needs checking.
 pub fn logins_for(checks_per_day: f64, calls_per_day: Option<f64>, calls_per_check: f64) -> usize {
     match calls_per_day {
+        _ if checks_per_day <= 0.0 => 0,
         Some(cap) if cap > 0.0 => {
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             let n = (checks_per_day * calls_per_check.max(0.0) / cap).ceil() as usize;
@@ -264,6 +267,7 @@ mod tests {
             (need / 25.0).ceil() as usize
         );
         assert_eq!(logins_for(need, None, 1.0), 1);
+        assert_eq!(logins_for(0.0, Some(25.0), 1.0), 0, "nothing to check");
         assert_eq!(
             checks_for(&feeds, &input(0.0), TimeDelta::minutes(10)),
             None,

@@ -128,7 +128,7 @@ pub async fn plan(state: &AppState, ask: PlanAsk) -> ApiResult<Value> {
             "rss": rss,
             "silent": feeds.iter().filter(|f| f.per_day <= 0.0).count(),
         },
-        "articles_per_day": feeds.iter().map(|f| f.per_day).sum::<f64>(),
+        "articles_per_day": feeds.iter().map(|f| f.per_day).sum::<f64>() + 0.0,
         "logins": { "weread": facts.weread_logins, "mp": facts.mp_logins },
         "per_login_day": per_login_day,
         "calls_per_check": calls_per_check,
