@@ -157,7 +157,7 @@ pub enum Command {
         target: Option<String>,
         /// Days of articles to measure publishing rates over (default 28).
         #[arg(long)]
-        days: Option<u32>,
+        days: Option<i64>,
         /// Calls one WeRead login may make a day (default: budget_per_day, 25).
         #[arg(long)]
         per_login_day: Option<f64>,
@@ -276,7 +276,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             calls_per_check,
         } => {
             let api = admin::Api::connect(&cli.target, config).await?;
-            let args = plan::PlanArgs {
+            let args = plan::PlanAsk {
                 target,
                 days,
                 per_login_day,

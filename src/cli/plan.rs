@@ -3,20 +3,8 @@
 
 use super::admin::Api;
 use super::table::{Table, print};
+pub use crate::parent::ops::plan::PlanAsk;
 use serde_json::Value;
-
-/// What `cascade plan` asks; see [`crate::parent::ops::plan::PlanAsk`].
-#[derive(Debug, Clone, Default)]
-pub struct PlanArgs {
-    /// p95 age of an article when read to plan for (`30m`, `1h`, `2d`).
-    pub target: Option<String>,
-    /// Days of articles to measure publishing rates over.
-    pub days: Option<u32>,
-    /// Calls one WeRead login may make a day.
-    pub per_login_day: Option<f64>,
-    /// Login calls one check costs.
-    pub calls_per_check: Option<f64>,
-}
 
 /// A number of seconds as people read it: `45s`, `12m`, `3h 20m`, `2d 4h`; `-` for none.
 fn human(v: &Value) -> String {
@@ -106,7 +94,7 @@ fn table(d: &Value) -> Table {
 ///
 /// # Errors
 /// The parent refused the question or could not be reached.
-pub async fn plan(api: &Api, json: bool, args: PlanArgs) -> anyhow::Result<()> {
+pub async fn plan(api: &Api, json: bool, args: PlanAsk) -> anyhow::Result<()> {
     let mut query: Vec<(&str, String)> = Vec::new();
     if let Some(t) = args.target {
         query.push(("target", t));

@@ -530,18 +530,11 @@ pub struct ReapOutcome {
 
 #[cfg(test)]
 mod tests {
-    use super::AllocStatus;
+    use super::{AllocStatus, STATUSES};
 
     #[test]
     fn statuses_read_back_as_written_and_unknown_ones_are_kept() {
-        for s in [
-            "pending",
-            "claimed",
-            "executing",
-            "completed",
-            "failed",
-            "timeout",
-        ] {
+        for &s in STATUSES {
             let status = AllocStatus::parse(s);
             assert_eq!(status.as_str(), s);
             assert_eq!(serde_json::json!(status), serde_json::json!(s));
