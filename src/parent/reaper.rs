@@ -1,9 +1,13 @@
 //! The reaper (PROTOCOL §4.3): every `reap_interval` it expires leases and takes work from
-//! silent nodes, then wakes long-polls so the work is claimed again at once.
+//! silent nodes, then wakes long-polls so the work is claimed again at once. The same tick
+//! plans the next check of feeds checked since (issue 15).
 
 use super::AppState;
 use super::ops::alloc::lifecycle_policy;
+use crate::config::CascadeConfig;
+use crate::dispatch::schedule::ScheduleSettings;
 use crate::store::{self, ReapOutcome};
+use chrono::TimeDelta;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -43,6 +47,17 @@ impl Reaper {
         Ok(outcome)
     }
 
+    /// Plans the next check of the feeds checked since the last pass (a batch of 500 at
+    /// most); how many were planned.
+    ///
+    /// # Errors
+    /// Database failures (the loop logs them and carries on).
+    pub async fn plan_once(&self) -> store::Result<u64> {
+        let s = &self.state;
+        let settings = schedule_settings(&s.config.cascade);
+        s.store.plan_checks(s.clock.now(), settings, 500).await
+    }
+
     /// Runs until `token` is cancelled; errors are logged, never fatal.
     pub async fn run(self, token: CancellationToken) {
         let period = Duration::from_secs(self.state.config.cascade.reap_interval.max(1));
@@ -55,8 +70,25 @@ impl Reaper {
                     if let Err(e) = self.run_once().await {
                         tracing::warn!(error = %e, "reaper pass failed; retrying next tick");
                     }
+                    if let Err(e) = self.plan_once().await {
+                        tracing::warn!(error = %e, "planning feed checks failed; retrying next tick");
+                    }
                 }
             }
         }
+    }
+}
+
+/// The per-feed schedule's settings from the configuration (`check_min_interval`,
+/// `check_max_interval`; the rest at their defaults).
+pub fn schedule_settings(c: &CascadeConfig) -> ScheduleSettings {
+    let seconds = |s: u64| TimeDelta::seconds(i64::try_from(s).unwrap_or(i64::MAX / 4_000));
+    let min_interval = seconds(c.check_min_interval.max(1));
+    let max_interval = seconds(c.check_max_interval).max(min_interval);
+    ScheduleSettings {
+        min_interval,
+        max_interval,
+        max_backoff: max_interval,
+        ..ScheduleSettings::default()
     }
 }

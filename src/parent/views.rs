@@ -339,6 +339,9 @@ pub struct FeedStatusView {
     updated_at: Option<NaiveDateTime>,
     source: String,
     last_error: Option<String>,
+    #[serde(serialize_with = "time::ser_opt")]
+    next_check_at: Option<NaiveDateTime>,
+    check_errors: i64,
 }
 
 /// `fresh` < 1 h, `recent` < 24 h, `stale` < 72 h, else `outdated`; `unknown` without a time.
@@ -381,6 +384,8 @@ impl FeedStatusView {
             updated_at: f.updated_at,
             source: f.source,
             last_error: s.last_error,
+            next_check_at: s.next_check_at,
+            check_errors: s.check_errors,
         }
     }
 }

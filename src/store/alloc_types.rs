@@ -494,6 +494,10 @@ pub struct FeedStatus {
     pub last_node_name: Option<String>,
     /// Last error.
     pub last_error: Option<String>,
+    /// When the feed's own schedule plans its next check (`None` until planned).
+    pub next_check_at: Option<NaiveDateTime>,
+    /// Failed checks in a row.
+    pub check_errors: i64,
 }
 
 /// Where and how to notify a node (PROTOCOL §10). Holds the secret hash: never serialised.

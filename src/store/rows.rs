@@ -285,6 +285,8 @@ pub(crate) fn feed_status_from_row(r: &impl RowExt) -> Result<super::FeedStatus>
         last_node_id: r.opt_text("last_node_id")?,
         last_node_name: r.opt_text("last_node_name")?,
         last_error: r.opt_text("last_error")?,
+        next_check_at: r.time("next_check_at")?,
+        check_errors: r.opt_int("check_errors")?.unwrap_or(0),
     })
 }
 

@@ -34,6 +34,7 @@ mod outputs;
 mod parents;
 mod plan;
 mod scale;
+mod schedule;
 mod server;
 mod sources;
 mod subscribe;

@@ -90,9 +90,8 @@ pub async fn plan(state: &AppState, ask: PlanAsk) -> ApiResult<Value> {
         })
         .collect();
     let rss = facts.feeds.len() - feeds.len();
-    let interval = |s: u64| TimeDelta::seconds(i64::try_from(s).unwrap_or(i64::MAX / 2));
-    let min_interval = interval(c.check_min_interval.max(1));
-    let max_interval = interval(c.check_max_interval).max(min_interval);
+    let schedule = crate::parent::reaper::schedule_settings(c);
+    let (min_interval, max_interval) = (schedule.min_interval, schedule.max_interval);
     #[allow(clippy::cast_precision_loss)]
     let budget = match per_login_day {
         Some(d) => facts.weread_logins as f64 * d / calls_per_check,

@@ -28,6 +28,7 @@ struct Files {
     node_commands: &'static str,
     indexes: &'static str,
     claim_indexes: &'static str,
+    feed_schedule: &'static str,
 }
 
 macro_rules! sql_file {
@@ -49,6 +50,7 @@ macro_rules! files {
             login_budgets: sql_file!($dir, "0008_login_budgets.sql"),
             node_commands: sql_file!($dir, "0009_node_commands.sql"),
             claim_indexes: sql_file!($dir, "0010_claim_indexes.sql"),
+            feed_schedule: sql_file!($dir, "0011_feed_schedule.sql"),
         }
     };
 }
@@ -127,6 +129,7 @@ async fn migrate(tx: &mut Tx, now: NaiveDateTime) -> Result<()> {
     step(tx, files.node_commands, "creating cascade_node_commands").await?;
     step(tx, files.indexes, "creating indexes").await?;
     step(tx, files.claim_indexes, "creating claim indexes").await?;
+    step(tx, files.feed_schedule, "creating the feed schedule index").await?;
     backfill(tx, now).await?;
     tx.exec(
         "INSERT INTO cascade_settings (key, value) VALUES ('schema_version', $1)

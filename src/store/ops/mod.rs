@@ -14,6 +14,7 @@ pub(crate) mod migrate;
 pub(crate) mod monitor;
 pub(crate) mod nodes;
 mod recovery;
+mod schedule;
 mod settings;
 mod sources;
 

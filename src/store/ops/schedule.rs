@@ -1,0 +1,91 @@
+//! Per-feed schedules (issue 15): after a check, each feed's next one is planned from its
+//! own history by [`crate::dispatch::schedule`]. A completion or failure clears the feed's
+//! `next_check_at`; [`Store::plan_checks`] plans the cleared ones in batches, off the
+//! reporting path.
+
+use crate::dispatch::schedule::{FeedHistory, ScheduleSettings, next_check};
+use crate::store::db::{Tx, args};
+use crate::store::rows::RowExt;
+use crate::store::{Result, Store};
+use chrono::{DateTime, NaiveDateTime, TimeDelta};
+use std::collections::HashMap;
+
+/// How far back publish times are read: a week for the frequency, a second one for habits.
+const HISTORY: TimeDelta = TimeDelta::weeks(2);
+
+impl Store {
+    /// Plans the next check of at most `limit` feeds checked since their last plan, the
+    /// longest waiting first; how many were planned.
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn plan_checks(
+        &self,
+        now: NaiveDateTime,
+        settings: ScheduleSettings,
+        limit: i64,
+    ) -> Result<u64> {
+        self.db
+            .write(move |tx| Box::pin(async move { plan_checks(tx, now, &settings, limit).await }))
+            .await
+    }
+}
+
+async fn plan_checks(
+    tx: &mut Tx,
+    now: NaiveDateTime,
+    settings: &ScheduleSettings,
+    limit: i64,
+) -> Result<u64> {
+    let feeds = tx
+        .rows(
+            "SELECT id, check_errors FROM we_feeds
+              WHERE next_check_at IS NULL AND last_task_at IS NOT NULL
+              ORDER BY last_task_at LIMIT CAST($1 AS BIGINT)",
+            args![limit],
+        )
+        .await?;
+    if feeds.is_empty() {
+        return Ok(0);
+    }
+    let ids = feeds
+        .iter()
+        .map(|r| r.text("id"))
+        .collect::<Result<Vec<_>>>()?;
+    let since = (now - HISTORY).and_utc().timestamp();
+    let mut published: HashMap<String, Vec<NaiveDateTime>> = HashMap::new();
+    for r in tx
+        .rows(
+            "SELECT mp_id, publish_time FROM we_articles
+              WHERE mp_id {in:$1} AND publish_time >= $2 AND NOT time_estimated",
+            args![&ids, since],
+        )
+        .await?
+    {
+        if let Some(t) = r
+            .opt_int("publish_time")?
+            .and_then(|t| DateTime::from_timestamp(t, 0))
+        {
+            published
+                .entry(r.text("mp_id")?)
+                .or_default()
+                .push(t.naive_utc());
+        }
+    }
+    let mut planned = 0;
+    for (id, r) in ids.iter().zip(&feeds) {
+        let history = FeedHistory {
+            publish_times: published.get(id).map_or(&[][..], Vec::as_slice),
+            error_streak: u32::try_from(r.opt_int("check_errors")?.unwrap_or(0)).unwrap_or(0),
+            ..FeedHistory::default()
+        };
+        let at = next_check(now, &history, settings);
+        planned += tx
+            .exec(
+                "UPDATE we_feeds SET next_check_at = $2 WHERE id = $1 AND next_check_at IS NULL",
+                args![id, at],
+            )
+            .await?;
+    }
+    Ok(planned)
+}
