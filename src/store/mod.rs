@@ -3,6 +3,7 @@
 //! knows nothing of HTTP.
 
 mod adopt;
+mod alloc_status;
 mod alloc_types;
 pub(crate) mod commands;
 mod creds;
@@ -18,6 +19,7 @@ pub(crate) mod sources;
 mod types;
 mod url;
 
+pub use alloc_status::AllocStatus;
 pub use alloc_types::*;
 pub use commands::{NewNodeCommand, NodeCommand};
 pub use flows::{FLOW_STATES, FlowProgress, LoginFlow, NewLoginFlow, flow_state_is_final};

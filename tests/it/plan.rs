@@ -1,7 +1,9 @@
 //! The freshness planner (`GET {P}/plan`, issue 15): measured publishing rates and the
 //! fleet's usable logins in, freshness and the logins a target needs out.
 
+use crate::cli::initialised_db;
 use crate::helpers::db::{execute, on_both};
+use crate::helpers::process::cascade_cmd;
 use crate::helpers::{TestParent, cascade};
 use chrono::TimeDelta;
 use serde_json::json;
@@ -94,4 +96,67 @@ on_both! {
         assert_eq!(d["target"], serde_json::Value::Null);
         p.shutdown().await;
     }
+}
+
+#[tokio::test]
+async fn plan_says_how_fresh_the_feeds_can_be_and_what_a_target_needs() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = initialised_db(&dir).await;
+    let store = werss_cascade::store::Store::connect(&db)
+        .await
+        .expect("store");
+    let feeds = ["MP_WXS_9100", "MP_WXS_9101"]
+        .map(|id| werss_cascade::store::NewFeed::wechat(id, id))
+        .to_vec();
+    let now = chrono::Utc::now().naive_utc();
+    store.create_feeds(feeds, now).await.expect("feeds");
+    drop(store);
+    // 28 articles in the last 28 days for one feed; the other is silent.
+    let epoch = now.and_utc().timestamp();
+    let sql: String = (0..28)
+        .map(|i| {
+            format!(
+                "INSERT INTO we_articles (id, mp_id, title, publish_time) \
+                 VALUES ('a{i}', 'MP_WXS_9100', 't', {});",
+                epoch - 3_600 - i * 86_400
+            )
+        })
+        .collect();
+    execute(&db, &sql).await;
+
+    let run = |args: &[&str]| {
+        let mut cmd = cascade_cmd(dir.path());
+        cmd.args(["plan", "--db", &db]).args(args);
+        cmd
+    };
+    let out = run(&["--target", "2h"]).output().await.expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("2 WeChat (1 silent), 0 RSS"), "{stdout}");
+    assert!(stdout.contains("1.0 (measured over 28 days)"), "{stdout}");
+    assert!(stdout.contains("0 usable, 25 calls a day each"), "{stdout}");
+    assert!(stdout.contains("for p95 ≤ 2h"), "{stdout}");
+
+    let out = run(&["--target", "2h", "--json"])
+        .output()
+        .await
+        .expect("runs");
+    let data: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(data["target"]["reachable"], true, "{data}");
+    let logins = data["target"]["weread_logins"].as_i64().expect("a count");
+    let checks = data["target"]["checks_per_day"].as_f64().expect("checks");
+    assert_eq!(logins, (checks / 25.0).ceil() as i64, "{data}");
+    assert!(
+        checks >= 12.0,
+        "a daily poster read within 2 h at p95 needs checks: {data}"
+    );
+
+    let out = run(&["--target", "soon"]).output().await.expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("target must be a span"), "{stderr}");
 }
