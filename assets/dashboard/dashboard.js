@@ -55,7 +55,7 @@ async function refresh() {
     const query = new URLSearchParams({ limit: "50" });
     if (status) query.set("status", status);
     if (node) query.set("node_id", node);
-    const [counters, nodes, tasks, allocs, feeds, logs, logins, flows, sources] = await Promise.all([
+    const [counters, nodes, tasks, allocs, feeds, logs, logins, flows, sources, plan] = await Promise.all([
       api("/pending-allocations"),
       api("/nodes?node_type=1"),
       api("/message-tasks"),
@@ -65,6 +65,7 @@ async function refresh() {
       api("/logins"),
       api("/login-flows"),
       api("/sources"),
+      api("/plan"),
     ]);
     renderCounters(counters);
     renderNodes(nodes);
@@ -85,9 +86,11 @@ async function refresh() {
       return [
         cell(f.mp_name || f.id), cell(f.source), cell(f.article_count),
         cell(f.update_status, f.update_status), cell(last.status, last.status), cell(last.node_name),
+        cell(when(f.next_check_at)),
         linkCell(`/feed/${encodeURIComponent(f.id)}.rss`, "RSS"),
       ];
     });
+    renderPlan(plan);
     fill("logs", logs.list, (l) => [
       cell(when(l.started_at)), cell(l.node_id), cell(l.operation), cell(l.status),
       cell(l.data_count), cell(l.error_message),
@@ -113,6 +116,26 @@ function linkCell(href, text) {
   a.textContent = text;
   td.appendChild(a);
   return td;
+}
+
+// A number of seconds as people read it.
+function span(s) {
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.round(s / 60)}m`;
+  if (s < 86400) return `${(s / 3600).toFixed(1)}h`;
+  return `${(s / 86400).toFixed(1)}d`;
+}
+
+// What the planner (GET /plan) says the usable WeRead logins buy.
+function renderPlan(p) {
+  const head = `${p.feeds.wechat} WeChat feeds, ${p.articles_per_day.toFixed(1)} articles a day`;
+  const logins = p.logins.weread;
+  const body = logins
+    ? `${logins} usable WeRead login(s) allow ${p.now.checks_per_day} checks a day: ` +
+      `articles are read at p50 ${span(p.now.p50_seconds)}, p95 ${span(p.now.p95_seconds)} after publishing`
+    : "no usable WeRead login, so WeChat feeds are not read";
+  const starved = p.now.starved ? `; ${p.now.starved} feed(s) starved` : "";
+  $("#plan").textContent = `${head}; ${body}${starved}. cascade plan --target 1h says how many logins a target needs.`;
 }
 
 function renderCounters(c) {

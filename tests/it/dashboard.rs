@@ -198,6 +198,13 @@ async fn dashboard_logs_in_sees_a_node_come_online_and_dispatches() {
         .until("return !document.querySelector('#app').hidden && document.querySelectorAll('#tasks tbody tr').length === 1;")
         .await;
 
+    // The planner's line: three feeds, nothing to read them with yet.
+    let plan = browser
+        .until("const t = document.querySelector('#plan').textContent; return t ? t : null;")
+        .await;
+    let plan = plan.as_str().unwrap_or_default();
+    assert!(plan.starts_with("3 WeChat feeds, 0.0 articles a day; no usable WeRead login"), "{plan}");
+
     // A node comes online: the live refresh shows it.
     p.online_node("browser-node", json!({"capacity": 3, "version": "test-1"}))
         .await;
