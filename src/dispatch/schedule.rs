@@ -82,9 +82,12 @@ pub fn interval_for(articles: usize, s: &ScheduleSettings) -> TimeDelta {
     }
     #[allow(clippy::cast_precision_loss)]
     let per_week = articles as f64 * s.factor;
+    #[allow(clippy::cast_precision_loss)]
+    let (lo, hi) = (min.num_seconds() as f64, max.num_seconds() as f64);
+    // Clamped before it becomes a span: a tiny factor must not overflow one.
     #[allow(clippy::cast_possible_truncation)]
-    let seconds = (TimeDelta::weeks(1).num_seconds() as f64 / per_week) as i64;
-    TimeDelta::seconds(seconds).clamp(min, max)
+    let seconds = (TimeDelta::weeks(1).num_seconds() as f64 / per_week).clamp(lo, hi) as i64;
+    TimeDelta::seconds(seconds)
 }
 
 /// `min_interval` and `max_interval`, in order and positive whatever the settings say.
@@ -191,6 +194,11 @@ mod tests {
         assert_eq!(interval_for(10_000, &s), TimeDelta::minutes(30), "clamped");
         let twice = ScheduleSettings { factor: 2.0, ..s };
         assert_eq!(interval_for(14, &twice), TimeDelta::hours(6));
+        let tiny = ScheduleSettings {
+            factor: 1e-300,
+            ..s
+        };
+        assert_eq!(interval_for(1, &tiny), TimeDelta::hours(24), "no overflow");
     }
 
     #[test]

@@ -79,12 +79,14 @@ impl Reaper {
     }
 }
 
-/// The per-feed schedule's settings from the configuration (`check_min_interval`,
-/// `check_max_interval`; the rest at their defaults).
+/// The per-feed schedule's settings from the configuration (`check_min_interval` within
+/// 1 s–30 d, `check_max_interval` within it–365 d; the rest at their defaults).
 pub fn schedule_settings(c: &CascadeConfig) -> ScheduleSettings {
-    let seconds = |s: u64| TimeDelta::seconds(i64::try_from(s).unwrap_or(i64::MAX / 4_000));
-    let min_interval = seconds(c.check_min_interval.max(1));
-    let max_interval = seconds(c.check_max_interval).max(min_interval);
+    const DAY: u64 = 86_400;
+    let seconds = |s: u64| TimeDelta::seconds(i64::try_from(s).unwrap_or(0));
+    let min = c.check_min_interval.clamp(1, 30 * DAY);
+    let min_interval = seconds(min);
+    let max_interval = seconds(c.check_max_interval.clamp(min, 365 * DAY));
     ScheduleSettings {
         min_interval,
         max_interval,

@@ -203,7 +203,10 @@ async fn dashboard_logs_in_sees_a_node_come_online_and_dispatches() {
         .until("const t = document.querySelector('#plan').textContent; return t ? t : null;")
         .await;
     let plan = plan.as_str().unwrap_or_default();
-    assert!(plan.starts_with("3 WeChat feeds, 0.0 articles a day; no usable WeRead login"), "{plan}");
+    assert!(
+        plan.starts_with("3 WeChat feeds, 0.0 articles a day; no usable WeRead login"),
+        "{plan}"
+    );
 
     // A node comes online: the live refresh shows it.
     p.online_node("browser-node", json!({"capacity": 3, "version": "test-1"}))

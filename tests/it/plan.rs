@@ -74,7 +74,7 @@ on_both! {
 
         let under = p.get(&cascade("/plan?target=10m"), &p.admin()).await;
         assert_eq!(under.ok()["target"]["reachable"], false);
-        for bad in ["target=soon", "days=0", "days=9999", "calls_per_check=0", "per_login_day=-1"] {
+        for bad in ["target=soon", "days=0", "days=9999", "days=abc", "calls_per_check=0", "per_login_day=-1"] {
             let r = p.get(&cascade(&format!("/plan?{bad}")), &p.admin()).await;
             assert_eq!(r.err(400), "bad_request", "{bad}");
         }

@@ -18,10 +18,10 @@ on_both! {
         let feeds = p.feeds(1800, 2).await;
         let now = p.clock.now();
         let epoch = now.and_utc().timestamp();
-        // The first feed posts twice a day; the second once a day. Both are read, the second
-        // fails.
+        // The first feed posts twice a day; the second every 50 minutes, at no habitual hour.
+        // Both are read; the second read fails.
         let times = |n: i64, every: i64| -> Vec<i64> { (0..n).map(|i| epoch - 1_800 - i * every).collect() };
-        let (busy, daily) = (times(14, 43_200), times(7, 86_400));
+        let (busy, daily) = (times(14, 43_200), times(200, 3_000));
         let mut sql = String::new();
         for (feed, list) in [(&feeds[0], &busy), (&feeds[1], &daily)] {
             for (i, t) in list.iter().enumerate() {
@@ -69,9 +69,12 @@ on_both! {
             assert_eq!(s["next_check_at"], time::to_wire(want), "{s}");
             assert_eq!(s["check_errors"], i64::try_from(i).expect("small"), "{s}");
         }
-        // Twice a day: about every 12 h, well before the daily feed's 24 h.
+        // Twice a day: about every 12 h. The failing feed's error sets the floor: 2 ×
+        // `check_min_interval`, later than its 50 minutes without the error.
         assert!(expected[0] <= now + TimeDelta::hours(12), "{:?}", expected[0]);
-        assert!(expected[0] < expected[1]);
+        assert_eq!(expected[1], now + TimeDelta::hours(1));
+        let no_error = next_check(now, &FeedHistory { publish_times: &daily, ..FeedHistory::default() }, &settings);
+        assert_eq!(no_error, now + TimeDelta::seconds(3_024));
         p.shutdown().await;
     }
 }

@@ -64,9 +64,9 @@ pub async fn plan(state: &AppState, ask: PlanAsk) -> ApiResult<Value> {
     let caps = Budgets::from_config(c).weread;
     let default_day = match (caps.per_day, caps.per_hour) {
         (0, 0) => None,
-        (0, h) => Some(h * 24),
+        (0, h) => Some(h.saturating_mul(24)),
         (d, 0) => Some(d),
-        (d, h) => Some(d.min(h * 24)),
+        (d, h) => Some(d.min(h.saturating_mul(24))),
     };
     let calls_per_check = ask.calls_per_check.unwrap_or(1.0);
     let sane = |n: f64, most: f64| n > 0.0 && n <= most;
@@ -103,10 +103,18 @@ pub async fn plan(state: &AppState, ask: PlanAsk) -> ApiResult<Value> {
         min_interval,
         max_interval,
     };
-    let now_fresh = planner::freshness(&feeds, &input);
+    // The bisections cost up to a few hundred milliseconds with thousands of distinct
+    // rates: off the request threads.
+    let (now_fresh, needed, feeds) = tokio::task::spawn_blocking(move || {
+        let fresh = planner::freshness(&feeds, &input);
+        let needed = target.map(|t| (t, planner::checks_for(&feeds, &input, t)));
+        (fresh, needed, feeds)
+    })
+    .await
+    .map_err(|_| ApiError::internal(&"the planner failed"))?;
     let reads = budget > 0.0 || feeds.is_empty();
-    let target_view = target.map(|t| {
-        match planner::checks_for(&feeds, &input, t) {
+    let target_view = needed.map(|(t, needed)| {
+        match needed {
             Some(checks) => json!({
                 "p95_seconds": seconds(t),
                 "reachable": true,

@@ -1,10 +1,9 @@
 //! Heartbeats: liveness and extras, renewal of live leases and the `lost` list, in one
-//! request that starts by updating (and so, on PostgreSQL, locking) the node row. Without a
-//! login list its statements each stand alone, and PostgreSQL commits each by itself. On SQLite
+//! request that starts by updating (and so, on PostgreSQL, locking) the node row. On SQLite
 //! a heartbeat is one request to the writer thread, committed with whatever else queued
 //! meanwhile, so it needs no buffer of its own.
 
-use crate::store::db::{Op, Tx, args};
+use crate::store::db::{Tx, args};
 use crate::store::rows::RowExt;
 use crate::store::{
     Error, HeartbeatOutcome, HeartbeatUpdate, LeasePolicy, LoginBudget, ReportedLogin, Result,
@@ -14,8 +13,7 @@ use chrono::{NaiveDateTime, TimeDelta};
 use std::collections::HashSet;
 
 impl Store {
-    /// Records a heartbeat and renews leases: one transaction when it reports logins; else
-    /// on PostgreSQL two statements, each committed alone.
+    /// Records a heartbeat and renews leases in one transaction.
     pub async fn heartbeat(
         &self,
         node_id: &str,
@@ -23,17 +21,14 @@ impl Store {
         now: NaiveDateTime,
         lease: LeasePolicy,
     ) -> Result<HeartbeatOutcome> {
-        let beat_is_simple = beat.logins.is_none();
         let node_id = node_id.to_string();
-        let op: Op<HeartbeatOutcome> = Box::new(move |tx| {
-            Box::pin(async move { heartbeat(tx, &node_id, &beat, now, lease).await })
-        });
-        // Liveness and the renewal each stand alone; a login list is replaced as a whole.
-        if beat_is_simple {
-            self.db.write_each(op).await
-        } else {
-            self.db.write(op).await
-        }
+        // One transaction: the node's row is locked first, so a renewal never races a
+        // release or a requeue of the same node's allocations.
+        self.db
+            .write(move |tx| {
+                Box::pin(async move { heartbeat(tx, &node_id, &beat, now, lease).await })
+            })
+            .await
     }
 }
 

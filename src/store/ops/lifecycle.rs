@@ -65,10 +65,18 @@ async fn report_on(
             let set = "SET status = 'executing', started_at = COALESCE(started_at, $5),
                 lease_expires_at = {least}($6, COALESCE(run_deadline, $6)), updated_at = $5";
             let extra = args![now, renew(now, policy)];
-            match holder.update(tx, set, None, extra).await? {
-                Some(after) => Ok(AllocRow::from_row(&after)?.outcome()),
-                None => holder.refused(tx, &report).await,
+            // Without the node's lock (see `Store::report`) the allocation may be held again
+            // between the update and the read that explains it: then the update is tried once
+            // more.
+            for _ in 0..2 {
+                if let Some(after) = holder.update(tx, set, None, extra).await? {
+                    return Ok(AllocRow::from_row(&after)?.outcome());
+                }
+                if let Some(answer) = holder.refused(tx, &report).await? {
+                    return answer;
+                }
             }
+            Err(Error::LeaseLost)
         }
         Report::Completed(c) => complete(tx, &holder, level, c, now, policy).await,
         Report::Failed(ref f) => {
@@ -114,14 +122,15 @@ impl Holder<'_> {
     }
 
     /// Why a report did not apply: the idempotent answer to a repeated terminal report, or
-    /// the error of the state machine's checks.
-    async fn refused(&self, tx: &mut Tx, report: &Report) -> Result<ReportOutcome> {
+    /// the error of the state machine's checks; `None` when the row passes them now (it was
+    /// held again since the update).
+    async fn refused(&self, tx: &mut Tx, report: &Report) -> Result<Option<Result<ReportOutcome>>> {
         let row = load(tx, self.allocation_id).await?;
-        match row.check_report(report, self.node_id, self.token)? {
-            Some(done) => Ok(done),
-            // The checks pass only for a held row, which the update would have changed.
-            None => Err(Error::InvalidTransition(row.status.to_string())),
-        }
+        Ok(match row.check_report(report, self.node_id, self.token) {
+            Ok(Some(done)) => Some(Ok(done)),
+            Err(e) => Some(Err(e)),
+            Ok(None) => None,
+        })
     }
 }
 
@@ -314,7 +323,7 @@ async fn mark_feeds(
 async fn complete(
     tx: &mut Tx,
     holder: &Holder<'_>,
-    cooldown_level: i64,
+    cooldown_level: Option<i64>,
     completion: Option<Completion>,
     now: NaiveDateTime,
     policy: &LifecyclePolicy,
@@ -337,7 +346,12 @@ async fn complete(
     let task = completion.as_ref().map(|c| c.task_id.clone());
     let extra = args![now, summary, given];
     let Some(after) = holder.update(tx, set, task.as_deref(), extra).await? else {
-        return holder.refused(tx, &Report::Completed(completion)).await;
+        // Under the node's lock nothing re-claims the row between the update and this read.
+        let report = Report::Completed(completion);
+        return holder
+            .refused(tx, &report)
+            .await?
+            .unwrap_or_else(|| Err(Error::LeaseLost));
     };
     let row = AllocRow::from_row(&after)?;
     let row = &row;
@@ -381,7 +395,7 @@ async fn complete(
     }
     // Liveness and the last sync were written by the report's first statement; a WeChat
     // success resets the cooldown level, when there is one.
-    if effects.reset_cooldown && cooldown_level != 0 {
+    if effects.reset_cooldown && cooldown_level != Some(0) {
         tx.exec(
             "UPDATE we_cascade_nodes SET cooldown_level = 0 WHERE id = $1",
             args![node_id],

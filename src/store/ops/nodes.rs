@@ -39,25 +39,27 @@ pub(crate) async fn touch(tx: &mut Tx, node_id: &str, now: NaiveDateTime) -> Res
 }
 
 /// [`touch`] for a holder's report, which also locks the node's row before the allocation's:
-/// a completion also records the node's last sync. The node's cooldown level, so a
-/// completion resets it only when it is not already 0.
+/// a completion also records the node's last sync. The node's cooldown level (`None` for an
+/// adopted row without one), so a completion resets it only when it is not already 0.
 pub(crate) async fn touch_report(
     tx: &mut Tx,
     node_id: &str,
     now: NaiveDateTime,
     synced: bool,
-) -> Result<i64> {
-    tx.int(
-        "UPDATE we_cascade_nodes SET status = 1,
+) -> Result<Option<i64>> {
+    let row = tx
+        .opt(
+            "UPDATE we_cascade_nodes SET status = 1,
             last_heartbeat_at = CASE WHEN last_heartbeat_at IS NULL OR last_heartbeat_at < $2
                                      THEN $2 ELSE last_heartbeat_at END,
             last_sync_at = CASE WHEN $3 THEN $2 ELSE last_sync_at END
           WHERE id = $1 AND is_active <> {false}
-          RETURNING COALESCE(cooldown_level, 0)",
-        args![node_id, now, synced],
-    )
-    .await?
-    .ok_or(Error::NodeInactive)
+          RETURNING id, cooldown_level",
+            args![node_id, now, synced],
+        )
+        .await?
+        .ok_or(Error::NodeInactive)?;
+    row.opt_int("cooldown_level")
 }
 
 /// [`touch`], then the node with the feeds it holds. The read is a statement of its own:

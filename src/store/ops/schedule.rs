@@ -25,8 +25,12 @@ impl Store {
         settings: ScheduleSettings,
         limit: i64,
     ) -> Result<u64> {
+        // Each `UPDATE` is guarded and stands alone: on PostgreSQL no feed stays locked while
+        // others are planned, so the pass never waits on (or deadlocks with) a completion.
         self.db
-            .write(move |tx| Box::pin(async move { plan_checks(tx, now, &settings, limit).await }))
+            .write_each(move |tx| {
+                Box::pin(async move { plan_checks(tx, now, &settings, limit).await })
+            })
             .await
     }
 }
@@ -39,9 +43,9 @@ async fn plan_checks(
 ) -> Result<u64> {
     let feeds = tx
         .rows(
-            "SELECT id, check_errors FROM we_feeds
+            "SELECT id, check_errors, last_allocation_id FROM we_feeds
               WHERE next_check_at IS NULL AND last_task_at IS NOT NULL
-              ORDER BY last_task_at LIMIT CAST($1 AS BIGINT)",
+              ORDER BY last_task_at, id LIMIT CAST($1 AS BIGINT)",
             args![limit],
         )
         .await?;
@@ -80,10 +84,14 @@ async fn plan_checks(
             ..FeedHistory::default()
         };
         let at = next_check(now, &history, settings);
+        // Only if no check ended since the read: a newer one is planned by the next pass,
+        // from its own history.
         planned += tx
             .exec(
-                "UPDATE we_feeds SET next_check_at = $2 WHERE id = $1 AND next_check_at IS NULL",
-                args![id, at],
+                "UPDATE we_feeds SET next_check_at = $2
+                  WHERE id = $1 AND next_check_at IS NULL
+                    AND COALESCE(last_allocation_id, '') = COALESCE($3, '')",
+                args![id, at, r.opt_text("last_allocation_id")?],
             )
             .await?;
     }
