@@ -267,3 +267,51 @@ on_both! {
         p.shutdown().await;
     }
 }
+
+on_both! {
+    #[tokio::test]
+    async fn deleted_tasks_and_feeds_fail_their_pending_work(backend) {
+        let p = TestParent::on(backend.clone()).await;
+        let node = p.online_node("n", json!({})).await;
+        let feeds = p.feeds(1300, 2).await;
+        let task = p.task(&feeds).await;
+        p.dispatch(&task).await;
+        p.delete(&cascade(&format!("/feeds/{}", feeds[0])), &p.admin())
+            .await
+            .ok();
+        p.delete(&cascade(&format!("/feeds/{}", feeds[1])), &p.admin())
+            .await
+            .ok();
+        assert_eq!(
+            p.claim(&node, "limit=2").await.ok(),
+            &json!([]),
+            "packages of gone feeds are skipped"
+        );
+        let failed = p
+            .get(&cascade("/allocations?status=failed"), &p.admin())
+            .await;
+        assert_eq!(failed.ok()["total"], 2);
+        assert_eq!(failed.ok()["list"][0]["reason"], "not_found");
+
+        let feeds = p.feeds(1400, 1).await;
+        let task = p.task(&feeds).await;
+        p.dispatch(&task).await;
+        p.delete(&cascade(&format!("/message-tasks/{task}")), &p.admin())
+            .await
+            .ok();
+        let failed = p
+            .get(
+                &cascade(&format!("/allocations?task_id={task}")),
+                &p.admin(),
+            )
+            .await;
+        assert_eq!(failed.ok()["list"][0]["status"], "failed");
+        assert_eq!(failed.ok()["list"][0]["error_message"], "任务不存在");
+        assert_eq!(failed.ok()["list"][0]["assigned_node_id"], Value::Null);
+        // The deleted task's feeds are free: a new task over them gets them all.
+        let again = p.task(&feeds).await;
+        let d = p.dispatch(&again).await;
+        assert_eq!(d["allocations_created"], 1, "{d}");
+        p.shutdown().await;
+    }
+}
