@@ -378,11 +378,11 @@ cascade_config! {
     /// Child: where MP article pages (`https://mp.weixin.qq.com/s…`) are fetched from (the
     /// links keep their host; a test points this at a fake).
     mp_page_base_url: String = "https://mp.weixin.qq.com".into(), "lenient_string";
-    /// Parent: the shortest time, in seconds, between two checks of one feed that a
-    /// per-feed schedule or the planner (`GET {P}/plan`) uses.
+    /// Parent: the shortest time, in seconds (1 s–30 d), between two checks of one feed, for
+    /// per-feed schedules and the planner (`GET {P}/plan`).
     check_min_interval: u64 = 1800, "lenient_u64";
-    /// Parent: the longest time, in seconds, between two checks of one feed that answers;
-    /// a feed that publishes nothing is checked this often.
+    /// Parent: the longest time, in seconds (up to 365 d), between two checks of one feed
+    /// that answers, and the longest error backoff; a silent feed is checked this often.
     check_max_interval: u64 = 86_400, "lenient_u64";
 }
 
