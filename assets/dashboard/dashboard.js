@@ -6,6 +6,9 @@ const REFRESH_MS = 3000;
 const $ = (sel) => document.querySelector(sel);
 let token = sessionStorage.getItem("cascade.token");
 let timer = null;
+// The plan reads every feed's articles of four weeks: asked once a minute, not every refresh.
+const PLAN_MS = 60000;
+let planAt = 0;
 
 function cell(text, cls) {
   const td = document.createElement("td");
@@ -65,7 +68,7 @@ async function refresh() {
       api("/logins"),
       api("/login-flows"),
       api("/sources"),
-      api("/plan"),
+      Date.now() - planAt >= PLAN_MS ? api("/plan") : Promise.resolve(null),
     ]);
     renderCounters(counters);
     renderNodes(nodes);
@@ -90,7 +93,10 @@ async function refresh() {
         linkCell(`/feed/${encodeURIComponent(f.id)}.rss`, "RSS"),
       ];
     });
-    renderPlan(plan);
+    if (plan) {
+      renderPlan(plan);
+      planAt = Date.now();
+    }
     fill("logs", logs.list, (l) => [
       cell(when(l.started_at)), cell(l.node_id), cell(l.operation), cell(l.status),
       cell(l.data_count), cell(l.error_message),

@@ -81,15 +81,17 @@ pub async fn plan(state: &AppState, ask: PlanAsk) -> ApiResult<Value> {
     let since = (now - TimeDelta::days(days)).and_utc().timestamp();
     let facts = state.store.plan_facts(since).await?;
     #[allow(clippy::cast_precision_loss)]
-    let feeds: Vec<PlanFeed> = facts
-        .feeds
-        .iter()
-        .filter(|(source, _)| *source == Source::Wechat)
-        .map(|(_, n)| PlanFeed {
-            per_day: *n as f64 / days as f64,
-        })
-        .collect();
-    let rss = facts.feeds.len() - feeds.len();
+    let mut feeds: Vec<PlanFeed> = Vec::new();
+    let mut rss = 0;
+    for &(source, articles, n) in &facts.feeds {
+        let n = usize::try_from(n).unwrap_or(0);
+        if source == Source::Wechat {
+            let per_day = articles as f64 / days as f64;
+            feeds.extend(std::iter::repeat_n(PlanFeed { per_day }, n));
+        } else {
+            rss += n;
+        }
+    }
     let schedule = crate::parent::reaper::schedule_settings(c);
     let (min_interval, max_interval) = (schedule.min_interval, schedule.max_interval);
     #[allow(clippy::cast_precision_loss)]

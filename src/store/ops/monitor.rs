@@ -180,8 +180,9 @@ async fn status_counts(tx: &mut Tx, sql: &str) -> Result<Vec<(String, i64)>> {
 /// What the freshness planner reads (`GET {P}/plan`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PlanFacts {
-    /// Each enabled feed: its source and the articles it published in the window.
-    pub feeds: Vec<(crate::dispatch::Source, i64)>,
+    /// Enabled feeds grouped by source and articles published in the window:
+    /// `(source, articles, feeds)`.
+    pub feeds: Vec<(crate::dispatch::Source, i64, i64)>,
     /// Usable WeRead logins (valid, expiring or cooling) on enabled nodes.
     pub weread_logins: i64,
     /// Usable MP logins on enabled nodes.
@@ -189,20 +190,22 @@ pub struct PlanFacts {
 }
 
 impl Store {
-    /// Each enabled feed's articles published since `since` (epoch seconds), and the usable
-    /// logins by kind: two queries whatever the number of feeds.
+    /// Enabled feeds grouped by their articles published since `since` (epoch seconds), and
+    /// the usable logins by kind: two queries, and a row per distinct count, whatever the
+    /// number of feeds.
     pub async fn plan_facts(&self, since: i64) -> Result<PlanFacts> {
         self.db
             .read(move |tx| {
                 Box::pin(async move {
                     let rows = tx
                         .rows(
-                            "SELECT f.source, COALESCE(s.recent, 0) AS recent
+                            "SELECT f.source, COALESCE(s.recent, 0) AS recent, COUNT(*) AS n
                                FROM we_feeds f
                                LEFT JOIN (SELECT mp_id, COUNT(*) AS recent FROM we_articles
                                            WHERE publish_time >= $1 GROUP BY mp_id) s
                                  ON s.mp_id = f.id
-                              WHERE COALESCE(f.status, 1) <> 0",
+                              WHERE COALESCE(f.status, 1) <> 0
+                              GROUP BY f.source, COALESCE(s.recent, 0)",
                             args![since],
                         )
                         .await?;
@@ -210,7 +213,8 @@ impl Store {
                         .iter()
                         .map(|r| {
                             let source = r.opt_text("source")?.unwrap_or_default();
-                            Ok((crate::dispatch::Source::parse(&source), r.int("recent")?))
+                            let source = crate::dispatch::Source::parse(&source);
+                            Ok((source, r.int("recent")?, r.int("n")?))
                         })
                         .collect::<Result<Vec<_>>>()?;
                     let logins = tx
