@@ -1,7 +1,9 @@
 //! Pure allocation rules: where dispatched feeds go ([`plan`]), what a failure does
-//! ([`retry`]) and when a feed is checked next ([`schedule`]). No I/O, no clock, no
+//! ([`retry`]), when a feed is checked next ([`schedule`]), in which order and at which pace
+//! due feeds go ([`freshness`]) and what a budget buys ([`planner`]). No I/O, no clock, no
 //! randomness of its own: callers pass all of that in.
 
+pub mod freshness;
 pub mod planner;
 pub mod retry;
 pub mod schedule;
