@@ -115,6 +115,8 @@ const CASCADE_KEYS: &[&str] = &[
     "mp_page_base_url",
     "check_min_interval",
     "check_max_interval",
+    "dispatch_mode",
+    "check_aging_step",
 ];
 
 /// Top-level keys and the WeRSS env variable each falls back to when absent from the file.
@@ -384,6 +386,15 @@ cascade_config! {
     /// Parent: the longest time, in seconds (up to 365 d), between two checks of one feed
     /// that answers, and the longest error backoff; a silent feed is checked this often.
     check_max_interval: u64 = 86_400, "lenient_u64";
+    /// Parent: how feeds are dispatched: `cron` (WeRSS: each task's cron dispatches all its
+    /// feeds) or `freshness` (due feeds continuously, the longest due first, within the free
+    /// capacity and the logins' daily budgets; a task's cron then makes its feeds due, a
+    /// bound on how long a feed waits).
+    dispatch_mode: String = "cron".into(), "lenient_string";
+    /// Parent: seconds (1 s–1 d) one step of priority moves a feed or an allocation ahead: a
+    /// priority-2 feed goes before feeds due up to two steps before it, never before older
+    /// ones.
+    check_aging_step: u64 = 1800, "lenient_u64";
 }
 
 /// A number per login kind (`budget_per_hour`, `budget_per_day`); `None` = the kind's default.

@@ -11,6 +11,32 @@
 
 use chrono::{NaiveDateTime, TimeDelta};
 
+/// How a parent dispatches feeds (the `dispatch_mode` setting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DispatchMode {
+    /// WeRSS's way, the default: each task's cron dispatches all its feeds.
+    #[default]
+    Cron,
+    /// Due feeds continuously, the longest due first, within capacity and budgets.
+    Freshness,
+}
+
+impl DispatchMode {
+    /// Reads the setting (`cron`, `freshness`; case and spaces ignored).
+    ///
+    /// # Errors
+    /// Any other value.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "" | "cron" => Ok(Self::Cron),
+            "freshness" => Ok(Self::Freshness),
+            other => Err(format!(
+                "dispatch_mode must be cron or freshness, not '{other}'"
+            )),
+        }
+    }
+}
+
 /// The key a due feed is taken by (smallest first): its due time moved earlier by its
 /// priority. Never-planned feeds are due since `epoch`, so they go first.
 pub fn order_key(due: NaiveDateTime, priority: i64, aging_step: TimeDelta) -> NaiveDateTime {
@@ -72,6 +98,13 @@ mod tests {
             .and_then(|d| d.and_hms_opt(0, 0, 0))
             .map(|t| t + TimeDelta::hours(h) + TimeDelta::minutes(m))
             .expect("a valid time")
+    }
+
+    #[test]
+    fn dispatch_mode_reads_cron_and_freshness_only() {
+        assert_eq!(DispatchMode::parse(" Freshness "), Ok(DispatchMode::Freshness));
+        assert_eq!(DispatchMode::parse(""), Ok(DispatchMode::Cron));
+        assert!(DispatchMode::parse("fast").is_err());
     }
 
     #[test]

@@ -97,6 +97,8 @@ impl AppState {
                 .await
                 .context("while loading the JWT secret")?,
         };
+        crate::dispatch::freshness::DispatchMode::parse(&config.cascade.dispatch_mode)
+            .map_err(anyhow::Error::msg)?;
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())

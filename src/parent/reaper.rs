@@ -55,7 +55,10 @@ impl Reaper {
     pub async fn plan_once(&self) -> store::Result<u64> {
         let s = &self.state;
         let settings = schedule_settings(&s.config.cascade);
-        s.store.plan_checks(s.clock.now(), settings, 500).await
+        let step = aging_step(&s.config.cascade);
+        s.store
+            .plan_checks(s.clock.now(), settings, step, 500)
+            .await
     }
 
     /// Runs until `token` is cancelled; errors are logged, never fatal.
@@ -77,6 +80,12 @@ impl Reaper {
             }
         }
     }
+}
+
+/// How far one step of priority moves a feed or an allocation ahead (`check_aging_step`,
+/// within 1 s–1 d).
+pub fn aging_step(c: &CascadeConfig) -> TimeDelta {
+    TimeDelta::seconds(i64::try_from(c.check_aging_step.clamp(1, 86_400)).unwrap_or(1800))
 }
 
 /// The per-feed schedule's settings from the configuration (`check_min_interval` within

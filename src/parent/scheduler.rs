@@ -3,12 +3,20 @@
 //! firing is claimed by a conditional update inside its dispatch's transaction, so several
 //! parents fire it once and a failed dispatch is retried. Whether firings dispatch
 //! (start/stop-scheduler) is kept in the database, for every parent and across restarts.
+//!
+//! In freshness mode (`dispatch_mode: freshness`) each pass also dispatches the feeds that
+//! are due ([`crate::parent::ops::fresh`]), and a firing no longer dispatches its task: it
+//! makes the task's feeds due at its time, so the cron bounds how long a feed waits while
+//! the budgets still decide the order.
 
 use super::AppState;
 use super::error::ApiResult;
 use super::ops::alloc::dispatch_firing;
+use super::ops::fresh::{DuePass, dispatch_due};
+use crate::dispatch::freshness::{DispatchMode, Pacer};
 use crate::protocol::cron;
 use crate::store::Firing;
+use std::sync::{Arc, Mutex};
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -101,20 +109,31 @@ pub async fn reload(state: &AppState) -> ApiResult<()> {
 pub struct Outcome {
     /// Tasks whose first `next_run_at` was set.
     pub scheduled: usize,
-    /// Firings this parent claimed and dispatched.
+    /// Firings this parent claimed and dispatched (or, in freshness mode, made due).
     pub fired: Vec<String>,
+    /// Freshness mode: what the pass's dispatch of due feeds did.
+    pub due: DuePass,
 }
 
 /// The cron loop.
 #[derive(Clone)]
 pub struct Scheduler {
     state: AppState,
+    mode: DispatchMode,
+    /// Freshness mode's pace over the logins' daily budgets (this parent's share).
+    pacer: Arc<Mutex<Pacer>>,
 }
 
 impl Scheduler {
     /// A scheduler over `state`.
     pub fn new(state: AppState) -> Self {
-        Self { state }
+        // Checked when the state was built: a bad value never gets here.
+        let mode = DispatchMode::parse(&state.config.cascade.dispatch_mode).unwrap_or_default();
+        Self {
+            state,
+            mode,
+            pacer: Arc::new(Mutex::new(Pacer::new())),
+        }
     }
 
     /// One pass at the state's clock: schedules new jobs and fires due ones (when running).
@@ -158,6 +177,15 @@ impl Scheduler {
                 Some(_) => {}
             }
         }
+        if running && self.mode == DispatchMode::Freshness {
+            match dispatch_due(s, &self.pacer).await {
+                Ok(due) => out.due = due,
+                Err(e) => {
+                    tracing::warn!(status = %e.status(), "dispatching due feeds failed");
+                    failure.get_or_insert(e);
+                }
+            }
+        }
         failure.map_or(Ok(out), Err)
     }
 
@@ -180,6 +208,10 @@ impl Scheduler {
             next,
             fired_at: s.clock.now(),
         };
+        if self.mode == DispatchMode::Freshness {
+            let feeds = (!task.fields.all_feeds).then(|| task.fields.feed_ids());
+            return Ok(s.store.fire_due(firing, feeds).await?.is_some());
+        }
         let run_id = format!("cron_{}_{}", due.format("%Y%m%d%H%M%S"), task.id);
         Ok(dispatch_firing(s, task, firing, run_id).await?.is_some())
     }

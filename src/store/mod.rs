@@ -23,6 +23,7 @@ pub use alloc_status::AllocStatus;
 pub use alloc_types::*;
 pub use commands::{NewNodeCommand, NodeCommand};
 pub use flows::{FLOW_STATES, FlowProgress, LoginFlow, NewLoginFlow, flow_state_is_final};
+pub use ops::due::DueFeed;
 pub use ops::monitor::PlanFacts;
 pub use scratch::ScratchDb;
 pub use sources::SourceRow;

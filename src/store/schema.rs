@@ -14,7 +14,9 @@
 /// 14: `we_message_tasks.all_feeds` (tasks over every feed, read at dispatch).
 /// 15: claim-order and lease indexes hold only the rows they serve (pending; claimed or
 ///     executing), so a status change moves fewer index entries.
-pub(crate) const SCHEMA_VERSION: &str = "16";
+/// 16: `we_feeds.next_check_at`, `.check_errors` (per-feed schedules).
+/// 17: `we_feeds.priority`, `.check_order`, `we_message_tasks.priority` (freshness mode).
+pub(crate) const SCHEMA_VERSION: &str = "17";
 
 /// Our columns added to WeRSS tables: (table, column, SQLite declaration). PostgreSQL takes
 /// the same list through [`pg_declaration`].
@@ -93,6 +95,9 @@ pub(crate) const OUR_COLUMNS: &[(&str, &str, &str)] = &[
     ("we_feeds", "backlog_until", "BIGINT"),
     ("we_feeds", "next_check_at", "DATETIME"),
     ("we_feeds", "check_errors", "INTEGER NOT NULL DEFAULT 0"),
+    ("we_feeds", "priority", "INTEGER NOT NULL DEFAULT 0"),
+    ("we_feeds", "check_order", "DATETIME"),
+    ("we_message_tasks", "priority", "INTEGER NOT NULL DEFAULT 0"),
     (
         "we_message_tasks",
         "expose_to_nodes",

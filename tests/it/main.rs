@@ -18,6 +18,7 @@ mod durability;
 mod engine;
 mod errors;
 mod fetch;
+mod freshness;
 mod full_text;
 mod helpers;
 mod invariants;

@@ -10,7 +10,8 @@ use crate::protocol::time::to_wire;
 use crate::protocol::wire::{ClaimQuery, ReportCompletion, TaskStatus};
 use crate::store::{
     AllocStatus, ClaimBlock, ClaimPolicy, Completion, CreatedAllocation, DispatchBatch, Failure,
-    FeedResult, Firing, LifecyclePolicy, MessageTask, NewAllocation, Report, ReportOutcome,
+    FeedResult, Firing, LifecyclePolicy, MessageTask, NewAllocation, NodeLoad, Report,
+    ReportOutcome,
 };
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
@@ -76,6 +77,7 @@ pub async fn dispatch_tasks(
     run_id: String,
 ) -> ApiResult<Value> {
     // Without a firing to claim, the store always applies the batch.
+    let tasks = tasks.into_iter().map(|t| (t, None)).collect();
     Ok(dispatch_batch(state, tasks, run_id, None)
         .await?
         .unwrap_or_default())
@@ -93,12 +95,14 @@ pub async fn dispatch_firing(
     firing: Firing,
     run_id: String,
 ) -> ApiResult<Option<Value>> {
-    dispatch_batch(state, vec![task], run_id, Some(firing)).await
+    dispatch_batch(state, vec![(task, None)], run_id, Some(firing)).await
 }
 
-async fn dispatch_batch(
+/// Places and inserts `tasks`' feeds: each task's own list, or the given one (freshness
+/// mode's due feeds). `None` when the firing was taken by another pass.
+pub(super) async fn dispatch_batch(
     state: &AppState,
-    tasks: Vec<MessageTask>,
+    tasks: Vec<(MessageTask, Option<Vec<String>>)>,
     run_id: String,
     firing: Option<Firing>,
 ) -> ApiResult<Option<Value>> {
@@ -110,36 +114,8 @@ async fn dispatch_batch(
         .store
         .dispatch_snapshot()
         .await?
-        .into_iter()
-        .map(|load| {
-            let n = &load.node;
-            let quota = n
-                .sync_config
-                .get("feed_quota")
-                .and_then(Value::as_object)
-                .map(|q| {
-                    q.iter()
-                        .filter_map(|(k, v)| Some((k.clone(), v.as_i64()?)))
-                        .collect()
-                })
-                .unwrap_or_default();
-            NodeSnapshot {
-                id: n.id.clone(),
-                online: n.is_online(now, c.offline_after),
-                cooling: n.cooldown_until.is_some_and(|t| t > now),
-                // A node that reports logins counts for WeChat feeds only with a usable login
-                // of a kind some open source reads with; one that never reported them keeps
-                // the session rule alone.
-                session_parked: matches!(n.session_state.as_str(), "expired" | "none")
-                    || load.usable_mp_logins.is_some_and(|mp| {
-                        let weread = load.usable_weread_logins.unwrap_or(0);
-                        (if mp_open { mp } else { 0 }) + (if weread_open { weread } else { 0 }) == 0
-                    }),
-                fetchers: n.fetcher_kinds().iter().map(|k| Source::parse(k)).collect(),
-                free: n.capacity(c.default_max_capacity) - n.held_feeds - load.assigned_pending,
-                quota,
-            }
-        })
+        .iter()
+        .map(|load| node_snapshot(load, now, c, mp_open, weread_open))
         .collect();
     let online_nodes = nodes.iter().filter(|n| n.online).count();
     let per = usize::try_from(c.feeds_per_allocation).unwrap_or(1).max(1);
@@ -147,8 +123,10 @@ async fn dispatch_batch(
     let mut total_created = 0;
     let mut notices = Vec::new();
     let mut per_task = Vec::new();
-    for task in &tasks {
-        let named = if task.fields.all_feeds {
+    for (task, only) in &tasks {
+        let named = if let Some(only) = only {
+            only.clone()
+        } else if task.fields.all_feeds {
             state.store.all_feed_ids().await?
         } else {
             task.fields.feed_ids()
@@ -233,6 +211,44 @@ async fn dispatch_batch(
         "online_nodes": online_nodes, "task_count": tasks.len(), "tasks": per_task,
         "allocations_created": total_created, "schedule_run_id": run_id,
     })))
+}
+
+
+/// What placement knows of a node at `now`.
+pub(super) fn node_snapshot(
+    load: &NodeLoad,
+    now: chrono::NaiveDateTime,
+    c: &crate::config::CascadeConfig,
+    mp_open: bool,
+    weread_open: bool,
+) -> NodeSnapshot {
+    let n = &load.node;
+    let quota = n
+        .sync_config
+        .get("feed_quota")
+        .and_then(Value::as_object)
+        .map(|q| {
+            q.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_i64()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    NodeSnapshot {
+        id: n.id.clone(),
+        online: n.is_online(now, c.offline_after),
+        cooling: n.cooldown_until.is_some_and(|t| t > now),
+        // A node that reports logins counts for WeChat feeds only with a usable login
+        // of a kind some open source reads with; one that never reported them keeps
+        // the session rule alone.
+        session_parked: matches!(n.session_state.as_str(), "expired" | "none")
+            || load.usable_mp_logins.is_some_and(|mp| {
+                let weread = load.usable_weread_logins.unwrap_or(0);
+                (if mp_open { mp } else { 0 }) + (if weread_open { weread } else { 0 }) == 0
+            }),
+        fetchers: n.fetcher_kinds().iter().map(|k| Source::parse(k)).collect(),
+        free: n.capacity(c.default_max_capacity) - n.held_feeds - load.assigned_pending,
+        quota,
+    }
 }
 
 /// Allocations (of `feeds_per_allocation` feeds each) placed and inserted per part of a

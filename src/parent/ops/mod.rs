@@ -5,6 +5,7 @@ pub mod alloc;
 pub mod articles;
 mod catalog;
 pub mod flows;
+pub mod fresh;
 mod heartbeat;
 pub mod plan;
 pub mod sources;

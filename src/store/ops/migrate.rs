@@ -29,6 +29,7 @@ struct Files {
     indexes: &'static str,
     claim_indexes: &'static str,
     feed_schedule: &'static str,
+    freshness: &'static str,
 }
 
 macro_rules! sql_file {
@@ -51,6 +52,7 @@ macro_rules! files {
             node_commands: sql_file!($dir, "0009_node_commands.sql"),
             claim_indexes: sql_file!($dir, "0010_claim_indexes.sql"),
             feed_schedule: sql_file!($dir, "0011_feed_schedule.sql"),
+            freshness: sql_file!($dir, "0012_freshness.sql"),
         }
     };
 }
@@ -130,6 +132,7 @@ async fn migrate(tx: &mut Tx, now: NaiveDateTime) -> Result<()> {
     step(tx, files.indexes, "creating indexes").await?;
     step(tx, files.claim_indexes, "creating claim indexes").await?;
     step(tx, files.feed_schedule, "creating the feed schedule index").await?;
+    step(tx, files.freshness, "creating the freshness indexes").await?;
     backfill(tx, now).await?;
     tx.exec(
         "INSERT INTO cascade_settings (key, value) VALUES ('schema_version', $1)

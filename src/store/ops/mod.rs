@@ -8,6 +8,7 @@ mod articles;
 mod beats;
 pub(crate) mod catalog;
 mod commands;
+pub(crate) mod due;
 mod flows;
 pub(crate) mod lifecycle;
 pub(crate) mod migrate;

@@ -3,6 +3,7 @@
 //! `next_check_at`; [`Store::plan_checks`] plans the cleared ones in batches, off the
 //! reporting path.
 
+use crate::dispatch::freshness::order_key;
 use crate::dispatch::schedule::{FeedHistory, ScheduleSettings, next_check};
 use crate::store::db::{Tx, args};
 use crate::store::rows::RowExt;
@@ -15,7 +16,8 @@ const HISTORY: TimeDelta = TimeDelta::weeks(2);
 
 impl Store {
     /// Plans the next check of at most `limit` feeds checked since their last plan, the
-    /// longest waiting first; how many were planned.
+    /// longest waiting first; how many were planned. Each also gets its `check_order`: the
+    /// next check moved ahead by `priority × aging_step` (freshness mode takes feeds in it).
     ///
     /// # Errors
     /// A database failure.
@@ -23,13 +25,14 @@ impl Store {
         &self,
         now: NaiveDateTime,
         settings: ScheduleSettings,
+        aging_step: TimeDelta,
         limit: i64,
     ) -> Result<u64> {
         // Each `UPDATE` is guarded and stands alone: on PostgreSQL no feed stays locked while
         // others are planned, so the pass never waits on (or deadlocks with) a completion.
         self.db
             .write_each(move |tx| {
-                Box::pin(async move { plan_checks(tx, now, &settings, limit).await })
+                Box::pin(async move { plan_checks(tx, now, &settings, aging_step, limit).await })
             })
             .await
     }
@@ -39,11 +42,12 @@ async fn plan_checks(
     tx: &mut Tx,
     now: NaiveDateTime,
     settings: &ScheduleSettings,
+    aging_step: TimeDelta,
     limit: i64,
 ) -> Result<u64> {
     let feeds = tx
         .rows(
-            "SELECT id, check_errors, last_allocation_id FROM we_feeds
+            "SELECT id, check_errors, priority, last_allocation_id FROM we_feeds
               WHERE next_check_at IS NULL AND last_task_at IS NOT NULL
               ORDER BY last_task_at, id LIMIT CAST($1 AS BIGINT)",
             args![limit],
@@ -84,14 +88,18 @@ async fn plan_checks(
             ..FeedHistory::default()
         };
         let at = next_check(now, &history, settings);
+        let order = order_key(at, r.opt_int("priority")?.unwrap_or(0), aging_step);
         // Only if no check ended since the read: a newer one is planned by the next pass,
-        // from its own history.
+        // from its own history. A cron firing may have made the feed due earlier meanwhile
+        // (freshness mode): the earlier order is kept.
         planned += tx
             .exec(
-                "UPDATE we_feeds SET next_check_at = $2
+                "UPDATE we_feeds SET next_check_at = $2,
+                    check_order = CASE WHEN check_order IS NOT NULL AND check_order < $4
+                                       THEN check_order ELSE $4 END
                   WHERE id = $1 AND next_check_at IS NULL
                     AND COALESCE(last_allocation_id, '') = COALESCE($3, '')",
-                args![id, at, r.opt_text("last_allocation_id")?],
+                args![id, at, r.opt_text("last_allocation_id")?, order],
             )
             .await?;
     }

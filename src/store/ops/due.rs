@@ -1,0 +1,144 @@
+//! Freshness mode's reads and writes (issue 15): the feeds due now in `check_order`, feeds no
+//! task lists put off, and a task's cron firing making its feeds due.
+
+use crate::dispatch::Source;
+use crate::store::db::{Tx, args};
+use crate::store::rows::RowExt;
+use crate::store::{Firing, Result, Store};
+use chrono::NaiveDateTime;
+
+/// A feed freshness mode may dispatch now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueFeed {
+    /// Feed id.
+    pub id: String,
+    /// Its fetcher kind.
+    pub source: Source,
+}
+
+/// Feed ids bound per statement.
+const CHUNK: usize = 5_000;
+
+impl Store {
+    /// At most `limit` enabled feeds with no open allocation that are due at `now`: those
+    /// never checked nor planned first (by id), then the planned ones in `check_order`.
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn due_feeds(&self, now: NaiveDateTime, limit: i64) -> Result<Vec<DueFeed>> {
+        self.db
+            .read(move |tx| Box::pin(async move { due_feeds(tx, now, limit).await }))
+            .await
+    }
+
+    /// Moves the next check of feeds (with no open allocation) to `until`: those no enabled
+    /// task lists, so that they do not stay at the head of the due ones.
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn defer_checks(&self, ids: Vec<String>, until: NaiveDateTime) -> Result<u64> {
+        self.db
+            .write(move |tx| {
+                Box::pin(async move {
+                    let mut moved = 0;
+                    for chunk in ids.chunks(CHUNK) {
+                        moved += tx
+                            .exec(
+                                "UPDATE we_feeds SET next_check_at = $2, check_order = $2
+                                  WHERE id {in:$1} AND open_allocation_id IS NULL",
+                                args![chunk.to_vec(), until],
+                            )
+                            .await?;
+                    }
+                    Ok(moved)
+                })
+            })
+            .await
+    }
+
+    /// A task's cron firing in freshness mode: claims the firing (as a dispatch would) and
+    /// makes the planned feeds among `feeds` (`None`: every feed) due at its time, unless
+    /// they are due earlier. `None` when another pass took the firing; else the feeds made
+    /// due.
+    ///
+    /// # Errors
+    /// A database failure (the firing stays due).
+    pub async fn fire_due(
+        &self,
+        firing: Firing,
+        feeds: Option<Vec<String>>,
+    ) -> Result<Option<u64>> {
+        self.db
+            .write(move |tx| {
+                Box::pin(async move { fire_due(tx, &firing, feeds.as_deref()).await })
+            })
+            .await
+    }
+}
+
+async fn due_feeds(tx: &mut Tx, now: NaiveDateTime, limit: i64) -> Result<Vec<DueFeed>> {
+    let never = tx
+        .rows(
+            "SELECT id, source FROM we_feeds
+              WHERE last_task_at IS NULL AND open_allocation_id IS NULL AND check_order IS NULL
+                AND status = 1
+              ORDER BY id LIMIT CAST($1 AS BIGINT)",
+            args![limit],
+        )
+        .await?;
+    let left = limit - i64::try_from(never.len()).unwrap_or(limit);
+    let planned = if left > 0 {
+        tx.rows(
+            "SELECT id, source FROM we_feeds
+              WHERE open_allocation_id IS NULL AND check_order IS NOT NULL AND check_order <= $1
+                AND status = 1
+              ORDER BY check_order, id LIMIT CAST($2 AS BIGINT)",
+            args![now, left],
+        )
+        .await?
+    } else {
+        Vec::new()
+    };
+    never
+        .iter()
+        .chain(&planned)
+        .map(|r| {
+            Ok(DueFeed {
+                id: r.text("id")?,
+                source: Source::parse(&r.opt_text("source")?.unwrap_or_default()),
+            })
+        })
+        .collect()
+}
+
+async fn fire_due(tx: &mut Tx, firing: &Firing, feeds: Option<&[String]>) -> Result<Option<u64>> {
+    let claimed = tx
+        .exec(
+            "UPDATE we_message_tasks SET next_run_at = $3, last_run_at = $4
+              WHERE id = $1 AND next_run_at = $2",
+            args![&firing.task_id, firing.due, firing.next, firing.fired_at],
+        )
+        .await?;
+    if claimed == 0 {
+        return Ok(None);
+    }
+    // Only planned feeds: a never-checked feed is due already, and one waiting for its plan
+    // gets it within a reaper tick.
+    const SET: &str = "UPDATE we_feeds SET check_order = $1
+        WHERE open_allocation_id IS NULL AND check_order IS NOT NULL AND check_order > $1";
+    let mut made_due = 0;
+    match feeds {
+        None => made_due += tx.exec(SET, args![firing.due]).await?,
+        Some(ids) => {
+            for chunk in ids.chunks(CHUNK) {
+                made_due += tx
+                    .exec(
+                        &format!("{SET} AND id {{in:$2}}"),
+                        args![firing.due, chunk.to_vec()],
+                    )
+                    .await?;
+            }
+        }
+    }
+    Ok(Some(made_due))
+}
