@@ -318,6 +318,17 @@ pub async fn feed(api: &Api, json: bool, cmd: FeedCmd) -> anyhow::Result<()> {
                 t
             })?;
         }
+        FeedCmd::Check { id } => {
+            let r = api.post(&format!("/feeds/{id}/check"), json!({})).await?;
+            print(json, &r, Table::pairs)?;
+        }
+        FeedCmd::Priority { id, priority } => {
+            let body = json!({"priority": priority});
+            let f = api
+                .call(Method::PUT, &format!("/feeds/{id}"), Some(body))
+                .await?;
+            print(json, &f, Table::pairs)?;
+        }
         FeedCmd::ImportOpml { file } => import_opml(api, json, &file).await?,
         FeedCmd::ExportOpml { file } => {
             let url = format!("{}/api/v1/wx/cascade/feeds/export-opml", api.base);
@@ -459,12 +470,14 @@ pub async fn task(api: &Api, json: bool, cmd: TaskCmd) -> anyhow::Result<()> {
             template,
             message_type,
             disabled,
+            priority,
         } => {
             // `--all-feeds` asks the parent to read every feed at each dispatch, so feeds
             // added later are included.
             let body = json!({"name": name, "mps_id": feeds, "all_feeds": all_feeds, "cron_exp": cron,
                               "web_hook_url": webhook, "message_template": template,
-                              "message_type": message_type, "status": i64::from(!disabled)});
+                              "message_type": message_type, "status": i64::from(!disabled),
+                              "priority": priority});
             let t = api.post("/message-tasks", body).await?;
             print(json, &t, Table::pairs)?;
         }

@@ -100,6 +100,21 @@ pub enum FeedCmd {
     },
     /// List feeds.
     List,
+    /// Check a feed now: its waiting allocation goes first in claims, or one is dispatched
+    /// at the top priority.
+    Check {
+        /// Feed id.
+        id: String,
+    },
+    /// Set a feed's priority (freshness mode: it goes this many `check_aging_step`s ahead
+    /// of feeds due with it; −100 to 100, 0 by default).
+    Priority {
+        /// Feed id.
+        id: String,
+        /// The priority.
+        #[arg(allow_negative_numbers = true)]
+        priority: i64,
+    },
     /// Import feeds from an OPML file (WeChat `MP_WXS_` entries and RSS URLs).
     ImportOpml {
         /// The OPML file.
@@ -140,6 +155,9 @@ pub enum TaskCmd {
         /// Create it disabled.
         #[arg(long)]
         disabled: bool,
+        /// Its allocations go this many `check_aging_step`s ahead of waiting ones (0–100).
+        #[arg(long, default_value_t = 0)]
+        priority: i64,
     },
     /// List message tasks.
     List,

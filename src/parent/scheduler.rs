@@ -16,8 +16,8 @@ use super::ops::fresh::{DuePass, dispatch_due};
 use crate::dispatch::freshness::{DispatchMode, Pacer};
 use crate::protocol::cron;
 use crate::store::Firing;
-use std::sync::{Arc, Mutex};
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 

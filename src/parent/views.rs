@@ -97,6 +97,8 @@ pub struct FeedView {
     /// This feed's own source chain (absent: the parent's `source_chain`).
     #[serde(skip_serializing_if = "Option::is_none")]
     source_chain: Option<Vec<String>>,
+    /// Freshness mode: aging steps it goes ahead of feeds due with it (ours).
+    priority: i64,
 }
 
 impl From<Feed> for FeedView {
@@ -115,6 +117,7 @@ impl From<Feed> for FeedView {
             update_time: f.update_time,
             sync_time: f.sync_time,
             source_chain: f.source_chain,
+            priority: f.priority,
         }
     }
 }
@@ -143,6 +146,8 @@ pub struct TaskView {
     full_text: bool,
     /// Whether the task covers every feed, read at each dispatch (ours).
     all_feeds: bool,
+    /// Aging steps its allocations go ahead of waiting ones (ours).
+    priority: i64,
 }
 
 impl TaskView {
@@ -176,6 +181,7 @@ impl TaskView {
             next_run_at: t.next_run_at,
             full_text: f.full_text.unwrap_or(true),
             all_feeds: f.all_feeds,
+            priority: f.priority,
         }
     }
 }

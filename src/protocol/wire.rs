@@ -92,6 +92,9 @@ pub struct UpdateFeed {
     /// WeChat feeds: this feed's own source chain, in order (`weread_list`, `weread_cover`,
     /// `mp_list`); `[]` returns the feed to the parent's `source_chain`.
     pub source_chain: Option<Vec<String>>,
+    /// Ours: freshness mode takes it this many aging steps ahead of feeds due with it
+    /// (−100 to 100; below 0 it goes later).
+    pub priority: Option<i64>,
 }
 
 /// `POST`/`PUT {P}/message-tasks`: every field optional here; create checks the required ones.
@@ -124,6 +127,9 @@ pub struct TaskBody {
     /// Ours: the task covers every feed, read at each dispatch; `mps_id` may then be
     /// omitted (stored as `[]`) and is ignored.
     pub all_feeds: Option<bool>,
+    /// Ours: its allocations go this many aging steps ahead of waiting ones in claims
+    /// (0–100, default 0).
+    pub priority: Option<i64>,
 }
 
 /// `POST {P}/heartbeat`; every field optional (WeRSS reads only `callback_url`).

@@ -58,6 +58,9 @@ pub struct NewAllocation {
     pub source: Source,
     /// Placement's choice.
     pub assigned_node_id: Option<String>,
+    /// A priority's head start: claimable and ordered as if available since then (`None`:
+    /// the dispatch time).
+    pub available_at: Option<NaiveDateTime>,
 }
 
 /// A whole dispatch call, applied in one transaction.

@@ -142,6 +142,7 @@ pub(crate) fn feed_from_row(r: &impl RowExt) -> Result<Feed> {
         update_time: r.opt_int("update_time")?,
         sync_time: r.opt_int("sync_time")?,
         source_chain: r.opt_text("source_chain")?.map(|c| split_chain(&c)),
+        priority: r.opt_int("priority")?.unwrap_or(0),
         created_at: r.time("created_at")?,
         updated_at: r.time("updated_at")?,
     })
@@ -163,6 +164,7 @@ pub(crate) fn task_from_row(r: &impl RowExt) -> Result<MessageTask> {
             expose_to_nodes: r.flag("expose_to_nodes")?,
             full_text: r.opt_int("full_text")?.map(|v| v != 0),
             all_feeds: r.opt_int("all_feeds")?.is_some_and(|v| v != 0),
+            priority: r.opt_int("priority")?.unwrap_or(0),
         },
         created_at: r.time("created_at")?,
         updated_at: r.time("updated_at")?,

@@ -293,6 +293,8 @@ pub struct Feed {
     pub sync_time: Option<i64>,
     /// WeChat feeds: this feed's own source chain (issue 13 §2), `None` for the global one.
     pub source_chain: Option<Vec<String>>,
+    /// Freshness mode: how many aging steps it goes ahead of feeds due with it (0 default).
+    pub priority: i64,
     /// Creation time.
     pub created_at: Option<NaiveDateTime>,
     /// Last change.
@@ -335,6 +337,8 @@ pub struct FeedUpdate {
     pub url: Option<String>,
     /// New source chain: `Some(None)` returns the feed to the global chain.
     pub source_chain: Option<Option<String>>,
+    /// New priority, with the aging step its planned check moves ahead by per step.
+    pub priority: Option<(i64, chrono::TimeDelta)>,
 }
 
 /// The fields of a message task an admin sets (create and full update).
@@ -364,6 +368,8 @@ pub struct TaskFields {
     pub full_text: Option<bool>,
     /// Ours: the task covers every feed, read at each dispatch (`mps_id` is then ignored).
     pub all_feeds: bool,
+    /// Ours: its allocations go ahead of waiting ones by this many aging steps (0–100).
+    pub priority: i64,
 }
 
 impl TaskFields {

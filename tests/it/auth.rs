@@ -166,6 +166,7 @@ fn admin_routes(node_id: &str) -> Vec<(Method, String)> {
         (Method::GET, "/feeds/MP_WXS_1".into()),
         (Method::PUT, "/feeds/MP_WXS_1".into()),
         (Method::DELETE, "/feeds/MP_WXS_1".into()),
+        (Method::POST, "/feeds/MP_WXS_1/check".into()),
         (Method::POST, "/message-tasks".into()),
         (Method::GET, "/message-tasks/x".into()),
         (Method::PUT, "/message-tasks/x".into()),

@@ -34,6 +34,7 @@ mod operator;
 mod outputs;
 mod parents;
 mod plan;
+mod priority;
 mod scale;
 mod schedule;
 mod server;

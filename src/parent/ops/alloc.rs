@@ -213,7 +213,6 @@ pub(super) async fn dispatch_batch(
     })))
 }
 
-
 /// What placement knows of a node at `now`.
 pub(super) fn node_snapshot(
     load: &NodeLoad,
@@ -250,6 +249,9 @@ pub(super) fn node_snapshot(
         quota,
     }
 }
+
+/// The highest priority: a "check now".
+pub const MAX_PRIORITY: i64 = 100;
 
 /// Allocations (of `feeds_per_allocation` feeds each) placed and inserted per part of a
 /// dispatch.
@@ -304,6 +306,12 @@ async fn apply_part(
     firing: Option<Firing>,
     now: chrono::NaiveDateTime,
 ) -> ApiResult<Option<Vec<CreatedAllocation>>> {
+    // A task's priority is a head start in claim order: its allocations go before those
+    // waiting less than `priority × check_aging_step`, never before older ones.
+    let step = crate::parent::reaper::aging_step(&state.config.cascade);
+    let head_start = (task.fields.priority > 0).then(|| {
+        crate::dispatch::freshness::order_key(now, task.fields.priority.min(MAX_PRIORITY), step)
+    });
     let batch = DispatchBatch {
         schedule_run_id: run_id.to_string(),
         max_attempts: secs(state.config.cascade.max_attempts),
@@ -316,6 +324,7 @@ async fn apply_part(
                 feed_ids: p.feed_ids,
                 source: p.source,
                 assigned_node_id: p.node_id,
+                available_at: head_start,
             })
             .collect(),
         firing,

@@ -110,7 +110,7 @@ fn wechat_ids(id: Option<&str>, faker_id: Option<&str>) -> ApiResult<(String, St
 ///
 /// # Errors
 /// 400 naming the field.
-pub fn feed_update(req: UpdateFeed) -> ApiResult<FeedUpdate> {
+pub fn feed_update(req: UpdateFeed, aging_step: chrono::TimeDelta) -> ApiResult<FeedUpdate> {
     let mp_name = req.mp_name.map(|n| clean(n).trim().to_string());
     if mp_name.as_deref().is_some_and(str::is_empty) {
         return Err(ApiError::bad_field("mp_name", "mp_name must not be empty"));
@@ -125,7 +125,23 @@ pub fn feed_update(req: UpdateFeed) -> ApiResult<FeedUpdate> {
             .transpose()?,
         url: req.url.as_deref().map(|u| http_url("url", u)).transpose()?,
         source_chain: req.source_chain.map(|c| feed_chain(&c)).transpose()?,
+        priority: req
+            .priority
+            .map(|p| in_range("priority", p, -100, 100).map(|p| (p, aging_step)))
+            .transpose()?,
     })
+}
+
+/// `value` if within `[lo, hi]`, else a 400 naming `field`.
+fn in_range(field: &'static str, value: i64, lo: i64, hi: i64) -> ApiResult<i64> {
+    if (lo..=hi).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ApiError::bad_field(
+            field,
+            format!("{field} must be between {lo} and {hi}"),
+        ))
+    }
 }
 
 /// A feed's own source chain: known sources, each once; `[]` clears it (the global chain).
@@ -181,6 +197,9 @@ pub fn task_fields(base: Option<TaskFields>, body: TaskBody) -> ApiResult<TaskFi
     }
     if let Some(all) = body.all_feeds {
         f.all_feeds = all;
+    }
+    if let Some(p) = body.priority {
+        f.priority = in_range("priority", p, 0, 100)?;
     }
     match body.mps_id {
         Some(v) => f.mps_id = mps_id_text(v)?,

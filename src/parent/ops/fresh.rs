@@ -12,13 +12,14 @@
 //! Nodes that never report logins (stock WeRSS children) are not paced: their own throttling
 //! is all there is.
 
-use super::alloc::{dispatch_batch, node_snapshot};
+use super::alloc::{MAX_PRIORITY, dispatch_batch, node_snapshot};
 use crate::dispatch::Source;
-use crate::dispatch::freshness::Pacer;
+use crate::dispatch::freshness::{Pacer, order_key};
 use crate::logins::budget::{Budgets, Caps};
 use crate::parent::AppState;
-use crate::parent::error::ApiResult;
+use crate::parent::error::{ApiError, ApiResult};
 use crate::store::{DueFeed, MessageTask, NodeLoad};
+use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -128,6 +129,51 @@ pub async fn dispatch_due(state: &AppState, pacer: &Mutex<Pacer>) -> ApiResult<D
     let run_id = format!("fresh_{}", now.format("%Y%m%d%H%M%S%f"));
     dispatch_batch(state, per_task, run_id, None).await?;
     Ok(out)
+}
+
+/// "Check now" (`POST {P}/feeds/{id}/check`), in either mode: the feed's pending allocation
+/// goes to the head of the claim order, or one is dispatched at the top priority under the
+/// first enabled task that lists the feed.
+///
+/// # Errors
+/// 404 unknown feed, 409 a disabled feed or one no enabled task lists, database failures.
+pub async fn check_now(state: &AppState, feed_id: &str) -> ApiResult<Value> {
+    let feed = state.store.get_feed(feed_id).await?;
+    if feed.status != 1 {
+        return Err(ApiError::conflict("feed is disabled"));
+    }
+    let now = state.clock.now();
+    let step = crate::parent::reaper::aging_step(&state.config.cascade);
+    let top = order_key(now, MAX_PRIORITY, step);
+    let mut created = false;
+    if state.store.hurry_open(&feed.id, top).await?.is_none() {
+        let tasks = state.store.list_tasks(Some(1)).await?;
+        let due = DueFeed {
+            id: feed.id.clone(),
+            source: Source::parse(&feed.source),
+        };
+        let (listed, _) = by_task(&tasks, vec![due]);
+        let Some((t, _)) = listed.first() else {
+            return Err(ApiError::conflict("no enabled task lists this feed"));
+        };
+        let mut task = tasks[*t].clone();
+        task.fields.priority = MAX_PRIORITY;
+        let run_id = format!("now_{}", now.format("%Y%m%d%H%M%S%f"));
+        let only = vec![feed.id.clone()];
+        dispatch_batch(state, vec![(task, Some(only))], run_id, None).await?;
+        created = true;
+    }
+    // Read back: the allocation this call made, or one opened meanwhile.
+    let (allocation_id, status) = state
+        .store
+        .hurry_open(&feed.id, top)
+        .await?
+        .ok_or_else(|| ApiError::conflict("the feed's check ended meanwhile; ask again"))?;
+    state.notifier.wake_all();
+    tracing::info!(feed.id = %feed.id, allocation.id = %allocation_id, "feed checked now");
+    Ok(
+        json!({"feed_id": feed.id, "allocation_id": allocation_id, "status": status, "created": created}),
+    )
 }
 
 /// Splits due feeds into those an enabled task lists (with the first such task's index, in

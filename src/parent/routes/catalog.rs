@@ -64,7 +64,14 @@ pub(super) async fn update_feed(
 ) -> Reply<FeedView> {
     let feed = state
         .store
-        .update_feed(&id, ops::feed_update(req)?, state.clock.now())
+        .update_feed(
+            &id,
+            ops::feed_update(
+                req,
+                crate::parent::reaper::aging_step(&state.config.cascade),
+            )?,
+            state.clock.now(),
+        )
         .await?;
     ok("success", feed.into())
 }

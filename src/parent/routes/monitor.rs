@@ -29,6 +29,15 @@ pub(super) async fn dispatch_task(
     Ok(axum::Json(Envelope::ok("任务分发完成", data)))
 }
 
+pub(super) async fn check_feed(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Reply<Value> {
+    let data = ops::fresh::check_now(&state, &id).await?;
+    Ok(axum::Json(Envelope::ok("success", data)))
+}
+
 #[derive(Deserialize)]
 pub(super) struct AllocationQuery {
     task_id: Option<String>,

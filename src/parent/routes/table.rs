@@ -123,6 +123,7 @@ pub(super) fn cascade() -> Vec<Endpoint> {
         ep("post", "/node-commands/{id}/answer", Node, "A node's answer to its own command (a search's candidates)", &[], json::<CommandAnswer>(), post(subscribe::answer)),
         ep("get", "/feeds/{id}", Admin, "One feed", &[], Body::None, get(catalog::get_feed)),
         ep("put", "/feeds/{id}", Admin, "Update a feed", &[], json::<UpdateFeed>(), put(catalog::update_feed)),
+        ep("post", "/feeds/{id}/check", Admin, "Check a feed now: its pending allocation goes first in claims, or one is dispatched at the top priority", &[], Body::None, post(monitor::check_feed)),
         ep("delete", "/feeds/{id}", Admin, "Delete a feed (its articles stay)", &[], Body::None, delete(catalog::delete_feed)),
         ep("post", "/feeds/import-opml", Admin, "Import feeds from OPML (WeChat MP_WXS_ entries and RSS URLs)", &[], Body::Text("text/x-opml"), post(outputs::import_opml).layer(DefaultBodyLimit::disable())),
         ep("get", "/feeds/export-opml", Admin, "The feeds as OPML 2.0", &[], Body::None, get(outputs::opml_admin)),

@@ -17,7 +17,7 @@ use std::collections::HashSet;
 
 /// Feed ids read or locked per statement inside the dispatch transaction (bounds memory).
 const DISPATCH_CHUNK: usize = 5000;
-/// Allocations inserted per statement: 8 parameters a row keeps a statement well under
+/// Allocations inserted per statement: 9 parameters a row keeps a statement well under
 /// SQLite's 32,766 parameters (and PostgreSQL's 65,535).
 const INSERT_CHUNK: usize = 1000;
 /// Allocations committed per write request of a dispatch.
@@ -169,6 +169,7 @@ struct NewRow {
     assigned: Option<String>,
     feed_count: i64,
     source: &'static str,
+    available_at: Option<NaiveDateTime>,
 }
 
 async fn apply_dispatch(
@@ -218,6 +219,7 @@ async fn apply_dispatch(
                 assigned: a.assigned_node_id.clone(),
                 feed_count,
                 source: a.source.as_str(),
+                available_at: a.available_at,
             });
             created.push(CreatedAllocation {
                 id,
@@ -265,7 +267,7 @@ async fn free_feeds(tx: &mut Tx, batch: &DispatchBatch) -> Result<HashSet<String
 }
 
 /// Inserts pending allocations: one multi-row `VALUES` with numbered parameters (`$1`–`$3`
-/// shared: time, run id, max attempts; then 8 per row).
+/// shared: time, run id, max attempts; then 9 per row).
 async fn insert_allocations(
     tx: &mut Tx,
     rows: Vec<NewRow>,
@@ -273,7 +275,7 @@ async fn insert_allocations(
     now: NaiveDateTime,
 ) -> Result<()> {
     const SHARED: usize = 3;
-    const PER_ROW: usize = 8;
+    const PER_ROW: usize = 9;
     let mut sql = String::from(
         "INSERT INTO we_cascade_task_allocations
            (id, task_id, task_name, cron_exp, feed_ids, assigned_node_id, feed_count, feed_source,
@@ -293,7 +295,7 @@ async fn insert_allocations(
             sql.push_str(", ");
         }
         sql.push_str(&format!(
-            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, NULL, 'pending', $1, $2, 0, 0, $1, $1, 0, $3, $1)",
+            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, NULL, 'pending', $1, $2, 0, 0, $1, $1, 0, $3, COALESCE(${}, $1))",
             p + 1,
             p + 2,
             p + 3,
@@ -301,7 +303,8 @@ async fn insert_allocations(
             p + 5,
             p + 6,
             p + 7,
-            p + 8
+            p + 8,
+            p + 9
         ));
         args.extend([
             Arg::from(r.id),
@@ -312,6 +315,7 @@ async fn insert_allocations(
             Arg::from(r.assigned),
             Arg::from(r.feed_count),
             Arg::from(r.source),
+            Arg::from(r.available_at),
         ]);
     }
     tx.exec(&sql, &args).await?;

@@ -89,7 +89,8 @@ impl Store {
                                     mp_intro = COALESCE($4, mp_intro),
                                     status = COALESCE($5, status), url = COALESCE($6, url),
                                     updated_at = $7,
-                                    source_chain = CASE WHEN $8 THEN $9 ELSE source_chain END
+                                    source_chain = CASE WHEN $8 THEN $9 ELSE source_chain END,
+                                    priority = COALESCE($10, priority)
                               WHERE id = $1",
                             args![
                                 &id,
@@ -101,11 +102,15 @@ impl Store {
                                 now,
                                 update.source_chain.is_some(),
                                 update.source_chain.flatten(),
+                                update.priority.map(|(p, _)| p),
                             ],
                         )
                         .await?;
                     if done == 0 {
                         return Err(Error::NotFound("feed"));
+                    }
+                    if let Some((priority, step)) = update.priority {
+                        reorder(tx, &id, priority, step).await?;
                     }
                     feed_on(tx, &id).await
                 })
@@ -141,8 +146,8 @@ impl Store {
                         "INSERT INTO we_message_tasks
                            (id, name, message_type, message_template, web_hook_url, mps_id,
                             cron_exp, status, headers, cookies, expose_to_nodes, created_at,
-                            updated_at, full_text, all_feeds)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14)",
+                            updated_at, full_text, all_feeds, priority)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14, $15)",
                         &task_args(&id, &task, now),
                     )
                     .await?;
@@ -210,6 +215,7 @@ impl Store {
                                     web_hook_url = $5, mps_id = $6, cron_exp = $7, status = $8,
                                     headers = $9, cookies = $10, expose_to_nodes = $11,
                                     updated_at = $12, full_text = $13, all_feeds = $14,
+                                    priority = $15,
                                     next_run_at = CASE WHEN cron_exp IS NOT DISTINCT FROM $7
                                                         AND status IS NOT DISTINCT FROM $8
                                                        THEN next_run_at END
@@ -383,6 +389,33 @@ fn task_args(id: &str, task: &TaskFields, now: NaiveDateTime) -> Vec<Arg> {
         now,
         task.full_text.map(i64::from),
         task.all_feeds,
+        task.priority,
     ]
     .to_vec()
+}
+
+/// A feed's `check_order` after its priority changed: its planned check moved ahead again
+/// (a feed not planned yet gets it from the next plan).
+async fn reorder(tx: &mut Tx, id: &str, priority: i64, step: chrono::TimeDelta) -> Result<()> {
+    use crate::store::rows::RowExt;
+    let planned = tx
+        .rows(
+            "SELECT next_check_at FROM we_feeds WHERE id = $1",
+            args![id],
+        )
+        .await?;
+    if let Some(at) = planned
+        .first()
+        .map(|r| r.time("next_check_at"))
+        .transpose()?
+        .flatten()
+    {
+        let order = crate::dispatch::freshness::order_key(at, priority, step);
+        tx.exec(
+            "UPDATE we_feeds SET check_order = $2 WHERE id = $1 AND check_order IS NOT NULL",
+            args![id, order],
+        )
+        .await?;
+    }
+    Ok(())
 }

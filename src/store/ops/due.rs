@@ -56,6 +56,54 @@ impl Store {
             .await
     }
 
+    /// "Check now" of a feed with an open allocation: a pending one becomes claimable and
+    /// ordered as if available since `at` (when that is earlier). The open allocation's id
+    /// and status, `None` when the feed has none.
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn hurry_open(
+        &self,
+        feed_id: &str,
+        at: NaiveDateTime,
+    ) -> Result<Option<(String, String)>> {
+        let feed_id = feed_id.to_string();
+        self.db
+            .write(move |tx| {
+                Box::pin(async move {
+                    let Some(open) = tx
+                        .texts(
+                            "SELECT open_allocation_id FROM we_feeds
+                              WHERE id = $1 AND open_allocation_id IS NOT NULL",
+                            args![&feed_id],
+                        )
+                        .await?
+                        .into_iter()
+                        .next()
+                    else {
+                        return Ok(None);
+                    };
+                    tx.exec(
+                        "UPDATE we_cascade_task_allocations SET available_at = $2
+                          WHERE id = $1 AND status = 'pending' AND available_at > $2",
+                        args![&open, at],
+                    )
+                    .await?;
+                    let status = tx
+                        .texts(
+                            "SELECT status FROM we_cascade_task_allocations WHERE id = $1",
+                            args![&open],
+                        )
+                        .await?
+                        .into_iter()
+                        .next()
+                        .unwrap_or_default();
+                    Ok(Some((open, status)))
+                })
+            })
+            .await
+    }
+
     /// A task's cron firing in freshness mode: claims the firing (as a dispatch would) and
     /// makes the planned feeds among `feeds` (`None`: every feed) due at its time, unless
     /// they are due earlier. `None` when another pass took the firing; else the feeds made
@@ -69,9 +117,7 @@ impl Store {
         feeds: Option<Vec<String>>,
     ) -> Result<Option<u64>> {
         self.db
-            .write(move |tx| {
-                Box::pin(async move { fire_due(tx, &firing, feeds.as_deref()).await })
-            })
+            .write(move |tx| Box::pin(async move { fire_due(tx, &firing, feeds.as_deref()).await }))
             .await
     }
 }
