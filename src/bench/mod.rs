@@ -2,6 +2,7 @@
 //! database and drives the WeRSS protocol over HTTP on loopback with K simulated children. Measures claim→executing→complete cycles,
 //! claim latency, dispatch time, heartbeat latency during a large dispatch, and RSS.
 
+pub mod budget;
 pub mod freshness;
 
 use crate::clock::Clock;

@@ -74,7 +74,8 @@ pub enum Command {
         cmd: Option<ChildCmd>,
     },
     /// Benchmarks: `engine` (claim cycles, dispatch, heartbeats, RSS) or `freshness`
-    /// (makespan under per-login rate limits, with and without a killed child).
+    /// (makespan under per-login rate limits, with and without a killed child; with
+    /// `--budget`, a simulated run of cron vs freshness mode under per-login daily budgets).
     Bench {
         /// Which benchmark.
         #[arg(value_enum, default_value = "engine")]
@@ -110,6 +111,28 @@ pub enum Command {
         /// freshness: WeChat feeds.
         #[arg(long, default_value_t = 300)]
         feeds: u64,
+        /// freshness: run the simulated budget scenario (cron vs freshness mode) instead of
+        /// the live one.
+        #[arg(long)]
+        budget: bool,
+        /// budget: logins sharing the feeds.
+        #[arg(long, default_value_t = 4)]
+        logins: usize,
+        /// budget: calls per login in any 24 hours.
+        #[arg(long, default_value_t = 25)]
+        per_login_day: u64,
+        /// budget: calls per login in any hour.
+        #[arg(long, default_value_t = 6)]
+        per_login_hour: u64,
+        /// budget: days simulated.
+        #[arg(long, default_value_t = 14)]
+        days: u32,
+        /// budget: minutes between cron firings (WeRSS's task cron).
+        #[arg(long, default_value_t = 60)]
+        cron_minutes: u32,
+        /// budget: seed of the simulated publishing.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
     /// Child nodes: add (prints credentials), list, show, credentials, disable, enable, remove.
     Node {
@@ -332,6 +355,26 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             };
             crate::bench::run(opts).await
         }
+        Command::Bench {
+            kind: BenchKind::Freshness,
+            budget: true,
+            feeds,
+            logins,
+            per_login_day,
+            per_login_hour,
+            days,
+            cron_minutes,
+            seed,
+            ..
+        } => crate::bench::budget::run(crate::bench::budget::BudgetOptions {
+            feeds: usize::try_from(feeds)?,
+            logins,
+            per_login_day,
+            per_login_hour,
+            days,
+            cron_minutes,
+            seed,
+        }),
         Command::Bench {
             kind: BenchKind::Freshness,
             children,

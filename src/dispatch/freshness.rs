@@ -102,7 +102,10 @@ mod tests {
 
     #[test]
     fn dispatch_mode_reads_cron_and_freshness_only() {
-        assert_eq!(DispatchMode::parse(" Freshness "), Ok(DispatchMode::Freshness));
+        assert_eq!(
+            DispatchMode::parse(" Freshness "),
+            Ok(DispatchMode::Freshness)
+        );
         assert_eq!(DispatchMode::parse(""), Ok(DispatchMode::Cron));
         assert!(DispatchMode::parse("fast").is_err());
     }

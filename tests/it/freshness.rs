@@ -26,12 +26,19 @@ async fn online(p: &TestParent, name: &str, capacity: i64) -> TestNode {
 /// Moves the clock and keeps the node online.
 async fn advance(p: &TestParent, node: &TestNode, by: TimeDelta, capacity: i64) {
     p.clock.advance(by);
-    p.post(&cascade("/heartbeat"), &node.auth(), beat("n", capacity)).await.ok();
+    p.post(&cascade("/heartbeat"), &node.auth(), beat("n", capacity))
+        .await
+        .ok();
 }
 
 /// The feeds of the pending allocations, oldest allocation first.
 async fn pending_feeds(p: &TestParent) -> Vec<String> {
-    let r = p.get(&cascade("/allocations?status=pending&limit=200"), &p.admin()).await;
+    let r = p
+        .get(
+            &cascade("/allocations?status=pending&limit=200"),
+            &p.admin(),
+        )
+        .await;
     let mut list = r.ok()["list"].as_array().cloned().unwrap_or_default();
     list.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
     list.iter()
@@ -41,7 +48,9 @@ async fn pending_feeds(p: &TestParent) -> Vec<String> {
 }
 
 async fn feed_status(p: &TestParent, id: &str) -> Value {
-    let r = p.get(&cascade(&format!("/feed-status?feed_id={id}")), &p.admin()).await;
+    let r = p
+        .get(&cascade(&format!("/feed-status?feed_id={id}")), &p.admin())
+        .await;
     r.ok()["list"][0].clone()
 }
 
@@ -167,11 +176,17 @@ async fn an_unknown_dispatch_mode_stops_the_parent_with_a_clear_error() {
     let dir = tempfile::tempdir().expect("dir");
     let mut config = crate::helpers::test_config(&dir);
     config.cascade.dispatch_mode = "sometimes".into();
-    let store = werss_cascade::store::Store::connect(&config.db).await.expect("store");
+    let store = werss_cascade::store::Store::connect(&config.db)
+        .await
+        .expect("store");
     let clock = werss_cascade::clock::Clock::system();
     let err = werss_cascade::parent::AppState::new(config, store, clock, Default::default())
         .await
         .err()
         .expect("refused");
-    assert!(err.to_string().contains("dispatch_mode must be cron or freshness"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("dispatch_mode must be cron or freshness"),
+        "{err}"
+    );
 }
