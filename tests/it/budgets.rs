@@ -19,7 +19,7 @@ use werss_cascade::testkit::weread::FakeWeread;
 
 const NEWEST: i64 = 1_795_358_591;
 
-fn account(number: u64) -> FakeAccount {
+pub(crate) fn account(number: u64) -> FakeAccount {
     FakeAccount::generated(number, 2, NEWEST)
 }
 
@@ -221,7 +221,7 @@ async fn a_budget_spent_mid_list_keeps_the_pages_read() {
     fake.stop();
 }
 
-mod child {
+pub(crate) mod child {
     use super::*;
     use crate::helpers::db::on_both;
     use crate::helpers::{TestNode, TestParent, cascade, test_config};
@@ -229,7 +229,7 @@ mod child {
     use werss_cascade::logins::{Login, LoginStore};
 
     /// Waits (bounded) until `done` holds; for what a running child does upstream.
-    async fn until(what: &str, done: impl Fn() -> bool) {
+    pub(crate) async fn until(what: &str, done: impl Fn() -> bool) {
         let wait = async {
             while !done() {
                 // Polls without sleeping, as `TestParent::poll_until` does.
@@ -242,7 +242,7 @@ mod child {
     }
 
     /// A child config of `node` with WeRead at `fake`, no gap, the given caps.
-    fn config(
+    pub(crate) fn config(
         p: &TestParent,
         node: &TestNode,
         fake: &FakeWeread,
@@ -274,7 +274,7 @@ mod child {
         (c, data)
     }
 
-    fn login(fake: &FakeWeread, id: &str) -> (Login, String) {
+    pub(crate) fn login(fake: &FakeWeread, id: &str) -> (Login, String) {
         let mut l = fake.new_login(id);
         l.renewed_at = Some(chrono::Utc::now());
         let vid = WereadJar::from_pairs(l.secrets.cookies.clone())
@@ -291,7 +291,7 @@ mod child {
             .map_or(&Value::Null, |x| &x["budget"])
     }
 
-    async fn count(p: &TestParent, status: &str) -> usize {
+    pub(crate) async fn count(p: &TestParent, status: &str) -> usize {
         p.get(
             &cascade(&format!("/allocations?status={status}")),
             &p.admin(),
@@ -303,7 +303,7 @@ mod child {
     }
 
     /// Waits until no allocation is claimed or executing and `n` are completed or pending.
-    async fn settled(p: &TestParent, n: usize) {
+    pub(crate) async fn settled(p: &TestParent, n: usize) {
         let wait = async {
             loop {
                 let busy = count(p, "claimed").await + count(p, "executing").await;
@@ -320,7 +320,7 @@ mod child {
             .expect("allocations settle");
     }
 
-    async fn next_beat(p: &TestParent, node: &TestNode) {
+    pub(crate) async fn next_beat(p: &TestParent, node: &TestNode) {
         let path = format!("/nodes/{}", node.id);
         let beat = p.get(&cascade(&path), &p.admin()).await.ok()["last_heartbeat_at"].clone();
         p.clock.advance(chrono::TimeDelta::seconds(1));

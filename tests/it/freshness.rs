@@ -190,3 +190,67 @@ async fn an_unknown_dispatch_mode_stops_the_parent_with_a_clear_error() {
         "{err}"
     );
 }
+
+on_both! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_child_reads_due_feeds_oldest_first_and_its_login_stays_in_budget(backend) {
+        use crate::budgets::account;
+        use crate::budgets::child::{config, login, next_beat, settled, until};
+        use werss_cascade::logins::LoginStore;
+        use werss_cascade::testkit::weread::FakeWeread;
+
+        // The parent paces 3 checks a day; a first read of a feed costs its login two list
+        // calls (both pages), so the child's login keeps 6 calls a day.
+        let p = TestParent::on_with(backend.clone(), |c| {
+            freshness(c);
+            c.cascade.budget_per_day = PerKind { mp: None, weread: Some(3) };
+        })
+        .await;
+        let fake = FakeWeread::start().await.expect("fake");
+        let accounts: Vec<_> = (0..5).map(|i| account(3_286_016_870 + i)).collect();
+        for a in &accounts {
+            fake.serve_account(a);
+        }
+        let node = p.add_node("reader").await;
+        let (c, data) = config(&p, &node, &fake, 6, 6);
+        let (l, vid) = login(&fake, "weread-1");
+        LoginStore::open(&data).expect("store").upsert(l).expect("saved");
+        p.wechat_task(&accounts).await;
+        let feeds: Vec<String> = accounts.iter().map(|a| format!("MP_WXS_{}", a.number)).collect();
+        // Due 0–4 hours ago: the last feed has waited longest.
+        let now = p.clock.now();
+        for (i, f) in feeds.iter().enumerate() {
+            let at = now - TimeDelta::hours(i64::try_from(i).expect("small"));
+            p.store.defer_checks(vec![f.clone()], at).await.expect("planned");
+        }
+        let stop = tokio_util::sync::CancellationToken::new();
+        let child = werss_cascade::child::Child::new(c).expect("child").with_clock(p.clock.clone());
+        let running = tokio::spawn(child.run(stop.clone()));
+        p.poll_until("/nodes", "the node online with its login", |n| {
+            n.as_array().is_some_and(|l| l.iter().any(|x| x["session_state"] == "valid"))
+        }).await;
+
+        // A day in 3-hour steps: one feed at once, then one every 8 hours.
+        let scheduler = Scheduler::new(p.state.clone());
+        let mut dispatched = 0;
+        for _ in 0..8 {
+            dispatched += scheduler.run_once().await.expect("pass").due.dispatched;
+            settled(&p, dispatched).await;
+            p.clock.advance(TimeDelta::hours(3));
+            next_beat(&p, &node).await;
+        }
+        until("three reads", || fake.log_for(&vid).len() >= 6).await;
+        assert_eq!(dispatched, 3, "the day's budget");
+        let done = p.get(&cascade("/allocations?status=completed&limit=10"), &p.admin()).await;
+        let mut list = done.ok()["list"].as_array().cloned().unwrap_or_default();
+        list.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+        let read: Vec<Value> = list.iter().map(|a| a["feed_ids"][0].clone()).collect();
+        assert_eq!(read, vec![json!(feeds[4]), json!(feeds[3]), json!(feeds[2])], "longest due first");
+        let calls = fake.log_for(&vid);
+        assert_eq!(calls.len(), 6, "two list pages per feed, none past the budget: {calls:?}");
+        stop.cancel();
+        running.await.expect("joined").expect("child exits cleanly");
+        fake.stop();
+        p.shutdown().await;
+    }
+}
