@@ -117,6 +117,8 @@ const CASCADE_KEYS: &[&str] = &[
     "check_max_interval",
     "dispatch_mode",
     "check_aging_step",
+    "node_capacity",
+    "capacity_horizon",
 ];
 
 /// Top-level keys and the WeRSS env variable each falls back to when absent from the file.
@@ -395,6 +397,12 @@ cascade_config! {
     /// priority-2 feed goes before feeds due up to two steps before it, never before older
     /// ones.
     check_aging_step: u64 = 1800, "lenient_u64";
+    /// Parent: how many feeds placement gives a node: `static` (its `max_capacity` or
+    /// reported `capacity`) or `auto` (what it finished in `capacity_horizon` at its rate
+    /// measured over the last 10–20 minutes, within that static capacity).
+    node_capacity: String = "static".into(), "lenient_string";
+    /// Parent: seconds of work `node_capacity: auto` gives a node at its measured rate.
+    capacity_horizon: u64 = 300, "lenient_u64";
 }
 
 /// A number per login kind (`budget_per_hour`, `budget_per_day`); `None` = the kind's default.

@@ -1,8 +1,9 @@
-//! Pure allocation rules: where dispatched feeds go ([`plan`]), what a failure does
-//! ([`retry`]), when a feed is checked next ([`schedule`]), in which order and at which pace
+//! Pure allocation rules: where dispatched feeds go ([`plan`]) and how many a node takes
+//! ([`capacity`]), what a failure does ([`retry`]), when a feed is checked next ([`schedule`]), in which order and at which pace
 //! due feeds go ([`freshness`]) and what a budget buys ([`planner`]). No I/O, no clock, no
 //! randomness of its own: callers pass all of that in.
 
+pub mod capacity;
 pub mod freshness;
 pub mod planner;
 pub mod retry;

@@ -40,6 +40,9 @@ pub struct NodeView {
     #[serde(serialize_with = "time::ser_opt")]
     cooldown_until: Option<NaiveDateTime>,
     version: Option<String>,
+    /// Feeds it finished a minute over the last 10–20 minutes (ours; `null`: none
+    /// measured), what `node_capacity: auto` places by.
+    feeds_per_minute: Option<f64>,
 }
 
 impl NodeView {
@@ -48,7 +51,12 @@ impl NodeView {
         let online = node.is_online(now, offline_after);
         let capacity = node.capacity(default_capacity);
         let fetchers = node.fetcher_kinds();
+        let feeds_per_minute = node
+            .rate
+            .per_second(now.and_utc().timestamp())
+            .map(|r| (r * 6_000.0).round() / 100.0);
         Self {
+            feeds_per_minute,
             api_key: node.api_key.as_deref().map(mask_key),
             id: node.id,
             node_type: node.node_type,

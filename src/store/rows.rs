@@ -117,6 +117,11 @@ pub(crate) fn node_from_row(r: &impl RowExt) -> Result<Node> {
         cooldown_level: r.int("cooldown_level")?,
         version: r.opt_text("version")?,
         held_feeds: r.int("held_feeds")?,
+        rate: crate::dispatch::capacity::NodeRate {
+            window_at: r.opt_int("rate_window_at")?,
+            done: r.int("rate_done")?,
+            prev: r.int("rate_prev")?,
+        },
     })
 }
 

@@ -67,6 +67,8 @@ pub struct Node {
     pub version: Option<String>,
     /// Σ `feed_count` of its claimed/executing allocations.
     pub held_feeds: i64,
+    /// Its completions counted for `node_capacity: auto`.
+    pub rate: crate::dispatch::capacity::NodeRate,
 }
 
 /// What is needed to create a node.

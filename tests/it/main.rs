@@ -6,6 +6,7 @@ mod alerts;
 mod auth;
 mod blocked;
 mod budgets;
+mod capacity;
 mod catalog;
 mod child;
 mod claims;

@@ -245,9 +245,25 @@ pub(super) fn node_snapshot(
                 (if mp_open { mp } else { 0 }) + (if weread_open { weread } else { 0 }) == 0
             }),
         fetchers: n.fetcher_kinds().iter().map(|k| Source::parse(k)).collect(),
-        free: n.capacity(c.default_max_capacity) - n.held_feeds - load.assigned_pending,
+        free: capacity_of(n, now, c) - n.held_feeds - load.assigned_pending,
         quota,
     }
+}
+
+/// How many feeds placement gives `n`: its static capacity, or under `node_capacity: auto`
+/// what it finishes in `capacity_horizon` at its measured rate, within the static one.
+pub fn capacity_of(
+    n: &crate::store::Node,
+    now: chrono::NaiveDateTime,
+    c: &crate::config::CascadeConfig,
+) -> i64 {
+    let ceiling = n.capacity(c.default_max_capacity);
+    if !c.node_capacity.trim().eq_ignore_ascii_case("auto") {
+        return ceiling;
+    }
+    let rate = n.rate.per_second(now.and_utc().timestamp());
+    let horizon = i64::try_from(c.capacity_horizon.clamp(1, 86_400)).unwrap_or(300);
+    crate::dispatch::capacity::auto_capacity(rate, n.held_feeds, ceiling, horizon)
 }
 
 /// The highest priority: a "check now".

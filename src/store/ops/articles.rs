@@ -176,7 +176,7 @@ async fn upload(
     policy: UploadPolicy,
 ) -> Result<UploadOutcome> {
     // Marking the node alive locks its row before the allocation's.
-    super::nodes::touch_report(tx, node_id, now, false).await?;
+    super::nodes::touch_report(tx, node_id, now, None).await?;
     let row = load(tx, allocation_id).await?;
     row.check_holder(node_id, token)?;
     if !row.is_held() && row.status != AllocStatus::Completed {

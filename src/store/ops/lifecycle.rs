@@ -53,8 +53,14 @@ async fn report_on(
     policy: &LifecyclePolicy,
 ) -> Result<ReportOutcome> {
     // Marking the node alive locks its row first (lock order: node, allocation, feeds).
-    let completing = matches!(report, Report::Completed(_));
-    let level = super::nodes::touch_report(tx, node_id, now, completing).await?;
+    // Feeds checked, for the node's measured rate: a bare `task-status completed` names
+    // none, and counts as one.
+    let checked = match &report {
+        Report::Completed(Some(c)) => Some(i64::try_from(c.results.len()).unwrap_or(0).max(1)),
+        Report::Completed(None) => Some(1),
+        _ => None,
+    };
+    let level = super::nodes::touch_report(tx, node_id, now, checked).await?;
     let holder = Holder {
         allocation_id,
         node_id,

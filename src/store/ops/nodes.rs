@@ -45,17 +45,37 @@ pub(crate) async fn touch_report(
     tx: &mut Tx,
     node_id: &str,
     now: NaiveDateTime,
-    synced: bool,
+    checked: Option<i64>,
 ) -> Result<Option<i64>> {
+    // A completion also counts its feeds in the node's measuring windows
+    // (`dispatch::capacity`): a window older than one length starts a new one, and the
+    // finished window becomes the one before (or nothing, when it is older still).
+    let epoch = now.and_utc().timestamp();
     let row = tx
         .opt(
             "UPDATE we_cascade_nodes SET status = 1,
             last_heartbeat_at = CASE WHEN last_heartbeat_at IS NULL OR last_heartbeat_at < $2
                                      THEN $2 ELSE last_heartbeat_at END,
-            last_sync_at = CASE WHEN $3 THEN $2 ELSE last_sync_at END
+            last_sync_at = CASE WHEN $3 THEN $2 ELSE last_sync_at END,
+            rate_prev = CASE WHEN NOT $3 THEN rate_prev
+                             WHEN rate_window_at IS NULL OR $4 - rate_window_at >= 2 * $6 THEN 0
+                             WHEN $4 - rate_window_at >= $6 THEN rate_done
+                             ELSE rate_prev END,
+            rate_done = CASE WHEN NOT $3 THEN rate_done
+                             WHEN rate_window_at IS NULL OR $4 - rate_window_at >= $6 THEN $5
+                             ELSE rate_done + $5 END,
+            rate_window_at = CASE WHEN $3 AND (rate_window_at IS NULL OR $4 - rate_window_at >= $6)
+                                  THEN $4 ELSE rate_window_at END
           WHERE id = $1 AND is_active <> {false}
           RETURNING id, cooldown_level",
-            args![node_id, now, synced],
+            args![
+                node_id,
+                now,
+                checked.is_some(),
+                epoch,
+                checked.unwrap_or(0),
+                crate::dispatch::capacity::WINDOW
+            ],
         )
         .await?
         .ok_or(Error::NodeInactive)?;
