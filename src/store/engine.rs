@@ -356,6 +356,8 @@ pub(crate) struct FeedEnd {
     pub(crate) last_modified: Option<String>,
     /// As [`super::FeedResult::backlog`], for a successful feed only.
     pub(crate) backlog: Option<Option<crate::protocol::wire::Backlog>>,
+    /// Seconds the upstream asked to wait before this feed is read again.
+    pub(crate) retry_after: Option<i64>,
 }
 
 /// What a completion does besides closing the allocation.
@@ -391,6 +393,7 @@ pub(crate) fn completion_effects(
                 etag: result.and_then(|r| r.etag.clone()),
                 last_modified: result.and_then(|r| r.last_modified.clone()),
                 backlog: result.filter(|r| r.success).and_then(|r| r.backlog),
+                retry_after: result.and_then(|r| r.retry_after),
             }
         })
         .collect();

@@ -15,7 +15,8 @@
 /// 15: claim-order and lease indexes hold only the rows they serve (pending; claimed or
 ///     executing), so a status change moves fewer index entries.
 /// 16: `we_feeds.next_check_at`, `.check_errors` (per-feed schedules).
-/// 17: `we_feeds.priority`, `.check_order`, `we_message_tasks.priority` (freshness mode);
+/// 17: `we_feeds.priority`, `.check_order`, `.check_not_before`, `we_message_tasks.priority`
+///     (freshness mode, the upstream's wait per feed);
 ///     `we_cascade_nodes.rate_window_at`, `.rate_done`, `.rate_prev` (measured capacity).
 pub(crate) const SCHEMA_VERSION: &str = "17";
 
@@ -98,6 +99,7 @@ pub(crate) const OUR_COLUMNS: &[(&str, &str, &str)] = &[
     ("we_feeds", "check_errors", "INTEGER NOT NULL DEFAULT 0"),
     ("we_feeds", "priority", "INTEGER NOT NULL DEFAULT 0"),
     ("we_feeds", "check_order", "DATETIME"),
+    ("we_feeds", "check_not_before", "DATETIME"),
     ("we_cascade_nodes", "rate_window_at", "BIGINT"),
     ("we_cascade_nodes", "rate_done", "BIGINT NOT NULL DEFAULT 0"),
     ("we_cascade_nodes", "rate_prev", "BIGINT NOT NULL DEFAULT 0"),

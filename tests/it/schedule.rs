@@ -78,3 +78,40 @@ on_both! {
         p.shutdown().await;
     }
 }
+
+on_both! {
+    #[tokio::test]
+    async fn the_upstreams_wait_for_a_feed_puts_its_next_check_later(backend) {
+        // A silent feed would be checked again in 10 minutes; the upstream asked for 2 hours.
+        let p = TestParent::on_with(backend.clone(), |c| {
+            c.cascade.check_min_interval = 60;
+            c.cascade.check_max_interval = 600;
+        })
+        .await;
+        let node = p.online_node("n", json!({})).await;
+        let feeds = p.feeds(1_900, 2).await;
+        let task = p.task(&feeds).await;
+        p.dispatch(&task).await;
+        let now = p.clock.now();
+        for _ in 0..2 {
+            let pkg = p.claim_one(&node).await;
+            let feed = pkg["feeds"][0]["id"].clone();
+            let wait = if feed == feeds[0].as_str() { json!(7200) } else { Value::Null };
+            let body = json!({"allocation_id": pkg["allocation_id"], "task_id": pkg["task_id"],
+                "results": [{"feed_id": feed, "success": true, "retry_after": wait}],
+                "article_count": 0, "lease_token": pkg["lease_token"]});
+            assert_eq!(p.post(&cascade("/report-completion"), &node.auth(), body).await.ok()["status"], "completed");
+        }
+        assert_eq!(Reaper::new(p.state.clone()).plan_once().await.expect("planned"), 2);
+        let next = |id: String| {
+            let p = &p;
+            async move {
+                let r = p.get(&cascade(&format!("/feed-status?feed_id={id}")), &p.admin()).await;
+                r.ok()["list"][0]["next_check_at"].clone()
+            }
+        };
+        assert_eq!(next(feeds[0].clone()).await, time::to_wire(now + TimeDelta::hours(2)));
+        assert_eq!(next(feeds[1].clone()).await, time::to_wire(now + TimeDelta::minutes(10)));
+        p.shutdown().await;
+    }
+}

@@ -316,6 +316,7 @@ async fn mark_feeds(
     tx.exec(
         "UPDATE we_feeds SET last_allocation_id = $2, last_task_status = $3, last_task_at = $4,
             last_node_id = $5, last_error = $6, next_check_at = NULL, check_order = NULL,
+            check_not_before = NULL,
             check_errors = COALESCE(check_errors, 0) + 1
           WHERE id {in:$1}",
         args![&row.feed_ids, &row.id, status, now, node_id, error],
@@ -372,7 +373,7 @@ async fn complete(
             "UPDATE we_feeds SET last_allocation_id = $2, last_task_status = $3, last_task_at = $4,
                 last_node_id = $5, last_error = $6,
                 open_allocation_id = CASE WHEN open_allocation_id = $2 THEN NULL ELSE open_allocation_id END,
-                next_check_at = NULL, check_order = NULL,
+                next_check_at = NULL, check_order = NULL, check_not_before = $14,
                 check_errors = CASE WHEN $7 THEN 0 ELSE COALESCE(check_errors, 0) + 1 END,
                 sync_time = CASE WHEN $7 THEN $8 ELSE sync_time END,
                 update_time = CASE WHEN $7 THEN $8 ELSE update_time END,
@@ -395,6 +396,9 @@ async fn complete(
                 feed.backlog.is_some(),
                 backlog.map(|b| b.offset),
                 backlog.map(|b| b.until),
+                // Capped here too: the schedule caps the wait again (`retry_after_cap`).
+                feed.retry_after
+                    .map(|s| now + chrono::TimeDelta::seconds(s.clamp(0, 30 * 86_400))),
             ],
         )
         .await?;

@@ -47,7 +47,7 @@ async fn plan_checks(
 ) -> Result<u64> {
     let feeds = tx
         .rows(
-            "SELECT id, check_errors, priority, last_allocation_id FROM we_feeds
+            "SELECT id, check_errors, priority, check_not_before, last_allocation_id FROM we_feeds
               WHERE next_check_at IS NULL AND last_task_at IS NOT NULL
               ORDER BY last_task_at, id LIMIT CAST($1 AS BIGINT)",
             args![limit],
@@ -85,6 +85,7 @@ async fn plan_checks(
         let history = FeedHistory {
             publish_times: published.get(id).map_or(&[][..], Vec::as_slice),
             error_streak: u32::try_from(r.opt_int("check_errors")?.unwrap_or(0)).unwrap_or(0),
+            not_before: r.time("check_not_before")?,
             ..FeedHistory::default()
         };
         let at = next_check(now, &history, settings);
