@@ -91,6 +91,7 @@ async function refresh() {
         cell(f.update_status, f.update_status), cell(last.status, last.status), cell(last.node_name),
         cell(when(f.next_check_at)),
         linkCell(`/feed/${encodeURIComponent(f.id)}.rss`, "RSS"),
+        checkCell(f),
       ];
     });
     if (plan) {
@@ -304,6 +305,35 @@ function renderTasks(tasks) {
     return [cell(t.name), cell(t.status === 1 ? "enabled" : "disabled"), cell(t.cron_exp),
             cell(when(t.next_run_at)), cell(feeds), td];
   });
+}
+
+// "Check now": the feed's waiting allocation goes to the head of the claims, or one is
+// dispatched at the top priority.
+function checkCell(f) {
+  const td = document.createElement("td");
+  const button = document.createElement("button");
+  button.textContent = "Check now";
+  button.className = "check";
+  button.dataset.feed = f.id;
+  button.addEventListener("click", () => checkNow(f, button));
+  td.appendChild(button);
+  return td;
+}
+
+async function checkNow(f, button) {
+  button.disabled = true;
+  const name = f.mp_name || f.id;
+  try {
+    const d = await api(`/feeds/${encodeURIComponent(f.id)}/check`, { method: "POST" });
+    $("#check-result").textContent = d.created
+      ? `${name}: dispatched at the top priority`
+      : `${name}: its ${d.status} allocation goes first`;
+    await refresh();
+  } catch (e) {
+    $("#check-result").textContent = `${name}: ${e.message}`;
+  } finally {
+    button.disabled = false;
+  }
 }
 
 // Disabling returns the node's work to pending; enabling also clears its cooldown and session.

@@ -227,6 +227,16 @@ async fn dashboard_logs_in_sees_a_node_come_online_and_dispatches() {
         .await;
     assert_eq!(statuses, json!(["pending", "pending", "pending"]));
 
+    // "Check now" on a feed whose allocation waits: it goes to the head of the claims.
+    browser.click("#feeds button.check").await;
+    let checked = browser
+        .until("const t = document.querySelector('#check-result').textContent; return t ? t : null;")
+        .await;
+    assert!(
+        checked.as_str().unwrap_or_default().ends_with(": its pending allocation goes first"),
+        "{checked}"
+    );
+
     // Disable the node from its row: the parent records it and the row says so.
     browser.click("#nodes button.toggle").await;
     browser
