@@ -127,9 +127,29 @@ impl Browser {
             .await;
     }
 
+    /// Clicks the first element matching `css`. The page re-renders its tables on every
+    /// refresh, so an element found just before one may be gone when clicked: it is then
+    /// found again (a few times at most).
     async fn click(&self, css: &str) {
-        let el = self.find(css).await;
-        self.call(&format!("/element/{el}/click"), json!({})).await;
+        for _ in 0..5 {
+            let el = self.find(css).await;
+            let r: Value = self
+                .http
+                .post(format!("{}/element/{el}/click", self.session))
+                .json(&json!({}))
+                .send()
+                .await
+                .expect("webdriver request")
+                .json()
+                .await
+                .expect("webdriver json");
+            match r["value"]["error"].as_str() {
+                None => return,
+                Some("stale element reference") => continue,
+                Some(_) => panic!("webdriver click {css}: {r}"),
+            }
+        }
+        panic!("{css} kept being replaced before it could be clicked");
     }
 
     /// Waits, inside the page, until `condition` (a JS function body) returns a truthy
