@@ -37,14 +37,20 @@ impl NodeRate {
 }
 
 /// A node's capacity under `node_capacity: auto`: what it finishes in `horizon` seconds at
-/// its measured rate, at least 1, at most `ceiling` (its static capacity). With no recent
-/// measurement a node that holds work gets 1 (it finished nothing for two windows); an idle
-/// one keeps its ceiling, so a new node is not starved of the work that measures it.
+/// its measured rate, at most `ceiling` (its static capacity). A node that is finishing work
+/// may always hold one feed more than it holds, so one whose feeds each take longer than
+/// `horizon` can still grow to what it can run at once. With no recent measurement a node
+/// that holds work gets 1 (it finished nothing for two windows); an idle one keeps its
+/// ceiling, so a new node is not starved of the work that measures it.
 pub fn auto_capacity(rate: Option<f64>, held: i64, ceiling: i64, horizon: i64) -> i64 {
     let ceiling = ceiling.max(0);
     match rate {
         #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
-        Some(r) => ((r * horizon.max(1) as f64).ceil() as i64).clamp(1, ceiling.max(1)),
+        Some(r) => {
+            let by_rate = (r * horizon.max(1) as f64).ceil() as i64;
+            let growing = if r > 0.0 { held.saturating_add(1) } else { 1 };
+            by_rate.max(growing).clamp(1, ceiling.max(1))
+        }
         None if held > 0 => 1.min(ceiling),
         None => ceiling,
     }
@@ -75,7 +81,14 @@ mod tests {
     fn capacity_follows_the_rate_within_the_ceiling() {
         // 0.1 feeds/s over 300 s: 30, capped at 20; a slow node gets 2, a stalled one 1.
         assert_eq!(auto_capacity(Some(0.1), 0, 20, 300), 20);
-        assert_eq!(auto_capacity(Some(0.005), 3, 20, 300), 2);
+        assert_eq!(auto_capacity(Some(0.005), 0, 20, 300), 2);
+        // Slower than the horizon yet finishing: one more than it holds.
+        assert_eq!(auto_capacity(Some(0.001), 3, 20, 300), 4);
+        assert_eq!(
+            auto_capacity(Some(0.001), 20, 20, 300),
+            20,
+            "never past the ceiling"
+        );
         assert_eq!(auto_capacity(Some(0.0), 3, 20, 300), 1);
         assert_eq!(auto_capacity(None, 4, 20, 300), 1);
         assert_eq!(

@@ -51,6 +51,8 @@ pub fn order_key(due: NaiveDateTime, priority: i64, aging_step: TimeDelta) -> Na
 pub struct Pacer {
     /// When the next call is due on the even schedule (GCRA's "theoretical arrival time").
     next: Option<NaiveDateTime>,
+    /// The daily number `next` was paced by.
+    per_day: Option<u64>,
 }
 
 impl Pacer {
@@ -69,13 +71,18 @@ impl Pacer {
         burst: u64,
         wanted: usize,
     ) -> usize {
+        if per_day != self.per_day {
+            // A new budget (logins came or went): the old pace no longer holds calls back.
+            self.next = self.next.map(|t| t.min(now));
+            self.per_day = per_day;
+        }
         let Some(per_day) = per_day else {
             return wanted;
         };
         if per_day == 0 || wanted == 0 {
             return 0;
         }
-        let step_ms = (86_400_000 / per_day).max(1);
+        let step_ms = Self::step_ms(per_day);
         let step = TimeDelta::milliseconds(i64::try_from(step_ms).unwrap_or(i64::MAX));
         let next = self.next.map_or(now, |t| t.max(now));
         // Calls that fit before `now + burst steps`.
@@ -86,6 +93,27 @@ impl Pacer {
         let n = wanted.min(fits);
         self.next = Some(next + step * i32::try_from(n).unwrap_or(i32::MAX));
         n
+    }
+
+    /// Gives back `n` calls [`Pacer::allow`] counted but that were not made.
+    pub fn refund(&mut self, n: usize) {
+        let (Some(next), Some(per_day)) = (self.next, self.per_day) else {
+            return;
+        };
+        if per_day == 0 {
+            return;
+        }
+        let back = i64::try_from(Self::step_ms(per_day))
+            .unwrap_or(i64::MAX)
+            .saturating_mul(i64::try_from(n).unwrap_or(i64::MAX));
+        self.next = Some(
+            next.checked_sub_signed(TimeDelta::milliseconds(back))
+                .unwrap_or(next),
+        );
+    }
+
+    fn step_ms(per_day: u64) -> u64 {
+        (86_400_000 / per_day).max(1)
     }
 }
 
@@ -122,6 +150,17 @@ mod tests {
             spent += p.allow(at(0, minute), Some(24), 2, 10);
         }
         assert_eq!(spent, 25, "a burst of 2 ahead, then one per hour");
+    }
+
+    #[test]
+    fn calls_not_made_are_given_back_and_a_new_budget_applies_at_once() {
+        let mut p = Pacer::new();
+        assert_eq!(p.allow(at(0, 0), Some(24), 2, 2), 2);
+        p.refund(1);
+        assert_eq!(p.allow(at(0, 0), Some(24), 2, 2), 1, "the refunded call");
+        assert_eq!(p.allow(at(0, 1), Some(24), 2, 2), 0);
+        // Twice the logins: the old pace no longer holds the calls back.
+        assert_eq!(p.allow(at(0, 2), Some(48), 2, 5), 2);
     }
 
     #[test]

@@ -58,8 +58,9 @@ pub struct NewAllocation {
     pub source: Source,
     /// Placement's choice.
     pub assigned_node_id: Option<String>,
-    /// A priority's head start: claimable and ordered as if available since then (`None`:
-    /// the dispatch time).
+    /// A priority's head start: claimable, ordered and stealable as if dispatched then
+    /// (`available_at` and `dispatched_at`; `None`: the dispatch time; `created_at` keeps
+    /// the real time).
     pub available_at: Option<NaiveDateTime>,
 }
 
@@ -76,6 +77,9 @@ pub struct DispatchBatch {
     /// dispatch happens only if the firing is still unclaimed, and a first part that fails
     /// leaves it unclaimed, so the next pass (of any parent) retries it.
     pub firing: Option<Firing>,
+    /// Freshness mode: only feeds still due at this time are inserted (a feed read and
+    /// planned again since the pass chose it is left for its next turn).
+    pub due_at: Option<NaiveDateTime>,
 }
 
 /// A cron firing: moves the task's `next_run_at` from `due` to `next` (and records

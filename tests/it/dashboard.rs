@@ -250,10 +250,15 @@ async fn dashboard_logs_in_sees_a_node_come_online_and_dispatches() {
     // "Check now" on a feed whose allocation waits: it goes to the head of the claims.
     browser.click("#feeds button.check").await;
     let checked = browser
-        .until("const t = document.querySelector('#check-result').textContent; return t ? t : null;")
+        .until(
+            "const t = document.querySelector('#check-result').textContent; return t ? t : null;",
+        )
         .await;
     assert!(
-        checked.as_str().unwrap_or_default().ends_with(": its pending allocation goes first"),
+        checked
+            .as_str()
+            .unwrap_or_default()
+            .ends_with(": its pending allocation goes first"),
         "{checked}"
     );
 

@@ -254,3 +254,100 @@ on_both! {
         p.shutdown().await;
     }
 }
+
+on_both! {
+    #[tokio::test]
+    async fn feeds_planned_before_schema_17_keep_their_turn(backend) {
+        let p = TestParent::on_with(backend.clone(), |c| {
+            freshness(c);
+            c.cascade.budget_per_day = PerKind { mp: None, weread: Some(0) };
+        })
+        .await;
+        let feeds = p.feeds(7_500, 2).await;
+        p.task(&feeds).await;
+        let now = p.clock.now();
+        p.store.defer_checks(vec![feeds[0].clone()], now - TimeDelta::hours(1)).await.expect("planned");
+        p.store.defer_checks(vec![feeds[1].clone()], now + TimeDelta::hours(1)).await.expect("planned");
+        // The database as schema 16 left it: planned checks, no order.
+        crate::helpers::db::execute(&p.state.config.db, "UPDATE we_feeds SET check_order = NULL;
+            UPDATE cascade_settings SET value = '16' WHERE key = 'schema_version'").await;
+        let upgraded = TestParent::join_with(&p, freshness).await;
+        online(&upgraded, "n", 10).await;
+        let pass = Scheduler::new(upgraded.state.clone()).run_once().await.expect("pass");
+        assert_eq!(pass.due.dispatched, 1, "{pass:?}");
+        assert_eq!(pending_feeds(&upgraded).await, vec![feeds[0].clone()]);
+        upgraded.shutdown().await;
+        p.shutdown().await;
+    }
+}
+
+on_both! {
+    #[tokio::test]
+    async fn rss_feeds_are_not_held_back_by_paced_wechat_feeds(backend) {
+        // One WeRead call a day: WeChat feeds wait; RSS feeds, which spend no login, do not.
+        let p = TestParent::on_with(backend.clone(), |c| {
+            freshness(c);
+            c.cascade.budget_per_day = PerKind { mp: None, weread: Some(1) };
+        })
+        .await;
+        let login = beat("n", 10)["logins"].clone();
+        p.online_node("n", json!({"wechat_session": "valid", "fetchers": ["wechat", "rss"],
+            "capacity": 10, "logins": login})).await;
+        let wechat = p.feeds(7_600, 5).await;
+        let mut rss = Vec::new();
+        for i in 0..2 {
+            let r = p.post(&cascade("/feeds"), &p.admin(), json!({"source": "rss",
+                "url": format!("https://example.com/{i}.xml"), "mp_name": format!("rss {i}")})).await;
+            rss.push(r.ok()["id"].as_str().expect("id").to_string());
+        }
+        p.task(&[wechat.clone(), rss.clone()].concat()).await;
+        // Every WeChat feed has waited longer than the RSS ones.
+        let now = p.clock.now();
+        for (i, f) in wechat.iter().enumerate() {
+            let at = now - TimeDelta::hours(10 + i64::try_from(i).expect("small"));
+            p.store.defer_checks(vec![f.clone()], at).await.expect("planned");
+        }
+        p.store.defer_checks(rss.clone(), now - TimeDelta::minutes(1)).await.expect("planned");
+        let pass = Scheduler::new(p.state.clone()).run_once().await.expect("pass");
+        assert_eq!(pass.due.dispatched, 3, "both RSS feeds and the day's one WeChat call: {pass:?}");
+        let mut got = pending_feeds(&p).await;
+        got.sort();
+        let mut want = vec![wechat[4].clone(), rss[0].clone(), rss[1].clone()];
+        want.sort();
+        assert_eq!(got, want);
+        p.shutdown().await;
+    }
+}
+
+on_both! {
+    #[tokio::test]
+    async fn a_cron_firing_leaves_a_feed_the_upstream_asked_to_wait(backend) {
+        let p = TestParent::on_with(backend.clone(), freshness).await;
+        let node = online(&p, "n", 10).await;
+        let feeds = p.feeds(7_700, 1).await;
+        let task = p.post(&cascade("/message-tasks"), &p.admin(), json!({"name": "hourly",
+            "message_template": "x", "mps_id": feeds, "status": 1, "cron_exp": "0 * * * *"})).await;
+        task.ok();
+        // Read once; the upstream asked for two days.
+        let now = p.clock.now();
+        p.store.defer_checks(feeds.clone(), now - TimeDelta::minutes(1)).await.expect("planned");
+        let scheduler = Scheduler::new(p.state.clone());
+        assert_eq!(scheduler.run_once().await.expect("pass").due.dispatched, 1);
+        let pkg = p.claim_one(&node).await;
+        let body = json!({"allocation_id": pkg["allocation_id"], "task_id": pkg["task_id"],
+            "results": [{"feed_id": feeds[0], "success": true, "retry_after": 172_800}],
+            "article_count": 0, "lease_token": pkg["lease_token"]});
+        assert_eq!(p.post(&cascade("/report-completion"), &node.auth(), body).await.ok()["status"], "completed");
+        assert_eq!(werss_cascade::parent::reaper::Reaper::new(p.state.clone()).plan_once().await.expect("planned"), 1);
+        // Hourly firings come and go: the feed waits for its two days.
+        let mut fired = 0;
+        for _ in 0..3 {
+            advance(&p, &node, TimeDelta::minutes(61), 10).await;
+            let pass = scheduler.run_once().await.expect("pass");
+            assert_eq!(pass.due.dispatched, 0, "{pass:?}");
+            fired += pass.fired.len();
+        }
+        assert!(fired >= 2, "the cron fired meanwhile ({fired})");
+        p.shutdown().await;
+    }
+}

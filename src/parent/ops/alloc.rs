@@ -78,7 +78,7 @@ pub async fn dispatch_tasks(
 ) -> ApiResult<Value> {
     // Without a firing to claim, the store always applies the batch.
     let tasks = tasks.into_iter().map(|t| (t, None)).collect();
-    Ok(dispatch_batch(state, tasks, run_id, None)
+    Ok(dispatch_batch(state, tasks, run_id, None, None)
         .await?
         .unwrap_or_default())
 }
@@ -95,16 +95,18 @@ pub async fn dispatch_firing(
     firing: Firing,
     run_id: String,
 ) -> ApiResult<Option<Value>> {
-    dispatch_batch(state, vec![(task, None)], run_id, Some(firing)).await
+    dispatch_batch(state, vec![(task, None)], run_id, Some(firing), None).await
 }
 
 /// Places and inserts `tasks`' feeds: each task's own list, or the given one (freshness
-/// mode's due feeds). `None` when the firing was taken by another pass.
+/// mode's due feeds, inserted only if still due at `due_at`). `None` when the firing was
+/// taken by another pass.
 pub(super) async fn dispatch_batch(
     state: &AppState,
     tasks: Vec<(MessageTask, Option<Vec<String>>)>,
     run_id: String,
     firing: Option<Firing>,
+    due_at: Option<chrono::NaiveDateTime>,
 ) -> ApiResult<Option<Value>> {
     let started = std::time::Instant::now();
     let now = state.clock.now();
@@ -178,14 +180,15 @@ pub(super) async fn dispatch_batch(
                 state,
                 task,
                 planned?,
-                &run_id,
+                (&run_id, due_at),
                 firing.take(),
                 now,
             ));
         }
         if firing.is_some() {
             // Nothing to place: the firing is still claimed, so it is not fired again.
-            let Some(_) = apply_part(state, task, Vec::new(), &run_id, firing.take(), now).await?
+            let Some(_) =
+                apply_part(state, task, Vec::new(), (&run_id, None), firing.take(), now).await?
             else {
                 return Ok(None);
             };
@@ -318,7 +321,7 @@ async fn apply_part(
     state: &AppState,
     task: &MessageTask,
     planned: Vec<dispatch::PlannedAllocation>,
-    run_id: &str,
+    (run_id, due_at): (&str, Option<chrono::NaiveDateTime>),
     firing: Option<Firing>,
     now: chrono::NaiveDateTime,
 ) -> ApiResult<Option<Vec<CreatedAllocation>>> {
@@ -344,6 +347,7 @@ async fn apply_part(
             })
             .collect(),
         firing,
+        due_at,
     };
     if batch.allocations.is_empty() && batch.firing.is_none() {
         return Ok(Some(Vec::new()));

@@ -1,20 +1,23 @@
 //! Freshness mode's dispatch (issue 15, `dispatch_mode: freshness`): each scheduler pass
 //! dispatches the feeds that are due, the longest due first, as many as the fleet can take:
 //!
-//! - at most the free capacity of the nodes that are online and not cooling;
+//! - per source, RSS first (it spends no login's budget), at most what the online,
+//!   non-cooling nodes that can read that source have free;
 //! - for WeChat feeds, at the pace of the logins' daily budgets
 //!   ([`Pacer`]: the usable logins' `budget_per_day` spread over the day, a burst of one
 //!   call per login), and never while no node can read them;
 //! - each under the first enabled task that lists it (the allocation's task decides its
 //!   webhooks and `full_text`); a due feed no enabled task lists is put off for a
-//!   `check_max_interval`.
+//!   `check_max_interval`;
+//! - only feeds still due when inserted: one read meanwhile (a "check now", another parent)
+//!   waits for its next turn.
 //!
 //! Nodes that never report logins (stock WeRSS children) are not paced: their own throttling
 //! is all there is.
 
 use super::alloc::{MAX_PRIORITY, dispatch_batch, node_snapshot};
-use crate::dispatch::Source;
 use crate::dispatch::freshness::{Pacer, order_key};
+use crate::dispatch::{NodeSnapshot, Source};
 use crate::logins::budget::{Budgets, Caps};
 use crate::parent::AppState;
 use crate::parent::error::{ApiError, ApiResult};
@@ -46,89 +49,107 @@ pub async fn dispatch_due(state: &AppState, pacer: &Mutex<Pacer>) -> ApiResult<D
     let c = &state.config.cascade;
     let loads = state.store.dispatch_snapshot().await?;
     let (mp_open, weread_open) = super::sources::open_kinds(state).await?;
-    let ready: Vec<(&NodeLoad, crate::dispatch::NodeSnapshot)> = loads
+    let ready: Vec<(&NodeLoad, NodeSnapshot)> = loads
         .iter()
         .map(|l| (l, node_snapshot(l, now, c, mp_open, weread_open)))
-        .filter(|(_, n)| n.online && !n.cooling)
+        .filter(|(_, n)| n.online && !n.cooling && n.free > 0)
         .collect();
-    let free: i64 = ready.iter().map(|(_, n)| n.free.max(0)).sum();
-    if free <= 0 {
-        return Ok(DuePass::default());
-    }
-    // Room for some due feeds no task lists (put off below) besides those that fit.
-    let due = state
-        .store
-        .due_feeds(now, free.saturating_add(UNLISTED_SLACK).min(PASS_LIMIT))
-        .await?;
-    if due.is_empty() {
-        return Ok(DuePass::default());
-    }
-    let tasks = state.store.list_tasks(Some(1)).await?;
-    let (mut listed, unlisted) = by_task(&tasks, due);
-    listed.truncate(usize::try_from(free).unwrap_or(usize::MAX));
+    let mut left: i64 = ready.iter().map(|(_, n)| n.free).sum();
     let mut out = DuePass::default();
-    if !unlisted.is_empty() {
-        let until = now + crate::parent::reaper::schedule_settings(c).max_interval;
-        out.deferred = state.store.defer_checks(unlisted, until).await?;
-    }
-    // WeChat feeds at the budgets' pace, in due order across tasks.
-    let wechat_ready: Vec<&(&NodeLoad, crate::dispatch::NodeSnapshot)> = ready
-        .iter()
-        .filter(|(_, n)| !n.session_parked && n.fetchers.contains(&Source::Wechat))
-        .collect();
-    let per_day = fleet_per_day(
-        wechat_ready.iter().map(|(l, _)| *l),
-        &Budgets::from_config(c),
-        mp_open,
-        weread_open,
-    );
-    let burst = wechat_ready
-        .iter()
-        .map(|(l, _)| {
-            u64::try_from(
-                l.usable_mp_logins.unwrap_or(1).max(0) + l.usable_weread_logins.unwrap_or(0).max(0),
-            )
-            .unwrap_or(1)
-        })
-        .sum::<u64>()
-        .max(1);
-    let wechat_due = listed
-        .iter()
-        .filter(|(_, f)| f.source == Source::Wechat)
-        .count();
-    let allowed = pacer
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .allow(now, per_day, burst, wechat_due);
-    let mut wechat_taken = 0;
-    listed.retain(|(_, f)| {
-        if f.source != Source::Wechat {
-            return true;
+    let mut tasks: Option<Vec<MessageTask>> = None;
+    let mut picked: Vec<(usize, DueFeed)> = Vec::new();
+    // RSS first: it spends no login's budget. Each source's share is what the nodes that can
+    // read it have free, within what is left of the whole.
+    for source in [Source::Rss, Source::Wechat] {
+        let able: Vec<&(&NodeLoad, NodeSnapshot)> =
+            ready.iter().filter(|(_, n)| n.can_fetch(source)).collect();
+        let room = able.iter().map(|(_, n)| n.free).sum::<i64>().min(left);
+        let room = usize::try_from(room).unwrap_or(0);
+        let (want, paced) = if source == Source::Wechat {
+            let per_day = fleet_per_day(
+                able.iter().map(|(l, _)| *l),
+                &Budgets::from_config(c),
+                mp_open,
+                weread_open,
+            );
+            let burst = able.iter().map(|(l, _)| logins_of(l)).sum::<u64>().max(1);
+            let allowed = lock(pacer).allow(now, per_day, burst, room);
+            (allowed, true)
+        } else {
+            (room, false)
+        };
+        if want == 0 {
+            continue;
         }
-        wechat_taken += 1;
-        wechat_taken <= allowed
-    });
-    if listed.is_empty() {
+        let limit = i64::try_from(want).unwrap_or(PASS_LIMIT);
+        // Room for some due feeds no task lists (put off below) besides those that fit.
+        let due = state
+            .store
+            .due_feeds(
+                now,
+                source,
+                limit.saturating_add(UNLISTED_SLACK).min(PASS_LIMIT),
+            )
+            .await?;
+        let tasks = match &mut tasks {
+            Some(t) => &*t,
+            None => tasks.insert(state.store.list_tasks(Some(1)).await?),
+        };
+        let (mut listed, unlisted) = by_task(tasks, due);
+        if !unlisted.is_empty() {
+            let until = now + crate::parent::reaper::schedule_settings(c).max_interval;
+            out.deferred += state.store.defer_checks(unlisted, until).await?;
+        }
+        listed.truncate(want);
+        if paced {
+            lock(pacer).refund(want - listed.len());
+        }
+        left -= i64::try_from(listed.len()).unwrap_or(0);
+        picked.extend(listed);
+    }
+    if picked.is_empty() {
         return Ok(out);
     }
+    let tasks = tasks.unwrap_or_default();
     let mut per_task: Vec<(MessageTask, Option<Vec<String>>)> = Vec::new();
     let mut index: HashMap<usize, usize> = HashMap::new();
-    for (t, f) in listed {
+    for (t, f) in picked {
+        let Some(task) = tasks.get(t) else { continue };
         let slot = *index.entry(t).or_insert_with(|| {
-            per_task.push((tasks[t].clone(), Some(Vec::new())));
+            per_task.push((task.clone(), Some(Vec::new())));
             per_task.len() - 1
         });
         if let Some(ids) = &mut per_task[slot].1 {
             ids.push(f.id);
         }
     }
-    out.dispatched = per_task
-        .iter()
-        .map(|(_, ids)| ids.as_ref().map_or(0, Vec::len))
-        .sum();
     let run_id = format!("fresh_{}", now.format("%Y%m%d%H%M%S%f"));
-    dispatch_batch(state, per_task, run_id, None).await?;
+    let done = dispatch_batch(state, per_task, run_id, None, Some(now))
+        .await?
+        .unwrap_or_default();
+    // Feeds placed, less those read (or opened) by someone else since the pass chose them.
+    out.dispatched = done["tasks"].as_array().map_or(0, |list| {
+        list.iter()
+            .map(|t| {
+                let n = |k: &str| usize::try_from(t[k].as_i64().unwrap_or(0)).unwrap_or(0);
+                n("feed_count").saturating_sub(n("skipped_open"))
+            })
+            .sum()
+    });
     Ok(out)
+}
+
+/// The pacer, whatever a panic elsewhere left in its lock.
+fn lock(pacer: &Mutex<Pacer>) -> std::sync::MutexGuard<'_, Pacer> {
+    pacer
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A node's usable logins (1 for a node that does not report them).
+fn logins_of(l: &NodeLoad) -> u64 {
+    let n = l.usable_mp_logins.unwrap_or(1).max(0) + l.usable_weread_logins.unwrap_or(0).max(0);
+    u64::try_from(n).unwrap_or(1)
 }
 
 /// "Check now" (`POST {P}/feeds/{id}/check`), in either mode: the feed's pending allocation
@@ -160,7 +181,7 @@ pub async fn check_now(state: &AppState, feed_id: &str) -> ApiResult<Value> {
         task.fields.priority = MAX_PRIORITY;
         let run_id = format!("now_{}", now.format("%Y%m%d%H%M%S%f"));
         let only = vec![feed.id.clone()];
-        dispatch_batch(state, vec![(task, Some(only))], run_id, None).await?;
+        dispatch_batch(state, vec![(task, Some(only))], run_id, None, None).await?;
         created = true;
     }
     // Read back: the allocation this call made, or one opened meanwhile.

@@ -62,6 +62,7 @@ impl Store {
             max_attempts,
             allocations,
             mut firing,
+            due_at,
         } = batch;
         let mut created = Vec::with_capacity(allocations.len());
         let mut rest = allocations;
@@ -72,6 +73,7 @@ impl Store {
                 max_attempts,
                 allocations: rest,
                 firing: firing.take(),
+                due_at,
             };
             let done = self
                 .db
@@ -256,12 +258,22 @@ async fn free_feeds(tx: &mut Tx, batch: &DispatchBatch) -> Result<HashSet<String
     } else {
         ""
     };
-    let sql =
-        format!("SELECT id FROM we_feeds WHERE id {{in:$1}} AND open_allocation_id IS NULL {lock}");
+    let due = if batch.due_at.is_some() {
+        "AND (check_order <= $2 OR (check_order IS NULL AND last_task_at IS NULL))"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT id FROM we_feeds WHERE id {{in:$1}} AND open_allocation_id IS NULL {due} {lock}"
+    );
     let mut free = HashSet::with_capacity(wanted.len());
     for chunk in wanted.chunks(DISPATCH_CHUNK) {
         let ids: Vec<String> = chunk.iter().map(|s| (*s).clone()).collect();
-        free.extend(tx.texts(&sql, args![ids]).await?);
+        let found = match batch.due_at {
+            Some(at) => tx.texts(&sql, args![ids, at]).await?,
+            None => tx.texts(&sql, args![ids]).await?,
+        };
+        free.extend(found);
     }
     Ok(free)
 }
@@ -295,7 +307,7 @@ async fn insert_allocations(
             sql.push_str(", ");
         }
         sql.push_str(&format!(
-            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, NULL, 'pending', $1, $2, 0, 0, $1, $1, 0, $3, COALESCE(${}, $1))",
+            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, NULL, 'pending', COALESCE(${h}, $1), $2, 0, 0, $1, $1, 0, $3, COALESCE(${h}, $1))",
             p + 1,
             p + 2,
             p + 3,
@@ -304,7 +316,7 @@ async fn insert_allocations(
             p + 6,
             p + 7,
             p + 8,
-            p + 9
+            h = p + 9
         ));
         args.extend([
             Arg::from(r.id),

@@ -20,14 +20,20 @@ pub struct DueFeed {
 const CHUNK: usize = 5_000;
 
 impl Store {
-    /// At most `limit` enabled feeds with no open allocation that are due at `now`: those
-    /// never checked nor planned first (by id), then the planned ones in `check_order`.
+    /// At most `limit` enabled feeds of `source` with no open allocation that are due at
+    /// `now`: those never checked nor planned first (by id), then the planned ones in
+    /// `check_order`.
     ///
     /// # Errors
     /// A database failure.
-    pub async fn due_feeds(&self, now: NaiveDateTime, limit: i64) -> Result<Vec<DueFeed>> {
+    pub async fn due_feeds(
+        &self,
+        now: NaiveDateTime,
+        source: Source,
+        limit: i64,
+    ) -> Result<Vec<DueFeed>> {
         self.db
-            .read(move |tx| Box::pin(async move { due_feeds(tx, now, limit).await }))
+            .read(move |tx| Box::pin(async move { due_feeds(tx, now, source, limit).await }))
             .await
     }
 
@@ -104,42 +110,78 @@ impl Store {
             .await
     }
 
-    /// A task's cron firing in freshness mode: claims the firing (as a dispatch would) and
+    /// A task's cron firing in freshness mode: claims the firing (as a dispatch would), then
     /// makes the planned feeds among `feeds` (`None`: every feed) due at its time, unless
-    /// they are due earlier. `None` when another pass took the firing; else the feeds made
-    /// due.
+    /// they are due earlier or the upstream asked to wait longer, 5,000 per write. `None`
+    /// when another pass took the firing; else the feeds made due.
     ///
     /// # Errors
-    /// A database failure (the firing stays due).
+    /// A database failure (the firing stays due when it fails before the claim).
     pub async fn fire_due(
         &self,
         firing: Firing,
         feeds: Option<Vec<String>>,
     ) -> Result<Option<u64>> {
-        self.db
-            .write(move |tx| Box::pin(async move { fire_due(tx, &firing, feeds.as_deref()).await }))
-            .await
+        let due = firing.due;
+        let claimed = self
+            .db
+            .write(move |tx| Box::pin(async move { claim_firing(tx, &firing).await }))
+            .await?;
+        if !claimed {
+            return Ok(None);
+        }
+        let ids = match feeds {
+            Some(ids) => ids,
+            None => self.all_feed_ids().await?,
+        };
+        let mut made_due = 0;
+        for chunk in ids.chunks(CHUNK) {
+            let chunk = chunk.to_vec();
+            made_due += self
+                .db
+                .write(move |tx| {
+                    // Only planned feeds: a never-checked feed is due already, and one waiting
+                    // for its plan gets it within a reaper tick.
+                    Box::pin(async move {
+                        tx.exec(
+                            "UPDATE we_feeds SET check_order = $1
+                              WHERE id {in:$2} AND open_allocation_id IS NULL
+                                AND check_order IS NOT NULL AND check_order > $1
+                                AND (check_not_before IS NULL OR check_not_before <= $1)",
+                            args![due, chunk],
+                        )
+                        .await
+                    })
+                })
+                .await?;
+        }
+        Ok(Some(made_due))
     }
 }
 
-async fn due_feeds(tx: &mut Tx, now: NaiveDateTime, limit: i64) -> Result<Vec<DueFeed>> {
+async fn due_feeds(
+    tx: &mut Tx,
+    now: NaiveDateTime,
+    source: Source,
+    limit: i64,
+) -> Result<Vec<DueFeed>> {
     let never = tx
         .rows(
             "SELECT id, source FROM we_feeds
-              WHERE last_task_at IS NULL AND open_allocation_id IS NULL AND check_order IS NULL
-                AND status = 1
+              WHERE source = $2 AND last_task_at IS NULL AND open_allocation_id IS NULL
+                AND check_order IS NULL AND status = 1
               ORDER BY id LIMIT CAST($1 AS BIGINT)",
-            args![limit],
+            args![limit, source.as_str()],
         )
         .await?;
     let left = limit - i64::try_from(never.len()).unwrap_or(limit);
     let planned = if left > 0 {
         tx.rows(
             "SELECT id, source FROM we_feeds
-              WHERE open_allocation_id IS NULL AND check_order IS NOT NULL AND check_order <= $1
-                AND status = 1
+              WHERE source = $3 AND open_allocation_id IS NULL AND check_order IS NOT NULL
+                AND check_order <= $1 AND status = 1
               ORDER BY check_order, id LIMIT CAST($2 AS BIGINT)",
-            args![now, left],
+            args![now, left, source.as_str()],
         )
         .await?
     } else {
@@ -157,7 +199,7 @@ async fn due_feeds(tx: &mut Tx, now: NaiveDateTime, limit: i64) -> Result<Vec<Du
         .collect()
 }
 
-async fn fire_due(tx: &mut Tx, firing: &Firing, feeds: Option<&[String]>) -> Result<Option<u64>> {
+async fn claim_firing(tx: &mut Tx, firing: &Firing) -> Result<bool> {
     let claimed = tx
         .exec(
             "UPDATE we_message_tasks SET next_run_at = $3, last_run_at = $4
@@ -165,26 +207,5 @@ async fn fire_due(tx: &mut Tx, firing: &Firing, feeds: Option<&[String]>) -> Res
             args![&firing.task_id, firing.due, firing.next, firing.fired_at],
         )
         .await?;
-    if claimed == 0 {
-        return Ok(None);
-    }
-    // Only planned feeds: a never-checked feed is due already, and one waiting for its plan
-    // gets it within a reaper tick.
-    const SET: &str = "UPDATE we_feeds SET check_order = $1
-        WHERE open_allocation_id IS NULL AND check_order IS NOT NULL AND check_order > $1";
-    let mut made_due = 0;
-    match feeds {
-        None => made_due += tx.exec(SET, args![firing.due]).await?,
-        Some(ids) => {
-            for chunk in ids.chunks(CHUNK) {
-                made_due += tx
-                    .exec(
-                        &format!("{SET} AND id {{in:$2}}"),
-                        args![firing.due, chunk.to_vec()],
-                    )
-                    .await?;
-            }
-        }
-    }
-    Ok(Some(made_due))
+    Ok(claimed > 0)
 }

@@ -132,7 +132,12 @@ async fn migrate(tx: &mut Tx, now: NaiveDateTime) -> Result<()> {
     step(tx, files.indexes, "creating indexes").await?;
     step(tx, files.claim_indexes, "creating claim indexes").await?;
     step(tx, files.feed_schedule, "creating the feed schedule index").await?;
-    step(tx, files.freshness, "creating the freshness indexes").await?;
+    step(
+        tx,
+        files.freshness,
+        "creating the freshness indexes and ordering planned feeds",
+    )
+    .await?;
     backfill(tx, now).await?;
     tx.exec(
         "INSERT INTO cascade_settings (key, value) VALUES ('schema_version', $1)
