@@ -95,8 +95,14 @@ impl Browser {
     }
 
     async fn call(&self, path: &str, body: Value) -> Value {
-        let r: Value = self
-            .http
+        let r = self.post(path, body).await;
+        assert!(r["value"]["error"].is_null(), "webdriver {path}: {r}");
+        r["value"].clone()
+    }
+
+    /// The whole answer of a WebDriver command, errors included.
+    async fn post(&self, path: &str, body: Value) -> Value {
+        self.http
             .post(format!("{}{path}", self.session))
             .json(&body)
             .send()
@@ -104,9 +110,7 @@ impl Browser {
             .expect("webdriver request")
             .json()
             .await
-            .expect("webdriver json");
-        assert!(r["value"]["error"].is_null(), "webdriver {path}: {r}");
-        r["value"].clone()
+            .expect("webdriver json")
     }
 
     async fn goto(&self, url: &str) {
@@ -133,16 +137,7 @@ impl Browser {
     async fn click(&self, css: &str) {
         for _ in 0..5 {
             let el = self.find(css).await;
-            let r: Value = self
-                .http
-                .post(format!("{}/element/{el}/click", self.session))
-                .json(&json!({}))
-                .send()
-                .await
-                .expect("webdriver request")
-                .json()
-                .await
-                .expect("webdriver json");
+            let r = self.post(&format!("/element/{el}/click"), json!({})).await;
             match r["value"]["error"].as_str() {
                 None => return,
                 Some("stale element reference") => continue,

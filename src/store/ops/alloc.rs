@@ -182,14 +182,7 @@ async fn apply_dispatch(
     // The firing first: a parent racing for it waits on the task row, then finds it moved
     // and dispatches nothing.
     if let Some(firing) = &batch.firing {
-        let claimed = tx
-            .exec(
-                "UPDATE we_message_tasks SET next_run_at = $3, last_run_at = $4
-                  WHERE id = $1 AND next_run_at = $2",
-                args![&firing.task_id, firing.due, firing.next, firing.fired_at],
-            )
-            .await?;
-        if claimed == 0 {
+        if !super::due::claim_firing(tx, firing).await? {
             return Ok(None); // another pass took this firing
         }
     }

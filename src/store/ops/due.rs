@@ -199,7 +199,9 @@ async fn due_feeds(
         .collect()
 }
 
-async fn claim_firing(tx: &mut Tx, firing: &Firing) -> Result<bool> {
+/// Claims a cron firing: moves the task's `next_run_at` on, only if it is still `due`. False
+/// when another pass (of any parent) took it first.
+pub(super) async fn claim_firing(tx: &mut Tx, firing: &Firing) -> Result<bool> {
     let claimed = tx
         .exec(
             "UPDATE we_message_tasks SET next_run_at = $3, last_run_at = $4
