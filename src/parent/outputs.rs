@@ -102,7 +102,13 @@ impl Channel {
                 link: a.url.clone(),
                 description: a.description.clone(),
                 content: a.content_html.clone(),
-                author: a.mp_name.clone(),
+                // RSS's <author> holds an e-mail address; a name goes in dc:creator.
+                dublin_core_ext: a.mp_name.clone().map(|name| {
+                    rss::extension::dublincore::DublinCoreExtension {
+                        creators: vec![name],
+                        ..Default::default()
+                    }
+                }),
                 guid: Some(rss::Guid {
                     value: a.id.clone(),
                     permalink: false,

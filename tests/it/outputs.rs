@@ -72,6 +72,18 @@ on_both! {
             assert_eq!(first.published.expect("published").timestamp(), 1_795_000_120, "{path}");
         }
 
+        // RSS names the account in dc:creator (its <author> wants an e-mail address), and the
+        // channel links to the account's own page, not to the parent.
+        let rss = p.fetch(&format!("/feed/{}.rss", feeds[0]), &[]).await.text().await.expect("text");
+        assert!(rss.contains(r#"xmlns:dc="http://purl.org/dc/elements/1.1/""#), "{rss}");
+        assert!(rss.contains(&format!("<dc:creator>feed {}</dc:creator>", feeds[0])), "{rss}");
+        assert!(!rss.contains("<author>"), "{rss}");
+        let biz = werss_cascade::protocol::ids::faker_id_from_feed_id(&feeds[0]).expect("faker id");
+        let page = reqwest::Url::parse_with_params("https://mp.weixin.qq.com/mp/profile_ext",
+            &[("action", "home"), ("__biz", biz.as_str())]).expect("url");
+        let link = format!("<link>{}</link>", page.as_str().replace('&', "&amp;"));
+        assert!(rss.contains(&link), "{link} in {rss}");
+
         for scope in ["/feed/all", &format!("/feed/task/{task}")] {
             for ext in ["rss", "atom", "json"] {
                 let r = p.fetch(&format!("{scope}.{ext}"), &[]).await;

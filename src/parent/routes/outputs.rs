@@ -152,6 +152,7 @@ async fn serve(
     path: &str,
 ) -> ApiResult<Response> {
     let page = ops::page(Some(q.limit.unwrap_or(20)), q.offset)?;
+    let mut home_url = format!("{}/", base.url);
     let (title, description, feed_ids) = match scope {
         Scope::Feed(id) => {
             let feed = state.store.get_feed(&id).await?;
@@ -159,6 +160,9 @@ async fn serve(
                 .mp_intro
                 .clone()
                 .unwrap_or_else(|| feed.mp_name.clone());
+            if let Some(page) = own_page(&feed) {
+                home_url = page;
+            }
             (feed.mp_name, intro, Some(vec![feed.id]))
         }
         Scope::All => (
@@ -181,7 +185,7 @@ async fn serve(
         title,
         description,
         self_url: format!("{}{path}", base.url),
-        home_url: format!("{}/", base.url),
+        home_url,
         articles: state.store.list_articles(feed_ids, page).await?,
     };
     let etag = channel.etag(format);
@@ -308,4 +312,18 @@ pub(super) async fn import_opml(
             skipped,
         },
     )))
+}
+
+/// A feed's own page, for its channel's `<link>`: a WeChat account's profile page (by its
+/// `__biz`, the faker id), an RSS feed's URL; `None` when neither is known.
+fn own_page(feed: &crate::store::Feed) -> Option<String> {
+    if feed.source == "rss" {
+        return feed.url.clone().filter(|u| !u.is_empty());
+    }
+    let biz = feed.faker_id.as_deref().filter(|f| !f.is_empty())?;
+    let mut url = reqwest::Url::parse("https://mp.weixin.qq.com/mp/profile_ext").ok()?;
+    url.query_pairs_mut()
+        .append_pair("action", "home")
+        .append_pair("__biz", biz);
+    Some(url.into())
 }
