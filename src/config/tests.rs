@@ -229,3 +229,32 @@ fn budgets_are_given_per_login_kind_and_the_weread_gap_has_two_names() {
         assert!(err.to_string().contains("cascade.budget_per_"), "{err}");
     }
 }
+
+/// The keys a row of docs/CONFIGURATION.md documents: its first cell's `key`s (a row may
+/// name two, as `api_key`, `api_secret`).
+fn documented_keys(doc: &str) -> std::collections::HashSet<String> {
+    doc.lines()
+        .filter_map(|l| l.strip_prefix("| "))
+        .filter_map(|l| l.split(" |").next())
+        .flat_map(|cell| cell.split(", "))
+        .filter_map(|k| k.strip_prefix('`')?.strip_suffix('`'))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn every_setting_is_in_the_configuration_reference() {
+    let doc = include_str!("../../docs/CONFIGURATION.md");
+    let documented = documented_keys(doc);
+    let missing: Vec<&str> = CASCADE_KEYS
+        .iter()
+        .chain(TOP_LEVEL_ENV.iter().map(|(k, _)| k))
+        .copied()
+        .filter(|k| !documented.contains(*k))
+        .collect();
+    assert!(missing.is_empty(), "not in docs/CONFIGURATION.md: {missing:?}");
+    // The reader sees through a row's pair of keys, and a key a row does not name is missed.
+    let sample = "| `api_key`, `api_secret` | — | x |\n| `port` | `PORT` | `8001` | y |";
+    let keys = documented_keys(sample);
+    assert!(keys.contains("api_secret") && keys.contains("port") && !keys.contains("PORT"));
+}
