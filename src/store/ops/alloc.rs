@@ -181,10 +181,10 @@ async fn apply_dispatch(
 ) -> Result<Option<Vec<CreatedAllocation>>> {
     // The firing first: a parent racing for it waits on the task row, then finds it moved
     // and dispatches nothing.
-    if let Some(firing) = &batch.firing {
-        if !super::due::claim_firing(tx, firing).await? {
-            return Ok(None); // another pass took this firing
-        }
+    if let Some(firing) = &batch.firing
+        && !super::due::claim_firing(tx, firing).await?
+    {
+        return Ok(None); // another pass took this firing
     }
     // Invariant 5: only feeds with no open allocation, read inside the write transaction.
     let mut free = free_feeds(tx, batch).await?;
