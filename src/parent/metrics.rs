@@ -103,6 +103,34 @@ impl Default for Metrics {
              alert_webhook_url)",
             m.alerts.clone(),
         );
+        // Every known label value starts at zero, so each documented family is present
+        // before its first event and a rate() has a first sample.
+        for (family, key, values) in [
+            (&m.claims, "outcome", &["claimed", "empty", "blocked"][..]),
+            (
+                &m.reaper,
+                "action",
+                &["lease_expired", "node_offline", "requeued_from_offline"][..],
+            ),
+            (
+                &m.node_events,
+                "event",
+                &["rate_limited", "session_expired", "closed"][..],
+            ),
+            (&m.webhooks, "outcome", &["sent", "retry", "failed"][..]),
+        ] {
+            for v in values {
+                let _ = family.get_or_create(&label(key, v));
+            }
+        }
+        for event in ["login_expires_24h", "login_expires_6h", "login_expired"] {
+            for outcome in ["sent", "failed", "logged"] {
+                let _ = m.alerts.get_or_create(&vec![
+                    ("event".to_string(), event.to_string()),
+                    ("outcome".to_string(), outcome.to_string()),
+                ]);
+            }
+        }
         m
     }
 }
@@ -198,11 +226,17 @@ impl Metrics {
         let c = &state.config.cascade;
         let mut levels = Registry::default();
         let allocations = Family::<Labels, Gauge>::default();
+        for status in ["pending", "claimed", "executing", "completed", "failed"] {
+            allocations.get_or_create(&label("status", status)).set(0);
+        }
         for (status, n) in state.store.allocation_counts().await? {
             allocations.get_or_create(&label("status", &status)).set(n);
         }
         levels.register("cascade_allocations", "Allocations by status", allocations);
         let outbox = Family::<Labels, Gauge>::default();
+        for status in ["pending", "sent", "failed"] {
+            outbox.get_or_create(&label("status", status)).set(0);
+        }
         for (status, n) in state.store.webhook_counts().await? {
             outbox.get_or_create(&label("status", &status)).set(n);
         }

@@ -63,3 +63,70 @@ on_both! {
         p.shutdown().await;
     }
 }
+
+/// Every family README documents for `/metrics` that needs no node or login to exist
+/// (counters by their family name, without `_total`).
+const DOCUMENTED: &[&str] = &[
+    "cascade_claims",
+    "cascade_claimed_allocations",
+    "cascade_claim_duration_seconds",
+    "cascade_dispatch_duration_seconds",
+    "cascade_dispatched_allocations",
+    "cascade_reaper_actions",
+    "cascade_node_events",
+    "cascade_webhook_attempts",
+    "cascade_allocations",
+    "cascade_webhook_outbox",
+    "cascade_nodes_online",
+    "cascade_alerts",
+    "cascade_logins",
+    "cascade_source_open",
+];
+
+/// Per-node families: present once a node is.
+const PER_NODE: &[&str] = &[
+    "cascade_node_in_use",
+    "cascade_node_capacity",
+    "cascade_node_held_feeds",
+    "cascade_node_cooling",
+];
+
+#[tokio::test]
+async fn a_fresh_parent_shows_every_documented_family() {
+    let readme = include_str!("../../README.md");
+    let p = TestParent::spawn().await;
+    let text = p.get("/metrics", &Auth::None).await.text;
+    let absent = |text: &str, families: &[&'static str]| -> Vec<&'static str> {
+        families
+            .iter()
+            .inspect(|f| assert!(readme.contains(&format!("`{f}")), "{f} is not in README"))
+            .filter(|f| !text.contains(&format!("# TYPE {f} ")))
+            .copied()
+            .collect()
+    };
+    let missing = absent(&text, DOCUMENTED);
+    assert!(
+        missing.is_empty(),
+        "families absent before any event: {missing:?}\n{text}"
+    );
+    // Counters with a known set of labels start at zero, so a rate() has a first sample.
+    let s = samples(&text);
+    for key in [
+        "cascade_claims_total{outcome=\"claimed\"}",
+        "cascade_node_events_total{event=\"rate_limited\"}",
+        "cascade_node_events_total{event=\"session_expired\"}",
+        "cascade_webhook_attempts_total{outcome=\"failed\"}",
+        "cascade_allocations{status=\"pending\"}",
+        "cascade_nodes_online",
+    ] {
+        assert_eq!(s.get(key).copied(), Some(0.0), "{key} in:\n{text}");
+    }
+    p.online_node("n", json!({"capacity": 2})).await;
+    let text = p.get("/metrics", &Auth::None).await.text;
+    let missing = absent(&text, PER_NODE);
+    assert!(
+        missing.is_empty(),
+        "per-node families absent with a node: {missing:?}\n{text}"
+    );
+    p.shutdown().await;
+}
