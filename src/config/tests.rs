@@ -252,7 +252,10 @@ fn every_setting_is_in_the_configuration_reference() {
         .copied()
         .filter(|k| !documented.contains(*k))
         .collect();
-    assert!(missing.is_empty(), "not in docs/CONFIGURATION.md: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "not in docs/CONFIGURATION.md: {missing:?}"
+    );
     // The reader sees through a row's pair of keys, and a key a row does not name is missed.
     let sample = "| `api_key`, `api_secret` | — | x |\n| `port` | `PORT` | `8001` | y |";
     let keys = documented_keys(sample);

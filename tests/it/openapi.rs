@@ -100,3 +100,35 @@ async fn every_documented_operation_is_routed_and_nothing_leaks() {
     assert!(operations > 60, "{operations}");
     p.shutdown().await;
 }
+
+/// docs/PROTOCOL.md names every operation the parent routes (the cascade API as
+/// `METHOD {P}/path`, the rest by their own path).
+#[tokio::test]
+async fn the_protocol_reference_lists_every_operation() {
+    let doc = include_str!("../../docs/PROTOCOL.md");
+    let p = crate::helpers::TestParent::spawn().await;
+    let spec = p
+        .get("/api/openapi.json", &crate::helpers::Auth::None)
+        .await;
+    let spec: serde_json::Value = serde_json::from_str(&spec.text).expect("json");
+    let mut missing = Vec::new();
+    let mut seen = 0;
+    for (path, ops) in spec["paths"].as_object().expect("paths") {
+        if path.starts_with("/api/v1/cascade/") {
+            continue; // the same operations under WeRSS's documented prefix
+        }
+        let shown = path
+            .strip_prefix("/api/v1/wx/cascade")
+            .map_or_else(|| path.clone(), |rest| format!("{{P}}{rest}"));
+        for method in ops.as_object().expect("operations").keys() {
+            seen += 1;
+            let name = format!("`{} {shown}`", method.to_uppercase());
+            if !doc.contains(&name) {
+                missing.push(name);
+            }
+        }
+    }
+    assert!(seen > 50, "the spec lists the operations ({seen})");
+    assert!(missing.is_empty(), "not in docs/PROTOCOL.md: {missing:?}");
+    p.shutdown().await;
+}
