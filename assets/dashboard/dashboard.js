@@ -26,9 +26,27 @@ function fill(tableId, rows, render) {
   }));
 }
 
+// The parent writes UTC without a zone; shown in the viewer's own zone, with how long ago
+// (or how soon).
 function when(t) {
-  return t ? t.replace("T", " ").slice(0, 19) : "-";
+  if (!t) return "-";
+  const d = new Date(/([zZ]|[+-]\d\d:?\d\d)$/.test(t) ? t : `${t}Z`);
+  if (Number.isNaN(d.getTime())) return t;
+  const pad = (n) => String(n).padStart(2, "0");
+  const local = `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
+    `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  return `${local} (${relative(d)})`;
 }
+
+function relative(d) {
+  const s = Math.round((Date.now() - d.getTime()) / 1000);
+  const a = Math.abs(s);
+  const span = a < 60 ? `${a} s` : a < 3600 ? `${Math.round(a / 60)} min`
+    : a < 86400 ? `${Math.round(a / 3600)} h` : `${Math.round(a / 86400)} d`;
+  return s >= 0 ? `${span} ago` : `in ${span}`;
+}
+
+const SYNC_STATUS = { 0: "running", 1: "ok", 2: "failed" };
 
 async function api(path, options = {}) {
   const headers = Object.assign({ Authorization: `Bearer ${token}` }, options.headers || {});
@@ -98,8 +116,10 @@ async function refresh() {
       renderPlan(plan);
       planAt = Date.now();
     }
+    const nodeName = (id) => (nodes.find((n) => n.id === id) || {}).name || id;
     fill("logs", logs.list, (l) => [
-      cell(when(l.started_at)), cell(l.node_id), cell(l.operation), cell(l.status),
+      cell(when(l.started_at)), cell(nodeName(l.node_id)), cell(l.operation),
+      cell(SYNC_STATUS[l.status] || String(l.status)),
       cell(l.data_count), cell(l.error_message),
     ]);
     $("#refreshed").textContent = `updated ${new Date().toLocaleTimeString()}`;

@@ -113,6 +113,15 @@ impl Browser {
             .expect("webdriver json")
     }
 
+    /// Makes the page see `zone` as its local time zone (a Chrome DevTools command).
+    async fn time_zone(&self, zone: &str) {
+        self.call(
+            "/goog/cdp/execute",
+            json!({"cmd": "Emulation.setTimezoneOverride", "params": {"timezoneId": zone}}),
+        )
+        .await;
+    }
+
     async fn goto(&self, url: &str) {
         self.call("/url", json!({ "url": url })).await;
     }
@@ -199,6 +208,8 @@ async fn dashboard_logs_in_sees_a_node_come_online_and_dispatches() {
     let feeds = p.feeds(11_000_000, 3).await;
     p.task(&feeds).await;
 
+    // The operator sits in UTC+8: times must show in that zone.
+    browser.time_zone("Asia/Shanghai").await;
     browser.goto(&p.url("/")).await;
     browser.type_into("#password", "wrong").await;
     browser.click("#login").await;
@@ -230,6 +241,24 @@ async fn dashboard_logs_in_sees_a_node_come_online_and_dispatches() {
         .until("const r = [...document.querySelectorAll('#nodes tbody tr')].find(r => r.textContent.includes('browser-node')); return r && r.textContent.includes('online') ? r.textContent : null;")
         .await;
     assert!(row.as_str().unwrap_or_default().contains("0/3"), "{row}");
+    // Its last heartbeat in the viewer's zone (UTC+8), with how long ago.
+    let nodes = p.get(&crate::helpers::cascade("/nodes"), &p.admin()).await;
+    let beat = nodes.ok()[0]["last_heartbeat_at"]
+        .as_str()
+        .expect("beat")
+        .to_string();
+    let beat = chrono::NaiveDateTime::parse_from_str(&beat, "%Y-%m-%dT%H:%M:%S%.f").expect("time");
+    let local = (beat + chrono::TimeDelta::hours(8))
+        .format("%Y-%m-%d %H:%M")
+        .to_string();
+    let cell = browser
+        .until("const r = document.querySelector('#nodes tbody tr'); return r ? r.children[5].textContent : null;")
+        .await;
+    let cell = cell.as_str().unwrap_or_default();
+    assert!(
+        cell.starts_with(&format!("{local} (")) && cell.ends_with(" ago)"),
+        "{cell} for {beat} UTC"
+    );
 
     // Dispatch from the task's button: the allocations appear.
     browser.click("#tasks button.dispatch").await;
