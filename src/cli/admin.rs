@@ -232,7 +232,7 @@ pub async fn node(api: &Api, json: bool, cmd: NodeCmd) -> anyhow::Result<()> {
         }
         NodeCmd::Show { id } => {
             let n = api.get(&format!("/nodes/{id}")).await?;
-            print(json, &n, Table::pairs)?;
+            print(json, &n, |n| Table::pairs(&Table::node_in_words(n)))?;
         }
         NodeCmd::Credentials { id } => {
             let cred = api

@@ -31,6 +31,20 @@ impl Table {
         self.footer = Some(line);
     }
 
+    /// A node as `node show` prints it: its numeric codes as words (`status` 1 → `online`,
+    /// `node_type` 1 → `child`).
+    pub fn node_in_words(node: &Value) -> Value {
+        let mut n = node.clone();
+        let word = |v: &Value, words: &[&str]| {
+            v.as_u64()
+                .and_then(|i| words.get(usize::try_from(i).ok()?))
+                .map_or_else(|| v.clone(), |w| Value::from(*w))
+        };
+        n["status"] = word(&n["status"], &["offline", "online", "deactivated"]);
+        n["node_type"] = word(&n["node_type"], &["parent record", "child"]);
+        n
+    }
+
     /// A two-column table of an object's fields (nested values as JSON).
     pub fn pairs(object: &Value) -> Self {
         let mut t = Self::new(&["FIELD", "VALUE"]);

@@ -464,3 +464,79 @@ async fn local_commands_beside_a_writer_read_and_advise_url_when_they_must_write
         String::from_utf8_lossy(&dispatch.stderr)
     );
 }
+
+/// `node show` prints words for codes, and the feed commands of freshness mode work on the
+/// local database: `feed priority` sets a priority, `feed check` dispatches a feed at once.
+#[tokio::test]
+async fn node_show_speaks_words_and_feeds_can_be_checked_now_and_prioritised() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = "sqlite:///cascade.db";
+    let run = |args: &[&str]| {
+        let mut cmd = cascade_cmd(dir.path());
+        cmd.args(args).args(["--db", db]).env("RUST_LOG", "warn");
+        async move {
+            let out = cmd.output().await.expect("runs");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).to_string()
+        }
+    };
+    let init = cascade_cmd(dir.path())
+        .args(["init", "--db", db, "--admin-user", "admin"])
+        .env("CASCADE_ADMIN_PASSWORD", "s3cret-pass")
+        .output()
+        .await
+        .expect("init runs");
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let node: Value =
+        serde_json::from_str(&run(&["node", "add", "worker", "--json"]).await).expect("json");
+    let id = node["node_id"]
+        .as_str()
+        .or_else(|| node["id"].as_str())
+        .expect("node id")
+        .to_string();
+    let shown = run(&["node", "show", &id]).await;
+    let row = |field: &str| {
+        shown
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(field))
+            .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+    };
+    assert_eq!(row("status").as_deref(), Some("offline"), "{shown}");
+    assert_eq!(row("node_type").as_deref(), Some("child"), "{shown}");
+
+    run(&["feed", "add", "--wechat", "MP_WXS_1", "--name", "one"]).await;
+    run(&[
+        "task",
+        "add",
+        "morning",
+        "--feeds",
+        "MP_WXS_1",
+        "--priority",
+        "3",
+    ])
+    .await;
+    let feed: Value =
+        serde_json::from_str(&run(&["feed", "priority", "MP_WXS_1", "-5", "--json"]).await)
+            .expect("json");
+    assert_eq!(feed["priority"], -5, "{feed}");
+    let checked: Value =
+        serde_json::from_str(&run(&["feed", "check", "MP_WXS_1", "--json"]).await).expect("json");
+    assert_eq!(
+        (checked["created"].clone(), checked["status"].clone()),
+        (Value::Bool(true), Value::from("pending")),
+        "{checked}"
+    );
+    // Asked again while it waits: the same allocation, not a second one.
+    let again: Value =
+        serde_json::from_str(&run(&["feed", "check", "MP_WXS_1", "--json"]).await).expect("json");
+    assert_eq!(again["allocation_id"], checked["allocation_id"], "{again}");
+    assert_eq!(again["created"], false, "{again}");
+}
