@@ -562,6 +562,21 @@ pub async fn dispatch(api: &Api, json: bool, task: Option<String>) -> anyhow::Re
     })
 }
 
+/// An allocation's feeds: the only one, or the first and how many more.
+fn feeds_cell(a: &Value) -> String {
+    let ids: Vec<String> = a["feed_ids"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(text)
+        .collect();
+    match ids.as_slice() {
+        [] => text(&a["feed_count"]),
+        [one] => one.clone(),
+        [first, rest @ ..] => format!("{first} +{}", rest.len()),
+    }
+}
+
 /// `cascade allocations`
 pub async fn allocations(
     api: &Api,
@@ -589,7 +604,9 @@ pub async fn allocations(
             "FEEDS",
             "ATTEMPT",
             "DISPATCHED",
+            "NEXT ATTEMPT",
             "REASON",
+            "ERROR",
         ]);
         for a in d["list"].as_array().into_iter().flatten() {
             let node = if a["node_name"].is_null() {
@@ -602,10 +619,17 @@ pub async fn allocations(
                 text(&a["task_name"]),
                 text(node),
                 text(&a["status"]),
-                text(&a["feed_count"]),
+                feeds_cell(a),
                 format!("{}/{}", text(&a["attempt"]), text(&a["max_attempts"])),
                 text(&a["dispatched_at"]),
+                // When a waiting allocation may be claimed again (a retry's backoff).
+                if a["status"] == "pending" {
+                    text(&a["available_at"])
+                } else {
+                    "-".into()
+                },
                 text(&a["reason"]),
+                text(&a["error_message"]),
             ]);
         }
         t.footer(format!(

@@ -539,4 +539,15 @@ async fn node_show_speaks_words_and_feeds_can_be_checked_now_and_prioritised() {
         serde_json::from_str(&run(&["feed", "check", "MP_WXS_1", "--json"]).await).expect("json");
     assert_eq!(again["allocation_id"], checked["allocation_id"], "{again}");
     assert_eq!(again["created"], false, "{again}");
+    // The list names the feed and when the waiting allocation may be claimed.
+    let list = run(&["allocations"]).await;
+    let header = list.lines().next().unwrap_or_default();
+    for column in ["FEEDS", "NEXT ATTEMPT", "ERROR"] {
+        assert!(header.contains(column), "{list}");
+    }
+    let row = list
+        .lines()
+        .find(|l| l.contains("pending"))
+        .unwrap_or_default();
+    assert!(row.contains("MP_WXS_1"), "{list}");
 }
