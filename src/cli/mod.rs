@@ -190,6 +190,12 @@ pub enum Command {
     },
     /// Check the config, the database and, for a child config, the parent with its credentials.
     Check,
+    /// Admin accounts on the local database: `passwd` sets one's password.
+    Admin {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: AdminCmd,
+    },
     /// Create the database and an admin account.
     Init {
         /// Admin username.
@@ -198,6 +204,20 @@ pub enum Command {
         /// Admin password (or env CASCADE_ADMIN_PASSWORD).
         #[arg(long, env = "CASCADE_ADMIN_PASSWORD", hide_env_values = true)]
         admin_password: String,
+    },
+}
+
+/// `cascade admin …` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AdminCmd {
+    /// Set an admin's password (read from CASCADE_ADMIN_PASSWORD when not given).
+    Passwd {
+        /// Admin username.
+        #[arg(long, default_value = "admin")]
+        user: String,
+        /// The new password (or env CASCADE_ADMIN_PASSWORD).
+        #[arg(long, env = "CASCADE_ADMIN_PASSWORD", hide_env_values = true)]
+        password: String,
     },
 }
 
@@ -416,6 +436,23 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 "Database {} is ready; admin '{admin_user}' created.",
                 redact_url(&config.db)
             )
+        }
+        Command::Admin {
+            cmd: AdminCmd::Passwd { user, password },
+        } => {
+            let store = Store::connect(&config.db).await.with_context(|| {
+                format!("while opening the database {}", redact_url(&config.db))
+            })?;
+            parent::ops::set_admin_password(
+                &store,
+                &user,
+                &password,
+                config.bcrypt_cost,
+                &Clock::system(),
+            )
+            .await
+            .with_context(|| format!("while setting the password of '{user}'"))?;
+            outln!("Password of admin '{user}' changed.")
         }
     }
 }

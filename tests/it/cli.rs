@@ -551,3 +551,48 @@ async fn node_show_speaks_words_and_feeds_can_be_checked_now_and_prioritised() {
         .unwrap_or_default();
     assert!(row.contains("MP_WXS_1"), "{list}");
 }
+
+/// `cascade admin passwd` changes an admin's password on the local database: the parent then
+/// takes the new one and refuses the old; an unknown admin is an error.
+#[tokio::test]
+async fn admin_passwd_changes_the_password_the_parent_accepts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = "sqlite:///cascade.db";
+    let cmd = |args: &[&str], password: &str| {
+        let mut c = cascade_cmd(dir.path());
+        c.args(args)
+            .args(["--db", db])
+            .env("CASCADE_ADMIN_PASSWORD", password);
+        async move { c.output().await.expect("runs") }
+    };
+    let init = cmd(&["init", "--admin-user", "root"], "old-pass").await;
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let changed = cmd(&["admin", "passwd", "--user", "root"], "new-pass").await;
+    assert!(
+        changed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&changed.stderr)
+    );
+    assert!(String::from_utf8_lossy(&changed.stdout).contains("Password of admin 'root' changed"));
+    let unknown = cmd(&["admin", "passwd", "--user", "nobody"], "x").await;
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no admin named 'nobody'"));
+
+    let mut parent = cascade_cmd(dir.path());
+    parent.args(["parent", "--db", db, "--port", "0"]);
+    let p = ParentProcess::start(parent).await;
+    let client = crate::helpers::http_client();
+    assert_eq!(
+        login(&client, &p.base, "root", "new-pass").await.status(),
+        200
+    );
+    assert_eq!(
+        login(&client, &p.base, "root", "old-pass").await.status(),
+        401
+    );
+    assert!(p.terminate().await);
+}

@@ -75,6 +75,30 @@ pub async fn create_admin(
     Ok(())
 }
 
+/// Sets an admin's password (`cascade admin passwd`).
+///
+/// # Errors
+/// An empty password, an unknown username, or a database failure.
+pub async fn set_admin_password(
+    store: &Store,
+    username: &str,
+    password: &str,
+    cost: u32,
+    clock: &Clock,
+) -> anyhow::Result<()> {
+    if password.is_empty() {
+        anyhow::bail!("the new password must not be empty");
+    }
+    let hash = hash_password(password.to_string(), cost).await?;
+    match store
+        .set_password(username.trim(), &hash, clock.now())
+        .await
+    {
+        Err(crate::store::Error::NotFound(_)) => anyhow::bail!("no admin named '{username}'"),
+        other => Ok(other?),
+    }
+}
+
 /// On a database with no admin, creates one from `CASCADE_ADMIN_USERNAME` (default `admin`)
 /// and `CASCADE_ADMIN_PASSWORD`; without a password it generates one and prints it once.
 ///

@@ -106,6 +106,33 @@ impl Store {
             .await
     }
 
+    /// Replaces an admin's password hash; `NotFound` for an unknown username.
+    pub async fn set_password(
+        &self,
+        username: &str,
+        password_hash: &str,
+        now: NaiveDateTime,
+    ) -> Result<()> {
+        let (username, hash) = (username.to_string(), password_hash.to_string());
+        self.db
+            .write(move |tx| {
+                Box::pin(async move {
+                    let changed = tx
+                        .exec(
+                            "UPDATE we_users SET password_hash = $2, updated_at = $3
+                              WHERE username = $1",
+                            args![&username, hash, now],
+                        )
+                        .await?;
+                    if changed == 0 {
+                        return Err(Error::NotFound("user"));
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+
     /// Looks an admin up by username.
     pub async fn find_user(&self, username: &str) -> Result<Option<User>> {
         let username = username.to_string();
