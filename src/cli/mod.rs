@@ -7,6 +7,7 @@ mod login;
 mod out;
 mod plan;
 mod table;
+mod work;
 
 use crate::clock::Clock;
 use crate::config::{self, Config, Overrides};
@@ -301,7 +302,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             admin::task(&admin::Api::connect(&cli.target, config).await?, json, cmd).await
         }
         Command::Dispatch { task } => {
-            admin::dispatch(&admin::Api::connect(&cli.target, config).await?, json, task).await
+            work::dispatch(&admin::Api::connect(&cli.target, config).await?, json, task).await
         }
         Command::Allocations {
             status,
@@ -310,7 +311,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             limit,
         } => {
             let api = admin::Api::connect(&cli.target, config).await?;
-            admin::allocations(&api, json, status, node, task, limit).await
+            work::allocations(&api, json, status, node, task, limit).await
         }
         Command::Plan {
             target,
