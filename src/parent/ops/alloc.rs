@@ -1,8 +1,9 @@
 //! Allocation operations shared by HTTP handlers and loops: dispatch (admin endpoint and the
 //! scheduler), claims with long-poll, reports, uploads and releases.
 
+use super::placement::node_snapshot;
 use crate::dispatch::retry::{Reason, RetryPolicy};
-use crate::dispatch::{self, FeedRef, NodeSnapshot, Source};
+use crate::dispatch::{self, FeedRef, NodeSnapshot};
 use crate::parent::AppState;
 use crate::parent::error::{ApiError, ApiResult};
 use crate::parent::notifier::{RunCreated, RunNotice, notify_children};
@@ -10,8 +11,7 @@ use crate::protocol::time::to_wire;
 use crate::protocol::wire::{ClaimQuery, ReportCompletion, TaskStatus};
 use crate::store::{
     AllocStatus, ClaimBlock, ClaimPolicy, Completion, CreatedAllocation, DispatchBatch, Failure,
-    FeedResult, Firing, LifecyclePolicy, MessageTask, NewAllocation, NodeLoad, Report,
-    ReportOutcome,
+    FeedResult, Firing, LifecyclePolicy, MessageTask, NewAllocation, Report, ReportOutcome,
 };
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
@@ -214,59 +214,6 @@ pub(super) async fn dispatch_batch(
         "online_nodes": online_nodes, "task_count": tasks.len(), "tasks": per_task,
         "allocations_created": total_created, "schedule_run_id": run_id,
     })))
-}
-
-/// What placement knows of a node at `now`.
-pub(super) fn node_snapshot(
-    load: &NodeLoad,
-    now: chrono::NaiveDateTime,
-    c: &crate::config::CascadeConfig,
-    mp_open: bool,
-    weread_open: bool,
-) -> NodeSnapshot {
-    let n = &load.node;
-    let quota = n
-        .sync_config
-        .get("feed_quota")
-        .and_then(Value::as_object)
-        .map(|q| {
-            q.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_i64()?)))
-                .collect()
-        })
-        .unwrap_or_default();
-    NodeSnapshot {
-        id: n.id.clone(),
-        online: n.is_online(now, c.offline_after),
-        cooling: n.cooldown_until.is_some_and(|t| t > now),
-        // A node that reports logins counts for WeChat feeds only with a usable login
-        // of a kind some open source reads with; one that never reported them keeps
-        // the session rule alone.
-        session_parked: matches!(n.session_state.as_str(), "expired" | "none")
-            || load.usable_mp_logins.is_some_and(|mp| {
-                let weread = load.usable_weread_logins.unwrap_or(0);
-                (if mp_open { mp } else { 0 }) + (if weread_open { weread } else { 0 }) == 0
-            }),
-        fetchers: n.fetcher_kinds().iter().map(|k| Source::parse(k)).collect(),
-        free: capacity_of(n, now, c) - n.held_feeds - load.assigned_pending,
-        quota,
-    }
-}
-
-/// How many feeds placement gives `n`: its static capacity, or under `node_capacity: auto`
-/// what it finishes in `capacity_horizon` at its measured rate, within the static one.
-pub fn capacity_of(
-    n: &crate::store::Node,
-    now: chrono::NaiveDateTime,
-    c: &crate::config::CascadeConfig,
-) -> i64 {
-    let ceiling = n.capacity(c.default_max_capacity);
-    if !c.node_capacity.trim().eq_ignore_ascii_case("auto") {
-        return ceiling;
-    }
-    let rate = n.rate.per_second(now.and_utc().timestamp());
-    let horizon = i64::try_from(c.capacity_horizon.clamp(1, 86_400)).unwrap_or(300);
-    crate::dispatch::capacity::auto_capacity(rate, n.held_feeds, ceiling, horizon)
 }
 
 /// The highest priority: a "check now".

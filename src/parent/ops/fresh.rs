@@ -15,7 +15,8 @@
 //! Nodes that never report logins (stock WeRSS children) are not paced: their own throttling
 //! is all there is.
 
-use super::alloc::{MAX_PRIORITY, dispatch_batch, node_snapshot};
+use super::alloc::{MAX_PRIORITY, dispatch_batch};
+use super::placement::node_snapshot;
 use crate::dispatch::freshness::{Pacer, order_key};
 use crate::dispatch::{NodeSnapshot, Source};
 use crate::logins::budget::{Budgets, Caps};

@@ -7,6 +7,7 @@ mod catalog;
 pub mod flows;
 pub mod fresh;
 mod heartbeat;
+pub mod placement;
 pub mod plan;
 pub mod sources;
 pub mod subscribe;
