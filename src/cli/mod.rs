@@ -421,11 +421,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             admin_user,
             admin_password,
         } => {
-            let store = Store::connect(&config.db).await.with_context(|| {
-                format!("while opening the database {}", redact_url(&config.db))
-            })?;
             parent::ops::create_admin(
-                &store,
+                &open_store(&config).await?,
                 &admin_user,
                 &admin_password,
                 config.bcrypt_cost,
@@ -441,11 +438,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Admin {
             cmd: AdminCmd::Passwd { user, password },
         } => {
-            let store = Store::connect(&config.db).await.with_context(|| {
-                format!("while opening the database {}", redact_url(&config.db))
-            })?;
             parent::ops::set_admin_password(
-                &store,
+                &open_store(&config).await?,
                 &user,
                 &password,
                 config.bcrypt_cost,
@@ -537,4 +531,11 @@ async fn cancel_on_signal(token: CancellationToken) {
     let _ = ctrl_c.await;
     tracing::info!("shutdown signal received");
     token.cancel();
+}
+
+/// The configured database, migrated, for a command that works on it directly.
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    Store::connect(&config.db)
+        .await
+        .with_context(|| format!("while opening the database {}", redact_url(&config.db)))
 }

@@ -393,17 +393,7 @@ async fn local_commands_beside_a_writer_read_and_advise_url_when_they_must_write
         cmd.args(args).args(["--db", db]).env("RUST_LOG", "warn");
         async move { cmd.output().await.expect("runs") }
     };
-    let init = cascade_cmd(dir.path())
-        .args(["init", "--db", db, "--admin-user", "admin"])
-        .env("CASCADE_ADMIN_PASSWORD", "s3cret-pass")
-        .output()
-        .await
-        .expect("init runs");
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
+    init(dir.path(), db).await;
     for args in [
         &["feed", "add", "--wechat", "MP_WXS_1", "--name", "one"][..],
         &["task", "add", "morning", "--feeds", "MP_WXS_1"],
@@ -484,17 +474,7 @@ async fn node_show_speaks_words_and_feeds_can_be_checked_now_and_prioritised() {
             String::from_utf8_lossy(&out.stdout).to_string()
         }
     };
-    let init = cascade_cmd(dir.path())
-        .args(["init", "--db", db, "--admin-user", "admin"])
-        .env("CASCADE_ADMIN_PASSWORD", "s3cret-pass")
-        .output()
-        .await
-        .expect("init runs");
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
+    init(dir.path(), db).await;
     let node: Value =
         serde_json::from_str(&run(&["node", "add", "worker", "--json"]).await).expect("json");
     let id = node["node_id"]
@@ -595,4 +575,19 @@ async fn admin_passwd_changes_the_password_the_parent_accepts() {
         401
     );
     assert!(p.terminate().await);
+}
+
+/// `cascade init` on `db` in `dir`, admin `admin` with password `s3cret-pass`.
+async fn init(dir: &std::path::Path, db: &str) {
+    let out = cascade_cmd(dir)
+        .args(["init", "--db", db, "--admin-user", "admin"])
+        .env("CASCADE_ADMIN_PASSWORD", "s3cret-pass")
+        .output()
+        .await
+        .expect("init runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
