@@ -6,6 +6,21 @@
 /// Seconds of one counting window.
 pub const WINDOW: i64 = 600;
 
+/// Reads the `node_capacity` setting: `true` for `auto`, `false` for `static` (case and
+/// spaces ignored).
+///
+/// # Errors
+/// Any other value.
+pub fn is_auto(setting: &str) -> Result<bool, String> {
+    match setting.trim().to_ascii_lowercase().as_str() {
+        "auto" => Ok(true),
+        "" | "static" => Ok(false),
+        other => Err(format!(
+            "node_capacity must be static or auto, not '{other}'"
+        )),
+    }
+}
+
 /// What a node's completions counted (stored on its row).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NodeRate {
@@ -75,6 +90,13 @@ mod tests {
         assert!((late - 30.0 / 900.0).abs() < 1e-9);
         assert_eq!(r.per_second(2_200), None);
         assert_eq!(NodeRate::default().per_second(5), None);
+    }
+
+    #[test]
+    fn the_setting_reads_static_and_auto_only() {
+        assert_eq!(is_auto(" Auto "), Ok(true));
+        assert_eq!(is_auto("static"), Ok(false));
+        assert!(is_auto("fast").is_err());
     }
 
     #[test]

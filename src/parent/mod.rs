@@ -99,20 +99,8 @@ impl AppState {
         };
         crate::dispatch::freshness::DispatchMode::parse(&config.cascade.dispatch_mode)
             .map_err(anyhow::Error::msg)?;
-        if !matches!(
-            config
-                .cascade
-                .node_capacity
-                .trim()
-                .to_ascii_lowercase()
-                .as_str(),
-            "static" | "auto"
-        ) {
-            anyhow::bail!(
-                "node_capacity must be static or auto, not '{}'",
-                config.cascade.node_capacity
-            );
-        }
+        crate::dispatch::capacity::is_auto(&config.cascade.node_capacity)
+            .map_err(anyhow::Error::msg)?;
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())

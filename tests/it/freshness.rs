@@ -172,7 +172,7 @@ on_both! {
 }
 
 #[tokio::test]
-async fn an_unknown_dispatch_mode_stops_the_parent_with_a_clear_error() {
+async fn an_unknown_dispatch_mode_or_node_capacity_stops_the_parent_with_a_clear_error() {
     let dir = tempfile::tempdir().expect("dir");
     let mut config = crate::helpers::test_config(&dir);
     config.cascade.dispatch_mode = "sometimes".into();
@@ -187,6 +187,22 @@ async fn an_unknown_dispatch_mode_stops_the_parent_with_a_clear_error() {
     assert!(
         err.to_string()
             .contains("dispatch_mode must be cron or freshness"),
+        "{err}"
+    );
+
+    let mut config = crate::helpers::test_config(&dir);
+    config.cascade.node_capacity = "fast".into();
+    let store = werss_cascade::store::Store::connect(&config.db)
+        .await
+        .expect("store");
+    let clock = werss_cascade::clock::Clock::system();
+    let err = werss_cascade::parent::AppState::new(config, store, clock, Default::default())
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string()
+            .contains("node_capacity must be static or auto"),
         "{err}"
     );
 }

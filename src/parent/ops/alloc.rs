@@ -78,7 +78,7 @@ pub async fn dispatch_tasks(
 ) -> ApiResult<Value> {
     // Without a firing to claim, the store always applies the batch.
     let tasks = tasks.into_iter().map(|t| (t, None)).collect();
-    Ok(dispatch_batch(state, tasks, run_id, None, None)
+    Ok(dispatch_batch(state, tasks, Batch::new(run_id))
         .await?
         .unwrap_or_default())
 }
@@ -95,30 +95,66 @@ pub async fn dispatch_firing(
     firing: Firing,
     run_id: String,
 ) -> ApiResult<Option<Value>> {
-    dispatch_batch(state, vec![(task, None)], run_id, Some(firing), None).await
+    let batch = Batch {
+        firing: Some(firing),
+        ..Batch::new(run_id)
+    };
+    dispatch_batch(state, vec![(task, None)], batch).await
+}
+
+/// How one dispatch runs, besides its tasks.
+pub(super) struct Batch {
+    /// Shared by its allocations.
+    pub run_id: String,
+    /// The cron firing it is, claimed with its first part.
+    pub firing: Option<Firing>,
+    /// Freshness mode: only feeds still due at this time are inserted.
+    pub due_at: Option<chrono::NaiveDateTime>,
+    /// The nodes as the caller just read them (`None`: read them here).
+    pub nodes: Option<Vec<NodeSnapshot>>,
+}
+
+impl Batch {
+    /// A plain dispatch under `run_id`.
+    pub fn new(run_id: String) -> Self {
+        Self {
+            run_id,
+            firing: None,
+            due_at: None,
+            nodes: None,
+        }
+    }
 }
 
 /// Places and inserts `tasks`' feeds: each task's own list, or the given one (freshness
-/// mode's due feeds, inserted only if still due at `due_at`). `None` when the firing was
-/// taken by another pass.
+/// mode's due feeds). `None` when the firing was taken by another pass.
 pub(super) async fn dispatch_batch(
     state: &AppState,
     tasks: Vec<(MessageTask, Option<Vec<String>>)>,
-    run_id: String,
-    firing: Option<Firing>,
-    due_at: Option<chrono::NaiveDateTime>,
+    batch: Batch,
 ) -> ApiResult<Option<Value>> {
     let started = std::time::Instant::now();
     let now = state.clock.now();
     let c = &state.config.cascade;
-    let (mp_open, weread_open) = super::sources::open_kinds(state).await?;
-    let mut nodes: Vec<NodeSnapshot> = state
-        .store
-        .dispatch_snapshot()
-        .await?
-        .iter()
-        .map(|load| node_snapshot(load, now, c, mp_open, weread_open))
-        .collect();
+    let Batch {
+        run_id,
+        firing,
+        due_at,
+        nodes,
+    } = batch;
+    let mut nodes = match nodes {
+        Some(nodes) => nodes,
+        None => {
+            let (mp_open, weread_open) = super::sources::open_kinds(state).await?;
+            state
+                .store
+                .dispatch_snapshot()
+                .await?
+                .iter()
+                .map(|load| node_snapshot(load, now, c, mp_open, weread_open))
+                .collect()
+        }
+    };
     let online_nodes = nodes.iter().filter(|n| n.online).count();
     let per = usize::try_from(c.feeds_per_allocation).unwrap_or(1).max(1);
     let mut firing = firing;

@@ -15,7 +15,7 @@
 //! Nodes that never report logins (stock WeRSS children) are not paced: their own throttling
 //! is all there is.
 
-use super::alloc::{MAX_PRIORITY, dispatch_batch};
+use super::alloc::{Batch, MAX_PRIORITY, dispatch_batch};
 use super::placement::node_snapshot;
 use crate::dispatch::freshness::{Pacer, order_key};
 use crate::dispatch::{NodeSnapshot, Source};
@@ -50,9 +50,12 @@ pub async fn dispatch_due(state: &AppState, pacer: &Mutex<Pacer>) -> ApiResult<D
     let c = &state.config.cascade;
     let loads = state.store.dispatch_snapshot().await?;
     let (mp_open, weread_open) = super::sources::open_kinds(state).await?;
-    let ready: Vec<(&NodeLoad, NodeSnapshot)> = loads
+    let all: Vec<(&NodeLoad, NodeSnapshot)> = loads
         .iter()
         .map(|l| (l, node_snapshot(l, now, c, mp_open, weread_open)))
+        .collect();
+    let ready: Vec<&(&NodeLoad, NodeSnapshot)> = all
+        .iter()
         .filter(|(_, n)| n.online && !n.cooling && n.free > 0)
         .collect();
     let mut left: i64 = ready.iter().map(|(_, n)| n.free).sum();
@@ -62,8 +65,11 @@ pub async fn dispatch_due(state: &AppState, pacer: &Mutex<Pacer>) -> ApiResult<D
     // RSS first: it spends no login's budget. Each source's share is what the nodes that can
     // read it have free, within what is left of the whole.
     for source in [Source::Rss, Source::Wechat] {
-        let able: Vec<&(&NodeLoad, NodeSnapshot)> =
-            ready.iter().filter(|(_, n)| n.can_fetch(source)).collect();
+        let able: Vec<&(&NodeLoad, NodeSnapshot)> = ready
+            .iter()
+            .copied()
+            .filter(|(_, n)| n.can_fetch(source))
+            .collect();
         let room = able.iter().map(|(_, n)| n.free).sum::<i64>().min(left);
         let room = usize::try_from(room).unwrap_or(0);
         let (want, paced) = if source == Source::Wechat {
@@ -124,8 +130,13 @@ pub async fn dispatch_due(state: &AppState, pacer: &Mutex<Pacer>) -> ApiResult<D
             ids.push(f.id);
         }
     }
-    let run_id = format!("fresh_{}", now.format("%Y%m%d%H%M%S%f"));
-    let done = dispatch_batch(state, per_task, run_id, None, Some(now))
+    // Placed on the nodes as this pass read them: no second read.
+    let batch = Batch {
+        due_at: Some(now),
+        nodes: Some(all.into_iter().map(|(_, n)| n).collect()),
+        ..Batch::new(format!("fresh_{}", now.format("%Y%m%d%H%M%S%f")))
+    };
+    let done = dispatch_batch(state, per_task, batch)
         .await?
         .unwrap_or_default();
     // Feeds placed, less those read (or opened) by someone else since the pass chose them.
@@ -182,7 +193,7 @@ pub async fn check_now(state: &AppState, feed_id: &str) -> ApiResult<Value> {
         task.fields.priority = MAX_PRIORITY;
         let run_id = format!("now_{}", now.format("%Y%m%d%H%M%S%f"));
         let only = vec![feed.id.clone()];
-        dispatch_batch(state, vec![(task, Some(only))], run_id, None, None).await?;
+        dispatch_batch(state, vec![(task, Some(only))], Batch::new(run_id)).await?;
         created = true;
     }
     // Read back: the allocation this call made, or one opened meanwhile.

@@ -51,7 +51,8 @@ pub fn capacity_of(
     c: &crate::config::CascadeConfig,
 ) -> i64 {
     let ceiling = n.capacity(c.default_max_capacity);
-    if !c.node_capacity.trim().eq_ignore_ascii_case("auto") {
+    // Checked when the state was built: a bad value never gets here.
+    if !crate::dispatch::capacity::is_auto(&c.node_capacity).unwrap_or(false) {
         return ceiling;
     }
     let rate = n.rate.per_second(now.and_utc().timestamp());
