@@ -18,7 +18,9 @@
 /// 17: `we_feeds.priority`, `.check_order`, `.check_not_before`, `we_message_tasks.priority`
 ///     (freshness mode, the upstream's wait per feed);
 ///     `we_cascade_nodes.rate_window_at`, `.rate_done`, `.rate_prev` (measured capacity).
-pub(crate) const SCHEMA_VERSION: &str = "17";
+/// 18: `cascade_allocation_attempts`, `cascade_audit_log`, `cascade_node_samples` and the
+///     `completed_at` index (the operator's console).
+pub(crate) const SCHEMA_VERSION: &str = "18";
 
 /// Our columns added to WeRSS tables: (table, column, SQLite declaration). PostgreSQL takes
 /// the same list through [`pg_declaration`].

@@ -30,6 +30,7 @@ struct Files {
     claim_indexes: &'static str,
     feed_schedule: &'static str,
     freshness: &'static str,
+    console: &'static str,
 }
 
 macro_rules! sql_file {
@@ -53,6 +54,7 @@ macro_rules! files {
             claim_indexes: sql_file!($dir, "0010_claim_indexes.sql"),
             feed_schedule: sql_file!($dir, "0011_feed_schedule.sql"),
             freshness: sql_file!($dir, "0012_freshness.sql"),
+            console: sql_file!($dir, "0013_console.sql"),
         }
     };
 }
@@ -136,6 +138,12 @@ async fn migrate(tx: &mut Tx, now: NaiveDateTime) -> Result<()> {
         tx,
         files.freshness,
         "creating the freshness indexes and ordering planned feeds",
+    )
+    .await?;
+    step(
+        tx,
+        files.console,
+        "creating the attempt history, audit log and node samples",
     )
     .await?;
     backfill(tx, now).await?;
