@@ -4,10 +4,17 @@
 use std::fmt;
 use tracing_subscriber::EnvFilter;
 
+/// The filter without `RUST_LOG`.
+const DEFAULT_FILTER: &str = "info,sqlx=warn,hyper=warn,tower_http=warn";
+
 /// Installs the global subscriber once; later calls are ignored.
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,hyper=warn,tower_http=warn"));
+    init_with_default(DEFAULT_FILTER);
+}
+
+/// [`init`] with `default` as the filter when `RUST_LOG` is unset (`RUST_LOG` still wins).
+pub fn init_with_default(default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

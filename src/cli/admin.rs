@@ -1,200 +1,16 @@
-//! Operator commands (`cascade node|feed|task|dispatch|allocations`). Each speaks the admin
-//! API: of a running parent (`--url`, logging in with `--user`/`--password`), or of the local
-//! database, served for the command's duration by an in-process parent on a loopback port
-//! (so both paths run the same validation and state machine). Lists print aligned tables, or
+//! Operator commands `cascade node|feed|task`, each speaking the admin API through an
+//! [`Api`] session (a running parent or the local database). Lists print aligned tables, or
 //! the API's JSON with `--json`.
 
-pub use super::admin_args::{FeedCmd, NodeCmd, Target, TaskCmd};
+pub use super::admin_args::{FeedCmd, FeedListArgs, NodeCmd, Target, TaskCmd};
+use super::api::{Api, Payload, envelope};
+use super::colour;
 use super::out::{out, outln};
 use super::table::{Table, credentials, login_table, node_table, print, text};
-use crate::clock::Clock;
-use crate::config::Config;
-use crate::parent::{self, AppState};
-use crate::store::{Store, redact_url};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::Method;
 use serde_json::{Value, json};
-use std::time::Duration;
-use tokio_util::sync::CancellationToken;
-
-/// An admin API session.
-pub struct Api {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-    local: Option<CancellationToken>,
-    /// The local database URL, when serving it in-process.
-    local_db: Option<String>,
-    /// The parent's address as children should use it.
-    public: String,
-}
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        if let Some(stop) = &self.local {
-            stop.cancel();
-        }
-    }
-}
-
-impl Api {
-    /// Connects to `--url`, or serves the local database in-process.
-    ///
-    /// # Errors
-    /// Login refused, parent unreachable, database unusable.
-    pub async fn connect(target: &Target, config: Config) -> anyhow::Result<Self> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(600))
-            .build()?;
-        if let Some(url) = &target.url {
-            let base = url.trim_end_matches('/').to_string();
-            let password = target
-                .password
-                .clone()
-                .context("--password (or CASCADE_PASSWORD) is needed with --url")?;
-            let reply: Value = http
-                .post(format!("{base}/api/v1/wx/auth/login"))
-                .form(&[("username", target.user.as_str()), ("password", &password)])
-                .send()
-                .await
-                .with_context(|| format!("while reaching {base}"))?
-                .json()
-                .await
-                .context("the parent's login answer is not JSON")?;
-            let token = reply["data"]["access_token"]
-                .as_str()
-                .with_context(|| format!("login refused: {}", reply["message"]))?;
-            return Ok(Self {
-                http,
-                public: base.clone(),
-                base,
-                token: token.to_string(),
-                local: None,
-                local_db: None,
-            });
-        }
-        let db = config.db.clone();
-        let public = format!("http://{}:{}", config.bind, config.port);
-        let store = match Store::connect(&db).await {
-            Ok(store) => store,
-            Err(e) => {
-                let e = anyhow::Error::new(e);
-                return Err(match busy_hint(&e, &db, &public) {
-                    Some(hint) => anyhow::anyhow!(hint),
-                    None => e.context(format!("while opening the database {}", redact_url(&db))),
-                });
-            }
-        };
-        let clock = Clock::system();
-        match store.find_user(&target.user).await? {
-            Some(u) if u.is_active => {}
-            _ => bail!(
-                "no active admin '{}' in {}: run `cascade init` first",
-                target.user,
-                redact_url(&db)
-            ),
-        }
-        let stop = CancellationToken::new();
-        // Nobody logs in to this in-process parent: its timing-equaliser hash may be cheap.
-        let config = Config {
-            bcrypt_cost: 4,
-            ..config
-        };
-        let state = match AppState::new(config, store, clock.clone(), stop.clone()).await {
-            Ok(state) => state,
-            Err(e) => {
-                return Err(match busy_hint(&e, &db, &public) {
-                    Some(hint) => anyhow::anyhow!(hint),
-                    None => e,
-                });
-            }
-        };
-        let token = state
-            .jwt
-            .issue(&target.user, clock.now())
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let base = format!("http://{}", listener.local_addr()?);
-        tokio::spawn(parent::serve_routes(listener, state));
-        Ok(Self {
-            http,
-            base,
-            token,
-            local: Some(stop),
-            local_db: Some(db),
-            public,
-        })
-    }
-
-    /// Sends an admin request and returns `data`, or the envelope's message as the error.
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
-        let url = format!("{}/api/v1/wx/cascade{path}", self.base);
-        let mut req = self.http.request(method, url).bearer_auth(&self.token);
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let resp = req.send().await?;
-        if let Some(db) = &self.local_db
-            && resp.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE
-        {
-            let body: Value = resp.json().await.unwrap_or(Value::Null);
-            if body["data"]["reason"] == crate::store::Unavailable::Busy.as_str() {
-                bail!(busy_message(db, &self.public));
-            }
-            bail!(
-                "503: {}",
-                body["message"].as_str().unwrap_or("service unavailable")
-            );
-        }
-        envelope(resp).await
-    }
-
-    pub(super) async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        self.call(Method::GET, path, None).await
-    }
-
-    pub(super) async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        self.call(Method::POST, path, Some(body)).await
-    }
-}
-
-/// The advice for a local database another process keeps busy (`public`: the parent's
-/// address from the configuration).
-fn busy_message(db: &str, public: &str) -> String {
-    format!(
-        "the database {} stayed busy: another process (a running parent?) is writing to it. \
-         Run the command through that parent instead: --url {public} (with --user and \
-         --password or CASCADE_PASSWORD)",
-        redact_url(db)
-    )
-}
-
-/// [`busy_message`] when `e` comes from a busy database.
-pub(super) fn busy_hint(e: &anyhow::Error, db: &str, public: &str) -> Option<String> {
-    e.chain()
-        .filter_map(|cause| cause.downcast_ref::<crate::store::Error>())
-        .any(|e| e.unavailable() == Some(crate::store::Unavailable::Busy))
-        .then(|| busy_message(db, public))
-}
-
-async fn envelope(resp: reqwest::Response) -> anyhow::Result<Value> {
-    let status = resp.status();
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
-    if status.is_success() && body["code"] == 0 {
-        return Ok(body["data"].clone());
-    }
-    let field = body["data"]["field"]
-        .as_str()
-        .map(|f| format!(" (field {f})"))
-        .unwrap_or_default();
-    bail!(
-        "{}: {}{field}",
-        status.as_u16(),
-        body["message"].as_str().unwrap_or("request failed")
-    )
-}
 
 /// `cascade node …`
 pub async fn node(api: &Api, json: bool, cmd: NodeCmd) -> anyhow::Result<()> {
@@ -216,7 +32,7 @@ pub async fn node(api: &Api, json: bool, cmd: NodeCmd) -> anyhow::Result<()> {
             if json {
                 outln!("{}", serde_json::to_string_pretty(&cred)?)?;
             } else {
-                credentials(&cred, &api.public)?;
+                credentials(&cred, api.public())?;
             }
         }
         NodeCmd::List => print(json, &api.get("/nodes?node_type=1").await?, node_table)?,
@@ -232,7 +48,11 @@ pub async fn node(api: &Api, json: bool, cmd: NodeCmd) -> anyhow::Result<()> {
         }
         NodeCmd::Show { id } => {
             let n = api.get(&format!("/nodes/{id}")).await?;
-            print(json, &n, |n| Table::pairs(&Table::node_in_words(n)))?;
+            print(json, &n, |n| {
+                let mut n = Table::node_in_words(n);
+                n["status"] = colour::state(&text(&n["status"])).into();
+                Table::pairs(&n)
+            })?;
         }
         NodeCmd::Credentials { id } => {
             let cred = api
@@ -241,7 +61,7 @@ pub async fn node(api: &Api, json: bool, cmd: NodeCmd) -> anyhow::Result<()> {
             if json {
                 outln!("{}", serde_json::to_string_pretty(&cred)?)?;
             } else {
-                credentials(&cred, &api.public)?;
+                credentials(&cred, api.public())?;
             }
         }
         NodeCmd::Disable { id } => set_active(api, &id, false).await?,
@@ -301,23 +121,7 @@ pub async fn feed(api: &Api, json: bool, cmd: FeedCmd) -> anyhow::Result<()> {
             let f = api.post("/feeds", body).await?;
             print(json, &f, Table::pairs)?;
         }
-        FeedCmd::List => {
-            let list = api.get("/feeds").await?;
-            print(json, &list, |list| {
-                let mut t = Table::new(&["ID", "NAME", "SOURCE", "STATUS", "URL"]);
-                for f in list.as_array().into_iter().flatten() {
-                    let on = if f["status"] == 1 { "on" } else { "off" };
-                    t.row(vec![
-                        text(&f["id"]),
-                        text(&f["mp_name"]),
-                        text(&f["source"]),
-                        on.into(),
-                        text(&f["url"]),
-                    ]);
-                }
-                t
-            })?;
-        }
+        FeedCmd::List(args) => feed_list(api, json, args).await?,
         FeedCmd::Check { id } => {
             let r = api.post(&format!("/feeds/{id}/check"), json!({})).await?;
             print(json, &r, Table::pairs)?;
@@ -331,12 +135,8 @@ pub async fn feed(api: &Api, json: bool, cmd: FeedCmd) -> anyhow::Result<()> {
         }
         FeedCmd::ImportOpml { file } => import_opml(api, json, &file).await?,
         FeedCmd::ExportOpml { file } => {
-            let url = format!("{}/api/v1/wx/cascade/feeds/export-opml", api.base);
             let body = api
-                .http
-                .get(url)
-                .bearer_auth(&api.token)
-                .send()
+                .send(Method::GET, "/feeds/export-opml", &Payload::Empty)
                 .await?
                 .error_for_status()?
                 .text()
@@ -354,6 +154,65 @@ pub async fn feed(api: &Api, json: bool, cmd: FeedCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `cascade feed list`: a page of `GET {P}/feed-status`, filtered by name, source and state,
+/// ending with how many of how many it shows.
+async fn feed_list(api: &Api, json: bool, args: FeedListArgs) -> anyhow::Result<()> {
+    let skip = match args.page {
+        Some(page) => page.saturating_sub(1).saturating_mul(args.limit),
+        None => args.offset,
+    };
+    let (limit, offset) = (args.limit.to_string(), skip.to_string());
+    let mut pairs = vec![("limit", limit.as_str()), ("offset", offset.as_str())];
+    for (k, v) in [
+        ("q", args.q.as_deref()),
+        ("source", args.source.as_deref()),
+        ("state", args.state.map(|s| s.as_str())),
+    ] {
+        if let Some(v) = v {
+            pairs.push((k, v));
+        }
+    }
+    let data = api.get(&format!("/feed-status?{}", query(&pairs))).await?;
+    print(json, &data, |d| {
+        let mut t = Table::new(&[
+            "ID",
+            "NAME",
+            "SOURCE",
+            "STATE",
+            "ARTICLES",
+            "UPDATED",
+            "NEXT CHECK (UTC)",
+            "LAST ERROR",
+        ]);
+        let list = d["list"].as_array().cloned().unwrap_or_default();
+        for f in &list {
+            let state = if f["status"] == 1 {
+                "enabled"
+            } else {
+                "paused"
+            };
+            t.row(vec![
+                text(&f["id"]),
+                text(&f["mp_name"]),
+                text(&f["source"]),
+                colour::state(state),
+                text(&f["article_count"]),
+                colour::state(&text(&f["update_status"])),
+                text(&f["next_check_at"]),
+                text(&f["last_error"]),
+            ]);
+        }
+        let total = d["total"].as_u64().unwrap_or(0);
+        let next = u64::from(skip) + u64::try_from(list.len()).unwrap_or(u64::MAX);
+        let mut footer = format!("{} of {total} feeds", list.len());
+        if next < total && !list.is_empty() {
+            footer.push_str(&format!(" (more: --offset {next})"));
+        }
+        t.footer(footer);
+        t
+    })
+}
+
 /// `a=b&c=d`, encoded.
 fn query(pairs: &[(&str, &str)]) -> String {
     let mut url = reqwest::Url::parse("http://query.invalid/").expect("a constant URL");
@@ -369,7 +228,7 @@ async fn search_and_add(
     name: &str,
     pick: Option<usize>,
 ) -> anyhow::Result<()> {
-    if api.local.is_some() {
+    if api.is_local() {
         bail!(
             "searching asks a child node through the running parent: give its address with \
              --url (and --user, --password or CASCADE_PASSWORD)"
@@ -438,14 +297,8 @@ async fn import_opml(api: &Api, json: bool, file: &std::path::Path) -> anyhow::R
         let mut part = doc.clone();
         part.body.outlines = slice.to_vec();
         let xml = part.to_string().map_err(|e| anyhow::anyhow!("{e}"))?;
-        let url = format!("{}/api/v1/wx/cascade/feeds/import-opml", api.base);
         let data = envelope(
-            api.http
-                .post(url)
-                .bearer_auth(&api.token)
-                .header("content-type", "text/x-opml")
-                .body(xml)
-                .send()
+            api.send(Method::POST, "/feeds/import-opml", &Payload::Opml(xml))
                 .await?,
         )
         .await?;
@@ -479,13 +332,19 @@ pub async fn task(api: &Api, json: bool, cmd: TaskCmd) -> anyhow::Result<()> {
                               "message_type": message_type, "status": i64::from(!disabled),
                               "priority": priority});
             let t = api.post("/message-tasks", body).await?;
-            print(json, &t, Table::pairs)?;
+            print(json, &t, |t| Table::pairs(&with_cron_zone(api, t)))?;
         }
         TaskCmd::List => {
             let list = api.get("/message-tasks").await?;
             print(json, &list, |list| {
                 let mut t = Table::new(&[
-                    "ID", "NAME", "STATUS", "CRON", "FEEDS", "WEBHOOK", "NEXT RUN",
+                    "ID",
+                    "NAME",
+                    "STATUS",
+                    "CRON",
+                    "FEEDS",
+                    "WEBHOOK",
+                    "NEXT RUN (UTC)",
                 ]);
                 for task in list.as_array().into_iter().flatten() {
                     let feeds =
@@ -501,8 +360,8 @@ pub async fn task(api: &Api, json: bool, cmd: TaskCmd) -> anyhow::Result<()> {
                     t.row(vec![
                         text(&task["id"]),
                         text(&task["name"]),
-                        on.into(),
-                        text(&task["cron_exp"]),
+                        colour::state(on),
+                        cron_cell(api, task),
                         feeds.to_string(),
                         text(&task["web_hook_url"]),
                         text(&task["next_run_at"]),
@@ -513,7 +372,7 @@ pub async fn task(api: &Api, json: bool, cmd: TaskCmd) -> anyhow::Result<()> {
         }
         TaskCmd::Show { id } => {
             let t = api.get(&format!("/message-tasks/{id}")).await?;
-            print(json, &t, Table::pairs)?;
+            print(json, &t, |t| Table::pairs(&with_cron_zone(api, t)))?;
         }
         TaskCmd::Remove { id } => {
             api.call(Method::DELETE, &format!("/message-tasks/{id}"), None)
@@ -522,4 +381,34 @@ pub async fn task(api: &Api, json: bool, cmd: TaskCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A task's cron expression and the zone it is read in: "0 */2 * * * (UTC)"; `-` without one.
+fn cron_cell(api: &Api, task: &Value) -> String {
+    let cron = text(&task["cron_exp"]);
+    if cron == "-" {
+        return cron;
+    }
+    // A parent that reports its zone is believed; else our configuration's, when local.
+    let zone = match (task["cron_timezone"].as_str(), api.cron_zone()) {
+        (Some(zone), _) | (None, Some(zone)) => zone_label(zone),
+        (None, None) => "the parent's `timezone`".to_string(),
+    };
+    format!("{cron} ({zone})")
+}
+
+/// `task` with its `cron_exp` as [`cron_cell`] shows it, for `task show`.
+fn with_cron_zone(api: &Api, task: &Value) -> Value {
+    let mut t = task.clone();
+    t["cron_exp"] = cron_cell(api, task).into();
+    t
+}
+
+/// A `timezone` setting in words: the zone it names, or, empty, the local zone the parent
+/// then reads crons in (with its offset now).
+fn zone_label(zone: &str) -> String {
+    match zone.trim() {
+        "" => format!("local time, UTC{}", chrono::Local::now().format("%:z")),
+        named => named.to_string(),
+    }
 }

@@ -98,8 +98,8 @@ pub enum FeedCmd {
         #[arg(long)]
         name: Option<String>,
     },
-    /// List feeds.
-    List,
+    /// List feeds, stalest first, a page at a time: ends with "N of TOTAL feeds".
+    List(FeedListArgs),
     /// Check a feed now: its waiting allocation goes first in claims, or one is dispatched
     /// at the top priority.
     Check {
@@ -125,6 +125,48 @@ pub enum FeedCmd {
         /// Where to write.
         file: Option<PathBuf>,
     },
+}
+
+/// `cascade feed list`: a page, filtered.
+#[derive(Debug, clap::Args)]
+pub struct FeedListArgs {
+    /// At most this many (1–200).
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    /// Skip this many first.
+    #[arg(long, default_value_t = 0, conflicts_with = "page")]
+    pub offset: u32,
+    /// The Nth page of --limit feeds (1 = the first), instead of --offset.
+    #[arg(long)]
+    pub page: Option<u32>,
+    /// Only feeds whose name contains this.
+    #[arg(long)]
+    pub q: Option<String>,
+    /// Only feeds of this source (wechat, rss).
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Only enabled or only paused feeds.
+    #[arg(long, value_enum)]
+    pub state: Option<FeedState>,
+}
+
+/// A feed's state, as `feed list --state` filters it.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum FeedState {
+    /// Crawled when its tasks run.
+    Enabled,
+    /// Not crawled.
+    Paused,
+}
+
+impl FeedState {
+    /// The word `GET {P}/feed-status?state=` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enabled => "enabled",
+            Self::Paused => "paused",
+        }
+    }
 }
 
 /// `cascade task …`

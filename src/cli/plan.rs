@@ -1,7 +1,7 @@
 //! `cascade plan`: asks the parent's planner (`GET {P}/plan`) how fresh the fleet can keep
 //! its feeds and how many logins a target needs, and prints the answer for people.
 
-use super::admin::Api;
+use super::api::Api;
 use super::table::{Table, print};
 pub use crate::parent::ops::plan::PlanAsk;
 use serde_json::Value;

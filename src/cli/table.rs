@@ -1,5 +1,6 @@
 //! Aligned plain-text tables for the operator commands.
 
+use super::colour::{self, visible_width};
 use super::out::{out, outln};
 use serde_json::Value;
 use std::fmt;
@@ -63,10 +64,10 @@ impl Table {
 impl fmt::Display for Table {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let columns = self.header.len();
-        let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
+        let mut widths: Vec<usize> = self.header.iter().map(|h| visible_width(h)).collect();
         for row in &self.rows {
             for (i, cell) in row.iter().enumerate().take(columns) {
-                widths[i] = widths[i].max(cell.chars().count());
+                widths[i] = widths[i].max(visible_width(cell));
             }
         }
         let line = |f: &mut fmt::Formatter<'_>, cells: &[String]| -> fmt::Result {
@@ -77,7 +78,7 @@ impl fmt::Display for Table {
                     out.push_str(cell);
                 } else {
                     out.push_str(cell);
-                    out.push_str(&" ".repeat(width - cell.chars().count() + 2));
+                    out.push_str(&" ".repeat(width - visible_width(cell) + 2));
                 }
             }
             writeln!(f, "{}", out.trim_end())
@@ -126,18 +127,25 @@ pub fn node_table(list: &Value) -> Table {
         "COOLING UNTIL",
         "LAST HEARTBEAT",
     ]);
+    let now = crate::protocol::time::to_wire(chrono::Utc::now().naive_utc());
     for n in list.as_array().into_iter().flatten() {
+        // Wire times sort as text.
+        let cooling = n["cooldown_until"]
+            .as_str()
+            .is_some_and(|t| t > now.as_str());
         let state = if n["is_active"] == false {
             "disabled"
-        } else if n["online"] == true {
-            "online"
-        } else {
+        } else if n["online"] != true {
             "offline"
+        } else if cooling {
+            "cooling"
+        } else {
+            "online"
         };
         t.row(vec![
             text(&n["id"]),
             text(&n["name"]),
-            state.into(),
+            colour::state(state),
             format!("{}/{}", text(&n["held_feeds"]), text(&n["capacity"])),
             text(&n["session_state"]),
             text(&n["cooldown_until"]),
@@ -166,7 +174,7 @@ pub fn login_table(list: &Value) -> Table {
             text(&l["login_id"]),
             text(&l["kind"]),
             text(&l["name"]),
-            text(&l["state"]),
+            colour::state(&text(&l["state"])),
             text(&l["expires_at"]),
             text(&l["cooldown_until"]),
             text(&l["last_ok_at"]),

@@ -1,7 +1,9 @@
-//! `cascade dispatch` and `cascade allocations`: dispatching work and reading what became of
-//! it, locally or on a running parent (`--url`).
+//! `cascade dispatch` and `cascade allocations [show ID]`: dispatching work and reading what
+//! became of it, locally or on a running parent (`--url`).
 
-use super::admin::Api;
+use super::api::Api;
+use super::colour;
+use super::out::{out, outln};
 use super::table::{Table, print, text};
 use indicatif::ProgressBar;
 use serde_json::{Value, json};
@@ -101,7 +103,7 @@ pub async fn allocations(
                 text(&a["id"]),
                 text(&a["task_name"]),
                 text(node),
-                text(&a["status"]),
+                colour::state(&text(&a["status"])),
                 feeds_cell(a),
                 format!("{}/{}", text(&a["attempt"]), text(&a["max_attempts"])),
                 text(&a["dispatched_at"]),
@@ -122,4 +124,95 @@ pub async fn allocations(
         ));
         t
     })
+}
+
+/// `cascade allocations show ID`: one allocation (`GET {P}/allocations/{id}`), its feeds, and
+/// its attempts with what became of each.
+pub async fn allocation(api: &Api, json: bool, id: &str) -> anyhow::Result<()> {
+    let a = api.get(&format!("/allocations/{id}")).await?;
+    if json {
+        return print(json, &a, Table::pairs);
+    }
+    let node = if a["node_name"].is_null() {
+        text(&a["assigned_node_id"])
+    } else {
+        text(&a["node_name"])
+    };
+    let waiting = a["status"] == "pending";
+    let mut head = Table::new(&["ALLOCATION", &text(&a["id"])]);
+    for (field, value) in [
+        (
+            "task",
+            format!("{} ({})", text(&a["task_name"]), text(&a["task_id"])),
+        ),
+        ("status", colour::state(&text(&a["status"]))),
+        ("node", node),
+        (
+            "attempt",
+            format!("{}/{}", text(&a["attempt"]), text(&a["max_attempts"])),
+        ),
+        ("dispatched (UTC)", text(&a["dispatched_at"])),
+        ("lease expires (UTC)", text(&a["lease_expires_at"])),
+        // When a waiting allocation may be claimed again (a retry's backoff).
+        (
+            "next attempt (UTC)",
+            if waiting {
+                text(&a["available_at"])
+            } else {
+                "-".into()
+            },
+        ),
+        ("reason", text(&a["reason"])),
+        ("error", text(&a["error_message"])),
+    ] {
+        head.row(vec![field.into(), value]);
+    }
+    out!("{head}")?;
+    let feeds = a["feeds"].as_array().cloned().unwrap_or_default();
+    outln!("\nfeeds ({}):", feeds.len())?;
+    let mut t = Table::new(&["ID", "NAME", "SOURCE", "STATE"]);
+    for f in &feeds {
+        let state = match f["status"].as_i64() {
+            Some(1) => "enabled",
+            Some(_) => "paused",
+            None => "-",
+        };
+        let name = if f["name"].is_null() {
+            "(deleted)".to_string()
+        } else {
+            text(&f["name"])
+        };
+        t.row(vec![
+            text(&f["id"]),
+            name,
+            text(&f["source"]),
+            colour::state(state),
+        ]);
+    }
+    out!("{t}")?;
+    let attempts = a["attempts"].as_array().cloned().unwrap_or_default();
+    outln!(
+        "\nattempts that ended without completing ({}):",
+        attempts.len()
+    )?;
+    if attempts.is_empty() {
+        return outln!("none");
+    }
+    let mut t = Table::new(&["#", "NODE", "OUTCOME", "REASON", "ERROR", "AT (UTC)"]);
+    for x in &attempts {
+        let node = if x["node_name"].is_null() {
+            &x["node_id"]
+        } else {
+            &x["node_name"]
+        };
+        t.row(vec![
+            text(&x["attempt"]),
+            text(node),
+            colour::state(&text(&x["outcome"])),
+            text(&x["reason"]),
+            text(&x["error_message"]),
+            text(&x["at"]),
+        ]);
+    }
+    out!("{t}")
 }

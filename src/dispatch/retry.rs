@@ -34,6 +34,8 @@ pub enum Reason {
     /// own budgets; the work waits for `retry_after` without spending an attempt and no node
     /// cools (nothing upstream throttled anyone).
     OutOfBudget,
+    /// An admin cancelled the allocation (issue 16): it fails for good.
+    Cancelled,
 }
 
 impl Reason {
@@ -50,9 +52,26 @@ impl Reason {
             "node_disabled" => Self::NodeDisabled,
             "released" => Self::Released,
             "closed" => Self::Closed,
+            "cancelled" => Self::Cancelled,
             _ => Self::Unknown,
         }
     }
+
+    /// Every wire name, each once (`rate_limited` stands for [`Reason::OutOfBudget`] too).
+    pub const WIRE_NAMES: &'static [&'static str] = &[
+        "rate_limited",
+        "session_expired",
+        "not_found",
+        "network",
+        "parse",
+        "unknown",
+        "lease_expired",
+        "node_offline",
+        "node_disabled",
+        "released",
+        "closed",
+        "cancelled",
+    ];
 
     /// The wire name.
     pub fn as_str(self) -> &'static str {
@@ -68,6 +87,7 @@ impl Reason {
             Self::NodeDisabled => "node_disabled",
             Self::Released => "released",
             Self::Closed => "closed",
+            Self::Cancelled => "cancelled",
         }
     }
 }
@@ -147,7 +167,7 @@ pub fn after_failure(
             )
         }
         Reason::SessionExpired => (now_pending(false), NodeEffect::SessionExpired),
-        Reason::NotFound => (Next::Failed, NodeEffect::None),
+        Reason::NotFound | Reason::Cancelled => (Next::Failed, NodeEffect::None),
         Reason::NodeDisabled | Reason::Released => (now_pending(false), NodeEffect::None),
         Reason::Closed => (
             Next::Pending {

@@ -259,6 +259,28 @@ fn failure_reasons_follow_the_table() {
 }
 
 #[test]
+fn every_wire_name_reads_back_and_a_cancel_is_final() {
+    for &name in Reason::WIRE_NAMES {
+        assert_eq!(Reason::parse(Some(name)).as_str(), name);
+    }
+    let now = t0();
+    assert_eq!(
+        after_failure(
+            Reason::Cancelled,
+            Source::Wechat,
+            1,
+            5,
+            None,
+            &POLICY,
+            1.0,
+            now
+        ),
+        (Next::Failed, NodeEffect::None),
+        "never retried, no node cools"
+    );
+}
+
+#[test]
 fn backoff_is_capped_and_jittered() {
     assert_eq!(backoff(1, &POLICY, 1.0), TimeDelta::seconds(30));
     assert_eq!(backoff(20, &POLICY, 1.0), TimeDelta::seconds(1800));

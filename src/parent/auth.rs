@@ -109,7 +109,10 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiE
                 .ok_or_else(ApiError::unauthorized)?;
             let user = state.store.find_user(&username).await?;
             match user {
-                Some(u) if u.is_active => Ok(Principal::Admin(AdminAuth { username })),
+                Some(u) if u.is_active => {
+                    super::audit::note_admin(&username);
+                    Ok(Principal::Admin(AdminAuth { username }))
+                }
                 _ => Err(ApiError::unauthorized()),
             }
         }

@@ -2,6 +2,7 @@
 //! Handlers are thin (parse, authorize, one call into `ops` or the store, envelope).
 
 pub mod alerts;
+mod audit;
 pub mod auth;
 pub mod callback;
 pub mod client_addr;
@@ -14,6 +15,7 @@ pub mod outputs;
 pub mod reaper;
 pub mod reminders;
 mod routes;
+pub mod sampler;
 pub mod scheduler;
 pub mod server;
 pub mod views;
@@ -211,6 +213,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let loops = tokio_util::task::TaskTracker::new();
     loops.spawn(reaper::Reaper::new(state.clone()).run(state.shutdown.clone()));
     loops.spawn(scheduler::Scheduler::new(state.clone()).run(state.shutdown.clone()));
+    loops.spawn(sampler::Sampler::new(state.clone()).run(state.shutdown.clone()));
     loops.close();
     let served = serve(listener, state.clone()).await;
     state.shutdown.cancel();

@@ -44,6 +44,31 @@ pub fn ser<S: Serializer>(t: &NaiveDateTime, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&to_wire(*t))
 }
 
+/// The JSON Schema of a time written by [`ser`] or [`ser_opt`], for the fields that use them:
+/// `#[schemars(with = "time::Wire")]` (or `Option<time::Wire>`).
+pub struct Wire;
+
+/// How [`Wire`] describes a time.
+pub const WIRE_DESCRIPTION: &str =
+    "UTC without a zone, six fraction digits: 2026-11-22T14:42:30.126043";
+
+impl schemars::JsonSchema for Wire {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "WireTime".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": WIRE_DESCRIPTION,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -399,3 +399,31 @@ pub struct LoginOtp {
     /// The code.
     pub code: String,
 }
+
+/// `POST {P}/allocations/retry` and `POST {P}/allocations/cancel` (admin, ours): exactly one
+/// of `ids` and `filter`.
+#[derive(Debug, Deserialize, Default, schemars::JsonSchema)]
+pub struct AllocationAction {
+    /// 1–1000 allocation ids.
+    pub ids: Option<Vec<String>>,
+    /// The first 1000 allocations it matches, oldest first.
+    pub filter: Option<AllocationSelector>,
+}
+
+/// The allocations a retry or cancel acts on, as `GET {P}/allocations` filters them.
+#[derive(Debug, Deserialize, Default, schemars::JsonSchema)]
+pub struct AllocationSelector {
+    /// Retry: `failed` (default) or `timeout`; cancel: `pending` (default), `claimed` or
+    /// `executing`.
+    pub status: Option<String>,
+    /// Holder.
+    pub node_id: Option<String>,
+    /// Message task.
+    pub task_id: Option<String>,
+    /// A feed among the allocation's feeds.
+    pub feed_id: Option<String>,
+    /// Last failure reason (`cancelled` or a reason word of PROTOCOL §4.2).
+    pub reason: Option<String>,
+    /// Dispatch run.
+    pub schedule_run_id: Option<String>,
+}

@@ -296,7 +296,7 @@ pub struct UploadPolicy {
 }
 
 /// One rejected upload item.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct Rejected {
     /// Position in the request.
     pub index: usize,
@@ -307,7 +307,7 @@ pub struct Rejected {
 }
 
 /// What an upload did.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct UploadOutcome {
     /// Items received.
     pub received: usize,
@@ -395,10 +395,14 @@ pub struct AllocationFilter {
     pub status: Option<String>,
     /// Run.
     pub schedule_run_id: Option<String>,
+    /// A feed among its `feed_ids`.
+    pub feed_id: Option<String>,
+    /// Last failure reason (a wire name of [`Reason`], e.g. `cancelled`).
+    pub reason: Option<String>,
 }
 
 /// `pending-allocations` counters.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct Counters {
     /// `pending`.
     pub pending_tasks: i64,

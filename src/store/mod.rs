@@ -23,8 +23,14 @@ pub use alloc_status::AllocStatus;
 pub use alloc_types::*;
 pub use commands::{NewNodeCommand, NodeCommand};
 pub use flows::{FLOW_STATES, FlowProgress, LoginFlow, NewLoginFlow, flow_state_is_final};
+pub use ops::attempts::{AllocationDetail, AllocationFeed, AttemptRecord};
+pub use ops::bulk::{BulkOutcome, CANCELLABLE_STATUSES, RETRYABLE_STATUSES, Selection};
+pub use ops::console::{
+    AgeCount, AuditEntry, AuditFilter, AuditRecord, FEED_AGE_LABELS, NodeHealth, NodeSample,
+    SAMPLE_RETENTION, SampleOutcome, Stats, Throughput, floor_minute,
+};
 pub use ops::due::DueFeed;
-pub use ops::monitor::PlanFacts;
+pub use ops::monitor::{FeedStatusFilter, PlanFacts};
 pub use scratch::ScratchDb;
 pub use sources::SourceRow;
 pub use types::*;

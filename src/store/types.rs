@@ -182,7 +182,7 @@ pub struct LoginBudget {
     pub day_left: Option<i64>,
     /// While no call is left: when the next one frees (UTC).
     #[serde(serialize_with = "crate::protocol::time::ser_opt")]
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<crate::protocol::time::Wire>")]
     pub resets_at: Option<NaiveDateTime>,
 }
 
@@ -224,15 +224,15 @@ pub struct NodeLogin {
     pub state: String,
     /// Session end (UTC), when known.
     #[serde(serialize_with = "crate::protocol::time::ser_opt")]
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<crate::protocol::time::Wire>")]
     pub expires_at: Option<NaiveDateTime>,
     /// End of its cooldown (UTC).
     #[serde(serialize_with = "crate::protocol::time::ser_opt")]
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<crate::protocol::time::Wire>")]
     pub cooldown_until: Option<NaiveDateTime>,
     /// Last success (UTC).
     #[serde(serialize_with = "crate::protocol::time::ser_opt")]
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<crate::protocol::time::Wire>")]
     pub last_ok_at: Option<NaiveDateTime>,
     /// Last error text.
     pub last_error: Option<String>,

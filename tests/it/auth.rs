@@ -167,11 +167,16 @@ fn admin_routes(node_id: &str) -> Vec<(Method, String)> {
         (Method::PUT, "/feeds/MP_WXS_1".into()),
         (Method::DELETE, "/feeds/MP_WXS_1".into()),
         (Method::POST, "/feeds/MP_WXS_1/check".into()),
+        (Method::GET, "/allocations/x".into()),
+        (Method::POST, "/allocations/retry".into()),
+        (Method::POST, "/allocations/cancel".into()),
         (Method::POST, "/message-tasks".into()),
         (Method::GET, "/message-tasks/x".into()),
         (Method::PUT, "/message-tasks/x".into()),
         (Method::DELETE, "/message-tasks/x".into()),
         (Method::GET, "/plan".into()),
+        (Method::GET, "/stats".into()),
+        (Method::GET, "/audit".into()),
     ]
 }
 

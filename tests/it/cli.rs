@@ -1,4 +1,5 @@
-//! The binary itself: zero-config start, `cascade init`, restarts and graceful shutdown.
+//! The binary itself: zero-config start, `cascade init`, restarts and graceful shutdown (the
+//! demo in `demo`, the operator commands in `operator` and `cli_commands`).
 
 use crate::helpers::process::{ParentProcess, cascade_cmd, login};
 use serde_json::Value;
@@ -115,85 +116,6 @@ async fn init_creates_the_admin_the_parent_then_accepts() {
     assert!(p.terminate().await);
 }
 
-#[tokio::test]
-async fn demo_runs_the_whole_cascade_and_summarises() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let out = cascade_cmd(dir.path())
-        .args(["demo", "--exit-when-done", "--port", "0"])
-        .env("RUST_LOG", "warn")
-        .output()
-        .await
-        .expect("demo runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains("dispatched 330 allocations to 4 online nodes"),
-        "{stdout}"
-    );
-    assert!(stdout.contains("330/330 allocations done"), "{stdout}");
-    for i in 1..=4 {
-        assert!(stdout.contains(&format!("demo-child-{i}: ")), "{stdout}");
-    }
-    assert!(stdout.contains("total: 960 articles"), "{stdout}");
-    // The MP list refuses other accounts: the fleet finds it closed and WeRead reads them all.
-    assert!(
-        stdout.contains("  mp_list: closed since ")
-            && stdout.contains("found by the fleet and alerted once"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("  weread_list: open, 300 feeds read through it"),
-        "{stdout}"
-    );
-    assert!(stdout.contains("nodes cooling: none"), "{stdout}");
-    // Each WeChat article read through WeRead came with its body.
-    assert!(
-        stdout.contains("full text: 900 of 900 WeChat articles"),
-        "{stdout}"
-    );
-    // Child 1 logs in by QR through the fake: the code is drawn, the demo plays the phone.
-    assert!(
-        stdout.contains("demo-child-1 logs in to WeChat by QR code:\n█"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("the demo scans this QR code for you in a moment"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("logged in: mp Demo MP Account, expires 20"),
-        "{stdout}"
-    );
-    // …and crawls with that login (it has no token or cookie in its configuration).
-    assert!(!stdout.contains("demo-child-1: 0 feeds"), "{stdout}");
-    // The summary lists every login of the fleet, as the heartbeats reported them.
-    let logins = stdout
-        .split("\nlogins:\n")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no logins in the summary: {stdout}"));
-    assert!(
-        logins.contains("  demo-child-1: mp Demo MP Account, valid, expires 20"),
-        "{stdout}"
-    );
-    assert!(
-        logins.contains("  demo-child-2: mp wechat_token (config), valid"),
-        "no login cools on a closed source: {stdout}"
-    );
-    for i in 3..=4 {
-        assert!(
-            logins.contains(&format!(
-                "  demo-child-{i}: weread fake weread-demo-{i}, valid"
-            )),
-            "{stdout}"
-        );
-    }
-    assert!(dir.path().join("data/cascade.db").is_file());
-}
-
 /// A SQLite database in `dir` with an admin (made by `cascade init`); returns its URL.
 pub(crate) async fn initialised_db(dir: &tempfile::TempDir) -> String {
     let db = format!("sqlite:///{}", dir.path().join("cascade.db").display());
@@ -209,44 +131,6 @@ pub(crate) async fn initialised_db(dir: &tempfile::TempDir) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     db
-}
-
-#[tokio::test]
-async fn a_reader_that_stops_early_ends_a_listing_quietly() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let db = initialised_db(&dir).await;
-    let store = werss_cascade::store::Store::connect(&db)
-        .await
-        .expect("store");
-    let feeds = (0..500)
-        .map(|i| {
-            werss_cascade::store::NewFeed::wechat(
-                &format!("MP_WXS_{}", 8_000_000 + i),
-                &format!("feed {i}"),
-            )
-        })
-        .collect();
-    store
-        .create_feeds(feeds, chrono::Utc::now().naive_utc())
-        .await
-        .expect("feeds");
-    drop(store);
-    for extra in [None, Some("--json")] {
-        // `cascade feed list | head -0`: the read end is gone before the first line.
-        let mut cmd = cascade_cmd(dir.path());
-        cmd.args(["feed", "list", "--db", &db]).args(extra);
-        let mut child = cmd
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("runs");
-        drop(child.stdout.take());
-        let out = child.wait_with_output().await.expect("exit status");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!stderr.contains("panicked"), "{extra:?}: {stderr}");
-        assert!(!stderr.contains("error"), "{extra:?}: quiet: {stderr}");
-        assert_eq!(out.status.code(), Some(0), "{extra:?}: {stderr}");
-    }
 }
 
 #[tokio::test]
@@ -566,14 +450,35 @@ async fn admin_passwd_changes_the_password_the_parent_accepts() {
     parent.args(["parent", "--db", db, "--port", "0"]);
     let p = ParentProcess::start(parent).await;
     let client = crate::helpers::http_client();
-    assert_eq!(
-        login(&client, &p.base, "root", "new-pass").await.status(),
-        200
-    );
+    let accepted = login(&client, &p.base, "root", "new-pass").await;
+    assert_eq!(accepted.status(), 200);
+    let session: Value = accepted.json().await.expect("json");
     assert_eq!(
         login(&client, &p.base, "root", "old-pass").await.status(),
         401
     );
+    // The change is in the audit log as the CLI's, without the password.
+    let audit = client
+        .get(format!("{}/api/v1/cascade/audit?action=passwd", p.base))
+        .bearer_auth(session["data"]["access_token"].as_str().expect("token"))
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("body");
+    let audit: Value = serde_json::from_str(&audit).expect("json");
+    let row = &audit["data"]["list"][0];
+    assert_eq!(
+        (&row["actor"], &row["action"], &row["target"]),
+        (
+            &Value::from("cli"),
+            &Value::from("passwd"),
+            &Value::from("root")
+        ),
+        "{audit}"
+    );
+    assert!(!audit.to_string().contains("new-pass"));
     assert!(p.terminate().await);
 }
 

@@ -2,202 +2,9 @@
 //! see a node come online, press dispatch, see the allocations appear. Skipped (said once on
 //! stderr) when chromedriver is missing, unless `CASCADE_REQUIRE_BROWSER=1`.
 
+use crate::helpers::browser::Browser;
 use crate::helpers::{PASSWORD, TestParent};
-use serde_json::{Value, json};
-use std::io::Write;
-use std::process::Stdio;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-/// A chromedriver process and one browser session.
-struct Browser {
-    driver: Child,
-    http: reqwest::Client,
-    session: String,
-    _profile: tempfile::TempDir,
-}
-
-fn binary(var: &str, default: &str) -> Option<String> {
-    let path = std::env::var(var).unwrap_or_else(|_| default.to_string());
-    std::path::Path::new(&path).is_file().then_some(path)
-}
-
-impl Browser {
-    /// Starts chromedriver and a headless Chromium session, or `None` when they are missing.
-    async fn start() -> Option<Self> {
-        let (Some(driver), Some(chromium)) = (
-            binary("CASCADE_CHROMEDRIVER", "/usr/bin/chromedriver"),
-            binary("CASCADE_CHROMIUM", "/usr/bin/chromium"),
-        ) else {
-            assert!(
-                std::env::var("CASCADE_REQUIRE_BROWSER").as_deref() != Ok("1"),
-                "CASCADE_REQUIRE_BROWSER=1 but chromium/chromedriver are not installed"
-            );
-            let _ = writeln!(
-                std::io::stderr(),
-                "note: browser test SKIPPED (apt-get install chromium chromium-driver to run it)"
-            );
-            return None;
-        };
-        let port = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-            probe.local_addr().expect("addr").port()
-        };
-        let mut child = Command::new(driver)
-            .args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("chromedriver starts");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        loop {
-            let line = lines.next_line().await.expect("chromedriver output");
-            let line = line.expect("chromedriver exited before it was ready");
-            if line.contains("started successfully") {
-                break;
-            }
-        }
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let profile = tempfile::tempdir().expect("profile dir");
-        let http = crate::helpers::http_client();
-        let base = format!("http://127.0.0.1:{port}");
-        let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
-            "binary": chromium,
-            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--window-size=1400,1000", format!("--user-data-dir={}", profile.path().display())]}}}});
-        let created: Value = http
-            .post(format!("{base}/session"))
-            .json(&caps)
-            .send()
-            .await
-            .expect("session request")
-            .json()
-            .await
-            .expect("session json");
-        let session = created["value"]["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no session: {created}"))
-            .to_string();
-        let browser = Self {
-            driver: child,
-            http,
-            session: format!("{base}/session/{session}"),
-            _profile: profile,
-        };
-        browser
-            .call("/timeouts", json!({"script": 30_000, "implicit": 10_000}))
-            .await;
-        Some(browser)
-    }
-
-    async fn call(&self, path: &str, body: Value) -> Value {
-        let r = self.post(path, body).await;
-        assert!(r["value"]["error"].is_null(), "webdriver {path}: {r}");
-        r["value"].clone()
-    }
-
-    /// The whole answer of a WebDriver command, errors included.
-    async fn post(&self, path: &str, body: Value) -> Value {
-        self.http
-            .post(format!("{}{path}", self.session))
-            .json(&body)
-            .send()
-            .await
-            .expect("webdriver request")
-            .json()
-            .await
-            .expect("webdriver json")
-    }
-
-    /// Makes the page see `zone` as its local time zone (a Chrome DevTools command).
-    async fn time_zone(&self, zone: &str) {
-        self.call(
-            "/goog/cdp/execute",
-            json!({"cmd": "Emulation.setTimezoneOverride", "params": {"timezoneId": zone}}),
-        )
-        .await;
-    }
-
-    async fn goto(&self, url: &str) {
-        self.call("/url", json!({ "url": url })).await;
-    }
-
-    async fn find(&self, css: &str) -> String {
-        let v = self
-            .call("/element", json!({"using": "css selector", "value": css}))
-            .await;
-        v[ELEMENT].as_str().expect("element id").to_string()
-    }
-
-    async fn type_into(&self, css: &str, text: &str) {
-        let el = self.find(css).await;
-        self.call(&format!("/element/{el}/clear"), json!({})).await;
-        self.call(&format!("/element/{el}/value"), json!({ "text": text }))
-            .await;
-    }
-
-    /// Clicks the first element matching `css`. The page re-renders its tables on every
-    /// refresh, so an element found just before one may be gone when clicked: it is then
-    /// found again (a few times at most).
-    async fn click(&self, css: &str) {
-        for _ in 0..5 {
-            let el = self.find(css).await;
-            let r = self.post(&format!("/element/{el}/click"), json!({})).await;
-            match r["value"]["error"].as_str() {
-                None => return,
-                Some("stale element reference") => continue,
-                Some(_) => panic!("webdriver click {css}: {r}"),
-            }
-        }
-        panic!("{css} kept being replaced before it could be clicked");
-    }
-
-    /// Waits, inside the page, until `condition` (a JS function body) returns a truthy
-    /// value, re-checking on every DOM change; returns that value.
-    async fn until(&self, condition: &str) -> Value {
-        let script = format!(
-            "const done = arguments[arguments.length - 1];
-             const test = () => {{ try {{ {condition} }} catch (e) {{ return null; }} }};
-             const first = test();
-             if (first) {{ done(first); return; }}
-             const watch = new MutationObserver(() => {{
-               const v = test();
-               if (v) {{ watch.disconnect(); done(v); }}
-             }});
-             watch.observe(document, {{subtree: true, childList: true, characterData: true, attributes: true}});"
-        );
-        self.call("/execute/async", json!({"script": script, "args": []}))
-            .await
-    }
-
-    /// Saves a PNG of the page (for people looking at a failed or new run).
-    async fn screenshot(&self, path: &std::path::Path) {
-        let r: Value = self
-            .http
-            .get(format!("{}/screenshot", self.session))
-            .send()
-            .await
-            .expect("screenshot request")
-            .json()
-            .await
-            .expect("screenshot json");
-        if let Some(png) = r["value"].as_str() {
-            use base64::Engine;
-            if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(png) {
-                let _ = std::fs::write(path, bytes);
-            }
-        }
-    }
-
-    async fn close(mut self) {
-        let _ = self.http.delete(&self.session).send().await;
-        let _ = self.driver.kill().await;
-    }
-}
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_logs_in_sees_a_node_come_online_and_dispatches() {
@@ -221,7 +28,7 @@ async fn dashboard_logs_in_sees_a_node_come_online_and_dispatches() {
     browser.type_into("#password", PASSWORD).await;
     browser.click("#login").await;
     browser
-        .until("return !document.querySelector('#app').hidden && document.querySelectorAll('#tasks tbody tr').length === 1;")
+        .until("return !document.querySelector('#app').hidden;")
         .await;
 
     // The planner's line: three feeds, nothing to read them with yet.
@@ -237,6 +44,7 @@ async fn dashboard_logs_in_sees_a_node_come_online_and_dispatches() {
     // A node comes online: the live refresh shows it.
     p.online_node("browser-node", json!({"capacity": 3, "version": "test-1"}))
         .await;
+    browser.tab("nodes").await;
     let row = browser
         .until("const r = [...document.querySelectorAll('#nodes tbody tr')].find(r => r.textContent.includes('browser-node')); return r && r.textContent.includes('online') ? r.textContent : null;")
         .await;
@@ -252,7 +60,7 @@ async fn dashboard_logs_in_sees_a_node_come_online_and_dispatches() {
         .format("%Y-%m-%d %H:%M")
         .to_string();
     let cell = browser
-        .until("const r = document.querySelector('#nodes tbody tr'); return r ? r.children[5].textContent : null;")
+        .until("const r = document.querySelector('#nodes tbody tr'); return r ? r.children[6].textContent : null;")
         .await;
     let cell = cell.as_str().unwrap_or_default();
     assert!(
@@ -261,17 +69,23 @@ async fn dashboard_logs_in_sees_a_node_come_online_and_dispatches() {
     );
 
     // Dispatch from the task's button: the allocations appear.
+    browser.tab("tasks").await;
+    browser
+        .until("return document.querySelectorAll('#tasks tbody tr:not(.empty)').length === 1;")
+        .await;
     browser.click("#tasks button.dispatch").await;
     let result = browser
         .until("const t = document.querySelector('#dispatch-result').textContent; return t.includes('created') ? t : null;")
         .await;
     assert_eq!(result, "dispatched: 3 allocation(s) created");
+    browser.tab("allocations").await;
     let statuses = browser
         .until("const rows = [...document.querySelectorAll('#allocations tbody tr')]; return rows.length === 3 ? rows.map(r => r.children[2].textContent) : null;")
         .await;
     assert_eq!(statuses, json!(["pending", "pending", "pending"]));
 
     // "Check now" on a feed whose allocation waits: it goes to the head of the claims.
+    browser.tab("feeds").await;
     browser.click("#feeds button.check").await;
     let checked = browser
         .until(
@@ -286,8 +100,11 @@ async fn dashboard_logs_in_sees_a_node_come_online_and_dispatches() {
         "{checked}"
     );
 
-    // Disable the node from its row: the parent records it and the row says so.
+    // Disable the node from its row, once confirmed: the parent records it and the row says
+    // so.
+    browser.tab("nodes").await;
     browser.click("#nodes button.toggle").await;
+    browser.confirm().await;
     browser
         .until("const r = document.querySelector('#nodes tbody tr'); return r && r.children[1].textContent === 'disabled';")
         .await;
@@ -299,9 +116,7 @@ async fn dashboard_logs_in_sees_a_node_come_online_and_dispatches() {
         .until("return [...new Set(performance.getEntriesByType('resource').map(e => new URL(e.name).origin).concat([location.origin]))];")
         .await;
     assert_eq!(origins, json!([p.url("")]));
-    browser
-        .screenshot(&std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png"))
-        .await;
+    browser.snap("allocations-first").await;
     browser.close().await;
     p.shutdown().await;
 }
@@ -339,13 +154,8 @@ async fn dashboard_logins_view_shows_the_qr_and_turns_valid_after_the_scan() {
     )
     .await;
 
-    browser.goto(&p.url("/")).await;
-    browser.type_into("#password", PASSWORD).await;
-    browser.click("#login").await;
-    browser
-        .until("const s = document.querySelector('#login-node'); return s && [...s.options].some(o => o.textContent === 'qr-node');")
-        .await;
-    // The Sources view lists the chain, every source open on a new parent.
+    browser.login(&p.url(""), PASSWORD).await;
+    // The overview lists the chain of sources, every source open on a new parent.
     let sources = browser
         .until("const rows = [...document.querySelectorAll('#source-list tbody tr')]; return rows.length === 3 ? rows.map(r => r.children[0].textContent + ' ' + r.children[1].textContent) : null;")
         .await;
@@ -353,6 +163,10 @@ async fn dashboard_logins_view_shows_the_qr_and_turns_valid_after_the_scan() {
         sources,
         json!(["weread_list open", "weread_cover open", "mp_list open"])
     );
+    browser.tab("logins").await;
+    browser
+        .until("const s = document.querySelector('#login-node'); return s && [...s.options].some(o => o.textContent === 'qr-node');")
+        .await;
     browser.click("#login-request").await;
     // The QR code is painted: a square canvas with dark and light pixels.
     let painted = browser
@@ -386,9 +200,7 @@ async fn dashboard_logins_view_shows_the_qr_and_turns_valid_after_the_scan() {
         .until("return document.querySelector('#qr').width === 0 ? 'cleared' : null;")
         .await;
     assert_eq!(qr_cleared, "cleared");
-    browser
-        .screenshot(&std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-logins.png"))
-        .await;
+    browser.snap("logins").await;
     browser.close().await;
     stop.cancel();
     running.await.expect("joined").expect("child exits");

@@ -79,7 +79,8 @@ async fn an_operators_day_on_the_local_database() {
     )
     .await;
     let feeds = json(d, &["feed", "list"]).await;
-    assert_eq!(feeds.as_array().map(Vec::len), Some(3));
+    assert_eq!(feeds["list"].as_array().map(Vec::len), Some(3));
+    assert_eq!(feeds["total"], 3);
     let exported = run(d, &["feed", "export-opml"]).await;
     assert!(exported.contains("MP_WXS_123.rss"), "{exported}");
 

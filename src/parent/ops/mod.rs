@@ -2,6 +2,7 @@
 //! credentials, heartbeats and test-connection. Shared by HTTP and the CLI.
 
 pub mod alloc;
+pub mod allocations;
 pub mod articles;
 mod catalog;
 pub mod flows;
@@ -76,7 +77,8 @@ pub async fn create_admin(
     Ok(())
 }
 
-/// Sets an admin's password (`cascade admin passwd`).
+/// Sets an admin's password (`cascade admin passwd`) and records it in the audit log as the
+/// `cli`'s (a failed audit write is logged; the password stays changed).
 ///
 /// # Errors
 /// An empty password, an unknown username, or a database failure.
@@ -96,8 +98,18 @@ pub async fn set_admin_password(
         .await
     {
         Err(crate::store::Error::NotFound(_)) => anyhow::bail!("no admin named '{username}'"),
-        other => Ok(other?),
+        other => other?,
     }
+    let entry = crate::store::AuditEntry {
+        actor: "cli".into(),
+        action: "passwd".into(),
+        target: Some(username.trim().to_string()),
+        detail: None,
+    };
+    if let Err(e) = store.record_audit(entry, clock.now()).await {
+        tracing::warn!(error = %e, "could not write the audit log");
+    }
+    Ok(())
 }
 
 /// On a database with no admin, creates one from `CASCADE_ADMIN_USERNAME` (default `admin`)
@@ -173,6 +185,7 @@ pub async fn login(
     }
     attempt.succeeded();
     let token = state.jwt.issue(&username, now)?;
+    super::audit::login(state, &username).await;
     Ok((token, state.jwt.lifetime_seconds()))
 }
 

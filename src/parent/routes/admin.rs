@@ -11,6 +11,7 @@ use crate::protocol::time::to_wire;
 use crate::protocol::wire::{CreateNode, UpdateNode};
 use crate::store::SyncLogFilter;
 use axum::extract::State;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -45,8 +46,10 @@ pub(super) async fn create_node(
     ok("节点创建成功", data)
 }
 
-#[derive(Deserialize)]
+/// `GET {P}/nodes`.
+#[derive(Deserialize, JsonSchema)]
 pub(super) struct NodeFilter {
+    /// Only records of this type: 0 parent, 1 child.
     node_type: Option<i64>,
 }
 
@@ -62,8 +65,10 @@ pub(super) async fn list_nodes(
     )
 }
 
-#[derive(Deserialize)]
+/// `GET {P}/logins`.
+#[derive(Deserialize, JsonSchema)]
 pub(super) struct LoginFilter {
+    /// Only this node's logins (empty: every node's).
     node_id: Option<String>,
 }
 
@@ -146,11 +151,16 @@ pub(super) async fn test_connection(
     )
 }
 
-#[derive(Deserialize)]
+/// `GET {P}/sync-logs`.
+#[derive(Deserialize, JsonSchema)]
 pub(super) struct SyncLogQuery {
+    /// Only this node's logs.
     node_id: Option<String>,
+    /// Only this operation.
     operation: Option<String>,
+    /// Page size, 1–200 (default 50).
     limit: Option<i64>,
+    /// Items to skip (default 0).
     offset: Option<i64>,
 }
 

@@ -9,6 +9,7 @@ use crate::parent::views::{FeedView, TaskView};
 use crate::protocol::Envelope;
 use crate::protocol::wire::{CreateFeed, TaskBody, UpdateFeed};
 use axum::extract::State;
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 type Reply<T> = ApiResult<axum::Json<Envelope<T>>>;
@@ -17,9 +18,12 @@ fn ok<T>(message: &str, data: T) -> Reply<T> {
     Ok(axum::Json(Envelope::ok(message, data)))
 }
 
-#[derive(Deserialize)]
+/// `GET {P}/feeds`: every feed unless `limit` or `offset` is given.
+#[derive(Deserialize, JsonSchema)]
 pub(super) struct FeedQuery {
+    /// Page size, 1–200 (default 50 once paging).
     limit: Option<i64>,
+    /// Items to skip (default 0).
     offset: Option<i64>,
 }
 
@@ -85,8 +89,10 @@ pub(super) async fn delete_feed(
     ok("success", ())
 }
 
-#[derive(Deserialize)]
+/// `GET {P}/message-tasks`.
+#[derive(Deserialize, JsonSchema)]
 pub(super) struct TaskQuery {
+    /// Admins: only tasks of this status (1 enabled, 0 disabled); nodes always get enabled ones.
     status: Option<i64>,
 }
 
@@ -101,7 +107,7 @@ pub(super) async fn list_tasks(
             .list_tasks(q.status)
             .await?
             .into_iter()
-            .map(TaskView::admin)
+            .map(|t| TaskView::admin(t, &state.config.cascade.timezone))
             .collect(),
         AnyAuth::Node(_) => state
             .store
@@ -121,7 +127,10 @@ pub(super) async fn create_task(
 ) -> Reply<TaskView> {
     let fields = ops::task_fields(None, body)?;
     let task = state.store.create_task(fields, state.clock.now()).await?;
-    ok("success", TaskView::admin(task))
+    ok(
+        "success",
+        TaskView::admin(task, &state.config.cascade.timezone),
+    )
 }
 
 pub(super) async fn get_task(
@@ -129,7 +138,11 @@ pub(super) async fn get_task(
     _: AdminAuth,
     Path(id): Path<String>,
 ) -> Reply<TaskView> {
-    ok("success", TaskView::admin(state.store.get_task(&id).await?))
+    let task = state.store.get_task(&id).await?;
+    ok(
+        "success",
+        TaskView::admin(task, &state.config.cascade.timezone),
+    )
 }
 
 pub(super) async fn update_task(
@@ -144,7 +157,10 @@ pub(super) async fn update_task(
         .store
         .update_task(&id, fields, state.clock.now())
         .await?;
-    ok("success", TaskView::admin(task))
+    ok(
+        "success",
+        TaskView::admin(task, &state.config.cascade.timezone),
+    )
 }
 
 pub(super) async fn delete_task(

@@ -10,6 +10,7 @@ use crate::protocol::Envelope;
 use crate::protocol::wire::{LoginFlowStep, LoginOtp, StartLogin};
 use axum::extract::State;
 use axum::http::StatusCode;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -35,8 +36,10 @@ pub(super) async fn request(
     Ok((status, axum::Json(Envelope::ok(message, flow))))
 }
 
-#[derive(Deserialize)]
+/// `GET {P}/login-flows`.
+#[derive(Deserialize, JsonSchema)]
 pub(super) struct FlowFilter {
+    /// Only this node's flows (empty: every node's).
     node_id: Option<String>,
 }
 

@@ -4,6 +4,7 @@
 mod admin;
 mod alloc;
 mod catalog;
+mod console;
 mod dashboard;
 mod flows;
 mod login;
@@ -11,6 +12,7 @@ mod monitor;
 mod node;
 mod openapi;
 mod outputs;
+mod replies;
 mod subscribe;
 mod table;
 
@@ -31,11 +33,15 @@ use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-/// Routes of the cascade API, mounted under each prefix.
-fn cascade() -> Router<AppState> {
+/// Routes of the cascade API, mounted under each prefix; what admins change is audited.
+fn cascade(state: &AppState) -> Router<AppState> {
     table::cascade()
         .into_iter()
         .fold(Router::new(), |r, (doc, route)| r.route(doc.path, route))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            super::audit::record,
+        ))
 }
 
 /// Login, outputs, dashboard, health, metrics and the API description.
@@ -48,8 +54,8 @@ fn top_routes() -> Router<AppState> {
 /// The whole application.
 pub(super) fn router(state: AppState) -> Router {
     let api = Router::new()
-        .nest("/api/v1/wx/cascade", cascade())
-        .nest("/api/v1/cascade", cascade())
+        .nest("/api/v1/wx/cascade", cascade(&state))
+        .nest("/api/v1/cascade", cascade(&state))
         .merge(top_routes().layer(DefaultBodyLimit::max(BODY_LIMIT)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);

@@ -13,11 +13,15 @@ use crate::protocol::Envelope;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-#[derive(Deserialize)]
+/// The page of articles a document shows, newest first.
+#[derive(Deserialize, JsonSchema)]
 pub(super) struct OutputQuery {
+    /// Articles, 1–200 (default 20).
     limit: Option<i64>,
+    /// Articles to skip (default 0).
     offset: Option<i64>,
 }
 
@@ -270,7 +274,7 @@ pub(super) async fn opml_admin(
 }
 
 /// The result of an OPML import.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub(super) struct Imported {
     /// Feeds the document named.
     received: usize,

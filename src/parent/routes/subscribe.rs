@@ -10,14 +10,18 @@ use crate::protocol::Envelope;
 use crate::protocol::wire::CommandAnswer;
 use axum::extract::State;
 use axum::http::StatusCode;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 type Reply<T> = ApiResult<axum::Json<Envelope<T>>>;
 
-#[derive(Deserialize)]
+/// `POST {P}/feeds/search`.
+#[derive(Deserialize, JsonSchema)]
 pub(super) struct SearchQuery {
+    /// The account name to look for.
     q: Option<String>,
+    /// Candidates to return, 1–20 (default 10).
     limit: Option<i64>,
 }
 
@@ -31,9 +35,12 @@ pub(super) async fn search(
     Ok(axum::Json(Envelope::ok("success", found)))
 }
 
-#[derive(Deserialize)]
+/// `POST {P}/feeds/resolve`.
+#[derive(Deserialize, JsonSchema)]
 pub(super) struct ResolveQuery {
+    /// A WeChat article link (`https://mp.weixin.qq.com/s…`).
     url: Option<String>,
+    /// The new feed's name (default: the account name the article page gives, else its id).
     name: Option<String>,
 }
 

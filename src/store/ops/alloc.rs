@@ -23,7 +23,7 @@ const INSERT_CHUNK: usize = 1000;
 /// Allocations committed per write request of a dispatch.
 const REQUEST_CHUNK: usize = 2000;
 /// `(feed, allocation)` pairs written per statement (2 parameters each).
-const OPEN_CHUNK: usize = 5000;
+pub(super) const OPEN_CHUNK: usize = 5000;
 
 const CANDIDATE_COLUMNS: &str = "id, feed_count, available_at, dispatched_at";
 /// Pending work the claimer may fetch and fit. Each group bounds `available_at` itself, with
@@ -328,7 +328,7 @@ async fn insert_allocations(
 }
 
 /// Marks feeds open by their new allocations: `(feed id, allocation id)` pairs.
-async fn open_feeds(tx: &mut Tx, pairs: &[(String, String)]) -> Result<()> {
+pub(super) async fn open_feeds(tx: &mut Tx, pairs: &[(String, String)]) -> Result<()> {
     let mut values = String::with_capacity(pairs.len() * 16);
     let mut args: Vec<Arg> = Vec::with_capacity(pairs.len() * 2);
     for (i, (feed, alloc)) in pairs.iter().enumerate() {

@@ -3,13 +3,14 @@
 //! PostgreSQL (then the allocation's, then feeds'). A completion or failure is one
 //! transaction with its sync log; a status report is two statements that each stand alone.
 
+use super::attempts::{Ended, Ending};
 use super::{SyncLogRow, insert_sync_log};
 use crate::dispatch::retry::{self, Next, NodeEffect, Reason};
 use crate::store::db::{Arg, Op, Row, Tx, args};
 use crate::store::engine::completion_effects;
 use crate::store::rows::{AllocRow, RowExt};
 use crate::store::{
-    Completion, Error, Failure, LifecyclePolicy, Report, ReportOutcome, Result, Store,
+    AllocStatus, Completion, Error, Failure, LifecyclePolicy, Report, ReportOutcome, Result, Store,
 };
 use chrono::{NaiveDateTime, TimeDelta};
 use serde_json::json;
@@ -90,7 +91,20 @@ async fn report_on(
             if let Some(done) = row.check_report(&report, node_id, token)? {
                 return Ok(done);
             }
-            apply_failure(tx, &row, node_id, f, now, policy).await
+            let after = apply_failure(tx, &row, node_id, f, now, policy).await?;
+            let outcome = if after.status == AllocStatus::Pending {
+                "retry"
+            } else {
+                "failed"
+            };
+            let ended = Ended {
+                outcome,
+                reason: f.reason.as_str(),
+                error: f.error_message.as_deref(),
+            };
+            let attempt = Ending::Read(&row.id, row.attempt, Some(node_id));
+            super::attempts::record(tx, attempt, &ended, now).await?;
+            Ok(after)
         }
     }
 }
@@ -157,8 +171,14 @@ pub(crate) async fn load(tx: &mut Tx, id: &str) -> Result<AllocRow> {
     AllocRow::from_row(&r)
 }
 
-/// Terminal `failed` with reason `not_found` (task or feeds gone).
+/// Terminal `failed` with reason `not_found` (task or feeds gone), its attempt recorded.
 pub(crate) async fn fail_not_found(tx: &mut Tx, id: &str, now: NaiveDateTime) -> Result<()> {
+    let ended = Ended {
+        outcome: "failed",
+        reason: Reason::NotFound.as_str(),
+        error: Some("任务不存在"),
+    };
+    super::attempts::record(tx, Ending::Ids(&[id.to_string()]), &ended, now).await?;
     tx.exec(
         "UPDATE we_cascade_task_allocations SET status = 'failed', reason = 'not_found',
             error_message = '任务不存在', completed_at = $2, updated_at = $2

@@ -5,9 +5,12 @@
 
 mod alloc;
 mod articles;
+pub(crate) mod attempts;
 mod beats;
+pub(crate) mod bulk;
 pub(crate) mod catalog;
 mod commands;
+pub(crate) mod console;
 pub(crate) mod due;
 mod flows;
 pub(crate) mod lifecycle;

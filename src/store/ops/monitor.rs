@@ -1,7 +1,7 @@
 //! Monitoring reads (PROTOCOL §9.2): allocation lists, counters, feed status. Each is a fixed
 //! number of queries, never one per feed or node.
 
-use crate::store::db::{Tx, args};
+use crate::store::db::{Arg, Tx, args};
 use crate::store::rows::{
     ALLOCATION_COUNTS, RowExt, WEBHOOK_COUNTS, allocation_from_row, counters_from,
     feed_status_from_row, node_from_row,
@@ -9,10 +9,32 @@ use crate::store::rows::{
 use crate::store::{Allocation, AllocationFilter, Counters, FeedStatus, Page, Result, Store};
 use chrono::{NaiveDateTime, TimeDelta};
 
-const ALLOC_WHERE: &str = "WHERE (CAST($1 AS TEXT) IS NULL OR a.task_id = $1)
+/// The allocation filter over `a`, its arguments `$1`–`$6` from [`filter_args`]. A feed is
+/// found in the `feed_ids` JSON text by its quoted id: `REPLACE` changes the text only when
+/// it holds the id (the same on both backends, case-sensitive, no wildcards).
+pub(super) const ALLOC_WHERE: &str = "WHERE (CAST($1 AS TEXT) IS NULL OR a.task_id = $1)
     AND (CAST($2 AS TEXT) IS NULL OR a.node_id = $2)
     AND (CAST($3 AS TEXT) IS NULL OR a.status = $3)
-    AND (CAST($4 AS TEXT) IS NULL OR a.schedule_run_id = $4)";
+    AND (CAST($4 AS TEXT) IS NULL OR a.schedule_run_id = $4)
+    AND (CAST($5 AS TEXT) IS NULL OR REPLACE(a.feed_ids, $5, '') <> a.feed_ids)
+    AND (CAST($6 AS TEXT) IS NULL OR a.reason = $6)";
+
+/// The arguments of [`ALLOC_WHERE`].
+pub(super) fn filter_args(f: &AllocationFilter) -> Vec<Arg> {
+    // The id as it appears in the JSON list: quoted, escaped as JSON escapes it.
+    let feed = f
+        .feed_id
+        .as_ref()
+        .map(|id| serde_json::Value::from(id.as_str()).to_string());
+    vec![
+        Arg::from(&f.task_id),
+        Arg::from(&f.node_id),
+        Arg::from(&f.status),
+        Arg::from(&f.schedule_run_id),
+        Arg::from(feed),
+        Arg::from(&f.reason),
+    ]
+}
 
 impl Store {
     /// Allocations, newest dispatch first.
@@ -24,31 +46,25 @@ impl Store {
         self.db
             .read(move |tx| {
                 Box::pin(async move {
-                    let f = &filter;
+                    let mut bound = filter_args(&filter);
                     let total = tx
                         .int(
                             &format!(
                                 "SELECT COUNT(*) FROM we_cascade_task_allocations a {ALLOC_WHERE}"
                             ),
-                            args![&f.task_id, &f.node_id, &f.status, &f.schedule_run_id],
+                            &bound,
                         )
                         .await?
                         .unwrap_or(0);
+                    bound.extend([Arg::from(page.limit), Arg::from(page.offset)]);
                     let rows = tx
                         .rows(
                             &format!(
                                 "SELECT a.*, n.name AS node_name FROM we_cascade_task_allocations a
                                    LEFT JOIN we_cascade_nodes n ON n.id = a.node_id {ALLOC_WHERE}
-                                  ORDER BY a.dispatched_at DESC, a.id DESC LIMIT CAST($5 AS BIGINT) OFFSET CAST($6 AS BIGINT)"
+                                  ORDER BY a.dispatched_at DESC, a.id DESC LIMIT CAST($7 AS BIGINT) OFFSET CAST($8 AS BIGINT)"
                             ),
-                            args![
-                                &f.task_id,
-                                &f.node_id,
-                                &f.status,
-                                &f.schedule_run_id,
-                                page.limit,
-                                page.offset,
-                            ],
+                            &bound,
                         )
                         .await?;
                     let list = rows
@@ -120,10 +136,10 @@ impl Store {
             .await
     }
 
-    /// Feed freshness, stalest first.
+    /// Feed freshness, stalest first, of the feeds `filter` keeps; and how many it keeps.
     pub async fn feed_status(
         &self,
-        feed_id: Option<String>,
+        filter: FeedStatusFilter,
         page: Page,
         now: NaiveDateTime,
     ) -> Result<(Vec<FeedStatus>, i64)> {
@@ -132,30 +148,37 @@ impl Store {
         self.db
             .read(move |tx| {
                 Box::pin(async move {
+                    // PostgreSQL's ILIKE folds case beyond ASCII; SQLite's LIKE folds ASCII.
+                    let like = if tx.is_pg() { "ILIKE" } else { "LIKE" };
+                    let filter_where = FEED_WHERE.replace("{like}", like);
+                    let mut bound = filter.args();
                     let total = tx
                         .int(
-                            "SELECT COUNT(*) FROM we_feeds WHERE (CAST($1 AS TEXT) IS NULL OR id = $1)",
-                            args![&feed_id],
+                            &format!("SELECT COUNT(*) FROM we_feeds f {filter_where}"),
+                            &bound,
                         )
                         .await?
                         .unwrap_or(0);
+                    bound.extend(
+                        [hour(1), hour(24), hour(72), page.limit, page.offset].map(Arg::from),
+                    );
                     let rows = tx
                         .rows(
-                            "SELECT f.*, n.name AS last_node_name,
+                            &format!("SELECT f.*, n.name AS last_node_name,
                                     COALESCE(s.article_count, 0) AS article_count,
                                     s.latest AS latest_publish_time,
                                     CASE WHEN COALESCE(f.update_time, 0) = 0 THEN 2
-                                         WHEN f.update_time >= $2 THEN 4
-                                         WHEN f.update_time >= $3 THEN 3
-                                         WHEN f.update_time >= $4 THEN 1 ELSE 0 END AS rank
+                                         WHEN f.update_time >= $5 THEN 4
+                                         WHEN f.update_time >= $6 THEN 3
+                                         WHEN f.update_time >= $7 THEN 1 ELSE 0 END AS rank
                                FROM we_feeds f
                                LEFT JOIN (SELECT mp_id, COUNT(*) AS article_count,
                                                  CAST(MAX(publish_time) AS BIGINT) AS latest
                                             FROM we_articles GROUP BY mp_id) s ON s.mp_id = f.id
                                LEFT JOIN we_cascade_nodes n ON n.id = f.last_node_id
-                              WHERE (CAST($1 AS TEXT) IS NULL OR f.id = $1)
-                              ORDER BY rank, COALESCE(f.update_time, 0), f.id LIMIT CAST($5 AS BIGINT) OFFSET CAST($6 AS BIGINT)",
-                            args![&feed_id, hour(1), hour(24), hour(72), page.limit, page.offset],
+                              {filter_where}
+                              ORDER BY rank, COALESCE(f.update_time, 0), f.id LIMIT CAST($8 AS BIGINT) OFFSET CAST($9 AS BIGINT)"),
+                            &bound,
                         )
                         .await?;
                     let list = rows
@@ -166,6 +189,48 @@ impl Store {
                 })
             })
             .await
+    }
+}
+
+/// Which feeds `feed-status` lists; every filter is optional.
+#[derive(Debug, Clone, Default)]
+pub struct FeedStatusFilter {
+    /// Only this feed.
+    pub feed_id: Option<String>,
+    /// Only feeds whose name or id contains this text (case-insensitive; `%` and `_` are
+    /// plain characters).
+    pub q: Option<String>,
+    /// Only feeds of this source (`wechat` or `rss`; a feed without one is `wechat`).
+    pub source: Option<String>,
+    /// Only enabled (`true`, `status` not 0) or paused (`false`) feeds.
+    pub enabled: Option<bool>,
+}
+
+/// The feed filter over `f`, its arguments `$1`–`$4` from [`FeedStatusFilter::args`];
+/// `{like}` is the dialect's case-insensitive `LIKE`.
+const FEED_WHERE: &str = "WHERE (CAST($1 AS TEXT) IS NULL OR f.id = $1)
+    AND (CAST($2 AS TEXT) IS NULL OR f.mp_name {like} $2 ESCAPE '\\' OR f.id {like} $2 ESCAPE '\\')
+    AND (CAST($3 AS TEXT) IS NULL OR COALESCE(f.source, 'wechat') = $3)
+    AND (CAST($4 AS BIGINT) IS NULL
+         OR CASE WHEN COALESCE(f.status, 1) <> 0 THEN 1 ELSE 0 END = $4)";
+
+impl FeedStatusFilter {
+    /// The arguments of [`FEED_WHERE`]: `q` becomes a `LIKE` pattern with its wildcards
+    /// escaped.
+    fn args(&self) -> Vec<Arg> {
+        let pattern = self.q.as_deref().map(|q| {
+            let escaped = q
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{escaped}%")
+        });
+        vec![
+            Arg::from(&self.feed_id),
+            Arg::from(pattern),
+            Arg::from(&self.source),
+            Arg::from(self.enabled.map(i64::from)),
+        ]
     }
 }
 

@@ -1,5 +1,6 @@
 //! Node records: CRUD, credentials and the holdings that follow a node's state.
 
+use super::attempts::{Ended, Ending, record};
 use crate::store::db::{Tx, args};
 use crate::store::rows::{RowExt, login_reminder_from_row, node_from_row, node_login_from_row};
 use crate::store::{
@@ -114,6 +115,12 @@ async fn requeue_holdings(
     reason: &str,
     now: NaiveDateTime,
 ) -> Result<()> {
+    let ended = Ended {
+        outcome: "released",
+        reason,
+        error: None,
+    };
+    record(tx, Ending::HeldBy(node_id), &ended, now).await?;
     tx.exec(
         "UPDATE we_cascade_task_allocations
             SET status = 'pending', node_id = NULL, assigned_node_id = NULL, lease_token = NULL,

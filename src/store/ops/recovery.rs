@@ -3,6 +3,7 @@
 //! pass takes only rows no other parent holds (`SKIP LOCKED`), and marks a node offline in a
 //! statement that only one parent can win.
 
+use super::attempts::{Ended, Ending, record};
 use super::lifecycle::{apply_failure, load, requeue_at};
 use super::{SyncLogRow, insert_sync_log};
 use crate::dispatch::retry::Reason;
@@ -62,7 +63,7 @@ async fn release(
     now: NaiveDateTime,
 ) -> Result<Released> {
     super::nodes::touch(tx, node_id, now).await?;
-    let (mut released, mut rejected) = (Vec::new(), Vec::new());
+    let (mut rows, mut released, mut rejected) = (Vec::new(), Vec::new(), Vec::new());
     let failure = Failure::by_parent(Reason::Released, None);
     for (id, token) in items {
         let row = match load(tx, &id).await {
@@ -73,12 +74,23 @@ async fn release(
             }
             Err(e) => return Err(e),
         };
-        if !row.is_held() || row.check_holder(node_id, token.as_deref()).is_err() {
+        // Named twice: the second is no longer held once the first is released.
+        let again = released.contains(&id);
+        if again || !row.is_held() || row.check_holder(node_id, token.as_deref()).is_err() {
             rejected.push((id, "lease_lost"));
             continue;
         }
-        requeue_at(tx, &row, &failure, now, false).await?;
         released.push(id);
+        rows.push(row);
+    }
+    let ended = Ended {
+        outcome: "released",
+        reason: Reason::Released.as_str(),
+        error: None,
+    };
+    record(tx, Ending::Ids(&released), &ended, now).await?;
+    for row in &rows {
+        requeue_at(tx, row, &failure, now, false).await?;
     }
     if !released.is_empty() {
         let extra = json!({ "allocation_ids": released });
@@ -96,6 +108,15 @@ async fn release(
     Ok((released, rejected))
 }
 
+/// The attempt history's record of work the parent took back.
+fn taken_back(f: &Failure) -> Ended<'_> {
+    Ended {
+        outcome: "expired",
+        reason: f.reason.as_str(),
+        error: f.error_message.as_deref(),
+    }
+}
+
 /// Held allocations whose lease ended before `$1`, through `ix_cascade_alloc_held_lease`
 /// (in lease order: an `ORDER BY id` made SQLite walk every row by its key instead).
 pub(super) const EXPIRED_LEASES: &str = "SELECT id FROM we_cascade_task_allocations
@@ -106,6 +127,7 @@ pub(super) const EXPIRED_LEASES: &str = "SELECT id FROM we_cascade_task_allocati
 async fn expire_leases(tx: &mut Tx, now: NaiveDateTime, policy: &LifecyclePolicy) -> Result<usize> {
     let expired = tx.texts(EXPIRED_LEASES, args![now]).await?;
     let lease = Failure::by_parent(Reason::LeaseExpired, Some("lease expired"));
+    record(tx, Ending::Ids(&expired), &taken_back(&lease), now).await?;
     for id in &expired {
         let row = load(tx, id).await?;
         let holder = row.node_id.clone().unwrap_or_default();
@@ -145,6 +167,7 @@ async fn take_from_silent(
                 args![node],
             )
             .await?;
+        record(tx, Ending::Ids(&held), &taken_back(&gone), now).await?;
         for id in held {
             let row = load(tx, &id).await?;
             apply_failure(tx, &row, node, &gone, now, policy).await?;

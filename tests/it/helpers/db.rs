@@ -1,10 +1,9 @@
 //! Test databases on either backend. SQLite: a file in the test's temporary folder.
 //! PostgreSQL: a database of its own on the server named by `CASCADE_TEST_PG_URL`, created for
 //! the test and dropped after it. Without that variable PostgreSQL tests are skipped (said
-//! once on stderr), unless `CASCADE_REQUIRE_PG=1`, which turns a skip into a failure.
+//! once on stderr with their number, see `skips`), unless `CASCADE_REQUIRE_PG=1`, which turns
+//! a skip into a failure.
 
-use std::io::Write;
-use std::sync::Once;
 use tempfile::TempDir;
 use werss_cascade::store::ScratchDb;
 
@@ -16,8 +15,6 @@ pub enum Backend {
     Postgres(String),
 }
 
-static SKIP_NOTICE: Once = Once::new();
-
 impl Backend {
     /// PostgreSQL when configured; `None` (the test is skipped) otherwise.
     pub fn postgres() -> Option<Self> {
@@ -28,14 +25,7 @@ impl Backend {
                     std::env::var("CASCADE_REQUIRE_PG").as_deref() != Ok("1"),
                     "CASCADE_REQUIRE_PG=1 but CASCADE_TEST_PG_URL is not set"
                 );
-                SKIP_NOTICE.call_once(|| {
-                    // Written past the test harness's capture, so `cargo test` shows it.
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "note: PostgreSQL tests SKIPPED (set CASCADE_TEST_PG_URL=postgres://… to run them; \
-                         CASCADE_REQUIRE_PG=1 makes a skip fail)"
-                    );
-                });
+                super::skips::note(super::skips::Skip::Postgres);
                 None
             }
         }

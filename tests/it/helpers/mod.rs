@@ -1,8 +1,10 @@
 //! Test harness: `TestParent::spawn()` starts a real parent and gives typed access to it.
 
 pub mod alloc;
+pub mod browser;
 pub mod db;
 pub mod process;
+pub mod skips;
 
 use chrono::Utc;
 use reqwest::{Method, StatusCode};

@@ -1,24 +1,27 @@
-//! `cascade demo`: the whole cascade on one machine, as WeChat stands in late 2026. A parent on
-//! the configured database; a fake WeChat whose MP backend list refuses every account but the
+//! `cascade demo`: the whole cascade on one machine, as WeChat stands in late 2026. A parent; a
+//! fake WeChat whose MP backend list refuses every account but the
 //! login's own (closed since about 2026-07-31) and a fake WeRead that serves the same few
 //! hundred accounts; four child nodes: two with an `mp` login only (one logged in by a QR scan
 //! the demo plays for the user, that one also reading RSS), two with a `weread` login; a fake
 //! feed server; a task over every feed, one dispatch, live progress, and a summary: the MP
 //! list found closed by the fleet, the articles read through WeRead, no node left cooling,
-//! every login of the fleet.
+//! every login of the fleet; then how to reach the parent (its dashboard, the admin password,
+//! a `--url` command). It runs on a new temporary SQLite database, removed when it ends,
+//! unless told to use the configured one.
+
+mod qr;
+mod summary;
 
 use crate::child::Child;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::logins::mp_qr::{MpEvent, MpQrClient, MpQrOptions};
-use crate::logins::{Login, LoginKind, LoginSecrets, LoginStore, qr_term};
+use crate::logins::LoginStore;
 use crate::parent::{self, AppState};
 use crate::store::{AllocationFilter, NewFeed, NewNode, Page, Store, TaskFields};
 use crate::testkit::feeds::{FakeEntry, FakeFeeds, Format};
-use crate::testkit::wechat::{FakeAccount, FakeSession, FakeWechat, ScanAction};
+use crate::testkit::wechat::{FakeAccount, FakeSession, FakeWechat};
 use crate::testkit::weread::FakeWeread;
 use anyhow::Context;
-use chrono::TimeZone;
 use serde_json::json;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -48,8 +51,14 @@ const CHILDREN: [(usize, DemoLogin); 4] = [
     (4, DemoLogin::Weread),
 ];
 
-/// The account name the fake's QR login reports.
-const QR_ACCOUNT: &str = "Demo MP Account";
+/// How `cascade demo` runs.
+#[derive(Debug, Clone, Copy)]
+pub struct DemoOptions {
+    /// Return after the summary instead of serving until shutdown.
+    pub exit_when_done: bool,
+    /// Run on a new temporary SQLite database (removed at the end) instead of `config.db`.
+    pub scratch_db: bool,
+}
 
 /// Runs the demo; with `exit_when_done` it returns after the summary, else it keeps the
 /// parent serving until `shutdown`.
@@ -58,7 +67,7 @@ const QR_ACCOUNT: &str = "Demo MP Account";
 /// Start-up failures (database, port in use).
 pub async fn run(
     config: Config,
-    exit_when_done: bool,
+    options: DemoOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     // The demo's rate-limited login cools for seconds, on the parent and its child alike,
@@ -68,11 +77,20 @@ pub async fn run(
     config.cascade.cooldown_max = 10 * DEMO_COOLDOWN_SECS;
     // Work an `mp` node handed back (the MP list refused it) waits seconds for a WeRead node.
     config.cascade.retry_base = DEMO_COOLDOWN_SECS;
+    // Dropped (the folder and its database removed) when the demo returns.
+    let scratch = if options.scratch_db {
+        Some(tempfile::tempdir().context("while making the demo's database folder")?)
+    } else {
+        None
+    };
+    if let Some(dir) = &scratch {
+        config.db = format!("sqlite:///{}", dir.path().join("demo.db").display());
+    }
     let clock = Clock::system();
     let store = Store::connect(&config.db)
         .await
         .context("while opening the database")?;
-    parent::ops::ensure_admin(&store, &config, &clock).await?;
+    let password = admin_password(&store, &config, &clock).await?;
     let addr = std::net::SocketAddr::new(config.bind, config.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -100,7 +118,13 @@ pub async fn run(
     for a in &accounts {
         weread.serve_account(a);
     }
-    println!("parent  {base}   (dashboard API; admin user 'admin')");
+    println!(
+        "parent  {base}/   (dashboard; admin user 'admin', {})",
+        password.as_deref().map_or_else(
+            || "its password unchanged".to_string(),
+            |p| format!("password {p}")
+        )
+    );
     println!(
         "fake WeChat  {}  with {ACCOUNTS} accounts; its MP list refuses other accounts (closed)",
         fake.base_url()
@@ -194,7 +218,7 @@ pub async fn run(
             DemoLogin::MpByQr => {
                 c.cascade.fetchers = vec!["wechat".into(), "rss".into()];
                 Some(
-                    qr_login(
+                    qr::qr_login(
                         &fake,
                         &node.name,
                         std::path::Path::new(&c.cascade.data_dir),
@@ -300,116 +324,28 @@ pub async fn run(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    println!(
-        "\n\nsummary after {:.1} s:",
-        started.elapsed().as_secs_f64()
-    );
-    let mut articles_total = 0;
-    for (name, id, token, _) in &children {
-        let mine = AllocationFilter {
-            task_id: Some(task.id.clone()),
-            node_id: Some(id.clone()),
-            status: Some("completed".into()),
-            ..AllocationFilter::default()
-        };
-        let (mut articles, mut offset) = (0, 0);
-        let feeds = loop {
-            let page = Page { limit: 200, offset };
-            let (rows, total) = store.list_allocations(mine.clone(), page).await?;
-            articles += rows.iter().map(|a| a.article_count).sum::<i64>();
-            offset += 200;
-            if offset >= total {
-                break total;
-            }
-        };
-        articles_total += articles;
-        let reads = match token {
-            Some(token) => {
-                let refused = fake
-                    .log_for(token)
-                    .iter()
-                    .filter(|e| e.outcome == "200013")
-                    .count();
-                format!("mp login, {refused} MP refusals")
-            }
-            None => "weread login".to_string(),
-        };
-        println!("  {name}: {feeds} feeds, {articles} articles ({reads})");
-    }
-    println!("total: {articles_total} articles");
-    // Bodies the children fetched (WeRead content for what `weread_list` read).
-    let wechat_ids: Vec<String> = accounts
+    let members: Vec<summary::Member> = children
         .iter()
-        .map(|a| format!("MP_WXS_{}", a.number))
+        .map(|(name, id, token, _)| summary::Member {
+            name: name.clone(),
+            id: id.clone(),
+            token: token.clone(),
+        })
         .collect();
-    let (mut wechat_articles, mut with_body, mut offset) = (0, 0, 0);
-    loop {
-        let page = Page {
-            limit: 1000,
-            offset,
-        };
-        let rows = store.list_articles(Some(wechat_ids.clone()), page).await?;
-        wechat_articles += rows.len();
-        with_body += rows
-            .iter()
-            .filter(|a| a.content_html.as_deref().is_some_and(|c| !c.is_empty()))
-            .count();
-        if rows.len() < 1000 {
-            break;
-        }
-        offset += 1000;
-    }
-    println!("full text: {with_body} of {wechat_articles} WeChat articles");
-    // What the fleet learnt of the sources (GET {P}/sources).
-    println!("sources:");
-    let rows = store.source_rows().await?;
-    let served = store.feeds_by_source().await?;
-    for source in parent::ops::sources::SOURCES {
-        let row = rows.iter().find(|r| r.source == *source);
-        let served = served
-            .iter()
-            .find(|(s, _)| s == source)
-            .map_or(0, |(_, n)| *n);
-        match row.filter(|r| r.state == "closed") {
-            Some(r) => println!(
-                "  {source}: closed{}, found by the fleet and alerted once ({})",
-                r.since
-                    .map(|t| format!(" since {}", local_time(t)))
-                    .unwrap_or_default(),
-                r.last_error.as_deref().unwrap_or("refused")
-            ),
-            None => println!("  {source}: open, {served} feeds read through it"),
-        }
-    }
-    let now = clock.now();
-    let cooling: Vec<String> = store
-        .list_nodes(None)
-        .await?
-        .into_iter()
-        .filter(|n| n.cooldown_until.is_some_and(|t| t > now))
-        .map(|n| n.name)
-        .collect();
-    if cooling.is_empty() {
-        println!("nodes cooling: none");
+    let summary = summary::Summary {
+        store: &store,
+        clock: &clock,
+        task_id: &task.id,
+        members: &members,
+        fake: &fake,
+        accounts: &accounts,
+    };
+    summary.print(started.elapsed()).await?;
+    print_access(&base, password.as_deref(), &config.db, scratch.is_some());
+    if options.exit_when_done {
+        println!("(--exit-when-done: the parent stops now)");
     } else {
-        println!("nodes cooling: {}", cooling.join(", "));
-    }
-    // What the children reported in their heartbeats (each sent one before it started).
-    println!("logins:");
-    for (_, id, _, _) in &children {
-        for login in store.list_node_logins(Some(id.clone())).await? {
-            let expires = login.expires_at.map_or_else(
-                || "no known expiry".to_string(),
-                |t| format!("expires {}", local_time(t)),
-            );
-            println!(
-                "  {}: {} {}, {}, {expires}",
-                login.node_name, login.kind, login.name, login.state
-            );
-        }
-    }
-    if !exit_when_done {
-        println!("\nThe parent keeps serving at {base}; press Ctrl-C to stop.");
+        println!("The parent keeps serving at {base}; press Ctrl-C to stop.");
         shutdown.cancelled().await;
     }
     shutdown.cancel();
@@ -423,71 +359,41 @@ pub async fn run(
     Ok(())
 }
 
-/// Logs the child `node_name` in by the fake's MP QR flow, the fake playing the phone: draws
-/// the QR code, saves the login in the child's store in `data_dir` and returns its token.
-async fn qr_login(
-    fake: &FakeWechat,
-    node_name: &str,
-    data_dir: &std::path::Path,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<String> {
-    fake.mp_login_settings(|s| {
-        s.nickname = QR_ACCOUNT.into();
-        // Scanned after 0.7 s, confirmed 0.7 s later.
-        s.auto = Some((Duration::from_millis(700), ScanAction::Confirm));
-    });
-    let options = MpQrOptions {
-        poll_interval: Duration::from_millis(200),
-        deadline: Duration::from_secs(60),
-        ..MpQrOptions::default()
-    };
-    let client = MpQrClient::new(fake.base_url(), options)?;
-    println!("\n{node_name} logs in to WeChat by QR code:");
-    let mut on_event = |event: MpEvent| match event {
-        MpEvent::Qr(image) => {
-            match qr_term::render_image(&image) {
-                Ok(drawing) => println!("{drawing}"),
-                Err(e) => println!("(the QR code cannot be drawn here: {e})"),
-            }
-            println!(
-                "the demo scans this QR code for you in a moment (a real login needs WeChat on a phone)"
-            );
-        }
-        MpEvent::Scanned => println!("scanned; confirming on the phone"),
-        MpEvent::Refreshed(n) => println!("the QR code expired; showing a new one ({n})"),
-        MpEvent::Confirmed => println!("confirmed; setting up the session"),
-    };
-    let login = client
-        .login(shutdown, &mut on_event)
-        .await
-        .context("the demo's QR login failed")?;
-    let store = LoginStore::open(data_dir)
-        .with_context(|| format!("while opening the login store in {}", data_dir.display()))?;
-    let mut saved = Login::new(
-        "mp-demo",
-        LoginKind::Mp,
-        &login.account_name,
-        LoginSecrets {
-            token: Some(login.token.clone()),
-            cookies: login.cookies.clone(),
-        },
-    );
-    saved.expires_at = Some(login.expires_at.and_utc());
-    store
-        .upsert(saved)
-        .with_context(|| format!("while saving the login in {}", data_dir.display()))?;
-    println!(
-        "logged in: mp {}, expires {}\n",
-        login.account_name,
-        local_time(login.expires_at)
-    );
-    Ok(login.token.expose().to_string())
+/// The demo's admin password: on a database without an admin, the demo creates `admin` with
+/// `CASCADE_ADMIN_PASSWORD` or a generated password and returns it; `None` when the database
+/// already has an admin (its password is not known here).
+async fn admin_password(
+    store: &Store,
+    config: &Config,
+    clock: &Clock,
+) -> anyhow::Result<Option<String>> {
+    if store.count_users().await? > 0 {
+        return Ok(None);
+    }
+    let password = std::env::var("CASCADE_ADMIN_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| crate::protocol::credentials::random_token()[..20].to_string());
+    parent::ops::create_admin(store, "admin", &password, config.bcrypt_cost, clock).await?;
+    Ok(Some(password))
 }
 
-/// A UTC time in the local zone, with its offset.
-fn local_time(utc: chrono::NaiveDateTime) -> String {
-    chrono::Local
-        .from_utc_datetime(&utc)
-        .format("%Y-%m-%d %H:%M:%S %:z")
-        .to_string()
+/// How to reach the parent once the summary is printed: its dashboard with the admin's
+/// password, an operator command over `--url`, and what becomes of the database.
+fn print_access(base: &str, password: Option<&str>, db: &str, scratch: bool) {
+    let shown = password.unwrap_or("…");
+    println!("\ndashboard  {base}/   (user admin, password {shown})");
+    if password.is_none() {
+        println!("           (the database's existing admin: its password is unchanged)");
+    }
+    println!("commands   cascade --url {base} --password '{shown}' node list");
+    println!("           (later commands may leave out --password: the login is cached)");
+    if scratch {
+        println!(
+            "database   a temporary SQLite file, removed when the demo ends \
+             (--keep-db or --db URL runs on one that stays)"
+        );
+    } else {
+        println!("database   {} (kept)", crate::store::redact_url(db));
+    }
 }

@@ -1,15 +1,22 @@
-//! Response shapes (PROTOCOL §6–§7, §9.2): node, feed, message task and sync-log objects.
-//! Secrets never reach these types: no hash field exists here, the AK is masked.
+//! Response shapes (PROTOCOL §6–§7, §9.2): node, feed, message task and sync-log objects,
+//! pages, and (in `alloc`) allocations and feed status. Each derives its JSON Schema, which
+//! `/api/openapi.json` publishes. Secrets never reach these types: no hash field exists here,
+//! the AK is masked.
+
+mod alloc;
+
+pub use alloc::{AllocationDetailView, AllocationView, AttemptView, FeedStatusView, update_status};
 
 use crate::protocol::credentials::mask_key;
 use crate::protocol::time;
 use crate::store::{Feed, MessageTask, Node, SyncLog};
 use chrono::NaiveDateTime;
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 
 /// A node as admins see it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct NodeView {
     id: String,
     node_type: i64,
@@ -21,12 +28,16 @@ pub struct NodeView {
     status: i64,
     is_active: bool,
     #[serde(serialize_with = "time::ser_opt")]
+    #[schemars(with = "Option<time::Wire>")]
     last_sync_at: Option<NaiveDateTime>,
     #[serde(serialize_with = "time::ser_opt")]
+    #[schemars(with = "Option<time::Wire>")]
     last_heartbeat_at: Option<NaiveDateTime>,
     #[serde(serialize_with = "time::ser")]
+    #[schemars(with = "time::Wire")]
     created_at: NaiveDateTime,
     #[serde(serialize_with = "time::ser")]
+    #[schemars(with = "time::Wire")]
     updated_at: NaiveDateTime,
     sync_config: Value,
     callback_url: Option<String>,
@@ -38,6 +49,7 @@ pub struct NodeView {
     fetchers: Vec<String>,
     session_state: String,
     #[serde(serialize_with = "time::ser_opt")]
+    #[schemars(with = "Option<time::Wire>")]
     cooldown_until: Option<NaiveDateTime>,
     version: Option<String>,
     /// Feeds it finished a minute over the last 10–20 minutes (ours; `null`: none
@@ -86,7 +98,7 @@ impl NodeView {
 }
 
 /// A feed.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct FeedView {
     id: String,
     faker_id: Option<String>,
@@ -95,8 +107,10 @@ pub struct FeedView {
     mp_intro: Option<String>,
     status: i64,
     #[serde(serialize_with = "time::ser_opt")]
+    #[schemars(with = "Option<time::Wire>")]
     created_at: Option<NaiveDateTime>,
     #[serde(serialize_with = "time::ser_opt")]
+    #[schemars(with = "Option<time::Wire>")]
     updated_at: Option<NaiveDateTime>,
     source: String,
     url: Option<String>,
@@ -131,7 +145,7 @@ impl From<Feed> for FeedView {
 }
 
 /// A message task; `headers`/`cookies` are withheld from nodes unless `expose_to_nodes`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct TaskView {
     id: String,
     name: String,
@@ -144,11 +158,14 @@ pub struct TaskView {
     headers: Option<String>,
     cookies: Option<String>,
     #[serde(serialize_with = "time::ser_opt")]
+    #[schemars(with = "Option<time::Wire>")]
     created_at: Option<NaiveDateTime>,
     #[serde(serialize_with = "time::ser_opt")]
+    #[schemars(with = "Option<time::Wire>")]
     updated_at: Option<NaiveDateTime>,
     expose_to_nodes: bool,
     #[serde(serialize_with = "time::ser_opt")]
+    #[schemars(with = "Option<time::Wire>")]
     next_run_at: Option<NaiveDateTime>,
     /// Whether children fetch article bodies (ours; default true).
     full_text: bool,
@@ -156,12 +173,22 @@ pub struct TaskView {
     all_feeds: bool,
     /// Aging steps its allocations go ahead of waiting ones (ours).
     priority: i64,
+    /// The zone its cron is read in: the `timezone` setting, or "local time, UTC±hh:mm" of
+    /// the parent's process when that is empty (ours; admins only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cron_timezone: Option<String>,
 }
 
 impl TaskView {
-    /// The admin view (everything).
-    pub fn admin(t: MessageTask) -> Self {
-        Self::build(t, true)
+    /// The admin view (everything), with the zone its cron is read in (`zone`, the
+    /// `timezone` setting).
+    pub fn admin(t: MessageTask, zone: &str) -> Self {
+        let mut view = Self::build(t, true);
+        view.cron_timezone = Some(match zone.trim() {
+            "" => format!("local time, UTC{}", chrono::Local::now().format("%:z")),
+            named => named.to_string(),
+        });
+        view
     }
 
     /// The node view (secrets only with `expose_to_nodes`).
@@ -190,12 +217,13 @@ impl TaskView {
             full_text: f.full_text.unwrap_or(true),
             all_feeds: f.all_feeds,
             priority: f.priority,
+            cron_timezone: None,
         }
     }
 }
 
 /// A sync log.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct SyncLogView {
     id: String,
     node_id: Option<String>,
@@ -206,8 +234,10 @@ pub struct SyncLogView {
     error_message: Option<String>,
     extra_data: Value,
     #[serde(serialize_with = "time::ser_opt")]
+    #[schemars(with = "Option<time::Wire>")]
     started_at: Option<NaiveDateTime>,
     #[serde(serialize_with = "time::ser_opt")]
+    #[schemars(with = "Option<time::Wire>")]
     completed_at: Option<NaiveDateTime>,
 }
 
@@ -229,7 +259,8 @@ impl From<SyncLog> for SyncLogView {
 }
 
 /// A page of a list: `{"list", "total", "page": {"limit", "offset"}}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "{T}Page")]
 pub struct Paged<T> {
     /// Items of this page.
     pub list: Vec<T>,
@@ -254,152 +285,10 @@ impl<T> Paged<T> {
 }
 
 /// Echo of the page asked for.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct PageView {
     /// 1–200.
     pub limit: i64,
     /// ≥ 0.
     pub offset: i64,
-}
-
-/// An allocation as admins see it; the lease token is never shown.
-#[derive(Debug, Serialize)]
-pub struct AllocationView {
-    id: String,
-    task_id: String,
-    task_name: Option<String>,
-    node_id: Option<String>,
-    feed_ids: Vec<String>,
-    status: String,
-    result_summary: Value,
-    error_message: Option<String>,
-    #[serde(serialize_with = "time::ser_opt")]
-    dispatched_at: Option<NaiveDateTime>,
-    #[serde(serialize_with = "time::ser_opt")]
-    claimed_at: Option<NaiveDateTime>,
-    #[serde(serialize_with = "time::ser_opt")]
-    started_at: Option<NaiveDateTime>,
-    #[serde(serialize_with = "time::ser_opt")]
-    completed_at: Option<NaiveDateTime>,
-    schedule_run_id: Option<String>,
-    article_count: i64,
-    new_article_count: i64,
-    #[serde(serialize_with = "time::ser_opt")]
-    created_at: Option<NaiveDateTime>,
-    #[serde(serialize_with = "time::ser_opt")]
-    updated_at: Option<NaiveDateTime>,
-    node_name: Option<String>,
-    cron_exp: Option<String>,
-    assigned_node_id: Option<String>,
-    feed_count: i64,
-    attempt: i64,
-    max_attempts: i64,
-    #[serde(serialize_with = "time::ser_opt")]
-    available_at: Option<NaiveDateTime>,
-    #[serde(serialize_with = "time::ser_opt")]
-    lease_expires_at: Option<NaiveDateTime>,
-    reason: Option<String>,
-}
-
-impl From<crate::store::Allocation> for AllocationView {
-    fn from(a: crate::store::Allocation) -> Self {
-        Self {
-            id: a.id,
-            task_id: a.task_id,
-            task_name: a.task_name,
-            node_id: a.node_id,
-            feed_ids: a.feed_ids,
-            status: a.status,
-            result_summary: a.result_summary,
-            error_message: a.error_message,
-            dispatched_at: a.dispatched_at,
-            claimed_at: a.claimed_at,
-            started_at: a.started_at,
-            completed_at: a.completed_at,
-            schedule_run_id: a.schedule_run_id,
-            article_count: a.article_count,
-            new_article_count: a.new_article_count,
-            created_at: a.created_at,
-            updated_at: a.updated_at,
-            node_name: a.node_name,
-            cron_exp: a.cron_exp,
-            assigned_node_id: a.assigned_node_id,
-            feed_count: a.feed_count,
-            attempt: a.attempt,
-            max_attempts: a.max_attempts,
-            available_at: a.available_at,
-            lease_expires_at: a.lease_expires_at,
-            reason: a.reason,
-        }
-    }
-}
-
-/// A feed-status item (PROTOCOL §9.2).
-#[derive(Debug, Serialize)]
-pub struct FeedStatusView {
-    id: String,
-    mp_name: String,
-    mp_cover: Option<String>,
-    status: i64,
-    article_count: i64,
-    latest_article_time: Option<String>,
-    update_status: &'static str,
-    update_time: Option<i64>,
-    sync_time: Option<i64>,
-    last_task: Option<Value>,
-    #[serde(serialize_with = "time::ser_opt")]
-    created_at: Option<NaiveDateTime>,
-    #[serde(serialize_with = "time::ser_opt")]
-    updated_at: Option<NaiveDateTime>,
-    source: String,
-    last_error: Option<String>,
-    #[serde(serialize_with = "time::ser_opt")]
-    next_check_at: Option<NaiveDateTime>,
-    check_errors: i64,
-}
-
-/// `fresh` < 1 h, `recent` < 24 h, `stale` < 72 h, else `outdated`; `unknown` without a time.
-pub fn update_status(update_time: Option<i64>, now: NaiveDateTime) -> &'static str {
-    match update_time.filter(|t| *t > 0) {
-        None => "unknown",
-        Some(t) => match now.and_utc().timestamp() - t {
-            age if age < 3600 => "fresh",
-            age if age < 86_400 => "recent",
-            age if age < 3 * 86_400 => "stale",
-            _ => "outdated",
-        },
-    }
-}
-
-impl FeedStatusView {
-    /// The view of a feed's status at `now`.
-    pub fn new(s: crate::store::FeedStatus, now: NaiveDateTime) -> Self {
-        let last_task = s.last_task_status.map(|status| {
-            serde_json::json!({ "status": status, "time": s.last_task_at.map(time::to_wire),
-                                "node_id": s.last_node_id, "node_name": s.last_node_name })
-        });
-        let latest = s
-            .latest_publish_time
-            .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
-            .map(|t| time::to_wire(t.naive_utc()));
-        let f = s.feed;
-        Self {
-            update_status: update_status(f.update_time, now),
-            id: f.id,
-            mp_name: f.mp_name,
-            mp_cover: f.mp_cover,
-            status: f.status,
-            article_count: s.article_count,
-            latest_article_time: latest,
-            update_time: f.update_time,
-            sync_time: f.sync_time,
-            last_task,
-            created_at: f.created_at,
-            updated_at: f.updated_at,
-            source: f.source,
-            last_error: s.last_error,
-            next_check_at: s.next_check_at,
-            check_errors: s.check_errors,
-        }
-    }
 }
