@@ -247,6 +247,8 @@ async fn allocations_page_filter_open_in_the_drawer_and_retry_or_cancel_in_bulk(
 
     // Cancel the waiting task's work by a filter (task + pending).
     browser.click("#alloc-clear").await;
+    text_when(&browser, "#alloc-pages .page-label", "t === '1–50 of 62'").await;
+    browser.snap("allocations").await;
     browser
         .click(&format!("#alloc-task option[value='{waiting_task}']"))
         .await;
@@ -265,7 +267,6 @@ async fn allocations_page_filter_open_in_the_drawer_and_retry_or_cancel_in_bulk(
         )
         .await;
     assert_eq!(cancelled.ok()["total"], 60);
-    browser.snap("allocations").await;
     browser.close().await;
     p.shutdown().await;
 }

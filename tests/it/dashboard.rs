@@ -116,7 +116,9 @@ async fn dashboard_logs_in_sees_a_node_come_online_and_dispatches() {
         .until("return [...new Set(performance.getEntriesByType('resource').map(e => new URL(e.name).origin).concat([location.origin]))];")
         .await;
     assert_eq!(origins, json!([p.url("")]));
-    browser.snap("allocations-first").await;
+    browser
+        .screenshot(&std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png"))
+        .await;
     browser.close().await;
     p.shutdown().await;
 }
