@@ -79,15 +79,25 @@ async function bulk(what) {
   const f = filter();
   const status = f.status || (what === "retry" ? "failed" : "pending");
   const question = what === "retry"
-    ? `Retry every ${status} allocation matching ${describe(f)}? Each goes back to pending with its attempts reset (1,000 per press).`
-    : `Cancel every ${status} allocation matching ${describe(f)}? A node working on one loses it (1,000 per press).`;
+    ? `Retry every ${status} allocation matching ${describe(f)}? Each goes back to pending with its attempts reset.`
+    : `Cancel every ${status} allocation matching ${describe(f)}? A node working on one loses it.`;
   if (!await confirmAction(question, what === "retry" ? "Retry all" : "Cancel all")) return;
+  const verb = what === "retry" ? "retried" : "cancelled";
+  const why = what === "retry" ? "their feeds have other open work" : "they changed meanwhile";
+  const total = { matched: 0, changed: 0, skipped: 0 };
   try {
-    const r = await post(`/allocations/${what}`, { filter: f });
-    const verb = what === "retry" ? "retried" : "cancelled";
-    const more = r.more ? "; more match: press again" : "";
-    const skipped = r.skipped ? `, ${r.skipped} skipped (their feeds have other open work)` : "";
-    $("#bulk-result").textContent = `${r.changed} of ${r.matched} ${verb}${skipped}${more}`;
+    // 1,000 a call; each call goes on after the last one's `next`, at most 100 calls.
+    let after = null;
+    for (let call = 0; call < 100; call += 1) {
+      const r = await post(`/allocations/${what}`, { filter: after ? { ...f, after } : f });
+      total.matched += r.matched;
+      total.changed += r.changed;
+      total.skipped += r.skipped;
+      const skipped = total.skipped ? `, ${total.skipped} skipped (${why})` : "";
+      $("#bulk-result").textContent = `${total.changed} of ${total.matched} ${verb}${skipped}${r.more ? "…" : ""}`;
+      if (!r.more || !r.next) break;
+      after = r.next;
+    }
     await refreshAll();
   } catch (e) {
     $("#bulk-result").textContent = `${what} failed: ${e.message}`;

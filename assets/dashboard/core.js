@@ -240,8 +240,8 @@ export async function copy(text, field) {
   }
 }
 
-// Feed names for pickers (the task form, the allocation filter): the first 1,000 feeds by
-// name, read again at most once a minute.
+// Feed names for pickers (the task form, the allocation filter): the first 1,000 feeds the
+// parent lists (stalest first), read again at most once a minute.
 const NAMES_MS = 60000;
 let names = { at: 0, list: [] };
 

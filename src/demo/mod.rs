@@ -105,6 +105,8 @@ pub async fn run(
     .await?;
     let server = tokio::spawn(parent::serve(listener, state.clone()));
     let reaper = tokio::spawn(parent::reaper::Reaper::new(state.clone()).run(shutdown.clone()));
+    // The console's node-health chart reads the once-a-minute samples.
+    let sampler = tokio::spawn(parent::sampler::Sampler::new(state.clone()).run(shutdown.clone()));
 
     let newest = chrono::Utc::now().timestamp();
     let run_tag = u64::try_from(newest).unwrap_or(0) % 100_000 * 1_000;
@@ -353,6 +355,7 @@ pub async fn run(
         let _ = handle.await;
     }
     let _ = reaper.await;
+    let _ = sampler.await;
     let _ = server.await;
     fake.stop();
     rss.stop();

@@ -403,15 +403,17 @@ pub struct LoginOtp {
 /// `POST {P}/allocations/retry` and `POST {P}/allocations/cancel` (admin, ours): exactly one
 /// of `ids` and `filter`.
 #[derive(Debug, Deserialize, Default, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AllocationAction {
     /// 1–1000 allocation ids.
     pub ids: Option<Vec<String>>,
-    /// The first 1000 allocations it matches, oldest first.
+    /// The first 1000 allocations it matches (by id, after `after`).
     pub filter: Option<AllocationSelector>,
 }
 
 /// The allocations a retry or cancel acts on, as `GET {P}/allocations` filters them.
 #[derive(Debug, Deserialize, Default, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AllocationSelector {
     /// Retry: `failed` (default) or `timeout`; cancel: `pending` (default), `claimed` or
     /// `executing`.
@@ -426,4 +428,6 @@ pub struct AllocationSelector {
     pub reason: Option<String>,
     /// Dispatch run.
     pub schedule_run_id: Option<String>,
+    /// Go on after this allocation id: the previous answer's `next`, when it said `more`.
+    pub after: Option<String>,
 }

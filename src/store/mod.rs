@@ -24,7 +24,7 @@ pub use alloc_types::*;
 pub use commands::{NewNodeCommand, NodeCommand};
 pub use flows::{FLOW_STATES, FlowProgress, LoginFlow, NewLoginFlow, flow_state_is_final};
 pub use ops::attempts::{AllocationDetail, AllocationFeed, AttemptRecord};
-pub use ops::bulk::{BulkOutcome, CANCELLABLE_STATUSES, RETRYABLE_STATUSES, Selection};
+pub use ops::bulk::{BULK_MAX, BulkOutcome, CANCELLABLE_STATUSES, RETRYABLE_STATUSES, Selection};
 pub use ops::console::{
     AgeCount, AuditEntry, AuditFilter, AuditRecord, FEED_AGE_LABELS, NodeHealth, NodeSample,
     SAMPLE_RETENTION, SampleOutcome, Stats, Throughput, floor_minute,

@@ -211,7 +211,7 @@ on_both! {
         // Oldest first: dispatched together, they were claimed (and failed) in that order.
         assert_eq!(
             r.ok(),
-            &json!({"matched": 3, "changed": 3, "skipped": 0, "ids": failed, "more": false}),
+            &json!({"matched": 3, "changed": 3, "skipped": 0, "ids": failed, "more": false, "next": null}),
             "{}", r.text
         );
         for a in &failed {
@@ -265,7 +265,7 @@ on_both! {
             .await;
         assert_eq!(
             r.ok(),
-            &json!({"matched": 2, "changed": 1, "skipped": 1, "ids": [wide], "more": false}),
+            &json!({"matched": 2, "changed": 1, "skipped": 1, "ids": [wide], "more": false, "next": null}),
             "{}", r.text
         );
         let reopened = p.allocation(&wide).await;
@@ -295,7 +295,7 @@ on_both! {
         let r = p.post(&cascade("/allocations/retry"), &p.admin(), json!({"ids": [pending, failed]})).await;
         assert_eq!(
             r.ok(),
-            &json!({"matched": 2, "changed": 1, "skipped": 1, "ids": [failed], "more": false}),
+            &json!({"matched": 2, "changed": 1, "skipped": 1, "ids": [failed], "more": false, "next": null}),
             "{}", r.text
         );
         assert_eq!(p.allocation(&failed).await["status"], "pending");
@@ -405,6 +405,10 @@ on_both! {
                 r.err(400);
                 assert_eq!(r.body["data"]["field"], field, "{action}: {}", r.text);
             }
+            // A misspelt key is refused, never read as "no filter" (everything).
+            for body in [json!({"filter": {"task": "t"}}), json!({"filter": {}, "all": true})] {
+                p.post(&path, &p.admin(), body.clone()).await.err(400);
+            }
         }
         let wrong = [("retry", "pending"), ("cancel", "failed")];
         for (action, status) in wrong {
@@ -434,6 +438,33 @@ on_both! {
             assert_eq!(r.err(403), "forbidden", "{method} {path}");
         }
         assert_eq!(p.allocation(&alloc).await["status"], "claimed", "nothing changed");
+        p.shutdown().await;
+    }
+}
+
+on_both! {
+    #[tokio::test]
+    async fn a_filtered_call_goes_on_after_the_id_the_last_one_stopped_at(backend) {
+        let p = TestParent::on(backend.clone()).await;
+        let node = p.online_node("n", json!({"capacity": 10})).await;
+        let feeds = p.feeds(9_800, 3).await;
+        let task = p.task(&feeds).await;
+        p.dispatch(&task).await;
+        let mut failed = Vec::new();
+        for _ in 0..3 {
+            failed.push(fail_next(&p, &node, "not_found", "gone").await);
+        }
+        failed.sort();
+        // Rows come in id order; `after` skips those up to and including it.
+        let r = p
+            .post(&cascade("/allocations/retry"), &p.admin(), json!({"filter": {"task_id": task, "after": failed[0]}}))
+            .await;
+        assert_eq!(
+            r.ok(),
+            &json!({"matched": 2, "changed": 2, "skipped": 0, "ids": [failed[1], failed[2]], "more": false, "next": null}),
+            "{}", r.text
+        );
+        assert_eq!(p.allocation(&failed[0]).await["status"], "failed");
         p.shutdown().await;
     }
 }

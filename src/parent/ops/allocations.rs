@@ -6,11 +6,8 @@ use crate::parent::AppState;
 use crate::parent::error::{ApiError, ApiResult};
 use crate::protocol::wire::{AllocationAction, AllocationSelector};
 use crate::store::{
-    AllocationFilter, BulkOutcome, CANCELLABLE_STATUSES, RETRYABLE_STATUSES, Selection,
+    AllocationFilter, BULK_MAX, BulkOutcome, CANCELLABLE_STATUSES, RETRYABLE_STATUSES, Selection,
 };
-
-/// Most allocations one retry or cancel acts on.
-const MAX_IDS: usize = 1000;
 
 /// Checks a `reason` filter named `field`: a wire name of [`Reason`] (`cancelled` among
 /// them).
@@ -82,15 +79,21 @@ pub async fn cancel(
 fn selection(action: AllocationAction, statuses: &[&str], default: &str) -> ApiResult<Selection> {
     match (action.ids, action.filter) {
         (Some(ids), None) => {
-            if ids.is_empty() || ids.len() > MAX_IDS {
+            if ids.is_empty() || ids.len() > BULK_MAX {
                 return Err(ApiError::bad_field(
                     "ids",
-                    format!("ids must list 1 to {MAX_IDS} allocations"),
+                    format!("ids must list 1 to {BULK_MAX} allocations"),
                 ));
             }
             Ok(Selection::Ids(ids))
         }
-        (None, Some(filter)) => Ok(Selection::Filter(store_filter(filter, statuses, default)?)),
+        (None, Some(mut filter)) => {
+            let after = filter.after.take().filter(|a| !a.is_empty());
+            Ok(Selection::Filter(
+                store_filter(filter, statuses, default)?,
+                after,
+            ))
+        }
         (Some(_), Some(_)) => Err(ApiError::bad_request("give either ids or filter, not both")),
         (None, None) => Err(ApiError::bad_request("ids or filter is required")),
     }

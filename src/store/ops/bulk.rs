@@ -30,8 +30,10 @@ const FEED_CHUNK: usize = 5000;
 pub enum Selection {
     /// These (1–[`BULK_MAX`]); unknown ids are left out.
     Ids(Vec<String>),
-    /// The first [`BULK_MAX`] the filter matches, oldest dispatch first.
-    Filter(AllocationFilter),
+    /// The first [`BULK_MAX`] the filter matches in id order, after the id given (the
+    /// previous call's `next`): a call goes on where the last one stopped, so rows it left
+    /// as they were (their feeds busy) never hold back the rest.
+    Filter(AllocationFilter, Option<String>),
 }
 
 /// What a retry or cancel did.
@@ -45,18 +47,21 @@ pub struct BulkOutcome {
     pub skipped: usize,
     /// The changed ones, oldest dispatch first.
     pub ids: Vec<String>,
-    /// The filter matched more than one call handles: call again.
+    /// The filter matched more than one call handles: call again with `after` = `next`.
     pub more: bool,
+    /// With `more`: the last allocation this call handled, where the next call goes on.
+    pub next: Option<String>,
 }
 
 impl BulkOutcome {
-    fn new(matched: usize, ids: Vec<String>, more: bool) -> Self {
+    fn new(picked: &[Picked], ids: Vec<String>, more: bool) -> Self {
         Self {
-            matched,
+            matched: picked.len(),
             changed: ids.len(),
-            skipped: matched.saturating_sub(ids.len()),
+            skipped: picked.len().saturating_sub(ids.len()),
             ids,
             more,
+            next: more.then(|| picked.last().map(|p| p.id.clone())).flatten(),
         }
     }
 }
@@ -95,26 +100,29 @@ struct Picked {
     id: String,
     status: String,
     feed_ids: Vec<String>,
+    node_id: Option<String>,
 }
 
-/// The selection's rows, locked, oldest dispatch first, and whether the filter matched more.
-async fn pick(tx: &mut Tx, selection: &Selection) -> Result<(Vec<Picked>, bool)> {
+/// The selection's rows in id order, locked when `lock` (PostgreSQL), and whether the filter
+/// matched more.
+async fn pick(tx: &mut Tx, selection: &Selection, lock: bool) -> Result<(Vec<Picked>, bool)> {
+    let lock = if lock { "{for_update}" } else { "" };
     let rows = match selection {
         Selection::Ids(ids) => {
-            tx.rows(
-                "SELECT id, status, feed_ids FROM we_cascade_task_allocations
-                  WHERE id {in:$1} ORDER BY dispatched_at, id {for_update}",
-                args![ids],
-            )
-            .await?
+            let sql = format!(
+                "SELECT id, status, feed_ids, node_id FROM we_cascade_task_allocations
+                  WHERE id {{in:$1}} ORDER BY id {lock}"
+            );
+            tx.rows(&sql, args![ids]).await?
         }
-        Selection::Filter(filter) => {
+        Selection::Filter(filter, after) => {
             let mut bound = filter_args(filter);
             bound.push(Arg::from(i64::try_from(BULK_MAX + 1).unwrap_or(i64::MAX)));
+            bound.push(Arg::from(after.clone()));
             let sql = format!(
-                "SELECT a.id, a.status, a.feed_ids FROM we_cascade_task_allocations a
-                   {ALLOC_WHERE} ORDER BY a.dispatched_at, a.id LIMIT CAST($7 AS BIGINT)
-                   {{for_update}}"
+                "SELECT a.id, a.status, a.feed_ids, a.node_id FROM we_cascade_task_allocations a
+                   {ALLOC_WHERE} AND (CAST($8 AS TEXT) IS NULL OR a.id > $8)
+                  ORDER BY a.id LIMIT CAST($7 AS BIGINT) {lock}"
             );
             tx.rows(&sql, &bound).await?
         }
@@ -126,6 +134,7 @@ async fn pick(tx: &mut Tx, selection: &Selection) -> Result<(Vec<Picked>, bool)>
                 id: r.text("id")?,
                 status: r.text("status")?,
                 feed_ids: r.string_list("feed_ids")?.unwrap_or_default(),
+                node_id: r.opt_text("node_id")?,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -135,7 +144,7 @@ async fn pick(tx: &mut Tx, selection: &Selection) -> Result<(Vec<Picked>, bool)>
 }
 
 async fn retry(tx: &mut Tx, selection: &Selection, now: NaiveDateTime) -> Result<BulkOutcome> {
-    let (picked, more) = pick(tx, selection).await?;
+    let (picked, more) = pick(tx, selection, true).await?;
     let failed: Vec<&Picked> = picked
         .iter()
         .filter(|p| RETRYABLE_STATUSES.contains(&p.status.as_str()))
@@ -163,7 +172,7 @@ async fn retry(tx: &mut Tx, selection: &Selection, now: NaiveDateTime) -> Result
         open_feeds(tx, part).await?;
     }
     let ids = reopened.into_iter().map(|(id, _)| id).collect();
-    Ok(BulkOutcome::new(picked.len(), ids, more))
+    Ok(BulkOutcome::new(&picked, ids, more))
 }
 
 /// The enabled feeds of `rows` with no open allocation. On PostgreSQL each is locked in id
@@ -232,14 +241,31 @@ async fn cancel(
     message: &str,
     now: NaiveDateTime,
 ) -> Result<BulkOutcome> {
-    let (picked, more) = pick(tx, selection).await?;
+    // A held row's node is locked before the row, as a heartbeat, a release and a node's
+    // disabling lock them (node, then its rows): the two never wait for each other in a
+    // circle.
+    if tx.is_pg() {
+        let (seen, _) = pick(tx, selection, false).await?;
+        let mut nodes: Vec<String> = seen.into_iter().filter_map(|p| p.node_id).collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        if !nodes.is_empty() {
+            tx.texts(
+                "SELECT id FROM we_cascade_nodes WHERE id {in:$1}
+                  ORDER BY id COLLATE \"C\" FOR UPDATE",
+                args![&nodes],
+            )
+            .await?;
+        }
+    }
+    let (picked, more) = pick(tx, selection, true).await?;
     let open: Vec<String> = picked
         .iter()
         .filter(|p| CANCELLABLE_STATUSES.contains(&p.status.as_str()))
         .map(|p| p.id.clone())
         .collect();
     if open.is_empty() {
-        return Ok(BulkOutcome::new(picked.len(), open, more));
+        return Ok(BulkOutcome::new(&picked, open, more));
     }
     let ended = Ended {
         outcome: "cancelled",
@@ -269,5 +295,5 @@ async fn cancel(
     )
     .await?;
     let ids = open.into_iter().filter(|id| changed.contains(id)).collect();
-    Ok(BulkOutcome::new(picked.len(), ids, more))
+    Ok(BulkOutcome::new(&picked, ids, more))
 }
