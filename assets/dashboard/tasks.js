@@ -16,6 +16,20 @@ export function init(refresh) {
   });
   $("#task-new").addEventListener("click", () => edit(null));
   $("#task-all").addEventListener("change", () => { $("#task-feeds").disabled = $("#task-all").checked; });
+  $("#scheduler-toggle").addEventListener("click", async () => {
+    const toggle = $("#scheduler-toggle");
+    const running = Boolean(toggle.dataset.running);
+    if (running && !await confirmAction("Hold cron firings? No task fires on its cron until they are let go; dispatching by hand still works.", "Hold")) return;
+    toggle.disabled = true;
+    try {
+      showScheduler(await post(running ? "/stop-scheduler" : "/start-scheduler"));
+      report(running ? "cron firings held" : "cron firings dispatch again");
+    } catch (e) {
+      report(e.message, true);
+    } finally {
+      toggle.disabled = false;
+    }
+  });
   $("#dispatch-all").addEventListener("click", async () => {
     try {
       const d = await post("/dispatch-task");
@@ -35,8 +49,21 @@ function feedIds(t) {
   }
 }
 
+// Cron firings: dispatching, or held by an operator (every parent of the database obeys).
+function showScheduler(s) {
+  $("#scheduler-state").textContent = s.running
+    ? `Cron firings dispatch (${s.jobs} task(s) with a cron).`
+    : `Cron firings are held: no task fires until they are let go (${s.jobs} task(s) with a cron).`;
+  $("#scheduler-state").className = s.running ? "online" : "cooling";
+  const toggle = $("#scheduler-toggle");
+  toggle.hidden = false;
+  toggle.textContent = s.running ? "Hold cron firings" : "Let cron fire";
+  toggle.dataset.running = s.running ? "1" : "";
+}
+
 export async function refresh() {
-  const list = await feedNames();
+  const [list, scheduler] = await Promise.all([feedNames(), api("/scheduler")]);
+  showScheduler(scheduler);
   const select = $("#task-feeds");
   if (select.options.length !== list.length) {
     const chosen = new Set([...select.selectedOptions].map((o) => o.value));

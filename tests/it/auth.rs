@@ -176,6 +176,7 @@ fn admin_routes(node_id: &str) -> Vec<(Method, String)> {
         (Method::DELETE, "/message-tasks/x".into()),
         (Method::GET, "/plan".into()),
         (Method::GET, "/stats".into()),
+        (Method::GET, "/scheduler".into()),
         (Method::GET, "/audit".into()),
     ]
 }

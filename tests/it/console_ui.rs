@@ -293,6 +293,30 @@ async fn feeds_page_search_and_pause_and_tasks_are_created_and_edited() {
     assert_eq!(feed.ok()["status"], 0);
     browser.snap("feeds").await;
 
+    // Its history: the allocations view filtered on it (none yet).
+    browser.click("#feeds button.history").await;
+    browser
+        .until("const v = document.querySelector('.view[data-view=allocations]'); return v && !v.hidden;")
+        .await;
+    let filtered = text_when(&browser, "#alloc-pages .page-label", "t === '0–0 of 0'").await;
+    assert_eq!(filtered, "0–0 of 0");
+    let picked = browser
+        .until("const v = document.querySelector('#alloc-feed').value; return v ? v : null;")
+        .await;
+    assert_eq!(picked, "feed MP_WXS_13000059");
+
+    // An RSS feed added from its form.
+    browser.tab("feeds").await;
+    browser.type_into("#rss-name", "Example RSS").await;
+    browser
+        .type_into("#rss-url", "https://example.com/feed.xml")
+        .await;
+    browser.click("#feed-rss button[type=submit]").await;
+    text_when(&browser, "#notice", "t.includes('Example RSS')").await;
+    let rss = p.get(&cascade("/feed-status?source=rss"), &p.admin()).await;
+    assert_eq!(rss.ok()["total"], 1);
+    assert_eq!(rss.ok()["list"][0]["mp_name"], "Example RSS");
+
     // A task over every feed, then edited and disabled from its row.
     browser.tab("tasks").await;
     browser.type_into("#task-name", "every feed").await;
@@ -327,6 +351,26 @@ async fn feeds_page_search_and_pause_and_tasks_are_created_and_edited() {
         (&task.ok()["priority"], &task.ok()["status"]),
         (&json!(40), &json!(0))
     );
+    // Cron firings held and let go from the view; every parent of the database obeys.
+    browser.click("#scheduler-toggle").await;
+    browser.confirm().await;
+    text_when(
+        &browser,
+        "#scheduler-state",
+        "t.startsWith('Cron firings are held')",
+    )
+    .await;
+    let held = p.get(&cascade("/scheduler"), &p.admin()).await;
+    assert_eq!(held.ok()["running"], false);
+    browser.click("#scheduler-toggle").await;
+    text_when(
+        &browser,
+        "#scheduler-state",
+        "t.startsWith('Cron firings dispatch')",
+    )
+    .await;
+    let running = p.get(&cascade("/scheduler"), &p.admin()).await;
+    assert_eq!(running.ok()["running"], true);
     browser.snap("tasks").await;
     browser.close().await;
     p.shutdown().await;

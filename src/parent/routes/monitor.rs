@@ -242,6 +242,13 @@ async fn scheduler_state(state: &AppState) -> ApiResult<Value> {
     Ok(json!({ "running": running, "jobs": jobs }))
 }
 
+pub(super) async fn scheduler(State(state): State<AppState>, _: AdminAuth) -> Reply<Value> {
+    Ok(axum::Json(Envelope::ok(
+        "success",
+        scheduler_state(&state).await?,
+    )))
+}
+
 pub(super) async fn start_scheduler(State(state): State<AppState>, _: AdminAuth) -> Reply<Value> {
     crate::parent::scheduler::set_running(&state, true).await?;
     Ok(axum::Json(Envelope::ok(

@@ -232,6 +232,7 @@ pub(super) fn cascade() -> Vec<Endpoint> {
         ep(Tasks, "put", "/message-tasks/{id}", Admin, "Update a message task", NONE, json::<TaskBody>(), data::<TaskView>(), put(catalog::update_task)),
         ep(Tasks, "delete", "/message-tasks/{id}", Admin, "Delete a message task; its pending work fails", NONE, Body::None, data::<()>(), delete(catalog::delete_task)),
         ep(Tasks, "post", "/dispatch-task", Admin, "Dispatch one task now, or every enabled task", query::<monitor::DispatchQuery>(), Body::None, Data(r::dispatched), post(monitor::dispatch_task)),
+        ep(Tasks, "get", "/scheduler", Admin, "Whether cron firings dispatch, and how many tasks have a cron", NONE, Body::None, Data(r::scheduler), get(monitor::scheduler)),
         ep(Tasks, "post", "/start-scheduler", Admin, "Let cron firings dispatch", NONE, Body::None, Data(r::scheduler), post(monitor::start_scheduler)),
         ep(Tasks, "post", "/stop-scheduler", Admin, "Hold cron firings", NONE, Body::None, Data(r::scheduler), post(monitor::stop_scheduler)),
         ep(Tasks, "post", "/reload-scheduler", Admin, "Recompute every task's next run", NONE, Body::None, Data(r::scheduler), post(monitor::reload_scheduler)),

@@ -254,6 +254,7 @@ async fn lists_monitoring_and_service_answers_conform_to_their_published_schemas
         "/login-flows",
         "/feeds",
         "/message-tasks",
+        "/scheduler",
     ] {
         let r = p.get(&cascade(path), &admin).await;
         let shown = path.split('?').next().unwrap_or(path);
