@@ -8,6 +8,7 @@ pub mod callback;
 pub mod client_addr;
 pub mod error;
 pub mod extract;
+pub mod lockout;
 pub mod metrics;
 pub mod notifier;
 pub mod ops;
