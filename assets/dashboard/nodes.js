@@ -14,11 +14,13 @@ export function init(refresh) {
   $("#node-add").addEventListener("submit", async (event) => {
     event.preventDefault();
     try {
-      await addNode();
+      if ($("#node-id").value) await saveNode();
+      else await addNode();
     } catch (e) {
       report(e.message, true);
     }
   });
+  $("#node-new").addEventListener("click", () => edit(null));
   document.querySelectorAll("#credentials button.copy").forEach((b) => {
     b.addEventListener("click", () => copy($(`#${b.dataset.copy}`).value, $(`#${b.dataset.copy}`)));
   });
@@ -36,6 +38,33 @@ async function addNode() {
   showCredentials(name, creds, capacity);
   $("#node-add").reset();
   report(`node ${name} added`);
+  await refreshAll();
+}
+
+// Fills the form with a node to edit (name, capacity, description), or empties it.
+function edit(n) {
+  $("#node-id").value = n ? n.id : "";
+  $("#node-name").value = n ? n.name : "";
+  $("#node-capacity").value = n ? (n.sync_config && n.sync_config.max_capacity) || n.capacity : 4;
+  $("#node-description").value = n ? n.description || "" : "";
+  $("#node-form-title").textContent = n ? `Edit ${n.name}` : "Add a node";
+  $("#node-create").textContent = n ? "Save node" : "Add node";
+  $("#node-new").hidden = !n;
+}
+
+async function saveNode() {
+  const id = $("#node-id").value;
+  const name = $("#node-name").value.trim();
+  if (!name) throw new Error("a node needs a name");
+  const body = { name, description: $("#node-description").value };
+  const capacity = Number($("#node-capacity").value);
+  if (capacity) {
+    const current = fleet.nodes.find((n) => n.id === id);
+    body.sync_config = Object.assign({}, current ? current.sync_config : {}, { max_capacity: capacity });
+  }
+  await api(`/nodes/${encodeURIComponent(id)}`, { method: "PUT", json: body });
+  report(`node ${name} saved`);
+  edit(null);
   await refreshAll();
 }
 
@@ -86,6 +115,7 @@ export async function refresh() {
       cell(n.name), cell(state, state.replace(" ", "-")), cell(`${n.held_feeds}/${n.capacity}`), cell(rate),
       cell(sessionText(n), n.session_state), coolingCell(n), cell(when(n.last_heartbeat_at)), cell(n.version),
       actions(
+        ["Edit", "edit", () => edit(n)],
         [n.is_active ? "Disable" : "Enable", "toggle", () => toggle(n)],
         ["Rotate credentials", "rotate", () => rotate(n)],
         ["Test connection", "test", () => testConnection(n)],

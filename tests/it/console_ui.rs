@@ -72,6 +72,27 @@ async fn a_node_is_added_its_credentials_shown_once_rotated_tested_and_removed()
     )
     .await;
 
+    // Edited from its row: a new name and capacity.
+    browser.click("#nodes button.edit").await;
+    text_when(&browser, "#node-form-title", "t === 'Edit console-node'").await;
+    browser.type_into("#node-name", "console-node-2").await;
+    browser.type_into("#node-capacity", "8").await;
+    browser.click("#node-create").await;
+    text_when(
+        &browser,
+        "#nodes tbody tr",
+        "t.includes('console-node-2') && t.includes('0/8')",
+    )
+    .await;
+    let edited = p.get(&cascade(&format!("/nodes/{id}")), &p.admin()).await;
+    assert_eq!(
+        (
+            &edited.ok()["name"],
+            &edited.ok()["sync_config"]["max_capacity"]
+        ),
+        (&json!("console-node-2"), &json!(8))
+    );
+
     // "Done" takes the secret out of the page.
     browser.click("#cred-done").await;
     let gone = browser
@@ -108,7 +129,7 @@ async fn a_node_is_added_its_credentials_shown_once_rotated_tested_and_removed()
     browser.click("#nodes button.test").await;
     let tested = text_when(&browser, "#test-result", "t.length > 0").await;
     assert!(
-        tested.starts_with("console-node: node has no callback_url (it is online"),
+        tested.starts_with("console-node-2: node has no callback_url (it is online"),
         "{tested}"
     );
     browser.snap("nodes").await;
@@ -143,6 +164,7 @@ async fn a_node_is_added_its_credentials_shown_once_rotated_tested_and_removed()
         "admin POST /nodes",
         "admin POST /nodes/{id}/credentials",
         "admin POST /nodes/{id}/test-connection",
+        "admin PUT /nodes/{id}",
         "admin DELETE /nodes/{id}",
     ] {
         assert!(actions.contains(&wanted), "{wanted} in {actions:?}");
