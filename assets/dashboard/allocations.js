@@ -88,6 +88,7 @@ async function bulk(what) {
   try {
     // 1,000 a call; each call goes on after the last one's `next`, at most 100 calls.
     let after = null;
+    let left = false;
     for (let call = 0; call < 100; call += 1) {
       const r = await post(`/allocations/${what}`, { filter: after ? { ...f, after } : f });
       total.matched += r.matched;
@@ -95,9 +96,11 @@ async function bulk(what) {
       total.skipped += r.skipped;
       const skipped = total.skipped ? `, ${total.skipped} skipped (${why})` : "";
       $("#bulk-result").textContent = `${total.changed} of ${total.matched} ${verb}${skipped}${r.more ? "…" : ""}`;
-      if (!r.more || !r.next) break;
+      left = Boolean(r.more && r.next);
+      if (!left) break;
       after = r.next;
     }
+    if (left) $("#bulk-result").textContent += "; more match: press again";
     await refreshAll();
   } catch (e) {
     $("#bulk-result").textContent = `${what} failed: ${e.message}`;

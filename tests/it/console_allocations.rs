@@ -208,7 +208,7 @@ on_both! {
 
         p.clock.advance(TimeDelta::minutes(5));
         let r = p.post(&cascade("/allocations/retry"), &p.admin(), json!({"filter": {"task_id": task}})).await;
-        // Oldest first: dispatched together, they were claimed (and failed) in that order.
+        // In id order (claims take allocations of equal times by id, so also in that order).
         assert_eq!(
             r.ok(),
             &json!({"matched": 3, "changed": 3, "skipped": 0, "ids": failed, "more": false, "next": null}),

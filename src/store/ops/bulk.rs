@@ -1,7 +1,7 @@
 //! An operator's retry and cancel of allocations (issue 16): by ids or by the list's filter,
-//! at most [`BULK_MAX`] a call, oldest dispatch first, each call one transaction. The chosen
-//! rows are locked first (PostgreSQL), then the feeds they take or free, the order of every
-//! allocation-then-feeds write.
+//! at most [`BULK_MAX`] a call, in id order, each call one transaction. On PostgreSQL a cancel
+//! first locks the holders' node rows, then the chosen rows, then the feeds they take or
+//! free: the order of every node-then-allocation-then-feeds write.
 
 use super::alloc::{OPEN_CHUNK, open_feeds};
 use super::attempts::{Ended, Ending, record};
@@ -45,7 +45,7 @@ pub struct BulkOutcome {
     pub changed: usize,
     /// Of them, left as they were (another status, or no feed free to take).
     pub skipped: usize,
-    /// The changed ones, oldest dispatch first.
+    /// The changed ones, in id order.
     pub ids: Vec<String>,
     /// The filter matched more than one call handles: call again with `after` = `next`.
     pub more: bool,
@@ -149,7 +149,8 @@ async fn retry(tx: &mut Tx, selection: &Selection, now: NaiveDateTime) -> Result
         .iter()
         .filter(|p| RETRYABLE_STATUSES.contains(&p.status.as_str()))
         .collect();
-    // Invariant 5: a feed goes to the oldest row that wants it, if it has no open allocation.
+    // Invariant 5: a feed goes to the first row (in id order) that wants it, if it has no
+    // open allocation.
     let mut free = free_feeds(tx, &failed).await?;
     let reopened: Vec<(String, Vec<String>)> = failed
         .into_iter()
