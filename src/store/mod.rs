@@ -11,6 +11,7 @@ pub(crate) mod db;
 mod dedup;
 mod engine;
 pub(crate) mod flows;
+mod login_types;
 mod ops;
 mod rows;
 mod schema;
@@ -23,6 +24,7 @@ pub use alloc_status::AllocStatus;
 pub use alloc_types::*;
 pub use commands::{NewNodeCommand, NodeCommand};
 pub use flows::{FLOW_STATES, FlowProgress, LoginFlow, NewLoginFlow, flow_state_is_final};
+pub use login_types::*;
 pub use ops::attempts::{AllocationDetail, AllocationFeed, AttemptRecord};
 pub use ops::bulk::{BULK_MAX, BulkOutcome, CANCELLABLE_STATUSES, RETRYABLE_STATUSES, Selection};
 pub use ops::console::{

@@ -32,17 +32,7 @@ pub async fn retry(state: &AppState, action: AllocationAction) -> ApiResult<Bulk
         .store
         .retry_allocations(selection, state.clock.now())
         .await?;
-    if out.changed > 0 {
-        state.notifier.wake_all();
-    }
-    tracing::info!(
-        matched = out.matched,
-        changed = out.changed,
-        skipped = out.skipped,
-        more = out.more,
-        "allocations retried"
-    );
-    Ok(out)
+    Ok(done(state, out, "retried"))
 }
 
 /// `POST {P}/allocations/cancel`: ends open allocations as failed, `cancelled by <admin>`,
@@ -61,6 +51,12 @@ pub async fn cancel(
         .store
         .cancel_allocations(selection, message, state.clock.now())
         .await?;
+    Ok(done(state, out, "cancelled"))
+}
+
+/// Wakes waiting claims when rows changed (retried work to claim, or a cancelled holder's
+/// capacity free again) and logs the counts.
+fn done(state: &AppState, out: BulkOutcome, what: &str) -> BulkOutcome {
     if out.changed > 0 {
         state.notifier.wake_all();
     }
@@ -69,9 +65,9 @@ pub async fn cancel(
         changed = out.changed,
         skipped = out.skipped,
         more = out.more,
-        "allocations cancelled"
+        "allocations {what}"
     );
-    Ok(out)
+    out
 }
 
 /// The store's selection from a body naming exactly one of `ids` (1–1000) and `filter`

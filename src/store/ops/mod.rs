@@ -9,6 +9,7 @@ pub(crate) mod attempts;
 mod beats;
 pub(crate) mod bulk;
 pub(crate) mod catalog;
+mod claim;
 mod commands;
 pub(crate) mod console;
 pub(crate) mod due;
