@@ -5,6 +5,7 @@ pub mod alloc;
 pub mod allocations;
 pub mod articles;
 mod catalog;
+mod claim;
 pub mod flows;
 pub mod fresh;
 mod heartbeat;
